@@ -1,0 +1,72 @@
+/**
+ * The backend interface: where task states and results are stored. The core knows only this.
+ * Implementations: `backends/memory`, `backends/redis`, `backends/memcache`, `backends/mongo`; each
+ * passes the backend contract suite (`test/contract/backend.ts`).
+ */
+import type { TaskState } from './state.js';
+
+/**
+ * Expiry of a stored entry in **seconds**: `-1` keeps it forever, `0` does not store it at all,
+ * `N > 0` keeps it N seconds (as YTask's `StatusExpires` / `ResultExpires`).
+ */
+export type Expiry = number;
+
+/**
+ * Condition under which a {@link Backend.write} takes effect, evaluated atomically against the state
+ * currently stored (an expired entry counts as absent):
+ * - `absent`: only if no state is stored (idempotent create).
+ * - `notFinal`: only if no state is stored or its status is not final (running, waiting-retry, progress, failure...).
+ * - `notSuccess`: only if the stored status is not `success` (a success is sticky: a late duplicate's
+ *   write never replaces it).
+ */
+export type WriteGuard = 'absent' | 'notFinal' | 'notSuccess';
+
+/** One atomic write of a task's state and, optionally, its result. */
+export interface StateWrite {
+  /** The new state. */
+  state: TaskState;
+  /** Expiry of the state entry (seconds; -1 forever; 0 not stored). */
+  stateTtl: Expiry;
+  /** Result to store beside the state (superjson-encoded JSON text), written only together with the state. */
+  result?: string;
+  /** Expiry of the result entry (seconds; -1 forever; 0 not stored). Required when `result` is set. */
+  resultTtl?: Expiry;
+  /** Condition for the write. */
+  guard: WriteGuard;
+}
+
+/** What {@link Backend.write} did. */
+export interface WriteOutcome {
+  /** True when the state (and result) were written. With `stateTtl` 0 the guard cannot be checked and this is true. */
+  written: boolean;
+  /** The state stored before the write (or the one that blocked it); `null` when none was stored. */
+  previous: TaskState | null;
+}
+
+/**
+ * A result store. Rules (checked by the contract suite):
+ * - `write` is atomic with respect to its guard: two concurrent writes never both pass an `absent`
+ *   guard, and a stored `success` is only ever replaced by a write whose guard passes (`absent`, `notFinal` and `notSuccess` all refuse it).
+ * - A result is never visible without its state having been written by the same call (when both are stored).
+ * - Expiries follow {@link Expiry} exactly, including "forever" and "not stored".
+ * - Methods reject with a `TasukiError` (`ConnectionError` for transport failures, `ValueTooLargeError`
+ *   when a value exceeds what the store can hold); they reconnect by themselves after a restart.
+ */
+export interface Backend {
+  /** Short name for logs ("memory", "redis", "memcache", "mongo"). */
+  readonly kind: string;
+  /** Opens connections. Idempotent; other methods call it implicitly. */
+  connect(): Promise<void>;
+  /** Closes connections. Idempotent. */
+  close(): Promise<void>;
+  /** Conditionally writes a state (and result). */
+  write(write: StateWrite): Promise<WriteOutcome>;
+  /** Reads a task state; `null` when absent or expired. */
+  read(id: string): Promise<TaskState | null>;
+  /** Reads many states in one round trip where possible; same order as `ids`. */
+  readMany(ids: ReadonlyArray<string>): Promise<Array<TaskState | null>>;
+  /** Reads a stored result (superjson JSON text); `null` when absent, expired or not stored. */
+  readResult(id: string): Promise<string | null>;
+  /** Deletes state and result of a task. */
+  delete(id: string): Promise<void>;
+}

@@ -1,0 +1,218 @@
+/**
+ * Typed errors of tasuki. Every error the library throws or stores in a result is an instance of
+ * {@link TasukiError} with a stable string `code`, so callers can branch on `err.code` instead of
+ * parsing messages.
+ */
+
+/** Stable codes of every error tasuki raises. */
+export type ErrorCode =
+  | 'ERR_INVALID_NAME'
+  | 'ERR_INVALID_OPTION'
+  | 'ERR_NOT_SERIALIZABLE'
+  | 'ERR_DECODE'
+  | 'ERR_UNKNOWN_TASK'
+  | 'ERR_BAD_ARGS'
+  | 'ERR_TASK_TIMEOUT'
+  | 'ERR_TASK_FAILED'
+  | 'ERR_NON_ERROR_THROWN'
+  | 'ERR_RESULT_TIMEOUT'
+  | 'ERR_ABORTED'
+  | 'ERR_EXPIRED'
+  | 'ERR_SHUTDOWN'
+  | 'ERR_CLOSED'
+  | 'ERR_CONNECTION'
+  | 'ERR_VALUE_TOO_LARGE'
+  | 'ERR_TOPOLOGY_MISMATCH'
+  | 'ERR_DUPLICATE_TASK'
+  | 'ERR_NOT_FOUND';
+
+/** Base class of all tasuki errors. */
+export class TasukiError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: ErrorCode;
+
+  /**
+   * @param code stable error code
+   * @param message human readable message
+   * @param options standard `cause`
+   */
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A group or task name is empty, too long or contains characters outside `[A-Za-z0-9_.:-]`. */
+export class InvalidNameError extends TasukiError {
+  /** @param message what is wrong with the name */
+  constructor(message: string) {
+    super('ERR_INVALID_NAME', message);
+  }
+}
+
+/** A configuration or per-send option has an invalid value. */
+export class InvalidOptionError extends TasukiError {
+  /** @param message which option and why */
+  constructor(message: string) {
+    super('ERR_INVALID_OPTION', message);
+  }
+}
+
+/** Arguments or a return value cannot be encoded (functions, symbols, circular structures...). */
+export class NotSerializableError extends TasukiError {
+  /** @param message what could not be encoded @param cause underlying error */
+  constructor(message: string, cause?: unknown) {
+    super('ERR_NOT_SERIALIZABLE', message, { cause });
+  }
+}
+
+/** A message or stored record could not be decoded. */
+export class DecodeError extends TasukiError {
+  /** @param message why decoding failed @param cause underlying error */
+  constructor(message: string, cause?: unknown) {
+    super('ERR_DECODE', message, { cause });
+  }
+}
+
+/** No handler is registered for a task name in this group (on this worker). */
+export class UnknownTaskError extends TasukiError {
+  /** @param group group name @param name task name */
+  constructor(group: string, name: string) {
+    super('ERR_UNKNOWN_TASK', `no task "${name}" is registered in group "${group}"`);
+  }
+}
+
+/** The arguments of a task do not match what its handler declared. */
+export class BadArgumentsError extends TasukiError {
+  /** @param message which argument and why */
+  constructor(message: string) {
+    super('ERR_BAD_ARGS', message);
+  }
+}
+
+/** A handler did not settle within its per-task timeout. */
+export class TaskTimeoutError extends TasukiError {
+  /** @param ms the timeout that passed */
+  constructor(ms: number) {
+    super('ERR_TASK_TIMEOUT', `task handler did not settle within ${ms} ms`);
+  }
+}
+
+/** A handler threw something that is not an `Error` (a string, `undefined`, a plain object...). */
+export class NonErrorThrownError extends TasukiError {
+  /** The thrown value, as thrown. */
+  readonly thrown: unknown;
+  /** @param thrown the value the handler threw */
+  constructor(thrown: unknown) {
+    super('ERR_NON_ERROR_THROWN', `task handler threw a non-Error value: ${describe(thrown)}`);
+    this.thrown = thrown;
+  }
+}
+
+/** The error re-created on the client side from a stored failure. */
+export class TaskFailedError extends TasukiError {
+  /** Name of the original error class on the worker. */
+  readonly originalName: string;
+  /** Code of the original error, if it had one. */
+  readonly originalCode: string | undefined;
+  /** @param info the stored error info */
+  constructor(info: { name: string; message: string; code?: string | undefined }) {
+    super('ERR_TASK_FAILED', info.message);
+    this.originalName = info.name;
+    this.originalCode = info.code;
+  }
+}
+
+/** `getResult` gave up before the task finished. */
+export class ResultTimeoutError extends TasukiError {
+  /** @param id task id @param ms how long it waited */
+  constructor(id: string, ms: number) {
+    super('ERR_RESULT_TIMEOUT', `task ${id} did not finish within ${ms} ms`);
+  }
+}
+
+/** The task was aborted (by `client.abort` or shutdown). Passed as the `AbortSignal` reason. */
+export class TaskAbortedError extends TasukiError {
+  /** @param message why */
+  constructor(message = 'task was aborted') {
+    super('ERR_ABORTED', message);
+  }
+}
+
+/** The task's `expireAt` passed before it could run. */
+export class TaskExpiredError extends TasukiError {
+  /** @param expireAt the deadline that passed (epoch ms) */
+  constructor(expireAt: number) {
+    super('ERR_EXPIRED', `task expired at ${new Date(expireAt).toISOString()} before it ran`);
+  }
+}
+
+/** The worker is shutting down; used as the `AbortSignal` reason of tasks still running at the deadline. */
+export class ShutdownError extends TasukiError {
+  /** @param message details */
+  constructor(message = 'worker is shutting down') {
+    super('ERR_SHUTDOWN', message);
+  }
+}
+
+/** An operation was attempted on a closed server, client, broker or backend. */
+export class ClosedError extends TasukiError {
+  /** @param what which object is closed */
+  constructor(what: string) {
+    super('ERR_CLOSED', `${what} is closed`);
+  }
+}
+
+/** A broker or backend connection failed and the operation could not complete. */
+export class ConnectionError extends TasukiError {
+  /** @param message details @param cause driver error */
+  constructor(message: string, cause?: unknown) {
+    super('ERR_CONNECTION', message, { cause });
+  }
+}
+
+/** A value is larger than the backend can store (e.g. memcached's item size limit). */
+export class ValueTooLargeError extends TasukiError {
+  /** @param bytes size of the value @param limit the backend's limit */
+  constructor(bytes: number, limit: number) {
+    super('ERR_VALUE_TOO_LARGE', `value of ${bytes} bytes exceeds the backend limit of ${limit} bytes`);
+  }
+}
+
+/** A queue or exchange exists with arguments that differ from what tasuki would declare. */
+export class TopologyMismatchError extends TasukiError {
+  /** @param message what differs */
+  constructor(message: string) {
+    super('ERR_TOPOLOGY_MISMATCH', message);
+  }
+}
+
+/** A lookup (dead letter, task) found nothing. */
+export class NotFoundError extends TasukiError {
+  /** @param message what was not found */
+  constructor(message: string) {
+    super('ERR_NOT_FOUND', message);
+  }
+}
+
+/** Short printable description of any thrown value, for messages. */
+export function describe(value: unknown): string {
+  if (value === undefined) return 'undefined';
+  if (value === null) return 'null';
+  if (typeof value === 'string') return JSON.stringify(value.length > 200 ? value.slice(0, 200) + '…' : value);
+  if (typeof value === 'object') {
+    try {
+      const s = JSON.stringify(value);
+      return s === undefined ? Object.prototype.toString.call(value) : s.length > 200 ? s.slice(0, 200) + '…' : s;
+    } catch {
+      return Object.prototype.toString.call(value);
+    }
+  }
+  return String(value);
+}
+
+/** Turns anything a handler threw into an `Error` (non-errors are wrapped in {@link NonErrorThrownError}). */
+export function toError(thrown: unknown): Error {
+  return thrown instanceof Error ? thrown : new NonErrorThrownError(thrown);
+}

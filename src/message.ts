@@ -1,0 +1,250 @@
+/**
+ * Wire format of task messages (version 1) and the value codec.
+ *
+ * A message body is one JSON object:
+ * ```json
+ * {"v":1,"id":"…","group":"g","name":"add","args":{"json":[1,2]},
+ *  "retriesLeft":3,"retriesUsed":0,"backoff":{"type":"exponential","delayMs":1000,"maxDelayMs":300000,"jitter":0.5},
+ *  "sentAt":1700000000000,"runAt":null,"expireAt":null,"timeoutMs":null,"firstUnknownAt":null}
+ * ```
+ * `args` (and stored results/progress) are superjson documents `{"json": …, "meta"?: …}`: `json` is
+ * plain JSON; `meta` (optional) tells how to revive Date, Map, Set, BigInt, undefined, RegExp, Error,
+ * URL… A producer in another language may send `{"json": [...]}` without `meta`.
+ */
+import superjson from 'superjson';
+import { DecodeError, NotSerializableError } from './errors.js';
+
+/** Current wire format version. */
+export const WIRE_VERSION = 1;
+
+/** Retry backoff policy, carried in each message. */
+export interface Backoff {
+  /** `fixed`: always `delayMs`; `exponential`: `delayMs * 2^(retriesUsed)`, capped at `maxDelayMs`. */
+  type: 'fixed' | 'exponential';
+  /** Base delay in ms (≥ 0). */
+  delayMs: number;
+  /** Cap of the delay in ms (exponential). */
+  maxDelayMs?: number;
+  /** Fraction 0..1 of the delay that is randomised (0.5: delay × [0.5, 1]). 0 or absent: none. */
+  jitter?: number;
+}
+
+/** The decoded task message (wire format v1). */
+export interface TaskMessage {
+  /** Wire format version. */
+  v: 1;
+  /** Task id (unique; also the idempotency key when given by the sender). */
+  id: string;
+  /** Group (queue) name. */
+  group: string;
+  /** Task name within the group. */
+  name: string;
+  /** superjson document of the argument array. */
+  args: EncodedValue;
+  /** Retries still allowed after a failure of the coming run. */
+  retriesLeft: number;
+  /** Retries used so far. */
+  retriesUsed: number;
+  /** Backoff between retries. */
+  backoff: Backoff;
+  /** When the client sent it (epoch ms). */
+  sentAt: number;
+  /** When the task was scheduled to run (epoch ms), if delayed; used to measure lateness. */
+  runAt: number | null;
+  /** Epoch ms after which the task must not run any more. */
+  expireAt: number | null;
+  /** Per-task handler timeout in ms. */
+  timeoutMs: number | null;
+  /** Set by workers that did not know the task name: when that was first seen (rolling deploys). */
+  firstUnknownAt: number | null;
+}
+
+/** A superjson document. */
+export interface EncodedValue {
+  /** Plain JSON part. */
+  json: unknown;
+  /** Type annotations for revival (optional). */
+  meta?: unknown;
+}
+
+/** Encodes any supported value to a superjson document; throws {@link NotSerializableError}. */
+export function encodeValue(value: unknown, what = 'value'): EncodedValue {
+  assertSerializable(value, what, new Set());
+  try {
+    const out = superjson.serialize(value) as EncodedValue;
+    return out.meta === undefined ? { json: out.json } : { json: out.json, meta: out.meta };
+  } catch (err) {
+    throw new NotSerializableError(`${what} cannot be encoded: ${(err as Error).message}`, err);
+  }
+}
+
+/** Encodes a value to JSON text (superjson document). */
+export function encodeValueText(value: unknown, what = 'value'): string {
+  return JSON.stringify(encodeValue(value, what));
+}
+
+/** Decodes a superjson document; throws {@link DecodeError}. */
+export function decodeValue(doc: EncodedValue): unknown {
+  try {
+    if (doc.meta === undefined) return doc.json;
+    return superjson.deserialize(doc as Parameters<typeof superjson.deserialize>[0]);
+  } catch (err) {
+    throw new DecodeError(`cannot decode value: ${(err as Error).message}`, err);
+  }
+}
+
+/** Decodes JSON text of a superjson document. */
+export function decodeValueText(text: string): unknown {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new DecodeError('stored value is not JSON', err);
+  }
+  if (!isObject(doc) || !('json' in doc)) throw new DecodeError('stored value is not a superjson document');
+  return decodeValue(doc as unknown as EncodedValue);
+}
+
+function assertSerializable(value: unknown, path: string, seen: Set<object>): void {
+  switch (typeof value) {
+    case 'function':
+      throw new NotSerializableError(`${path} is a function, which cannot be sent`);
+    case 'symbol':
+      throw new NotSerializableError(`${path} is a symbol, which cannot be sent`);
+    case 'number':
+    case 'string':
+    case 'boolean':
+    case 'bigint':
+    case 'undefined':
+      return;
+    default:
+      break;
+  }
+  if (value === null) return;
+  const obj = value as object;
+  if (seen.has(obj)) throw new NotSerializableError(`${path} contains a circular reference`);
+  if (obj instanceof Date || obj instanceof RegExp || obj instanceof URL || obj instanceof Error) return;
+  if (ArrayBuffer.isView(obj)) {
+    throw new NotSerializableError(`${path} is a binary buffer; encode it (e.g. base64) before sending`);
+  }
+  seen.add(obj);
+  if (obj instanceof Map) {
+    for (const [k, v] of obj) {
+      assertSerializable(k, `${path} map key`, seen);
+      assertSerializable(v, `${path}.get(${String(k)})`, seen);
+    }
+  } else if (obj instanceof Set) {
+    for (const v of obj) assertSerializable(v, `${path} set item`, seen);
+  } else if (Array.isArray(obj)) {
+    obj.forEach((v, i) => assertSerializable(v, `${path}[${i}]`, seen));
+  } else {
+    // Class instances travel as their own enumerable fields; their methods are not sent.
+    for (const [k, v] of Object.entries(obj)) assertSerializable(v, `${path}.${k}`, seen);
+  }
+  seen.delete(obj);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Serialises a message to its wire text. */
+export function encodeMessage(msg: TaskMessage): string {
+  return JSON.stringify(msg);
+}
+
+/**
+ * Parses and validates a message body. Throws {@link DecodeError} with a precise reason; `partial`
+ * on the error carries the id/group/name when they could be read, so the failure can be recorded.
+ */
+export function decodeMessage(body: string): TaskMessage {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(body);
+  } catch (err) {
+    throw new MessageDecodeError('message is not valid JSON', {}, err);
+  }
+  if (!isObject(raw)) throw new MessageDecodeError('message is not a JSON object', {});
+  const partial: PartialIds = {};
+  if (typeof raw.id === 'string' && raw.id.length > 0) partial.id = raw.id;
+  if (typeof raw.group === 'string') partial.group = raw.group;
+  if (typeof raw.name === 'string') partial.name = raw.name;
+  const fail = (why: string): never => {
+    throw new MessageDecodeError(why, partial);
+  };
+  if (raw.v !== WIRE_VERSION) fail(`unsupported wire version ${JSON.stringify(raw.v)} (this worker reads ${WIRE_VERSION})`);
+  if (partial.id === undefined) fail('message has no id');
+  if (partial.group === undefined) fail('message has no group');
+  if (partial.name === undefined) fail('message has no name');
+  if (!isObject(raw.args) || !('json' in raw.args)) fail('message args are not a superjson document');
+  const args = raw.args as unknown as EncodedValue;
+  if (!Array.isArray(args.json)) fail('message args are not an array');
+  const int = (k: string, dflt: number): number => {
+    const v = raw[k];
+    if (v === undefined || v === null) return dflt;
+    if (typeof v !== 'number' || !Number.isFinite(v)) return fail(`message field ${k} is not a number`);
+    return v;
+  };
+  const optNum = (k: string): number | null => {
+    const v = raw[k];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'number' || !Number.isFinite(v)) return fail(`message field ${k} is not a number`);
+    return v;
+  };
+  let backoff: Backoff = { type: 'fixed', delayMs: 0 };
+  if (raw.backoff !== undefined && raw.backoff !== null) {
+    const b = raw.backoff;
+    if (!isObject(b) || (b.type !== 'fixed' && b.type !== 'exponential') || typeof b.delayMs !== 'number') {
+      fail('message backoff is malformed');
+    } else {
+      backoff = { type: b.type, delayMs: b.delayMs };
+      if (typeof b.maxDelayMs === 'number') backoff.maxDelayMs = b.maxDelayMs;
+      if (typeof b.jitter === 'number') backoff.jitter = b.jitter;
+    }
+  }
+  return {
+    v: 1,
+    id: partial.id as string,
+    group: partial.group as string,
+    name: partial.name as string,
+    args,
+    retriesLeft: int('retriesLeft', 0),
+    retriesUsed: int('retriesUsed', 0),
+    backoff,
+    sentAt: int('sentAt', 0),
+    runAt: optNum('runAt'),
+    expireAt: optNum('expireAt'),
+    timeoutMs: optNum('timeoutMs'),
+    firstUnknownAt: optNum('firstUnknownAt'),
+  };
+}
+
+/** Identifiers that could be read from a message that failed to decode. */
+export interface PartialIds {
+  /** Task id, if readable. */
+  id?: string;
+  /** Group, if readable. */
+  group?: string;
+  /** Name, if readable. */
+  name?: string;
+}
+
+/** A {@link DecodeError} for a message body, with whatever ids could be read. */
+export class MessageDecodeError extends DecodeError {
+  /** Ids read before decoding failed. */
+  readonly partial: PartialIds;
+  /** @param message why @param partial ids read @param cause underlying error */
+  constructor(message: string, partial: PartialIds, cause?: unknown) {
+    super(message, cause);
+    this.partial = partial;
+  }
+}
+
+/** Delay in ms before retry number `retriesUsed + 1`, per the backoff policy. */
+export function backoffDelay(backoff: Backoff, retriesUsed: number, random: () => number = Math.random): number {
+  let delay = backoff.type === 'fixed' ? backoff.delayMs : backoff.delayMs * 2 ** Math.min(retriesUsed, 30);
+  if (backoff.maxDelayMs !== undefined) delay = Math.min(delay, backoff.maxDelayMs);
+  const jitter = Math.min(Math.max(backoff.jitter ?? 0, 0), 1);
+  if (jitter > 0) delay = delay * (1 - jitter * random());
+  return Math.max(0, Math.round(delay));
+}

@@ -1,0 +1,224 @@
+/**
+ * The backend contract suite. Every backend runs it unchanged:
+ *
+ * ```ts
+ * import { backendContract } from 'tasuki/testing';
+ * backendContract('redis', () => ({ create: () => new RedisBackend({ prefix }), teardown: async () => {...} }));
+ * ```
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import type { Backend, StateWrite } from '../../src/backend.js';
+import type { TaskState, TaskStatus } from '../../src/state.js';
+import { encodeValueText, decodeValueText } from '../../src/message.js';
+
+/** What a backend factory provides to the suite. */
+export interface BackendHarness {
+  /** Creates a backend instance; all instances of one harness share a namespace. */
+  create(): Backend | Promise<Backend>;
+  /** Removes anything left in the namespace (called after each test, after backends are closed). */
+  teardown?(): Promise<void>;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Builds a task state for tests. */
+export function makeState(id: string, status: TaskStatus, extra: Partial<TaskState> = {}): TaskState {
+  return { v: 1, id, group: 'g', name: 't', status, retriesUsed: 0, retriesLeft: 3, updatedAt: Date.now(), ...extra };
+}
+
+/** Registers the backend contract tests for one implementation. */
+export function backendContract(name: string, makeHarness: () => BackendHarness): void {
+  describe(`backend contract: ${name}`, () => {
+    let harness: BackendHarness;
+    let backends: Backend[];
+    let ids: string[];
+    const make = async (): Promise<Backend> => {
+      const b = await harness.create();
+      backends.push(b);
+      await b.connect();
+      return b;
+    };
+    const newId = (): string => {
+      const id = randomUUID();
+      ids.push(id);
+      return id;
+    };
+    const w = (state: TaskState, guard: StateWrite['guard'], extra: Partial<StateWrite> = {}): StateWrite => ({
+      state,
+      stateTtl: 60,
+      guard,
+      ...extra,
+    });
+
+    beforeEach(() => {
+      harness = makeHarness();
+      backends = [];
+      ids = [];
+    });
+
+    afterEach(async () => {
+      const b = backends[0];
+      if (b) await Promise.all(ids.map((id) => b.delete(id).catch(() => undefined)));
+      await Promise.all(backends.map((x) => x.close()));
+      await harness.teardown?.();
+    });
+
+    it('writes and reads a state; absent reads as null', async () => {
+      const b = await make();
+      const id = newId();
+      expect(await b.read(id)).toBeNull();
+      const state = makeState(id, 'sent', { sentAt: 123, error: { name: 'E', message: 'm', code: 'C' } });
+      const out = await b.write(w(state, 'absent'));
+      expect(out).toEqual({ written: true, previous: null });
+      expect(await b.read(id)).toEqual(state);
+    });
+
+    it('the absent guard lets exactly one of many concurrent creators win', async () => {
+      const b = await make();
+      const b2 = await make();
+      const id = newId();
+      const outs = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => (i % 2 ? b : b2).write(w(makeState(id, 'sent', { retriesLeft: i }), 'absent'))),
+      );
+      const winners = outs.filter((o) => o.written);
+      expect(winners).toHaveLength(1);
+      const stored = await b.read(id);
+      for (const o of outs) if (!o.written) expect(o.previous).toEqual(stored);
+    });
+
+    it('notFinal writes over non-final states and is refused by final ones', async () => {
+      const b = await make();
+      const id = newId();
+      expect((await b.write(w(makeState(id, 'sent'), 'notFinal'))).written).toBe(true);
+      const run = await b.write(w(makeState(id, 'running', { startedAt: 5 }), 'notFinal'));
+      expect(run.written).toBe(true);
+      expect(run.previous?.status).toBe('sent');
+      expect((await b.write(w(makeState(id, 'waiting-retry'), 'notFinal'))).written).toBe(true);
+      expect((await b.write(w(makeState(id, 'failure'), 'notFinal'))).written).toBe(true);
+      const late = await b.write(w(makeState(id, 'running'), 'notFinal'));
+      expect(late.written).toBe(false);
+      expect(late.previous?.status).toBe('failure');
+      expect((await b.read(id))?.status).toBe('failure');
+    });
+
+    it('a success is sticky: no guard replaces it, and the result stays', async () => {
+      const b = await make();
+      const id = newId();
+      const result = encodeValueText([42]);
+      const ok = await b.write(w(makeState(id, 'success'), 'notSuccess', { result, resultTtl: 60 }));
+      expect(ok.written).toBe(true);
+      for (const guard of ['absent', 'notFinal', 'notSuccess'] as const) {
+        const late = await b.write(w(makeState(id, 'failure'), guard, { result: encodeValueText(['x']), resultTtl: 60 }));
+        expect(late.written).toBe(false);
+        expect(late.previous?.status).toBe('success');
+      }
+      expect((await b.read(id))?.status).toBe('success');
+      expect(decodeValueText((await b.readResult(id)) as string)).toEqual([42]);
+    });
+
+    it('notSuccess replaces a final failure or abort with a success', async () => {
+      const b = await make();
+      const id = newId();
+      await b.write(w(makeState(id, 'aborted'), 'notFinal'));
+      const out = await b.write(w(makeState(id, 'success'), 'notSuccess', { result: encodeValueText(1), resultTtl: 60 }));
+      expect(out.written).toBe(true);
+      expect(out.previous?.status).toBe('aborted');
+      expect((await b.read(id))?.status).toBe('success');
+    });
+
+    it('stores results with superjson types intact', async () => {
+      const b = await make();
+      const id = newId();
+      const value = { when: new Date(1700000000000), tags: new Set(['a']), m: new Map([[1, 'one']]), big: 10n ** 20n, u: undefined, s: 'ünïcødé ✓ 🎌' };
+      await b.write(w(makeState(id, 'success'), 'notSuccess', { result: encodeValueText(value), resultTtl: 60 }));
+      expect(decodeValueText((await b.readResult(id)) as string)).toEqual(value);
+    });
+
+    it('an expiry of 0 stores nothing, -1 keeps the entry, N seconds expires it', async () => {
+      const b = await make();
+      const none = newId();
+      const forever = newId();
+      const short = newId();
+      const out = await b.write({ state: makeState(none, 'success'), stateTtl: 0, result: encodeValueText(1), resultTtl: 0, guard: 'notSuccess' });
+      expect(out.written).toBe(true);
+      await b.write({ state: makeState(forever, 'success'), stateTtl: -1, result: encodeValueText(2), resultTtl: -1, guard: 'notSuccess' });
+      await b.write({ state: makeState(short, 'success'), stateTtl: 1, result: encodeValueText(3), resultTtl: 60, guard: 'notSuccess' });
+      expect(await b.read(none)).toBeNull();
+      expect(await b.readResult(none)).toBeNull();
+      expect((await b.read(short))?.status).toBe('success');
+      await sleep(2200);
+      expect(await b.read(short)).toBeNull();
+      expect(decodeValueText((await b.readResult(short)) as string)).toBe(3);
+      expect((await b.read(forever))?.status).toBe('success');
+      expect(decodeValueText((await b.readResult(forever)) as string)).toBe(2);
+    });
+
+    it('status and result expire separately', async () => {
+      const b = await make();
+      const id = newId();
+      await b.write({ state: makeState(id, 'success'), stateTtl: 60, result: encodeValueText('r'), resultTtl: 1, guard: 'notSuccess' });
+      await sleep(2200);
+      expect((await b.read(id))?.status).toBe('success');
+      expect(await b.readResult(id)).toBeNull();
+    });
+
+    it('an expired state counts as absent for the absent guard', async () => {
+      const b = await make();
+      const id = newId();
+      await b.write({ state: makeState(id, 'success'), stateTtl: 1, guard: 'absent' });
+      await sleep(2200);
+      expect((await b.write(w(makeState(id, 'sent'), 'absent'))).written).toBe(true);
+    });
+
+    it('a refused write stores no result', async () => {
+      const b = await make();
+      const id = newId();
+      await b.write(w(makeState(id, 'failure'), 'notFinal'));
+      const out = await b.write(w(makeState(id, 'failure'), 'notFinal', { result: encodeValueText('late'), resultTtl: 60 }));
+      expect(out.written).toBe(false);
+      expect(await b.readResult(id)).toBeNull();
+    });
+
+    it('readMany returns states in order with nulls for missing ids', async () => {
+      const b = await make();
+      const [a, missing, c] = [newId(), newId(), newId()];
+      await b.write(w(makeState(a, 'running'), 'notFinal'));
+      await b.write(w(makeState(c, 'aborted'), 'notFinal'));
+      const got = await b.readMany([a, missing, c]);
+      expect(got.map((s) => s?.status ?? null)).toEqual(['running', null, 'aborted']);
+      expect(await b.readMany([])).toEqual([]);
+    });
+
+    it('delete removes state and result', async () => {
+      const b = await make();
+      const id = newId();
+      await b.write(w(makeState(id, 'success'), 'notSuccess', { result: encodeValueText(1), resultTtl: 60 }));
+      await b.delete(id);
+      expect(await b.read(id)).toBeNull();
+      expect(await b.readResult(id)).toBeNull();
+      await b.delete(id);
+    });
+
+    it('a large result is stored intact or refused with ERR_VALUE_TOO_LARGE, never lost silently', async () => {
+      const b = await make();
+      const id = newId();
+      const big = encodeValueText('x'.repeat(2 * 1024 * 1024));
+      try {
+        await b.write(w(makeState(id, 'success'), 'notSuccess', { result: big, resultTtl: 60 }));
+      } catch (err) {
+        expect((err as { code?: string }).code).toBe('ERR_VALUE_TOO_LARGE');
+        expect(await b.read(id)).toBeNull();
+        return;
+      }
+      expect(await b.readResult(id)).toBe(big);
+    });
+
+    it('close is idempotent and a closed backend rejects work', async () => {
+      const b = await make();
+      await b.close();
+      await b.close();
+      await expect(b.read('x')).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+    });
+  });
+}

@@ -1,0 +1,7 @@
+/**
+ * The conformance suites of tasuki, exported so that third-party brokers and backends run the same
+ * tests as the built-in ones (`import { brokerContract, backendContract } from 'tasuki/testing'`,
+ * inside a vitest test file).
+ */
+export { brokerContract, type BrokerHarness } from './broker.js';
+export { backendContract, makeState, type BackendHarness } from './backend.js';
