@@ -1,0 +1,311 @@
+/**
+ * The client: sends tasks, reads their state and results, aborts them, manages dead letters.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Backend, Expiry } from './backend.js';
+import type { Broker, DeadLetter } from './broker.js';
+import { ClosedError, InvalidOptionError, ResultTimeoutError } from './errors.js';
+import { consoleLogger, type Logger } from './logger.js';
+import { encodeMessage, encodeValue, type TaskMessage } from './message.js';
+import { assertName } from './names.js';
+import {
+  DEFAULT_RETRY_COUNT,
+  checkExpiry,
+  checkMs,
+  DEFAULT_EXPIRES,
+  resolveBackoff,
+  toEpoch,
+  type ClientOptions,
+  type SendOptions,
+} from './options.js';
+import { TaskResult } from './result.js';
+import type { TaskState } from './state.js';
+import type { TaskId, TaskRef } from './task.js';
+import { MemoryBroker } from '../brokers/memory.js';
+import { MemoryBackend } from '../backends/memory.js';
+
+const ID_PATTERN = /^[\x21-\x7e]{1,200}$/;
+
+/** Shared connection holder of a client and its `with()` views. */
+interface ClientCore {
+  broker: Broker;
+  backend: Backend;
+  logger: Logger;
+  statusExpires: Expiry;
+  resultExpires: Expiry;
+  closed: boolean;
+  /** Whether close() closes broker and backend (false when a server owns them). */
+  ownsConnections: boolean;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Sends tasks and reads their results. */
+export class Client {
+  private readonly core: ClientCore;
+  private readonly defaults: SendOptions;
+
+  /**
+   * @param options broker, backend (defaults: new in-memory ones — only useful in the same process as
+   *   a server built on the same instances), logger, expiries and send defaults.
+   */
+  constructor(options?: ClientOptions);
+  /** @internal */
+  constructor(options: ClientOptions, core: ClientCore);
+  constructor(options: ClientOptions = {}, core?: ClientCore) {
+    this.core = core ?? {
+      broker: options.broker ?? new MemoryBroker(),
+      backend: options.backend ?? new MemoryBackend(),
+      logger: options.logger ?? consoleLogger('warn'),
+      statusExpires: checkExpiry('statusExpires', options.statusExpires ?? DEFAULT_EXPIRES),
+      resultExpires: checkExpiry('resultExpires', options.resultExpires ?? DEFAULT_EXPIRES),
+      closed: false,
+      ownsConnections: true,
+    };
+    this.defaults = { ...(options.sendDefaults ?? {}) };
+    validateSendOptions(this.defaults);
+  }
+
+  /**
+   * A view of this client whose sends use `options` (over this client's defaults), YTask's
+   * `SetTaskCtl`: `client.with({ retryCount: 5, runAfter: 2000 }).send(add, 1, 2)`. Shares connections.
+   */
+  with(options: SendOptions): Client {
+    validateSendOptions(options);
+    return new Client({ sendDefaults: { ...this.defaults, ...options } }, this.core);
+  }
+
+  /** Sends a task by typed reference; arguments are type-checked. Resolves with the id once the broker holds the message. */
+  send<A extends unknown[], R>(ref: TaskRef<A, R>, ...args: A): Promise<TaskId<R>>;
+  /** Sends a task by group and name (untyped). */
+  send(group: string, name: string, ...args: unknown[]): Promise<TaskId>;
+  async send(first: TaskRef | string, ...rest: unknown[]): Promise<TaskId> {
+    const [group, name, args] = typeof first === 'string' ? [first, rest[0], rest.slice(1)] : [first.group, first.name, rest];
+    return this.sendOne(group, name as string, args, this.defaults);
+  }
+
+  /**
+   * Sends many tasks of one kind in one broker round trip where the broker allows. Resolves with
+   * their ids in order. The `id` send option cannot be used here (ids are generated).
+   */
+  async sendMany<A extends unknown[], R>(ref: TaskRef<A, R>, argsList: ReadonlyArray<A>): Promise<Array<TaskId<R>>> {
+    this.checkOpen();
+    if (this.defaults.id !== undefined) throw new InvalidOptionError('sendMany generates ids: do not set the id option');
+    assertName('group', ref.group);
+    assertName('task', ref.name);
+    const now = Date.now();
+    const msgs = argsList.map((args, i) => this.buildMessage(ref.group, ref.name, args, this.defaults, randomUUID(), now, i));
+    await this.core.broker.connect();
+    await Promise.all([
+      this.core.broker.publishBatch(
+        ref.group,
+        msgs.map((m) => ({ body: encodeMessage(m), options: m.runAt === null ? {} : { availableAt: m.runAt } })),
+      ),
+      ...msgs.map((m) => this.recordSent(m, 'absent')),
+    ]);
+    return msgs.map((m) => m.id as TaskId<R>);
+  }
+
+  private async sendOne(group: string, name: string, args: unknown[], opts: SendOptions): Promise<TaskId> {
+    this.checkOpen();
+    assertName('group', group);
+    assertName('task', name);
+    const id = opts.id ?? randomUUID();
+    const msg = this.buildMessage(group, name, args, opts, id, Date.now(), 0);
+    const body = encodeMessage(msg);
+    const publish = this.core.broker.publish(group, body, msg.runAt === null ? {} : { availableAt: msg.runAt });
+    if (opts.id === undefined) {
+      // A fresh id cannot collide: record `sent` and publish concurrently. The `absent` guard keeps a
+      // worker's `running` (if it got there first) from being overwritten.
+      const [published] = await Promise.allSettled([publish, this.recordSent(msg, 'absent')]);
+      if (published.status === 'rejected') {
+        await this.core.backend.delete(id).catch(() => undefined);
+        throw published.reason;
+      }
+      return id;
+    }
+    return this.sendIdempotent(msg, body);
+  }
+
+  /** Explicit id: claim it first; only the sender that created the state publishes. */
+  private async sendIdempotent(msg: TaskMessage, body: string): Promise<TaskId> {
+    if (this.core.statusExpires === 0) {
+      throw new InvalidOptionError('an explicit id (idempotency key) needs stored states: statusExpires must not be 0');
+    }
+    const claim = await this.recordSent(msg, 'absent');
+    if (claim && !claim.written) {
+      this.core.logger.debug('duplicate send ignored', { id: msg.id, status: claim.previous?.status });
+      return msg.id;
+    }
+    try {
+      await this.core.broker.publish(msg.group, body, msg.runAt === null ? {} : { availableAt: msg.runAt });
+    } catch (err) {
+      // The message is not in the broker: free the id so that a retried send can claim it again.
+      await this.core.backend.delete(msg.id).catch(() => undefined);
+      throw err;
+    }
+    return msg.id;
+  }
+
+  private buildMessage(group: string, name: string, args: unknown[], o: SendOptions, id: string, now: number, index: number): TaskMessage {
+    if (!ID_PATTERN.test(id)) throw new InvalidOptionError('id must be 1 to 200 printable ASCII characters without spaces');
+    const encoded = encodeValue(args, index === 0 ? 'arguments' : `arguments of task #${index}`);
+    let runAt: number | null = null;
+    if (o.runAt !== undefined) runAt = toEpoch('runAt', o.runAt);
+    else if (o.runAfter !== undefined && o.runAfter > 0) runAt = now + o.runAfter;
+    return {
+      v: 1,
+      id,
+      group,
+      name,
+      args: encoded,
+      retriesLeft: o.retryCount ?? DEFAULT_RETRY_COUNT,
+      retriesUsed: 0,
+      backoff: resolveBackoff(o.backoff),
+      sentAt: now,
+      runAt,
+      expireAt: o.expireAt === undefined ? null : toEpoch('expireAt', o.expireAt),
+      timeoutMs: o.timeout ?? null,
+      firstUnknownAt: null,
+    };
+  }
+
+  private async recordSent(msg: TaskMessage, guard: 'absent'): Promise<{ written: boolean; previous: TaskState | null } | null> {
+    if (this.core.statusExpires === 0) return null;
+    const state: TaskState = {
+      v: 1,
+      id: msg.id,
+      group: msg.group,
+      name: msg.name,
+      status: 'sent',
+      retriesUsed: 0,
+      retriesLeft: msg.retriesLeft,
+      sentAt: msg.sentAt,
+      updatedAt: msg.sentAt,
+    };
+    if (msg.runAt !== null) state.retryAt = msg.runAt;
+    return this.core.backend.write({ state, stateTtl: this.core.statusExpires, guard });
+  }
+
+  /**
+   * Polls the backend until the task is finished or `timeoutMs` passes (then rejects with
+   * `ResultTimeoutError`, code ERR_RESULT_TIMEOUT). Polls quickly at first, then every `intervalMs`
+   * (default 300, as YTask's demo). A finished task that failed resolves too: check `isSuccess()`.
+   */
+  async getResult<R>(id: TaskId<R> | string, timeoutMs: number, intervalMs = 300): Promise<TaskResult<R>> {
+    this.checkOpen();
+    checkMs('timeout', timeoutMs, 0);
+    checkMs('interval', intervalMs, 1);
+    const deadline = Date.now() + timeoutMs;
+    let wait = Math.min(2, intervalMs);
+    for (;;) {
+      const r = await this.getStatus<R>(id);
+      if (r?.isFinished()) return r;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new ResultTimeoutError(id, timeoutMs);
+      await sleep(Math.min(wait, left));
+      wait = Math.min(intervalMs, wait * 2);
+    }
+  }
+
+  /**
+   * Reads a task's current state (and value, when it succeeded) without waiting. `null` when nothing
+   * is stored for the id (unknown, expired, or statuses/results not stored).
+   */
+  async getStatus<R>(id: TaskId<R> | string): Promise<TaskResult<R> | null> {
+    this.checkOpen();
+    const state = this.core.statusExpires === 0 ? null : await this.core.backend.read(id);
+    if (state !== null && state.status !== 'success') return new TaskResult<R>(id, state, null);
+    const result = await this.core.backend.readResult(id);
+    if (state === null && result === null) return null;
+    return new TaskResult<R>(id, state, result);
+  }
+
+  /**
+   * Aborts a task: if it has not started it never runs; if it is running, its `ctl.signal` fires
+   * (within the workers' `abortPollMs`). Resolves `true` when the abort was recorded, `false` when
+   * the task had already finished.
+   */
+  async abort(id: TaskId | string): Promise<boolean> {
+    this.checkOpen();
+    const current = await this.core.backend.read(id);
+    const now = Date.now();
+    const state: TaskState = {
+      v: 1,
+      id,
+      group: current?.group ?? '',
+      name: current?.name ?? '',
+      status: 'aborted',
+      retriesUsed: current?.retriesUsed ?? 0,
+      retriesLeft: current?.retriesLeft ?? 0,
+      error: { name: 'TaskAbortedError', message: 'task was aborted by a client', code: 'ERR_ABORTED' },
+      finishedAt: now,
+      updatedAt: now,
+    };
+    if (current?.sentAt !== undefined) state.sentAt = current.sentAt;
+    if (current?.startedAt !== undefined) state.startedAt = current.startedAt;
+    // The abort marker must outlive the message even when states are otherwise not stored.
+    const ttl = this.core.statusExpires === 0 ? DEFAULT_EXPIRES : this.core.statusExpires;
+    const out = await this.core.backend.write({ state, stateTtl: ttl, guard: 'notFinal' });
+    return out.written;
+  }
+
+  /** Lists a group's dead letters, oldest first. */
+  async deadLetters(group: string, options?: { offset?: number; limit?: number }): Promise<DeadLetter[]> {
+    this.checkOpen();
+    assertName('group', group);
+    return this.core.broker.listDeadLetters(group, options);
+  }
+
+  /** Moves dead letters (the given ids, or all) back to their queue. Resolves with how many moved. */
+  async redriveDeadLetters(group: string, ids?: ReadonlyArray<string>): Promise<number> {
+    this.checkOpen();
+    assertName('group', group);
+    return this.core.broker.redriveDeadLetters(group, ids);
+  }
+
+  /** Deletes dead letters (the given ids, or all). Resolves with how many were deleted. */
+  async deleteDeadLetters(group: string, ids?: ReadonlyArray<string>): Promise<number> {
+    this.checkOpen();
+    assertName('group', group);
+    return this.core.broker.deleteDeadLetters(group, ids);
+  }
+
+  /** Closes the client's broker and backend (unless a server owns them). Idempotent. */
+  async close(): Promise<void> {
+    if (this.core.closed) return;
+    this.core.closed = true;
+    if (this.core.ownsConnections) await Promise.all([this.core.broker.close(), this.core.backend.close()]);
+  }
+
+  private checkOpen(): void {
+    if (this.core.closed) throw new ClosedError('client');
+  }
+}
+
+/** Validates per-send options at the call site (typed errors, nothing sent). */
+export function validateSendOptions(o: SendOptions): void {
+  if (o.retryCount !== undefined && (!Number.isInteger(o.retryCount) || o.retryCount < 0)) {
+    throw new InvalidOptionError(`retryCount must be a whole number ≥ 0, got ${String(o.retryCount)}`);
+  }
+  if (o.runAfter !== undefined) checkMs('runAfter', o.runAfter, 0);
+  if (o.runAt !== undefined) toEpoch('runAt', o.runAt);
+  if (o.expireAt !== undefined) toEpoch('expireAt', o.expireAt);
+  if (o.timeout !== undefined) checkMs('timeout', o.timeout, 1);
+  if (o.backoff !== undefined) resolveBackoff(o.backoff);
+  if (o.id !== undefined && (typeof o.id !== 'string' || !ID_PATTERN.test(o.id))) {
+    throw new InvalidOptionError('id must be 1 to 200 printable ASCII characters without spaces');
+  }
+}
+
+/** @internal Builds a client that shares a server's connections (closing it does not close them). */
+export function clientOn(
+  broker: Broker,
+  backend: Backend,
+  logger: Logger,
+  statusExpires: Expiry,
+  resultExpires: Expiry,
+  sendDefaults: SendOptions,
+): Client {
+  return new Client({ sendDefaults }, { broker, backend, logger, statusExpires, resultExpires, closed: false, ownsConnections: false });
+}

@@ -1,0 +1,32 @@
+/** Task life-cycle events emitted by a server (`server.on('succeeded', e => ...)`). */
+import type { DeadLetterReason } from './broker.js';
+
+/** Fields common to every task event. */
+export interface TaskEvent {
+  /** Task id. */
+  id: string;
+  /** Group. */
+  group: string;
+  /** Task name. */
+  name: string;
+  /** Retries used before this run. */
+  retriesUsed: number;
+}
+
+/** Event map of a server: event name → listener arguments. */
+export interface ServerEvents {
+  /** A handler started. */
+  started: [TaskEvent];
+  /** A handler succeeded and its result was stored. */
+  succeeded: [TaskEvent & { durationMs: number }];
+  /** A run failed and a retry was scheduled through the broker. */
+  retrying: [TaskEvent & { error: Error; delayMs: number; retriesLeft: number }];
+  /** A task failed for good (no retries left, or a non-retryable error). */
+  failed: [TaskEvent & { error: Error }];
+  /** A task's `expireAt` passed before it ran; it will never run. */
+  expired: [TaskEvent];
+  /** A task was aborted (before or while running). */
+  aborted: [TaskEvent];
+  /** A message was moved to its group's dead-letter store. */
+  deadLettered: [{ group: string; id?: string; name?: string; reason: DeadLetterReason }];
+}

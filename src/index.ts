@@ -1,0 +1,43 @@
+/**
+ * tasuki — a distributed task queue for Node.js.
+ *
+ * ```ts
+ * import { Server } from 'tasuki';
+ * const server = new Server();                       // in-memory broker + backend
+ * const add = server.add('math', 'add', (a: number, b: number) => a + b);
+ * await server.run('math', 4);
+ * const client = server.client();
+ * const id = await client.send(add, 1, 2);           // arguments type-checked
+ * const result = await client.getResult(id, 5000);   // result.value: number
+ * ```
+ * Brokers and backends live on their own import paths (`tasuki/brokers/redis`, `tasuki/backends/redis`, …).
+ */
+export { Server } from './server.js';
+export { Client } from './client.js';
+export { TaskResult, type ResultAt } from './result.js';
+export type { TaskCtl } from './ctl.js';
+export { taskRef, type TaskRef, type TaskId, type AddOptions, type ArgSpec, type ArgType, type PlainHandler, type CtlHandler, type HandlerArgs, type HandlerResult } from './task.js';
+export type { ServerOptions, ClientOptions, CommonOptions, SendOptions } from './options.js';
+export { DEFAULT_BACKOFF, DEFAULT_RETRY_COUNT, DEFAULT_EXPIRES } from './options.js';
+export type { ServerEvents, TaskEvent } from './events.js';
+export { consoleLogger, silentLogger, type Logger, type LogLevel, type LogFields } from './logger.js';
+export type { Broker, Delivery, DeadLetter, DeadLetterReason, FetchOptions, PublishOptions, QueueCounts } from './broker.js';
+export type { Backend, Expiry, StateWrite, WriteGuard, WriteOutcome } from './backend.js';
+export { TASK_STATUSES, FINAL_STATUSES, isFinalStatus, type TaskState, type TaskStatus, type StoredError } from './state.js';
+export {
+  WIRE_VERSION,
+  encodeMessage,
+  decodeMessage,
+  encodeValue,
+  decodeValue,
+  encodeValueText,
+  decodeValueText,
+  backoffDelay,
+  MessageDecodeError,
+  type TaskMessage,
+  type Backoff,
+  type EncodedValue,
+  type PartialIds,
+} from './message.js';
+export { assertName, NAME_PATTERN } from './names.js';
+export * from './errors.js';

@@ -1,0 +1,140 @@
+/**
+ * Configuration of servers and clients and per-send controls, with their defaults and validation.
+ */
+import type { Backend, Expiry } from './backend.js';
+import type { Broker } from './broker.js';
+import { InvalidOptionError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { Backoff } from './message.js';
+
+/** Controls of one `send` (YTask's `SetTaskCtl`). */
+export interface SendOptions {
+  /** Retries after a failed run (default 3, as YTask); 0 disables retries. */
+  retryCount?: number;
+  /** Delay between retries: a policy, or `'fixed'`/`'exponential'` with the default delays. */
+  backoff?: Backoff | 'fixed' | 'exponential';
+  /** Run no earlier than this many ms from now. */
+  runAfter?: number;
+  /** Run no earlier than this time. */
+  runAt?: Date | number;
+  /** Never run after this time: a task still waiting then ends as `expired`. */
+  expireAt?: Date | number;
+  /** Per-task handler timeout in ms: a handler that has not settled by then fails with `ERR_TASK_TIMEOUT`. */
+  timeout?: number;
+  /**
+   * Explicit task id, also the idempotency key: sending again with an id whose state is still stored
+   * starts no second task and returns the same id. 1..200 characters.
+   */
+  id?: string;
+}
+
+/** Options shared by {@link ServerOptions} and {@link ClientOptions}. */
+export interface CommonOptions {
+  /** Message transport (default: a new in-memory broker). */
+  broker?: Broker;
+  /** Result store (default: a new in-memory backend). */
+  backend?: Backend;
+  /** Where tasuki logs (default: console, warnings and errors only). */
+  logger?: Logger;
+  /** Seconds a task state is kept (-1 forever, 0 not stored); default 86 400 (1 day), as YTask. */
+  statusExpires?: Expiry;
+  /** Seconds a return value is kept (-1 forever, 0 not stored); default 86 400 (1 day), as YTask. */
+  resultExpires?: Expiry;
+  /** Defaults applied to every send (per-send options override them). */
+  sendDefaults?: SendOptions;
+}
+
+/** Options of a client (`new Client(...)` or `server.client()`). */
+export type ClientOptions = CommonOptions;
+
+/** Options of a server (worker process). */
+export interface ServerOptions extends CommonOptions {
+  /** Lease of a fetched message in ms, renewed every third of it while the handler runs (default 30 000). */
+  leaseMs?: number;
+  /** How often running tasks look for an abort request, in ms (default 1 000). */
+  abortPollMs?: number;
+  /** Longest blocking wait of one fetch in ms (default 5 000); shutdown interrupts it. */
+  fetchWaitMs?: number;
+  /**
+   * How long a message naming a task this worker does not know is retried before it fails and is
+   * dead-lettered, in ms (default 60 000: room for a rolling deploy).
+   */
+  unknownTaskRetryMs?: number;
+  /** Delay between those retries in ms (default 5 000). */
+  unknownTaskRetryDelayMs?: number;
+}
+
+/** Default retry backoff: exponential from 1 s, capped at 5 min, 50 % jitter. */
+export const DEFAULT_BACKOFF: Readonly<Backoff> = Object.freeze({ type: 'exponential', delayMs: 1000, maxDelayMs: 300_000, jitter: 0.5 });
+
+/** Default retries after a failure (YTask's default). */
+export const DEFAULT_RETRY_COUNT = 3;
+
+/** Default status and result expiry in seconds (YTask's default: one day). */
+export const DEFAULT_EXPIRES = 86_400;
+
+/** Resolved server settings. */
+export interface ServerSettings {
+  statusExpires: Expiry;
+  resultExpires: Expiry;
+  leaseMs: number;
+  abortPollMs: number;
+  fetchWaitMs: number;
+  unknownTaskRetryMs: number;
+  unknownTaskRetryDelayMs: number;
+}
+
+/** Checks an expiry value (-1, 0 or a positive whole number of seconds). */
+export function checkExpiry(name: string, v: unknown): Expiry {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < -1) {
+    throw new InvalidOptionError(`${name} must be -1 (forever), 0 (not stored) or a whole number of seconds, got ${String(v)}`);
+  }
+  return v;
+}
+
+/** Checks a positive duration in ms. */
+export function checkMs(name: string, v: unknown, min = 1): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
+    throw new InvalidOptionError(`${name} must be a number of milliseconds ≥ ${min}, got ${String(v)}`);
+  }
+  return v;
+}
+
+/** Resolves server settings with defaults, throwing {@link InvalidOptionError} on bad values. */
+export function resolveServerSettings(o: ServerOptions): ServerSettings {
+  return {
+    statusExpires: checkExpiry('statusExpires', o.statusExpires ?? DEFAULT_EXPIRES),
+    resultExpires: checkExpiry('resultExpires', o.resultExpires ?? DEFAULT_EXPIRES),
+    leaseMs: checkMs('leaseMs', o.leaseMs ?? 30_000, 100),
+    abortPollMs: checkMs('abortPollMs', o.abortPollMs ?? 1000, 10),
+    fetchWaitMs: checkMs('fetchWaitMs', o.fetchWaitMs ?? 5000, 10),
+    unknownTaskRetryMs: checkMs('unknownTaskRetryMs', o.unknownTaskRetryMs ?? 60_000, 0),
+    unknownTaskRetryDelayMs: checkMs('unknownTaskRetryDelayMs', o.unknownTaskRetryDelayMs ?? 5000, 0),
+  };
+}
+
+/** Turns a Date or epoch-ms number into epoch ms. */
+export function toEpoch(name: string, v: Date | number): number {
+  const ms = v instanceof Date ? v.getTime() : v;
+  if (typeof ms !== 'number' || !Number.isFinite(ms)) throw new InvalidOptionError(`${name} must be a valid Date or epoch milliseconds`);
+  return ms;
+}
+
+/** Resolves the backoff option. */
+export function resolveBackoff(b: SendOptions['backoff']): Backoff {
+  if (b === undefined) return { ...DEFAULT_BACKOFF };
+  if (b === 'fixed') return { type: 'fixed', delayMs: DEFAULT_BACKOFF.delayMs };
+  if (b === 'exponential') return { ...DEFAULT_BACKOFF };
+  if (typeof b !== 'object' || b === null || (b.type !== 'fixed' && b.type !== 'exponential')) {
+    throw new InvalidOptionError(`backoff.type must be 'fixed' or 'exponential'`);
+  }
+  checkMs('backoff.delayMs', b.delayMs, 0);
+  if (b.maxDelayMs !== undefined) checkMs('backoff.maxDelayMs', b.maxDelayMs, 0);
+  if (b.jitter !== undefined && (typeof b.jitter !== 'number' || b.jitter < 0 || b.jitter > 1)) {
+    throw new InvalidOptionError(`backoff.jitter must be a fraction between 0 and 1`);
+  }
+  const out: Backoff = { type: b.type, delayMs: b.delayMs };
+  if (b.maxDelayMs !== undefined) out.maxDelayMs = b.maxDelayMs;
+  if (b.jitter !== undefined) out.jitter = b.jitter;
+  return out;
+}

@@ -1,0 +1,151 @@
+/**
+ * The server: registers task handlers into groups and runs workers for them (YTask's `Server`).
+ */
+import { EventEmitter } from 'node:events';
+import type { Backend } from './backend.js';
+import type { Broker } from './broker.js';
+import { Client, clientOn, validateSendOptions } from './client.js';
+import { ClosedError, InvalidOptionError, toError } from './errors.js';
+import type { ServerEvents } from './events.js';
+import { consoleLogger, type Logger } from './logger.js';
+import { assertName } from './names.js';
+import { resolveServerSettings, type SendOptions, type ServerOptions, type ServerSettings } from './options.js';
+import type { AddOptions, CtlHandler, PlainHandler, TaskRef } from './task.js';
+import { GroupWorker, type Registration } from './worker.js';
+import { MemoryBroker } from '../brokers/memory.js';
+import { MemoryBackend } from '../backends/memory.js';
+
+/**
+ * Registers handlers and runs workers. With no options it uses an in-memory broker and backend (one
+ * process, no services): the embedded default for quick starts, unit tests and dry runs.
+ *
+ * Events (`server.on(...)`): `started`, `succeeded`, `retrying`, `failed`, `expired`, `aborted`,
+ * `deadLettered` — see {@link ServerEvents}.
+ */
+export class Server extends EventEmitter<ServerEvents> {
+  /** The broker this server fetches from. */
+  readonly broker: Broker;
+  /** The backend this server writes to. */
+  readonly backend: Backend;
+  /** The logger. */
+  readonly logger: Logger;
+  private readonly settings: ServerSettings;
+  private readonly sendDefaults: SendOptions;
+  private readonly registry = new Map<string, Registration>();
+  private readonly workers = new Map<string, GroupWorker>();
+  private state: 'open' | 'stopping' | 'closed' = 'open';
+  private clientInstance: Client | undefined;
+
+  /** @param options broker, backend, logger, expiries, leases... (see {@link ServerOptions}) */
+  constructor(options: ServerOptions = {}) {
+    super();
+    this.settings = resolveServerSettings(options);
+    this.broker = options.broker ?? new MemoryBroker();
+    this.backend = options.backend ?? new MemoryBackend();
+    this.logger = options.logger ?? consoleLogger('warn');
+    this.sendDefaults = { ...(options.sendDefaults ?? {}) };
+    validateSendOptions(this.sendDefaults);
+  }
+
+  /**
+   * Registers a handler that receives the task control object first. Returns a typed reference for
+   * `client.send(ref, ...args)`.
+   */
+  add<A extends unknown[], R>(group: string, name: string, fn: CtlHandler<A, R>, options: AddOptions & { ctl: true }): TaskRef<A, Awaited<R>>;
+  /** Registers a handler. Returns a typed reference for `client.send(ref, ...args)`. */
+  add<A extends unknown[], R>(group: string, name: string, fn: PlainHandler<A, R>, options?: AddOptions & { ctl?: false }): TaskRef<A, Awaited<R>>;
+  add(group: string, name: string, fn: (...args: never[]) => unknown, options: AddOptions = {}): TaskRef {
+    assertName('group', group);
+    assertName('task', name);
+    if (typeof fn !== 'function') throw new InvalidOptionError(`handler of "${group}/${name}" must be a function`);
+    if (options.timeout !== undefined && (typeof options.timeout !== 'number' || !(options.timeout > 0))) {
+      throw new InvalidOptionError('timeout must be a positive number of milliseconds');
+    }
+    const key = `${group}\u0000${name}`;
+    if (this.registry.has(key)) throw new InvalidOptionError(`task "${name}" is already registered in group "${group}"`);
+    this.registry.set(key, { group, name, fn, options: { ...options } });
+    return Object.freeze({ group, name });
+  }
+
+  /**
+   * Starts a worker for `group` with at most `concurrency` handlers running at once. Several groups
+   * may run in one process; each group once. Resolves when the broker and backend are connected.
+   */
+  async run(group: string, concurrency = 1): Promise<void> {
+    this.checkOpen();
+    assertName('group', group);
+    if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidOptionError(`concurrency must be a whole number ≥ 1, got ${concurrency}`);
+    if (this.workers.has(group)) throw new InvalidOptionError(`group "${group}" is already running in this server`);
+    const worker = new GroupWorker(
+      {
+        broker: this.broker,
+        backend: this.backend,
+        logger: this.logger,
+        settings: this.settings,
+        lookup: (g, n) => this.registry.get(`${g}\u0000${n}`),
+        emit: (event, ...args) => this.safeEmit(event, ...args),
+      },
+      group,
+      concurrency,
+    );
+    this.workers.set(group, worker);
+    await Promise.all([this.broker.connect(), this.backend.connect()]);
+    if (this.state !== 'open') return;
+    worker.start();
+    this.logger.info('worker started', { group, concurrency, broker: this.broker.kind, backend: this.backend.kind });
+  }
+
+  /**
+   * A client sharing this server's broker, backend and settings (YTask's `GetClient()`). Closing it
+   * does not close the server's connections.
+   */
+  client(): Client {
+    this.clientInstance ??= clientOn(
+      this.broker,
+      this.backend,
+      this.logger,
+      this.settings.statusExpires,
+      this.settings.resultExpires,
+      this.sendDefaults,
+    );
+    return this.clientInstance;
+  }
+
+  /** Number of handlers running now, over all groups. */
+  get running(): number {
+    let n = 0;
+    for (const w of this.workers.values()) n += w.running;
+    return n;
+  }
+
+  /**
+   * Graceful shutdown: stops fetching, lets running tasks finish until `deadlineMs` from now (default
+   * 30 000), hands unfinished ones back to the broker so another worker takes them, then closes the
+   * broker and backend. Idempotent.
+   */
+  async shutdown(deadlineMs = 30_000): Promise<void> {
+    if (this.state !== 'open') return;
+    this.state = 'stopping';
+    const deadline = Date.now() + deadlineMs;
+    this.logger.info('shutting down', { groups: [...this.workers.keys()], running: this.running });
+    await Promise.all([...this.workers.values()].map((w) => w.stop(deadline)));
+    await Promise.all([
+      this.broker.close().catch((err: unknown) => this.logger.warn('broker close failed', { error: toError(err) })),
+      this.backend.close().catch((err: unknown) => this.logger.warn('backend close failed', { error: toError(err) })),
+    ]);
+    this.state = 'closed';
+    this.logger.info('shut down');
+  }
+
+  private checkOpen(): void {
+    if (this.state !== 'open') throw new ClosedError('server');
+  }
+
+  private safeEmit<K extends keyof ServerEvents>(event: K, ...args: ServerEvents[K]): void {
+    try {
+      (this.emit as (e: K, ...a: ServerEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      this.logger.error('an event listener threw', { event, error: toError(err) });
+    }
+  }
+}
