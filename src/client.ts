@@ -6,7 +6,7 @@ import type { Backend, Expiry } from './backend.js';
 import type { Broker, DeadLetter } from './broker.js';
 import { ClosedError, InvalidOptionError, ResultTimeoutError } from './errors.js';
 import { consoleLogger, type Logger } from './logger.js';
-import { encodeMessage, encodeValue, type TaskMessage } from './message.js';
+import { decodeMessage, encodeMessage, encodeValue, type TaskMessage } from './message.js';
 import { assertName } from './names.js';
 import {
   DEFAULT_RETRY_COUNT,
@@ -113,8 +113,8 @@ export class Client {
     const id = opts.id ?? randomUUID();
     const msg = this.buildMessage(group, name, args, opts, id, Date.now(), 0);
     const body = encodeMessage(msg);
-    const publish = this.core.broker.publish(group, body, msg.runAt === null ? {} : { availableAt: msg.runAt });
     if (opts.id === undefined) {
+      const publish = this.core.broker.publish(group, body, msg.runAt === null ? {} : { availableAt: msg.runAt });
       // A fresh id cannot collide: record `sent` and publish concurrently. The `absent` guard keeps a
       // worker's `running` (if it got there first) from being overwritten.
       const [published] = await Promise.allSettled([publish, this.recordSent(msg, 'absent')]);
@@ -261,7 +261,34 @@ export class Client {
   async redriveDeadLetters(group: string, ids?: ReadonlyArray<string>): Promise<number> {
     this.checkOpen();
     assertName('group', group);
+    // A dead-lettered task usually has a final failure state, which would make workers skip it: give
+    // each decodable one a fresh `sent` state first (a stored success is kept: guard notSuccess).
+    const wanted = ids === undefined ? undefined : new Set(ids);
+    const page = 500;
+    for (let offset = 0; ; offset += page) {
+      const batch = await this.core.broker.listDeadLetters(group, { offset, limit: page });
+      await Promise.all(
+        batch.filter((d) => wanted === undefined || wanted.has(d.id)).map((d) => this.resetForRedrive(d.body)),
+      );
+      if (batch.length < page) break;
+    }
     return this.core.broker.redriveDeadLetters(group, ids);
+  }
+
+  private async resetForRedrive(body: string): Promise<void> {
+    if (this.core.statusExpires === 0) return;
+    let msg: TaskMessage;
+    try {
+      msg = decodeMessage(body);
+    } catch {
+      return; // still undecodable: it will be dead-lettered again, with its reason
+    }
+    const now = Date.now();
+    const state: TaskState = {
+      v: 1, id: msg.id, group: msg.group, name: msg.name, status: 'sent',
+      retriesUsed: msg.retriesUsed, retriesLeft: msg.retriesLeft, sentAt: msg.sentAt, updatedAt: now,
+    };
+    await this.core.backend.write({ state, stateTtl: this.core.statusExpires, guard: 'notSuccess' });
   }
 
   /** Deletes dead letters (the given ids, or all). Resolves with how many were deleted. */

@@ -62,6 +62,12 @@ export interface ServerOptions extends CommonOptions {
   unknownTaskRetryMs?: number;
   /** Delay between those retries in ms (default 5 000). */
   unknownTaskRetryDelayMs?: number;
+  /**
+   * After a running task's signal fires (timeout, abort, lost lease, shutdown), how long in ms its
+   * handler may keep its concurrency slot before it is abandoned (default 5 000). Handlers that honour
+   * their `AbortSignal` settle sooner; one that never settles cannot stall the worker.
+   */
+  abandonAfterMs?: number;
 }
 
 /** Default retry backoff: exponential from 1 s, capped at 5 min, 50 % jitter. */
@@ -82,6 +88,7 @@ export interface ServerSettings {
   fetchWaitMs: number;
   unknownTaskRetryMs: number;
   unknownTaskRetryDelayMs: number;
+  abandonAfterMs: number;
 }
 
 /** Checks an expiry value (-1, 0 or a positive whole number of seconds). */
@@ -110,6 +117,7 @@ export function resolveServerSettings(o: ServerOptions): ServerSettings {
     fetchWaitMs: checkMs('fetchWaitMs', o.fetchWaitMs ?? 5000, 10),
     unknownTaskRetryMs: checkMs('unknownTaskRetryMs', o.unknownTaskRetryMs ?? 60_000, 0),
     unknownTaskRetryDelayMs: checkMs('unknownTaskRetryDelayMs', o.unknownTaskRetryDelayMs ?? 5000, 0),
+    abandonAfterMs: checkMs('abandonAfterMs', o.abandonAfterMs ?? 5000, 0),
   };
 }
 

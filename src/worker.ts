@@ -272,16 +272,37 @@ export class GroupWorker {
         job.finished = true;
         this.jobs.delete(job);
         this.pending.delete(p);
-        return handlerSettled.then(
-          () => undefined,
-          () => undefined,
-        );
+        return this.slotHeldUntil(job, handlerSettled);
       })
       .then(() => {
         this.active--;
         this.slotFreed?.();
       });
     this.pending.add(p);
+  }
+
+  /**
+   * The slot of a job is free when its handler settles. A handler still running here had its signal
+   * fired (timeout, abort, lost lease, shutdown); it keeps the slot at most `abandonAfterMs` more.
+   */
+  private async slotHeldUntil(job: Job, handler: Promise<unknown>): Promise<void> {
+    let settled = false;
+    const quiet = handler.then(
+      () => void (settled = true),
+      () => void (settled = true),
+    );
+    await Promise.resolve();
+    if (settled) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([quiet, new Promise<void>((r) => (timer = setTimeout(r, this.ctx.settings.abandonAfterMs)))]);
+    clearTimeout(timer);
+    if (!settled) {
+      this.ctx.logger.warn('handler ignored its abort signal and was abandoned; its slot is freed', {
+        group: this.group,
+        id: job.msg?.id,
+        afterMs: this.ctx.settings.abandonAfterMs,
+      });
+    }
   }
 
   private async process(job: Job, trackHandler: (h: Promise<unknown>) => void): Promise<void> {
