@@ -15,8 +15,9 @@ export const WRITE_COMMAND = 'tasukiBackendWrite';
  * else `0`, ARGV[5] result text, ARGV[6] result expiry (same encoding as ARGV[2]).
  *
  * The guard is evaluated against the stored state (an expired key does not exist in Redis, so it
- * counts as absent). A stored `success` refuses every guard. The status of a stored state that is
- * not valid JSON reads as unknown: it refuses `absent` and lets `notFinal`/`notSuccess` overwrite it.
+ * counts as absent). A stored `success` refuses every guard. A stored state that is not a JSON
+ * object with a string `status` refuses every guard too (nothing is overwritten; the caller reports it
+ * as a decode error; `delete` clears it).
  *
  * Returns `{1, previous}` when written, `{0, previous}` when refused; `previous` is the stored state
  * JSON, or absent (nil) when none was stored.
@@ -31,7 +32,7 @@ if prev then
     status = decoded.status
   end
   local pass
-  if status == 'success' or guard == 'absent' then
+  if status == nil or status == 'success' or guard == 'absent' then
     pass = false
   elseif guard == 'notFinal' then
     pass = not (status == 'failure' or status == 'expired' or status == 'aborted')

@@ -114,6 +114,11 @@ describe('redis backend specifics', () => {
       const id = randomUUID();
       await admin.set(redisKeys(prefix, id).state, 'not json', 'EX', 60);
       await expect(b.read(id)).rejects.toMatchObject({ code: 'ERR_DECODE' });
+      // A write never silently replaces what it cannot read.
+      await expect(b.write({ state: makeState(id, 'running'), stateTtl: 60, guard: 'notSuccess' })).rejects.toMatchObject({ code: 'ERR_DECODE' });
+      expect(await admin.get(redisKeys(prefix, id).state)).toBe('not json');
+      await b.delete(id);
+      expect((await b.write({ state: makeState(id, 'sent'), stateTtl: 60, guard: 'absent' })).written).toBe(true);
       await b.delete(id);
     } finally {
       await b.close();
