@@ -148,14 +148,14 @@ export class RedisBroker implements Broker {
       this.closed = true;
       this.closing = (async () => {
         for (const wake of [...this.wakers]) wake();
-        for (const conn of this.blocking) conn.redis.disconnect();
+        for (const conn of this.blocking) shutdown(conn.redis);
         this.blocking.clear();
         this.idle.length = 0;
         if (this.cmd.status === 'ready') {
           // QUIT lets replies of commands already sent arrive first.
           await Promise.race([this.cmd.quit().catch(noop), delay(2000)]);
         }
-        this.cmd.disconnect();
+        shutdown(this.cmd);
       })();
     }
     return this.closing;
@@ -192,7 +192,7 @@ export class RedisBroker implements Broker {
     assertName('group', group);
     if (!Number.isInteger(max) || max < 1) throw new InvalidOptionError(`fetch max must be an integer >= 1, got ${max}`);
     const leaseMs = positiveMs('leaseMs', options?.leaseMs);
-    const waitMs = options.waitMs;
+    const waitMs = options?.waitMs;
     if (typeof waitMs !== 'number' || !(waitMs >= 0)) throw new InvalidOptionError(`waitMs must be a number >= 0, got ${waitMs}`);
     const { signal } = options;
     const k = this.keys(group);
@@ -358,6 +358,8 @@ export class RedisBroker implements Broker {
       connectionName: `${this.connectionName}:${role}`,
     };
     const redis = this.url === undefined ? new Redis(options) : new Redis(this.url, options);
+    // Every concurrent wait adds (and removes) its own 'ready'/'close' listeners.
+    redis.setMaxListeners(0);
     redis.on('error', (err: Error) => {
       if (!this.closed) this.logger?.warn('redis broker connection error', { connection: role, error: err.message });
     });
@@ -537,7 +539,7 @@ export class RedisBroker implements Broker {
   /** Returns a blocking connection to the pool (or closes it when the broker is closed). */
   private releaseConn(conn: BlockingConn): void {
     if (this.closed || !this.blocking.has(conn)) {
-      conn.redis.disconnect();
+      shutdown(conn.redis);
       return;
     }
     if (conn.redis.status === 'end') {
@@ -546,6 +548,15 @@ export class RedisBroker implements Broker {
     }
     if (!this.idle.includes(conn)) this.idle.push(conn);
   }
+}
+
+/**
+ * Disconnects a client for good unless it already ended. (Calling ioredis `disconnect` again on a
+ * closed stream would start its 2 s destroy timer and hold the process open.)
+ */
+function shutdown(redis: Redis): void {
+  if (redis.status === 'end' || redis.status === 'close') return;
+  redis.disconnect();
 }
 
 /** Resolves after `ms` (unref'd timer). */
