@@ -20,7 +20,7 @@
  * clocks of worker machines; `availableAt` is compared with that clock too.
  *
  * Wake-up protocol: every script that leaves messages in `ready` tops the wake list up to
- * `min(#ready, WAKE_CAP)` markers, and a fetch that finds `ready` empty deletes it, so stale markers
+ * `min(#ready, WAKE_CAP)` markers, and a fetch that leaves `ready` empty deletes it, so stale markers
  * cost at most one extra round trip. Publishing a delayed message adds one marker when there is none,
  * so that a blocked fetch recomputes how long it may sleep.
  */
@@ -98,15 +98,16 @@ local function token_id(token)
   return string.match(token, '^([^:]+):')
 end
 
--- Keeps min(#ready, WAKE_CAP) markers in the wake list; deletes it when nothing is ready.
-local function top_up_wake(ready, wake)
+-- Keeps at least min(#ready, WAKE_CAP) markers in the wake list. With drop_stale (fetch only: the
+-- caller found nothing and computes its own sleep) the list is deleted when nothing is ready.
+local function top_up_wake(ready, wake, drop_stale)
   local want = math.min(redis.call('LLEN', ready), WAKE_CAP)
   local have = redis.call('LLEN', wake)
   if want > have then
     local markers = {}
     for i = 1, want - have do markers[i] = '1' end
     redis.call('RPUSH', wake, unpack(markers))
-  elseif want == 0 and have > 0 then
+  elseif drop_stale and want == 0 and have > 0 then
     redis.call('DEL', wake)
   end
 end
@@ -218,7 +219,7 @@ if entries then
   end
   if #leases > 0 then call_chunked('ZADD', KEYS[3], leases) end
 end
-top_up_wake(KEYS[1], KEYS[5])
+top_up_wake(KEYS[1], KEYS[5], true)
 if #out == 1 then out[1] = next_event(KEYS[2], KEYS[3], now) end
 return out
 `;

@@ -61,6 +61,8 @@ const SERVER_TIMEOUT_SLACK_MS = 100;
 const HUNG_CONNECTION_MS = 10_000;
 /** Pause after an unexpected blocking error with a healthy connection (no busy loop). */
 const ERROR_PAUSE_MS = 250;
+/** Least time a fetch waits for an unreachable Redis before it rejects with `ConnectionError`. */
+const DISCONNECTED_WAIT_MS = 1000;
 /** Default page size of {@link RedisBroker.listDeadLetters}. */
 const DEFAULT_DEAD_LETTER_LIMIT = 100;
 
@@ -184,8 +186,8 @@ export class RedisBroker implements Broker {
   /**
    * Takes up to `max` messages in one script call. When none is ready it blocks on the group's wake
    * list (no polling) until a publish wakes it, the next delayed message is due, a lease runs out,
-   * `waitMs` passes or `signal` aborts. While Redis is unreachable it waits for the reconnect (at most
-   * `waitMs`) and then rejects with `ConnectionError`.
+   * `waitMs` passes or `signal` aborts. While Redis is unreachable it waits for the reconnect (up to
+   * `waitMs`, at least 1 s) and then rejects with `ConnectionError`.
    */
   async fetch(group: string, max: number, options: FetchOptions): Promise<Delivery[]> {
     this.assertOpen();
@@ -200,7 +202,8 @@ export class RedisBroker implements Broker {
     for (;;) {
       if (this.closed || signal?.aborted) return [];
       if (this.cmd.status !== 'ready') {
-        const up = await this.waitReady(this.cmd, deadline - Date.now(), signal);
+        // Waits at least DISCONNECTED_WAIT_MS, so that a caller looping on errors cannot spin.
+        const up = await this.waitReady(this.cmd, Math.max(deadline - Date.now(), DISCONNECTED_WAIT_MS), signal);
         if (!up) {
           if (this.closed || signal?.aborted) return [];
           throw new ConnectionError(`redis is not reachable (status ${this.cmd.status})`);

@@ -140,11 +140,16 @@ describe('redis broker specifics', () => {
     const waiter = await make();
     const producer = await make();
     const g = group();
-    const pending = waiter.fetch(g, 1, { leaseMs: 30_000, waitMs: 10_000 });
+    // Without a wake-up for the new schedule the waiter would sleep its full waitMs; the abort (long
+    // after the message is due) turns that into a failure instead of a slow pass.
+    const ac = new AbortController();
+    const pending = waiter.fetch(g, 1, { leaseMs: 30_000, waitMs: 60_000, signal: ac.signal });
     await new Promise((r) => setTimeout(r, 100));
     const at = Date.now() + 200;
     await producer.publish(g, 'soon', { availableAt: at });
+    const stop = setTimeout(() => ac.abort(), 3000);
     const [d] = await pending;
+    clearTimeout(stop);
     expect(d?.body).toBe('soon');
     expect(Date.now()).toBeGreaterThanOrEqual(at);
   });
@@ -153,10 +158,13 @@ describe('redis broker specifics', () => {
     const producer = await make();
     const consumers = [await make(), await make(), await make()];
     const g = group();
-    const pending = consumers.map((c) => c.fetch(g, 1, { leaseMs: 30_000, waitMs: 10_000 }));
+    const ac = new AbortController(); // a waiter left asleep would end with [] at the abort
+    const pending = consumers.map((c) => c.fetch(g, 1, { leaseMs: 30_000, waitMs: 60_000, signal: ac.signal }));
     await new Promise((r) => setTimeout(r, 150));
     await producer.publishBatch(g, [{ body: '1' }, { body: '2' }, { body: '3' }]);
+    const stop = setTimeout(() => ac.abort(), 3000);
     const got = (await Promise.all(pending)).flat();
+    clearTimeout(stop);
     expect(got.map((d) => d.body).sort()).toEqual(['1', '2', '3']);
   });
 
