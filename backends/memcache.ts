@@ -37,12 +37,11 @@ import type { Backend, Expiry, StateWrite, WriteGuard, WriteOutcome } from '../s
 import {
   ClosedError,
   ConnectionError,
-  DecodeError,
   InvalidOptionError,
   TasukiError,
   ValueTooLargeError,
 } from '../src/errors.js';
-import { isFinalStatus, type TaskState } from '../src/state.js';
+import { isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
 
 /** Options of {@link MemcacheBackend}. */
 export interface MemcacheBackendOptions {
@@ -157,19 +156,6 @@ export function guardAllows(guard: WriteGuard, stored: TaskState | null): boolea
   }
 }
 
-/** Parses stored state JSON; throws {@link DecodeError} when it is not a task state record. */
-function decodeState(text: string, key: string): TaskState {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new DecodeError(`stored state at ${key} is not JSON`, err);
-  }
-  if (typeof value !== 'object' || value === null || typeof (value as { status?: unknown }).status !== 'string' || typeof (value as { id?: unknown }).id !== 'string') {
-    throw new DecodeError(`stored value at ${key} is not a task state`);
-  }
-  return value as TaskState;
-}
 
 /** One binary-protocol response. */
 interface Reply {
@@ -277,7 +263,7 @@ export class MemcacheBackend implements Backend {
       for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
         const now = Date.now();
         const current = await this.gets(keys.state);
-        const previous = current === null ? null : decodeState(current.value.toString('utf8'), keys.state);
+        const previous = current === null ? null : parseTaskState(current.value.toString('utf8'), keys.state);
         if (!guardAllows(w.guard, previous)) return { written: false, previous };
 
         let change: ResultChange | null = null;
@@ -317,7 +303,7 @@ export class MemcacheBackend implements Backend {
     } catch (err) {
       throw this.wrap(err, 'read');
     }
-    return item === null ? null : decodeState(item.value.toString('utf8'), key);
+    return item === null ? null : parseTaskState(item.value.toString('utf8'), key);
   }
 
   /** Reads many states; the GET requests are written back to back on each server's connection. */
@@ -330,7 +316,7 @@ export class MemcacheBackend implements Backend {
     } catch (err) {
       throw this.wrap(err, 'readMany');
     }
-    return items.map((item, i) => (item === null ? null : decodeState(item.value.toString('utf8'), keys[i] as string)));
+    return items.map((item, i) => (item === null ? null : parseTaskState(item.value.toString('utf8'), keys[i] as string)));
   }
 
   /** @inheritdoc */

@@ -18,12 +18,11 @@ import type { Backend, Expiry, StateWrite, WriteGuard, WriteOutcome } from '../s
 import {
   ClosedError,
   ConnectionError,
-  DecodeError,
   InvalidOptionError,
   TasukiError,
   ValueTooLargeError,
 } from '../src/errors.js';
-import type { TaskState } from '../src/state.js';
+import { parseTaskState, type TaskState } from '../src/state.js';
 import { WRITE_COMMAND, WRITE_SCRIPT } from './redis-scripts.js';
 
 /** Options of {@link RedisBackend}. */
@@ -73,19 +72,6 @@ export function normalizeExpiry(ttl: Expiry, what: string): number {
   throw new InvalidOptionError(`${what} must be -1 (forever), 0 (not stored) or a positive number of seconds, got ${ttl}`);
 }
 
-/** Parses stored state JSON; throws {@link DecodeError} when it is not a task state record. */
-export function decodeState(text: string, key: string): TaskState {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new DecodeError(`stored state at ${key} is not JSON`, err);
-  }
-  if (typeof value !== 'object' || value === null || typeof (value as { status?: unknown }).status !== 'string' || typeof (value as { id?: unknown }).id !== 'string') {
-    throw new DecodeError(`stored value at ${key} is not a task state`);
-  }
-  return value as TaskState;
-}
 
 const GUARDS: ReadonlySet<WriteGuard> = new Set<WriteGuard>(['absent', 'notFinal', 'notSuccess']);
 
@@ -192,7 +178,7 @@ export class RedisBackend implements Backend {
       throw this.wrap(err, 'write', Buffer.byteLength(stateText) + (hasResult ? Buffer.byteLength(w.result as string) : 0));
     }
     const [written, prev] = reply;
-    return { written: written === 1, previous: prev === undefined || prev === null ? null : decodeState(prev, keys.state) };
+    return { written: written === 1, previous: prev === undefined || prev === null ? null : parseTaskState(prev, keys.state) };
   }
 
   /** @inheritdoc */
@@ -205,7 +191,7 @@ export class RedisBackend implements Backend {
     } catch (err) {
       throw this.wrap(err, 'read');
     }
-    return text === null ? null : decodeState(text, key);
+    return text === null ? null : parseTaskState(text, key);
   }
 
   /**
@@ -222,7 +208,7 @@ export class RedisBackend implements Backend {
     } catch (err) {
       throw this.wrap(err, 'readMany');
     }
-    return texts.map((t, i) => (t === null ? null : decodeState(t, keys[i] as string)));
+    return texts.map((t, i) => (t === null ? null : parseTaskState(t, keys[i] as string)));
   }
 
   /** @inheritdoc */

@@ -23,7 +23,7 @@ export type { ServerEvents, TaskEvent } from './events.js';
 export { consoleLogger, silentLogger, type Logger, type LogLevel, type LogFields } from './logger.js';
 export type { Broker, Delivery, DeadLetter, DeadLetterReason, FetchOptions, PublishOptions, QueueCounts } from './broker.js';
 export type { Backend, Expiry, StateWrite, WriteGuard, WriteOutcome } from './backend.js';
-export { TASK_STATUSES, FINAL_STATUSES, isFinalStatus, type TaskState, type TaskStatus, type StoredError } from './state.js';
+export { TASK_STATUSES, FINAL_STATUSES, isFinalStatus, parseTaskState, type TaskState, type TaskStatus, type StoredError } from './state.js';
 export {
   WIRE_VERSION,
   encodeMessage,

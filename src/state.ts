@@ -1,3 +1,5 @@
+import { DecodeError } from './errors.js';
+
 /**
  * The task state record: what a backend stores about a task (its status machine position, retries,
  * error, progress, timestamps). Return values are stored beside it as a separate entry with their own
@@ -63,4 +65,21 @@ export interface TaskState {
   retryAt?: number;
   /** When this record was last written (epoch ms). */
   updatedAt: number;
+}
+
+/**
+ * Parses a stored state (JSON text) for backends; throws {@link DecodeError} naming `where` (a key or
+ * document id) when it is not JSON or not a task state record.
+ */
+export function parseTaskState(text: string, where: string): TaskState {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new DecodeError(`stored state at ${where} is not JSON`, err);
+  }
+  if (typeof value !== 'object' || value === null) throw new DecodeError(`stored value at ${where} is not a task state`);
+  const v = value as { id?: unknown; status?: unknown };
+  if (typeof v.status !== 'string' || typeof v.id !== 'string') throw new DecodeError(`stored value at ${where} is not a task state`);
+  return value as TaskState;
 }
