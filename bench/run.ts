@@ -1,0 +1,222 @@
+/**
+ * `npm run bench`: tasuki against BullMQ and bee-queue on the same local Redis.
+ *
+ * Every round of every system runs in its own child process (`bench/round.ts`), in alternation
+ * (A B C A B C ...), with the same job count, 64-byte payload and concurrency; the parent prints
+ * medians over the rounds as a markdown table, then one JSON line per system.
+ *
+ * Options: --jobs N (20000) --concurrency C (50) --runs R (3) --latency-jobs L (2000) --json
+ * --only NAME[,NAME] (tasuki | tasuki-rabbitmq | tasuki-memory | bullmq | bee-queue; `tasuki` alone
+ * selects every tasuki row) --leak-check (afterwards: 100 000 tasuki tasks, heap before/after GC)
+ * --leak-jobs N.
+ */
+import { fork } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { countKeys } from './systems.js';
+import type { RoundConfig, RoundResult } from './round.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const ALL: Array<RoundConfig['system']> = ['tasuki', 'bullmq', 'bee-queue', 'tasuki-rabbitmq', 'tasuki-memory'];
+const KEY_PREFIX = 'tasuki-bench';
+
+interface Options {
+  jobs: number;
+  concurrency: number;
+  runs: number;
+  latencyJobs: number;
+  json: boolean;
+  only: string[] | null;
+  leakCheck: boolean;
+  leakJobs: number;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { jobs: 20_000, concurrency: 50, runs: 3, latencyJobs: 2000, json: false, only: null, leakCheck: false, leakJobs: 100_000 };
+  const int = (name: string, v: string | undefined): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${name} needs a whole number >= 1, got ${String(v)}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    const [flag, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const value = (): string | undefined => inline ?? argv[++i];
+    switch (flag) {
+      case '--jobs':
+        o.jobs = int(flag, value());
+        break;
+      case '--concurrency':
+        o.concurrency = int(flag, value());
+        break;
+      case '--runs':
+        o.runs = int(flag, value());
+        break;
+      case '--latency-jobs':
+        o.latencyJobs = int(flag, value());
+        break;
+      case '--json':
+        o.json = true;
+        break;
+      case '--only':
+        o.only = (value() ?? '').split(',').filter(Boolean);
+        break;
+      case '--leak-check':
+        o.leakCheck = true;
+        break;
+      case '--leak-jobs':
+        o.leakJobs = int(flag, value());
+        break;
+      case '--help':
+        console.log('usage: npm run bench -- [--jobs N] [--concurrency C] [--runs R] [--latency-jobs L] [--json] [--only tasuki,bullmq,...] [--leak-check] [--leak-jobs N]');
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`unknown option ${a} (see --help)`);
+    }
+  }
+  return o;
+}
+
+function selected(o: Options): Array<RoundConfig['system']> {
+  let systems = ALL.filter((s) => o.only === null || o.only.some((x) => s === x || s.startsWith(`${x}-`)));
+  if (systems.length === 0) throw new Error(`--only matches no system (known: ${ALL.join(', ')})`);
+  if (!existsSync(join(here, '..', 'brokers', 'rabbitmq.ts'))) systems = systems.filter((s) => s !== 'tasuki-rabbitmq');
+  return systems;
+}
+
+type ChildOutcome = { ok: true; result: RoundResult } | { ok: false; error: string };
+
+/** Runs one child script and collects the message it sends. */
+function runChild(script: string, args: string[], execArgv: string[], timeoutMs: number): Promise<ChildOutcome & { code: number | null }> {
+  return new Promise((resolve) => {
+    const child = fork(join(here, script), args, { execArgv: ['--import', 'tsx', ...execArgv], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let outcome: ChildOutcome = { ok: false, error: 'child exited without a result' };
+    const timer = setTimeout(() => {
+      outcome = { ok: false, error: `timed out after ${timeoutMs} ms` };
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('message', (m) => (outcome = m as ChildOutcome));
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      if (outcome.ok && code !== 0) outcome = { ok: false, error: `child exited with code ${code}` };
+      resolve({ ...outcome, code });
+    });
+  });
+}
+
+function median(xs: number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+const METRICS = ['enqueue_per_s', 'enqueue_bulk_per_s', 'process_per_s', 'latency_p50_ms', 'latency_p99_ms', 'peak_rss_mb'] as const;
+
+function fmt(n: number, digits = 0): string {
+  if (!Number.isFinite(n)) return 'n/a';
+  return digits === 0 ? Math.round(n).toLocaleString('en-US') : n.toFixed(digits);
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const systems = selected(o);
+  const log = (s: string): void => {
+    if (!o.json) console.log(s);
+  };
+  log(`tasuki benchmark: ${o.jobs} jobs, 64-byte payload, concurrency ${o.concurrency}, ${o.runs} alternating round(s), ${o.latencyJobs} latency jobs; systems: ${systems.join(', ')}`);
+  const results = new Map<string, RoundResult[]>();
+  const skipped = new Map<string, string>();
+  const failures: string[] = [];
+  const started = Date.now();
+  for (let r = 1; r <= o.runs; r++) {
+    for (const system of systems) {
+      if (skipped.has(system)) continue;
+      const cfg: RoundConfig = { system, jobs: o.jobs, concurrency: o.concurrency, latencyJobs: o.latencyJobs, prefix: `${KEY_PREFIX}-${process.pid}-${r}-${system}` };
+      const t = Date.now();
+      const out = await runChild('round.ts', [JSON.stringify(cfg)], [], Math.max(300_000, o.jobs * 20));
+      if (out.ok) {
+        const list = results.get(system) ?? [];
+        list.push(out.result);
+        results.set(system, list);
+        log(
+          `  round ${r} ${system.padEnd(16)} enqueue ${fmt(out.result.enqueue_per_s)}/s  bulk ${fmt(out.result.enqueue_bulk_per_s)}/s  process ${fmt(out.result.process_per_s)}/s  ` +
+            `p50 ${fmt(out.result.latency_p50_ms, 2)} ms  p99 ${fmt(out.result.latency_p99_ms, 2)} ms  rss ${fmt(out.result.peak_rss_mb, 1)} MB  (${((Date.now() - t) / 1000).toFixed(1)} s)`,
+        );
+      } else if (system === 'tasuki-rabbitmq') {
+        skipped.set(system, out.error);
+        log(`  round ${r} ${system}: SKIPPED (RabbitMQ broker not usable here: ${out.error})`);
+      } else {
+        failures.push(`${system} round ${r}: ${out.error}`);
+        log(`  round ${r} ${system}: FAILED: ${out.error}`);
+      }
+    }
+  }
+
+  const rows: RoundResult[] = [];
+  for (const system of systems) {
+    const list = results.get(system);
+    if (!list || list.length === 0) continue;
+    const first = list[0] as RoundResult;
+    const row: RoundResult = { ...first };
+    for (const m of METRICS) row[m] = Math.round(median(list.map((x) => x[m])) * 100) / 100;
+    const notes = [...new Set(list.map((x) => x.note).filter((x): x is string => !!x))];
+    if (notes.length > 0) row.note = notes.join('; ');
+    else delete row.note;
+    rows.push(row);
+  }
+
+  if (!o.json) {
+    console.log('');
+    console.log(`Medians of ${o.runs} alternating round(s); ${o.jobs} jobs, 64-byte payload, concurrency ${o.concurrency}; latency over ${o.latencyJobs} jobs sent one at a time.`);
+    console.log('');
+    console.log('| system | broker | backend | enqueue/s (single) | enqueue/s (bulk) | process/s | latency p50 ms | latency p99 ms | peak RSS MB | results verified |');
+    console.log('|---|---|---|--:|--:|--:|--:|--:|--:|---|');
+    for (const x of rows) {
+      const verified = x.results_stored ? 'every result read back' : `completion count only${x.note ? ` (${x.note})` : ''}`;
+      console.log(
+        `| ${x.system} | ${x.broker} | ${x.backend} | ${fmt(x.enqueue_per_s)} | ${fmt(x.enqueue_bulk_per_s)} | ${fmt(x.process_per_s)} | ${fmt(x.latency_p50_ms, 2)} | ${fmt(x.latency_p99_ms, 2)} | ${fmt(x.peak_rss_mb, 1)} | ${verified} |`,
+      );
+    }
+    for (const [s, why] of skipped) console.log(`\nNote: ${s} skipped: ${why}`);
+    const t = rows.find((x) => x.system === 'tasuki' && x.broker === 'redis');
+    const b = rows.find((x) => x.system === 'bullmq');
+    const q = rows.find((x) => x.system === 'bee-queue');
+    if (t && (b || q)) {
+      console.log('\nTargets (tasuki on Redis, this run):');
+      const check = (label: string, ok: boolean, detail: string): void => console.log(`- ${ok ? 'MET    ' : 'NOT MET'} ${label}: ${detail}`);
+      if (b) check('process ≥ 2× BullMQ', t.process_per_s >= 2 * b.process_per_s, `${(t.process_per_s / b.process_per_s).toFixed(2)}×`);
+      if (q) check('process ≥ 1.2× bee-queue', t.process_per_s >= 1.2 * q.process_per_s, `${(t.process_per_s / q.process_per_s).toFixed(2)}×`);
+      if (q) check('enqueue (single) ≥ bee-queue', t.enqueue_per_s >= q.enqueue_per_s, `${(t.enqueue_per_s / q.enqueue_per_s).toFixed(2)}×`);
+      if (q) check('enqueue (bulk) ≥ bee-queue', t.enqueue_bulk_per_s >= q.enqueue_bulk_per_s, `${(t.enqueue_bulk_per_s / q.enqueue_bulk_per_s).toFixed(2)}×`);
+      if (b) check('latency p99 ≤ BullMQ', t.latency_p99_ms <= b.latency_p99_ms, `${fmt(t.latency_p99_ms, 2)} ms vs ${fmt(b.latency_p99_ms, 2)} ms`);
+      if (b) check('peak RSS ≤ BullMQ', t.peak_rss_mb <= b.peak_rss_mb, `${fmt(t.peak_rss_mb, 1)} MB vs ${fmt(b.peak_rss_mb, 1)} MB`);
+    }
+  }
+  for (const x of rows) console.log(JSON.stringify(x));
+
+  let leakFailed = false;
+  if (o.leakCheck) {
+    log(`\nLeak check: ${o.leakJobs} tasuki tasks on Redis, heap compared after forced GC…`);
+    const out = await runChild('leak.ts', [JSON.stringify({ jobs: o.leakJobs, concurrency: o.concurrency, prefix: `${KEY_PREFIX}-${process.pid}-leak` })], ['--expose-gc'], 600_000);
+    if (!out.ok) {
+      leakFailed = true;
+      failures.push(`leak check: ${out.error}`);
+    }
+  }
+
+  const left = await countKeys(`${KEY_PREFIX}-${process.pid}-`);
+  if (left > 0) failures.push(`${left} benchmark key(s) left in Redis`);
+  log(`\nRedis keys left behind by this run: ${left}. Total time ${((Date.now() - started) / 1000).toFixed(0)} s.`);
+  if (failures.length > 0 || leakFailed) {
+    console.error(`\nBENCHMARK FAILED:\n- ${failures.join('\n- ')}`);
+    process.exit(1);
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});

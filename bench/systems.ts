@@ -1,0 +1,399 @@
+/**
+ * The systems under benchmark, behind one small adapter interface. Each adapter is loaded only in
+ * the child process that runs its round (so that one system's modules never weigh on another's RSS).
+ */
+import { Redis } from 'ioredis';
+
+/** Where the benchmark's Redis is. */
+export const REDIS_HOST = '127.0.0.1';
+export const REDIS_PORT = 6379;
+
+/** The task every system runs: a no-op that returns the payload length (so a stored result can be checked). */
+export const EXPECTED_RESULT = 64;
+
+/** Outcome of a verification pass. */
+export interface Verification {
+  /** Jobs found completed. */
+  completed: number;
+  /** Jobs whose result was read back and is the expected value (null: the system stores no results). */
+  resultsStored: number | null;
+  /** Jobs found failed. */
+  failed: number;
+}
+
+/** One system under benchmark. Queue names are plain identifiers; the adapter adds its key prefix. */
+export interface BenchSystem {
+  readonly system: string;
+  readonly broker: string;
+  readonly backend: string;
+  /** Note printed beside the system in the table. */
+  readonly note?: string;
+  /** Sends one job; resolves when the system holds it. */
+  sendOne(queue: string, payload: string): Promise<string>;
+  /** Sends many jobs with the system's bulk API. */
+  sendBulk(queue: string, payloads: string[]): Promise<string[]>;
+  /** Jobs waiting in a queue that has no worker (to verify an enqueue run). */
+  waiting(queue: string): Promise<number>;
+  /** Starts a worker with `concurrency` on `queue`; calls `onDone` once per finished job. */
+  startWorker(queue: string, concurrency: number, onDone: (ok: boolean, err?: unknown) => void): Promise<void>;
+  /** Stops every worker started so far. */
+  stopWorkers(): Promise<void>;
+  /** Verifies that the jobs `ids` all completed (and their results are stored, where the system stores them). */
+  verify(queue: string, ids: string[]): Promise<Verification>;
+  /** Prepares `queue` for latency round trips (event listeners...). */
+  prepareLatency(queue: string): Promise<void>;
+  /** Sends one job and resolves once its result is visible to a reader; rejects when it failed. */
+  roundTrip(queue: string, payload: string): Promise<void>;
+  /** Closes every connection. */
+  close(): Promise<void>;
+}
+
+/** Deletes every key starting with `prefix` (SCAN + UNLINK). Returns how many were deleted. */
+export async function deleteKeys(prefix: string): Promise<number> {
+  const redis = new Redis({ host: REDIS_HOST, port: REDIS_PORT, lazyConnect: true });
+  await redis.connect();
+  let cursor = '0';
+  let n = 0;
+  try {
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) n += await redis.unlink(...keys);
+    } while (cursor !== '0');
+  } finally {
+    await redis.quit();
+  }
+  return n;
+}
+
+/** Counts keys starting with `prefix`. */
+export async function countKeys(prefix: string): Promise<number> {
+  const redis = new Redis({ host: REDIS_HOST, port: REDIS_PORT, lazyConnect: true });
+  await redis.connect();
+  let cursor = '0';
+  let n = 0;
+  try {
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      n += keys.length;
+    } while (cursor !== '0');
+  } finally {
+    await redis.quit();
+  }
+  return n;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+// ---- tasuki ---------------------------------------------------------------------------------------
+
+/** tasuki on Redis broker + Redis backend, RabbitMQ broker + Redis backend, or memory + memory. */
+export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix: string): Promise<BenchSystem> {
+  const { Server, Client, silentLogger, decodeValueText } = await import('../src/index.js');
+  type BrokerT = import('../src/broker.js').Broker;
+  type BackendT = import('../src/backend.js').Backend;
+  type ServerT = InstanceType<typeof Server>;
+  type ClientT = InstanceType<typeof Client>;
+
+  let makeBroker: () => Promise<BrokerT>;
+  let makeBackend: () => Promise<BackendT>;
+  if (kind === 'memory') {
+    const { MemoryBroker } = await import('../brokers/memory.js');
+    const { MemoryBackend } = await import('../backends/memory.js');
+    const broker = new MemoryBroker();
+    const backend = new MemoryBackend();
+    // One process: producer and worker must share the in-memory instances.
+    makeBroker = async () => broker;
+    makeBackend = async () => backend;
+  } else {
+    const { RedisBackend } = await import('../backends/redis.js');
+    makeBackend = async () => new RedisBackend({ prefix, connection: { host: REDIS_HOST, port: REDIS_PORT } });
+    if (kind === 'redis') {
+      const { RedisBroker } = await import('../brokers/redis.js');
+      makeBroker = async () => new RedisBroker({ prefix, connection: { host: REDIS_HOST, port: REDIS_PORT } });
+    } else {
+      // Loaded dynamically: another engineer may still be finishing this broker.
+      const { RabbitMQBroker } = (await import('../brokers/rabbitmq.js')) as { RabbitMQBroker: new (o: { prefix: string }) => BrokerT };
+      makeBroker = async () => new RabbitMQBroker({ prefix });
+    }
+  }
+  const shared = kind === 'memory';
+  const producerBroker = await makeBroker();
+  const producerBackend = await makeBackend();
+  const client: ClientT = new Client({ broker: producerBroker, backend: producerBackend, logger: silentLogger });
+  const servers: ServerT[] = [];
+  const refs = new Map<string, { group: string; name: string }>();
+  const ref = (queue: string): { group: string; name: string } => {
+    let r = refs.get(queue);
+    if (!r) refs.set(queue, (r = { group: queue, name: 'noop' }));
+    return r;
+  };
+  const usedQueues = new Set<string>();
+
+  return {
+    system: kind === 'memory' ? 'tasuki (in-process)' : 'tasuki',
+    broker: kind,
+    backend: kind === 'memory' ? 'memory' : 'redis',
+    async sendOne(queue, payload) {
+      usedQueues.add(queue);
+      return client.send(queue, 'noop', payload);
+    },
+    async sendBulk(queue, payloads) {
+      usedQueues.add(queue);
+      const ids: string[] = [];
+      for (let i = 0; i < payloads.length; i += 1000) {
+        const chunk = payloads.slice(i, i + 1000).map((p) => [p] as [string]);
+        ids.push(...(await client.sendMany(ref(queue) as never, chunk as never)));
+      }
+      return ids;
+    },
+    async waiting(queue) {
+      const c = await producerBroker.counts(queue);
+      return c.ready + c.delayed;
+    },
+    async startWorker(queue, concurrency, onDone) {
+      usedQueues.add(queue);
+      const server = new Server({
+        broker: shared ? producerBroker : await makeBroker(),
+        backend: shared ? producerBackend : await makeBackend(),
+        logger: silentLogger,
+      });
+      server.add(queue, 'noop', (payload: string) => payload.length);
+      server.on('succeeded', () => onDone(true));
+      server.on('failed', (e) => onDone(false, e.error));
+      server.on('deadLettered', (e) => onDone(false, e.reason));
+      servers.push(server);
+      await server.run(queue, concurrency);
+    },
+    async stopWorkers() {
+      // In memory, a server's shutdown would close the instances the client shares: those servers
+      // are shut down in close() instead (an idle in-memory worker costs nothing).
+      if (shared) return;
+      await Promise.all(servers.splice(0).map((s) => s.shutdown(5000)));
+    },
+    async verify(_queue, ids) {
+      let completed = 0;
+      let failed = 0;
+      let resultsStored = 0;
+      for (let i = 0; i < ids.length; i += 1000) {
+        const chunk = ids.slice(i, i + 1000);
+        const [states, results] = await Promise.all([
+          producerBackend.readMany(chunk),
+          Promise.all(chunk.map((id) => producerBackend.readResult(id))),
+        ]);
+        states.forEach((s, j) => {
+          if (s?.status === 'success') completed++;
+          else if (s?.status === 'failure') failed++;
+          const r = results[j];
+          if (r != null && decodeValueText(r) === EXPECTED_RESULT) resultsStored++;
+        });
+      }
+      return { completed, resultsStored, failed };
+    },
+    async prepareLatency() {},
+    async roundTrip(queue, payload) {
+      const id = await client.send(queue, 'noop', payload);
+      // 1 ms: the shortest poll interval getResult accepts (it starts there and stays there).
+      const r = await client.getResult(id, 10_000, 1);
+      if (!r.isSuccess() || r.value !== EXPECTED_RESULT) throw new Error(`task ${id} ended ${r.status}`);
+    },
+    async close() {
+      await Promise.all(servers.splice(0).map((s) => s.shutdown(5000)));
+      if (kind !== 'memory') {
+        for (const q of usedQueues) await producerBroker.purge(q).catch(() => undefined);
+      }
+      await client.close();
+      if (shared) {
+        await producerBroker.close();
+        await producerBackend.close();
+      }
+    },
+  };
+}
+
+// ---- BullMQ ---------------------------------------------------------------------------------------
+
+export async function bullmqSystem(prefix: string): Promise<BenchSystem> {
+  const { Queue, Worker, QueueEvents } = await import('bullmq');
+  const connection = { host: REDIS_HOST, port: REDIS_PORT };
+  type QueueT = import('bullmq').Queue;
+  type WorkerT = import('bullmq').Worker;
+  type EventsT = import('bullmq').QueueEvents;
+  const queues = new Map<string, QueueT>();
+  const workers: WorkerT[] = [];
+  const events = new Map<string, EventsT>();
+  const q = (name: string): QueueT => {
+    let queue = queues.get(name);
+    if (!queue) queues.set(name, (queue = new Queue(name, { connection, prefix })));
+    return queue;
+  };
+  return {
+    system: 'bullmq',
+    broker: 'redis',
+    backend: 'redis',
+    async sendOne(queue, payload) {
+      const job = await q(queue).add('noop', payload);
+      return job.id as string;
+    },
+    async sendBulk(queue, payloads) {
+      const ids: string[] = [];
+      for (let i = 0; i < payloads.length; i += 1000) {
+        const jobs = await q(queue).addBulk(payloads.slice(i, i + 1000).map((p) => ({ name: 'noop', data: p })));
+        for (const j of jobs) ids.push(j.id as string);
+      }
+      return ids;
+    },
+    async waiting(queue) {
+      return q(queue).getWaitingCount();
+    },
+    async startWorker(queue, concurrency, onDone) {
+      const worker = new Worker(queue, async (job) => (job.data as string).length, { connection, prefix, concurrency });
+      worker.on('completed', () => onDone(true));
+      worker.on('failed', (_job, err) => onDone(false, err));
+      worker.on('error', () => undefined);
+      workers.push(worker);
+      await worker.waitUntilReady();
+    },
+    async stopWorkers() {
+      await Promise.all(workers.splice(0).map((w) => w.close()));
+    },
+    async verify(queue, ids) {
+      const counts = await q(queue).getJobCounts('completed', 'failed');
+      const want = new Set(ids);
+      let resultsStored = 0;
+      const total = counts.completed ?? 0;
+      for (let i = 0; i < total; i += 1000) {
+        const jobs = await q(queue).getJobs(['completed'], i, i + 999, true);
+        for (const j of jobs) if (j && want.has(j.id as string) && j.returnvalue === EXPECTED_RESULT) resultsStored++;
+      }
+      return { completed: total, resultsStored, failed: counts.failed ?? 0 };
+    },
+    async prepareLatency(queue) {
+      const qe = new QueueEvents(queue, { connection, prefix });
+      events.set(queue, qe);
+      await qe.waitUntilReady();
+    },
+    async roundTrip(queue, payload) {
+      const job = await q(queue).add('noop', payload);
+      const value: unknown = await job.waitUntilFinished(events.get(queue) as EventsT, 10_000);
+      if (value !== EXPECTED_RESULT) throw new Error(`job ${job.id} returned ${String(value)}`);
+    },
+    async close() {
+      await Promise.all(workers.splice(0).map((w) => w.close()));
+      await Promise.all([...events.values()].map((e) => e.close()));
+      for (const queue of queues.values()) {
+        await queue.obliterate({ force: true }).catch(() => undefined);
+        await queue.close();
+      }
+    },
+  };
+}
+
+// ---- bee-queue ------------------------------------------------------------------------------------
+
+export async function beeQueueSystem(prefix: string): Promise<BenchSystem> {
+  const BeeQueue = (await import('bee-queue')).default;
+  type Q = InstanceType<typeof BeeQueue<string>>;
+  const redis = { host: REDIS_HOST, port: REDIS_PORT };
+  const producers = new Map<string, Q>();
+  const workers: Q[] = [];
+  let lostEvents = 0;
+  const producer = (name: string): Q => {
+    let queue = producers.get(name);
+    if (!queue) {
+      queue = new BeeQueue(name, { prefix, redis, isWorker: false, getEvents: true, storeJobs: true, removeOnSuccess: false });
+      queue.on('error', () => undefined);
+      producers.set(name, queue);
+    }
+    return queue;
+  };
+  const system: BenchSystem = {
+    system: 'bee-queue',
+    broker: 'redis',
+    backend: 'none',
+    get note() {
+      return `no stored results: completion counted only${lostEvents > 0 ? `; ${lostEvents} completion event(s) lost` : ''}`;
+    },
+    async sendOne(queue, payload) {
+      const job = await producer(queue).createJob(payload).save();
+      return String(job.id);
+    },
+    async sendBulk(queue, payloads) {
+      const p = producer(queue);
+      const ids: string[] = [];
+      for (let i = 0; i < payloads.length; i += 1000) {
+        const jobs = payloads.slice(i, i + 1000).map((x) => p.createJob(x));
+        const errors = await p.saveAll(jobs);
+        if (errors.size > 0) throw new Error(`bee-queue saveAll failed for ${errors.size} job(s)`);
+        for (const j of jobs) ids.push(String(j.id));
+      }
+      return ids;
+    },
+    async waiting(queue) {
+      return (await producer(queue).checkHealth()).waiting;
+    },
+    async startWorker(queue, concurrency, onDone) {
+      const worker = new BeeQueue(queue, { prefix, redis, isWorker: true, getEvents: false, sendEvents: true, removeOnSuccess: false });
+      worker.on('error', () => undefined);
+      worker.on('succeeded', () => onDone(true));
+      worker.on('failed', (_job, err) => onDone(false, err));
+      workers.push(worker);
+      await worker.ready();
+      worker.process(concurrency, async (job) => (job.data as string).length);
+    },
+    async stopWorkers() {
+      await Promise.all(workers.splice(0).map((w) => w.close(5000)));
+    },
+    async verify(queue) {
+      const h = await producer(queue).checkHealth();
+      return { completed: h.succeeded, resultsStored: null, failed: h.failed };
+    },
+    async prepareLatency(queue) {
+      await producer(queue).ready();
+    },
+    async roundTrip(queue, payload) {
+      const job = await producer(queue).createJob(payload).save();
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          // bee-queue's pub/sub events can be lost: fall back to its stored status.
+          producer(queue)
+            .getJob(job.id)
+            .then((j) => {
+              if (j?.status === 'succeeded') {
+                lostEvents++;
+                resolve();
+              } else reject(new Error(`bee-queue job ${job.id} not finished after 10 s (${j?.status})`));
+            }, reject);
+        }, 10_000);
+        job.on('succeeded', (value: unknown) => {
+          clearTimeout(timer);
+          if (value === EXPECTED_RESULT) resolve();
+          else reject(new Error(`job ${job.id} returned ${String(value)}`));
+        });
+        job.on('failed', (err: Error) => {
+          clearTimeout(timer);
+          reject(err);
+        });
+      });
+    },
+    async close() {
+      await Promise.all(workers.splice(0).map((w) => w.close(5000)));
+      for (const p of producers.values()) {
+        await p.destroy().catch(() => undefined);
+        await p.close();
+      }
+    },
+  };
+  return system;
+}
+
+export { withTimeout };
