@@ -156,6 +156,8 @@ export class RedisBackend implements Backend {
     const resultTtl = hasResult ? normalizeExpiry(w.resultTtl as number, 'resultTtl') : 0;
     const stateText = JSON.stringify(w.state);
     for (const text of hasResult ? [stateText, w.result as string] : [stateText]) {
+      // A UTF-16 code unit takes at most 3 UTF-8 bytes: short texts need no byte count.
+      if (text.length * 3 <= REDIS_MAX_STRING) continue;
       const bytes = Buffer.byteLength(text);
       if (bytes > REDIS_MAX_STRING) throw new ValueTooLargeError(bytes, REDIS_MAX_STRING);
     }
@@ -178,7 +180,16 @@ export class RedisBackend implements Backend {
       throw this.wrap(err, 'write', Buffer.byteLength(stateText) + (hasResult ? Buffer.byteLength(w.result as string) : 0));
     }
     const [written, prev] = reply;
-    return { written: written === 1, previous: prev === undefined || prev === null ? null : parseTaskState(prev, keys.state) };
+    if (prev === undefined || prev === null) return { written: written === 1, previous: null };
+    if (written !== 1) return { written: false, previous: parseTaskState(prev, keys.state) };
+    // The previous state is parsed only when a caller reads it (a worker's successful writes never do).
+    let previous: TaskState | undefined;
+    return {
+      written: true,
+      get previous(): TaskState {
+        return (previous ??= parseTaskState(prev, keys.state));
+      },
+    };
   }
 
   /** @inheritdoc */

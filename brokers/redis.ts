@@ -90,6 +90,8 @@ export class RedisBroker implements Broker {
   private readonly wakers = new Set<() => void>();
   private closed = false;
   private closing: Promise<void> | undefined;
+  /** Key names by group (built once per group instead of once per operation). */
+  private readonly keyCache = new Map<string, GroupKeys>();
 
   /** @param options connection, key prefix, connection names, logger */
   constructor(options: RedisBrokerOptions = {}) {
@@ -344,7 +346,13 @@ export class RedisBroker implements Broker {
   // ---- internals ---------------------------------------------------------------------------------
 
   private keys(group: string): GroupKeys {
-    return groupKeys(this.prefix, group);
+    let k = this.keyCache.get(group);
+    if (k === undefined) {
+      k = groupKeys(this.prefix, group);
+      // Bounded: a worker touches a handful of groups; a client sending to very many is not cached past 1000.
+      if (this.keyCache.size < 1000) this.keyCache.set(group, k);
+    }
+    return k;
   }
 
   private assertOpen(): void {

@@ -67,6 +67,10 @@ interface Job {
   runningStored: boolean;
   /** The broker side of this job is settled (acked, retried, dead-lettered, released). */
   finished: boolean;
+  /** The job still counts against the concurrency bound. */
+  holdsSlot: boolean;
+  /** Ends the handler wait when the job's signal fires (set while the handler runs). */
+  onAbort: ((reason: unknown) => void) | undefined;
 }
 
 type Outcome =
@@ -158,6 +162,12 @@ function matches(type: string, v: unknown): boolean {
 /** Runs one group with a hard concurrency bound. */
 export class GroupWorker {
   private readonly jobs = new Set<Job>();
+  /**
+   * Deliveries fetched ahead of free slots (at most `concurrency` of them): leased to this worker,
+   * renewed with the running jobs, started as soon as a slot frees (no fetch round trip in between),
+   * handed back at shutdown.
+   */
+  private readonly buffer: Delivery[] = [];
   /** Handlers that have not settled yet (a timed-out handler keeps its slot until it settles). */
   private active = 0;
   private slotFreed: (() => void) | undefined;
@@ -204,6 +214,7 @@ export class GroupWorker {
     this.stopFetch.abort();
     this.slotFreed?.();
     await this.loopDone;
+    await this.releaseBuffered();
     const all = Promise.all([...this.pending]);
     const left = deadline - Date.now();
     if (left > 0 && this.pending.size > 0) {
@@ -216,7 +227,7 @@ export class GroupWorker {
       unfinished.map(async (job) => {
         job.released = true;
         job.finished = true;
-        job.controller.abort(new ShutdownError('worker shut down before the task finished; it was handed back'));
+        this.abortJob(job, new ShutdownError('worker shut down before the task finished; it was handed back'));
         try {
           await this.ctx.broker.release(job.delivery);
           this.ctx.logger.info('handed back an unfinished task', { group: this.group, id: job.msg?.id });
@@ -232,16 +243,20 @@ export class GroupWorker {
   private async loop(): Promise<void> {
     let failures = 0;
     const { leaseMs, fetchWaitMs } = this.ctx.settings;
+    const prefetch = this.concurrency;
     while (!this.stopping) {
+      this.drain();
       const free = this.concurrency - this.active;
-      if (free <= 0) {
+      const want = free + prefetch - this.buffer.length;
+      // Fetch when a slot is free, or ahead of time once the buffer is down to half.
+      if (want <= 0 || (free <= 0 && this.buffer.length > prefetch / 2)) {
         await new Promise<void>((r) => (this.slotFreed = r));
         this.slotFreed = undefined;
         continue;
       }
       let deliveries: Delivery[];
       try {
-        deliveries = await this.ctx.broker.fetch(this.group, free, { leaseMs, waitMs: fetchWaitMs, signal: this.stopFetch.signal });
+        deliveries = await this.ctx.broker.fetch(this.group, want, { leaseMs, waitMs: fetchWaitMs, signal: this.stopFetch.signal });
         failures = 0;
       } catch (err) {
         if (this.stopping) break;
@@ -251,19 +266,48 @@ export class GroupWorker {
         await pause(wait, this.stopFetch.signal);
         continue;
       }
-      for (const d of deliveries) {
-        if (this.stopping) {
-          await this.ctx.broker.release(d).catch(() => undefined);
-          continue;
-        }
-        this.begin(d);
-      }
+      for (const d of deliveries) this.buffer.push(d);
     }
+  }
+
+  /** Starts buffered deliveries while slots are free. */
+  private drain(): void {
+    while (!this.stopping && this.active < this.concurrency && this.buffer.length > 0) this.begin(this.buffer.shift() as Delivery);
+  }
+
+  /** Hands every buffered (not started) delivery back to the broker. */
+  private async releaseBuffered(): Promise<void> {
+    const left = this.buffer.splice(0);
+    await Promise.all(left.map((d) => this.ctx.broker.release(d).catch(() => undefined)));
+  }
+
+  /** Frees the slot of a job (once): the next buffered delivery starts at once, the fetch loop wakes. */
+  private freeSlot(job: Job): void {
+    if (!job.holdsSlot) return;
+    job.holdsSlot = false;
+    this.active--;
+    this.drain();
+    this.slotFreed?.();
+  }
+
+  /** Fires a job's signal and ends its handler wait. */
+  private abortJob(job: Job, reason: unknown): void {
+    job.controller.abort(reason);
+    job.onAbort?.(reason);
   }
 
   private begin(delivery: Delivery): void {
     this.active++;
-    const job: Job = { delivery, controller: new AbortController(), lost: false, released: false, runningStored: false, finished: false };
+    const job: Job = {
+      delivery,
+      controller: new AbortController(),
+      lost: false,
+      released: false,
+      runningStored: false,
+      finished: false,
+      holdsSlot: true,
+      onAbort: undefined,
+    };
     this.jobs.add(job);
     let handlerSettled: Promise<unknown> = Promise.resolve();
     const p = this.process(job, (h) => (handlerSettled = h))
@@ -274,10 +318,7 @@ export class GroupWorker {
         this.pending.delete(p);
         return this.slotHeldUntil(job, handlerSettled);
       })
-      .then(() => {
-        this.active--;
-        this.slotFreed?.();
-      });
+      .then(() => this.freeSlot(job));
     this.pending.add(p);
   }
 
@@ -384,15 +425,15 @@ export class GroupWorker {
             new Promise<never>((_, reject) => {
               timer = setTimeout(() => {
                 const err = new TaskTimeoutError(timeoutMs);
-                job.controller.abort(err);
+                this.abortJob(job, err);
                 reject(err);
               }, timeoutMs);
             }),
           ]);
+    // Every abort of a job goes through abortJob(), which calls job.onAbort (no listener on the signal needed).
     const aborted = new Promise<never>((_, reject) => {
-      const onAbort = (): void => reject(job.controller.signal.reason);
-      if (job.controller.signal.aborted) onAbort();
-      else job.controller.signal.addEventListener('abort', onAbort, { once: true });
+      if (job.controller.signal.aborted) reject(job.controller.signal.reason);
+      else job.onAbort = reject;
     });
     aborted.catch(() => undefined);
     try {
@@ -409,6 +450,7 @@ export class GroupWorker {
       const retryable = !NON_RETRYABLE.has(typeof code === 'string' ? code : '') && ctl.retriesLeft > 0;
       return { kind: 'failure', error, retryable, deadLetter: false, startedAt: now };
     } finally {
+      job.onAbort = undefined;
       clearTimeout(timer);
       msg.retriesLeft = ctl.retriesLeft;
     }
@@ -436,6 +478,9 @@ export class GroupWorker {
         write.resultTtl = resultExpires;
       }
       if ((await this.persist(job, write)) === undefined) return;
+      // The handler has settled and its outcome is stored: its slot may take the next task while the
+      // ack travels (the job stays tracked, with its lease renewed, until the ack is done).
+      this.freeSlot(job);
       await this.ack(job);
       this.ctx.emit('succeeded', { ...this.event(msg), durationMs: now - outcome.startedAt });
       return;
@@ -579,14 +624,22 @@ export class GroupWorker {
 
   private async renewLeases(): Promise<void> {
     const held = [...this.jobs].filter((j) => !j.finished && !j.lost);
-    if (held.length === 0) return;
+    const buffered = this.buffer.slice();
+    if (held.length === 0 && buffered.length === 0) return;
     try {
-      const lost = new Set(await this.ctx.broker.extend(held.map((j) => j.delivery), this.ctx.settings.leaseMs));
+      const lost = new Set(await this.ctx.broker.extend([...held.map((j) => j.delivery), ...buffered], this.ctx.settings.leaseMs));
+      if (lost.size === 0) return;
       for (const job of held) {
         if (!lost.has(job.delivery.token) || job.finished) continue;
         job.lost = true;
         this.ctx.logger.warn('lease lost; the task was handed to another worker', { group: this.group, id: job.msg?.id });
-        job.controller.abort(new ShutdownError('lease lost: the task was delivered to another worker'));
+        this.abortJob(job, new ShutdownError('lease lost: the task was delivered to another worker'));
+      }
+      for (let i = this.buffer.length - 1; i >= 0; i--) {
+        if (lost.has((this.buffer[i] as Delivery).token)) {
+          this.buffer.splice(i, 1);
+          this.ctx.logger.warn('lease of a prefetched message lost; it was handed to another worker', { group: this.group });
+        }
       }
     } catch (err) {
       this.ctx.logger.warn('lease renewal failed', { group: this.group, error: toError(err) });
@@ -601,7 +654,7 @@ export class GroupWorker {
     try {
       const states = await this.ctx.backend.readMany(watched.map((j) => (j.msg as TaskMessage).id));
       states.forEach((s, i) => {
-        if (s?.status === 'aborted') (watched[i] as Job).controller.abort(new TaskAbortedError('task was aborted by a client'));
+        if (s?.status === 'aborted') this.abortJob(watched[i] as Job, new TaskAbortedError('task was aborted by a client'));
       });
     } catch (err) {
       this.ctx.logger.debug('abort poll failed', { group: this.group, error: toError(err) });
