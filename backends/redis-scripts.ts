@@ -70,3 +70,64 @@ if prev then
 end
 return {1}
 `;
+
+/** Name under which {@link WRITE_MANY_SCRIPT} is registered on the ioredis client. */
+export const WRITE_MANY_COMMAND = 'tasukiBackendWriteMany';
+
+/**
+ * Several conditional writes in one script call (the backend coalesces the writes issued in the same
+ * tick). Each write follows exactly the rules of {@link WRITE_SCRIPT}, in order.
+ *
+ * KEYS: state key and result key of each write, in pairs. ARGV: the six arguments of each write,
+ * as for {@link WRITE_SCRIPT}. Returns `{written1, previous1, written2, previous2, ...}`; `previous`
+ * is nil when no state was stored. The guards are checked by the caller before sending.
+ */
+export const WRITE_MANY_SCRIPT = `
+local function write_one(skey, rkey, state, sttl, guard, has_result, result, rttl)
+  local prev = redis.call('GET', skey)
+  if prev then
+    local status = nil
+    local ok, decoded = pcall(cjson.decode, prev)
+    if ok and type(decoded) == 'table' and type(decoded.status) == 'string' then
+      status = decoded.status
+    end
+    local pass
+    if status == nil or status == 'success' or guard == 'absent' then
+      pass = false
+    elseif guard == 'notFinal' then
+      pass = not (status == 'failure' or status == 'expired' or status == 'aborted')
+    else
+      pass = guard == 'notSuccess'
+    end
+    if not pass then return 0, prev end
+  end
+  if has_result == '1' then
+    local r = tonumber(rttl)
+    if r == 0 then
+      redis.call('DEL', rkey)
+    elseif r < 0 then
+      redis.call('SET', rkey, result)
+    else
+      redis.call('SET', rkey, result, 'EX', r)
+    end
+  end
+  local t = tonumber(sttl)
+  if t == 0 then
+    redis.call('DEL', skey)
+  elseif t < 0 then
+    redis.call('SET', skey, state)
+  else
+    redis.call('SET', skey, state, 'EX', t)
+  end
+  return 1, prev or false
+end
+local out = {}
+local n = #KEYS / 2
+for i = 1, n do
+  local a = (i - 1) * 6
+  local written, prev = write_one(KEYS[2 * i - 1], KEYS[2 * i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
+  out[2 * i - 1] = written
+  out[2 * i] = prev
+end
+return out
+`;

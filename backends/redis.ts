@@ -23,7 +23,7 @@ import {
   ValueTooLargeError,
 } from '../src/errors.js';
 import { parseTaskState, type TaskState } from '../src/state.js';
-import { WRITE_COMMAND, WRITE_SCRIPT } from './redis-scripts.js';
+import { WRITE_COMMAND, WRITE_MANY_COMMAND, WRITE_MANY_SCRIPT, WRITE_SCRIPT } from './redis-scripts.js';
 
 /** Options of {@link RedisBackend}. */
 export interface RedisBackendOptions {
@@ -76,6 +76,19 @@ export function normalizeExpiry(ttl: Expiry, what: string): number {
 const GUARDS: ReadonlySet<WriteGuard> = new Set<WriteGuard>(['absent', 'notFinal', 'notSuccess']);
 
 type WriteCommand = (stateKey: string, resultKey: string, ...args: string[]) => Promise<[number, string?]>;
+type WriteManyCommand = (...keysAndArgs: Array<string | number>) => Promise<Array<number | string | null>>;
+
+/** A write waiting for the end of the current tick, to travel with the others in one script call. */
+interface PendingWrite {
+  keys: { state: string; result: string };
+  /** The six script arguments. */
+  args: string[];
+  resolve(reply: [number, string?]): void;
+  reject(err: unknown): void;
+}
+
+/** Most writes sent in one script call. */
+const MAX_WRITES_PER_CALL = 256;
 
 /** Result backend on Redis (standalone, or any server reachable with one ioredis connection). */
 export class RedisBackend implements Backend {
@@ -88,6 +101,8 @@ export class RedisBackend implements Backend {
   private closed = false;
   private connecting: Promise<void> | undefined;
   private lastError: Error | undefined;
+  /** Writes issued in the current tick; sent together (one script call per {@link MAX_WRITES_PER_CALL}). */
+  private pendingWrites: PendingWrite[] = [];
 
   /** @param options see {@link RedisBackendOptions} */
   constructor(options: RedisBackendOptions = {}) {
@@ -110,6 +125,7 @@ export class RedisBackend implements Backend {
       this.onError?.(err);
     });
     this.client.defineCommand(WRITE_COMMAND, { numberOfKeys: 2, lua: WRITE_SCRIPT });
+    this.client.defineCommand(WRITE_MANY_COMMAND, { lua: WRITE_MANY_SCRIPT });
   }
 
   /** @inheritdoc */
@@ -162,20 +178,13 @@ export class RedisBackend implements Backend {
       if (bytes > REDIS_MAX_STRING) throw new ValueTooLargeError(bytes, REDIS_MAX_STRING);
     }
     const keys = redisKeys(this.prefix, w.state.id);
-    const run = (this.client as unknown as Record<string, WriteCommand>)[WRITE_COMMAND] as WriteCommand;
+    const args = [stateText, String(stateTtl), w.guard, hasResult ? '1' : '0', hasResult ? (w.result as string) : '', String(resultTtl)];
     let reply: [number, string?];
     try {
-      reply = await run.call(
-        this.client,
-        keys.state,
-        keys.result,
-        stateText,
-        String(stateTtl),
-        w.guard,
-        hasResult ? '1' : '0',
-        hasResult ? (w.result as string) : '',
-        String(resultTtl),
-      );
+      reply = await new Promise<[number, string?]>((resolve, reject) => {
+        this.pendingWrites.push({ keys, args, resolve, reject });
+        if (this.pendingWrites.length === 1) process.nextTick(this.flushWrites);
+      });
     } catch (err) {
       throw this.wrap(err, 'write', Buffer.byteLength(stateText) + (hasResult ? Buffer.byteLength(w.result as string) : 0));
     }
@@ -191,6 +200,40 @@ export class RedisBackend implements Backend {
       },
     };
   }
+
+  /**
+   * Sends the writes of the tick: a lone write with the single-write script, several in one call of
+   * the multi-write script (each write keeps its own guard and atomicity; a connection failure
+   * rejects every write of the call, as it would have rejected each of them pipelined).
+   */
+  private readonly flushWrites = (): void => {
+    const all = this.pendingWrites;
+    this.pendingWrites = [];
+    for (let i = 0; i < all.length; i += MAX_WRITES_PER_CALL) {
+      const chunk = all.length <= MAX_WRITES_PER_CALL ? all : all.slice(i, i + MAX_WRITES_PER_CALL);
+      if (chunk.length === 1) {
+        const p = chunk[0] as PendingWrite;
+        const run = (this.client as unknown as Record<string, WriteCommand>)[WRITE_COMMAND] as WriteCommand;
+        run.call(this.client, p.keys.state, p.keys.result, ...p.args).then(p.resolve, p.reject);
+        continue;
+      }
+      const keysAndArgs: Array<string | number> = [chunk.length * 2];
+      for (const p of chunk) keysAndArgs.push(p.keys.state, p.keys.result);
+      for (const p of chunk) for (const a of p.args) keysAndArgs.push(a);
+      const run = (this.client as unknown as Record<string, WriteManyCommand>)[WRITE_MANY_COMMAND] as WriteManyCommand;
+      run.call(this.client, ...keysAndArgs).then(
+        (reply) => {
+          chunk.forEach((p, j) => {
+            const prev = reply[2 * j + 1];
+            p.resolve(prev === null || prev === undefined ? [Number(reply[2 * j])] : [Number(reply[2 * j]), String(prev)]);
+          });
+        },
+        (err: unknown) => {
+          for (const p of chunk) p.reject(err);
+        },
+      );
+    }
+  };
 
   /** @inheritdoc */
   async read(id: string): Promise<TaskState | null> {

@@ -236,6 +236,22 @@ return 1
 `;
 
 /**
+ * ackMany — ack for several deliveries of one group (the broker coalesces the acks of one tick).
+ * KEYS: lease, body. ARGV: tokens. Returns how many were removed.
+ */
+const ACK_MANY = `${HELPERS}
+local n = 0
+for i = 1, #ARGV do
+  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
+    local id = token_id(ARGV[i])
+    if id then redis.call('HDEL', KEYS[2], id) end
+    n = n + 1
+  end
+end
+return n
+`;
+
+/**
  * retry — replaces a held delivery by a new body under the same id, ready at `availableAt`
  * (tail of ready when due, else delayed). A fresh (not redelivered) message.
  * KEYS: lease, body, ready, delayed, wake. ARGV: token, body, availableAt. Returns 1 or 0 (not held).
@@ -384,6 +400,7 @@ export const SCRIPTS = {
   tasukiPublish: { numberOfKeys: 5, lua: PUBLISH },
   tasukiFetch: { numberOfKeys: 6, lua: FETCH },
   tasukiAck: { numberOfKeys: 2, lua: ACK },
+  tasukiAckMany: { numberOfKeys: 2, lua: ACK_MANY },
   tasukiRetry: { numberOfKeys: 5, lua: RETRY },
   tasukiRelease: { numberOfKeys: 3, lua: RELEASE },
   tasukiExtend: { numberOfKeys: 1, lua: EXTEND },

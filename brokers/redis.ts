@@ -44,6 +44,13 @@ export interface RedisBrokerOptions {
   logger?: RedisBrokerLogger;
 }
 
+/** An ack waiting for the end of the current tick. */
+interface PendingAck {
+  token: string;
+  resolve(reply: unknown): void;
+  reject(err: unknown): void;
+}
+
 /** A connection of the blocking pool. */
 interface BlockingConn {
   readonly redis: Redis;
@@ -90,6 +97,9 @@ export class RedisBroker implements Broker {
   private readonly wakers = new Set<() => void>();
   private closed = false;
   private closing: Promise<void> | undefined;
+  /** Acks of the current tick by group, sent together by {@link flushAcks}. */
+  private pendingAcks = new Map<string, PendingAck[]>();
+  private ackFlushScheduled = false;
   /** Key names by group (built once per group instead of once per operation). */
   private readonly keyCache = new Map<string, GroupKeys>();
 
@@ -222,12 +232,48 @@ export class RedisBroker implements Broker {
     }
   }
 
-  /** @inheritdoc */
+  /**
+   * Acks issued in the same tick for one group travel in one script call (each still removes only a
+   * delivery its token holds).
+   */
   async ack(delivery: Delivery): Promise<void> {
     this.assertOpen();
-    const k = this.keys(deliveryGroup(delivery));
-    await this.run('ack', () => this.cmd.tasukiAck(k.lease, k.body, delivery.token));
+    const group = deliveryGroup(delivery);
+    await this.run(
+      'ack',
+      () =>
+        new Promise<unknown>((resolve, reject) => {
+          let list = this.pendingAcks.get(group);
+          if (list === undefined) this.pendingAcks.set(group, (list = []));
+          list.push({ token: delivery.token, resolve, reject });
+          if (!this.ackFlushScheduled) {
+            this.ackFlushScheduled = true;
+            process.nextTick(this.flushAcks);
+          }
+        }),
+    );
   }
+
+  private readonly flushAcks = (): void => {
+    this.ackFlushScheduled = false;
+    const all = this.pendingAcks;
+    this.pendingAcks = new Map();
+    for (const [group, list] of all) {
+      const k = this.keys(group);
+      const call =
+        list.length === 1
+          ? this.cmd.tasukiAck(k.lease, k.body, (list[0] as PendingAck).token)
+          : this.cmd.tasukiAckMany(k.lease, k.body, ...list.map((a) => a.token));
+      call.then(
+        (r) => {
+          for (const a of list) a.resolve(r);
+        },
+        (err: unknown) => {
+          for (const a of list) a.reject(err);
+        },
+      );
+    }
+  };
 
   /** @inheritdoc */
   async retry(delivery: Delivery, body: string, availableAt: number): Promise<void> {

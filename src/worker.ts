@@ -58,7 +58,15 @@ export interface WorkerContext {
 interface Job {
   delivery: Delivery;
   msg?: TaskMessage;
-  controller: AbortController;
+  /**
+   * The signal handed to a `ctl` handler; created only for those (a plain handler never sees a
+   * signal, so its job needs no AbortController).
+   */
+  controller: AbortController | undefined;
+  /** The job's signal fired (timeout, client abort, lost lease, shutdown). */
+  aborted: boolean;
+  /** Why (the first reason). */
+  abortReason: unknown;
   /** The broker no longer holds this delivery for us (lease lost): no broker operation on it. */
   lost: boolean;
   /** Handed back at shutdown: its outcome is written but it is not acked/retried. */
@@ -79,6 +87,9 @@ type Outcome =
   | { kind: 'failure'; error: Error; retryable: boolean; deadLetter: boolean; startedAt?: number };
 
 const NON_RETRYABLE = new Set(['ERR_BAD_ARGS', 'ERR_NOT_SERIALIZABLE', 'ERR_ABORTED', 'ERR_EXPIRED', 'ERR_DECODE']);
+
+/** The signal of the control object of a plain handler, which never sees it. */
+const NEVER_ABORTED: AbortSignal = new AbortController().signal;
 
 /** Sleep that ends early when `signal` aborts. */
 function pause(ms: number, signal: AbortSignal): Promise<void> {
@@ -292,7 +303,10 @@ export class GroupWorker {
 
   /** Fires a job's signal and ends its handler wait. */
   private abortJob(job: Job, reason: unknown): void {
-    job.controller.abort(reason);
+    if (job.aborted) return;
+    job.aborted = true;
+    job.abortReason = reason;
+    job.controller?.abort(reason);
     job.onAbort?.(reason);
   }
 
@@ -300,7 +314,9 @@ export class GroupWorker {
     this.active++;
     const job: Job = {
       delivery,
-      controller: new AbortController(),
+      controller: undefined,
+      aborted: false,
+      abortReason: undefined,
       lost: false,
       released: false,
       runningStored: false,
@@ -409,7 +425,13 @@ export class GroupWorker {
       return { kind: 'failure', error: e, retryable: false, deadLetter: true, startedAt: now };
     }
 
-    const ctl = new TaskCtlImpl(msg.id, msg.group, msg.name, msg.retriesUsed, msg.retriesLeft, job.controller.signal, (value) =>
+    let signal = NEVER_ABORTED;
+    if (reg.options.ctl) {
+      job.controller = new AbortController();
+      if (job.aborted) job.controller.abort(job.abortReason);
+      signal = job.controller.signal;
+    }
+    const ctl = new TaskCtlImpl(msg.id, msg.group, msg.name, msg.retriesUsed, msg.retriesLeft, signal, (value) =>
       this.progress(job, msg, value),
     );
     this.ctx.emit('started', this.event(msg));
@@ -432,7 +454,7 @@ export class GroupWorker {
           ]);
     // Every abort of a job goes through abortJob(), which calls job.onAbort (no listener on the signal needed).
     const aborted = new Promise<never>((_, reject) => {
-      if (job.controller.signal.aborted) reject(job.controller.signal.reason);
+      if (job.aborted) reject(job.abortReason);
       else job.onAbort = reject;
     });
     aborted.catch(() => undefined);
@@ -487,7 +509,7 @@ export class GroupWorker {
     }
 
     const { error } = outcome;
-    const signalReason: unknown = job.controller.signal.aborted ? job.controller.signal.reason : undefined;
+    const signalReason: unknown = job.aborted ? job.abortReason : undefined;
     if (job.lost || job.released) {
       this.ctx.logger.debug('outcome of a task no longer held is not recorded', { id: msg.id, error });
       return;
@@ -648,7 +670,7 @@ export class GroupWorker {
 
   private async pollAborts(): Promise<void> {
     if (this.polling) return;
-    const watched = [...this.jobs].filter((j) => j.runningStored && !j.finished && !j.controller.signal.aborted && j.msg);
+    const watched = [...this.jobs].filter((j) => j.runningStored && !j.finished && !j.aborted && j.msg);
     if (watched.length === 0) return;
     this.polling = true;
     try {
