@@ -289,17 +289,23 @@ export class RabbitMQBroker implements Broker {
         w.reject(new ClosedError(NAME));
       }
       this.connWaiters.clear();
+      const channels: Array<Promise<Channel> | null> = [];
       for (const g of this.groups.values()) {
         if (g.idleTimer) clearTimeout(g.idleTimer);
         if (g.retryTimer) clearTimeout(g.retryTimer);
         for (const w of g.waiters.slice()) w.finish([]);
         g.buffer = [];
+        channels.push(g.channel ? Promise.resolve(g.channel) : g.channelOpening);
       }
       for (const h of this.held.values()) clearTimeout(h.timer);
       this.held.clear();
       const conn = this.conn;
       this.conn = null;
       if (conn) {
+        // Close the channels first: a channel's close is ordered after the acks sent on it, whereas
+        // amqplib may write the connection close ahead of channel frames still buffered.
+        channels.push(conn.pub, conn.admin, conn.check);
+        await Promise.all(channels.map((p) => p?.then((ch) => ch.close()).catch(noop)));
         conn.lost = true;
         await conn.model.close().catch(noop);
       }
@@ -733,7 +739,17 @@ export class RabbitMQBroker implements Broker {
         },
       };
       const onAbort = (): void => waiter.finish([]);
-      const timer = setTimeout(() => waiter.finish([]), options.waitMs);
+      // Nothing came: [] — or, when the connection is down, a ConnectionError so that the caller
+      // knows and backs off (the broker keeps reconnecting in the background).
+      const timer = setTimeout(
+        () =>
+          waiter.finish(
+            this.conn || this.closed
+              ? []
+              : new ConnectionError(`not connected to RabbitMQ: ${errText(this.lastError)}`, this.lastError),
+          ),
+        options.waitMs,
+      );
       signal?.addEventListener('abort', onAbort, { once: true });
       g.waiters.push(waiter);
       this.kickConsumer(g);
