@@ -6,7 +6,8 @@ import type { Backend, Expiry } from './backend.js';
 import type { Broker, DeadLetter } from './broker.js';
 import { ClosedError, InvalidOptionError, ResultTimeoutError } from './errors.js';
 import { consoleLogger, type Logger } from './logger.js';
-import { decodeMessage, encodeMessage, encodeValue, type TaskMessage } from './message.js';
+import { decodeMessage, encodeMessage, type TaskMessage } from './message.js';
+import { encodeValueFast } from './plain.js';
 import { assertName } from './names.js';
 import {
   DEFAULT_RETRY_COUNT,
@@ -149,7 +150,7 @@ export class Client {
 
   private buildMessage(group: string, name: string, args: unknown[], o: SendOptions, id: string, now: number, index: number): TaskMessage {
     if (!ID_PATTERN.test(id)) throw new InvalidOptionError('id must be 1 to 200 printable ASCII characters without spaces');
-    const encoded = encodeValue(args, index === 0 ? 'arguments' : `arguments of task #${index}`);
+    const encoded = encodeValueFast(args, index === 0 ? 'arguments' : `arguments of task #${index}`);
     let runAt: number | null = null;
     if (o.runAt !== undefined) runAt = toEpoch('runAt', o.runAt);
     else if (o.runAfter !== undefined && o.runAfter > 0) runAt = now + o.runAfter;

@@ -23,9 +23,9 @@ import {
   decodeMessage,
   decodeValue,
   encodeMessage,
-  encodeValueText,
   type TaskMessage,
 } from './message.js';
+import { encodeValueTextFast } from './plain.js';
 import type { ServerSettings } from './options.js';
 import type { StoredError, TaskState, TaskStatus } from './state.js';
 import type { AddOptions, ArgSpec } from './task.js';
@@ -486,7 +486,7 @@ export class GroupWorker {
     if (outcome.kind === 'success') {
       let result: string | undefined;
       try {
-        result = resultExpires === 0 ? undefined : encodeValueText(outcome.value, 'return value');
+        result = resultExpires === 0 ? undefined : encodeValueTextFast(outcome.value, 'return value');
       } catch (err) {
         return this.conclude(job, { kind: 'failure', error: toError(err), retryable: false, deadLetter: false, startedAt: outcome.startedAt });
       }
@@ -579,7 +579,7 @@ export class GroupWorker {
   }
 
   private async progress(job: Job, msg: TaskMessage, value: unknown): Promise<void> {
-    const progress = encodeValueText(value, 'progress');
+    const progress = encodeValueTextFast(value, 'progress');
     if (job.finished || job.lost) return;
     await this.ctx.backend.write({
       state: this.state(msg, 'running', { progress, startedAt: Date.now() }),
