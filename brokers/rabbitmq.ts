@@ -89,14 +89,15 @@ export interface RabbitMQBrokerOptions {
 /** Broker name used in errors. */
 const NAME = 'RabbitMQ broker';
 
+/** Channels over which declarations and counts are spread. */
+const TOPOLOGY_CHANNELS = 8;
+
 /** A connection and the per-connection state that dies with it. */
 interface Conn {
   readonly model: ChannelModel;
   lost: boolean;
-  /** Holds a `ConfirmChannel` (see {@link RabbitMQBroker.pubChannel}). */
-  pub: Promise<Channel> | null;
-  admin: Promise<Channel> | null;
-  check: Promise<Channel> | null;
+  /** Lazily opened channels by role: `pub` (a ConfirmChannel), `admin:i` (declarations), `check:i` (counts). */
+  readonly channels: Map<string, Promise<Channel>>;
   exchanges: Promise<void> | null;
   readonly groups: Map<string, Promise<void>>;
 }
@@ -216,6 +217,8 @@ export class RabbitMQBroker implements Broker {
   private backoffTimer: NodeJS.Timeout | null = null;
   private backoffWake: (() => void) | null = null;
   private lastError: unknown;
+  /** When the last connection was lost or the last attempt failed; null while connected or still on the first attempt. */
+  private downSince: number | null = null;
   private readonly connWaiters = new Set<ConnWaiter>();
   private readonly groups = new Map<string, GroupState>();
   private readonly held = new Map<string, Held>();
@@ -304,7 +307,7 @@ export class RabbitMQBroker implements Broker {
       if (conn) {
         // Close the channels first: a channel's close is ordered after the acks sent on it, whereas
         // amqplib may write the connection close ahead of channel frames still buffered.
-        channels.push(conn.pub, conn.admin, conn.check);
+        channels.push(...conn.channels.values());
         await Promise.all(channels.map((p) => p?.then((ch) => ch.close()).catch(noop)));
         conn.lost = true;
         await conn.model.close().catch(noop);
@@ -351,6 +354,7 @@ export class RabbitMQBroker implements Broker {
           model = await amqpConnect(this.target, this.socketOptions);
         } catch (err) {
           this.lastError = err;
+          this.downSince ??= Date.now();
         }
         if (model && this.closed) {
           await model.close().catch(noop);
@@ -381,7 +385,7 @@ export class RabbitMQBroker implements Broker {
 
   /** Wires a fresh connection; returns undefined if it already closed again. */
   private adopt(model: ChannelModel): Conn | undefined {
-    const conn: Conn = { model, lost: false, pub: null, admin: null, check: null, exchanges: null, groups: new Map() };
+    const conn: Conn = { model, lost: false, channels: new Map(), exchanges: null, groups: new Map() };
     model.on('error', (err: unknown) => {
       this.lastError = err;
     });
@@ -390,6 +394,7 @@ export class RabbitMQBroker implements Broker {
     model.on('unblocked', noop);
     if (conn.lost) return undefined;
     this.conn = conn;
+    this.downSince = null;
     return conn;
   }
 
@@ -407,6 +412,7 @@ export class RabbitMQBroker implements Broker {
     if (err !== undefined) this.lastError = err;
     if (this.conn !== conn) return;
     this.conn = null;
+    this.downSince = Date.now();
     // Every channel of the connection is gone: RabbitMQ has requeued what they held.
     for (const [token, h] of this.held) if (h.channel.connection === conn.model.connection) this.dropHeld(token);
     for (const g of this.groups.values()) {
@@ -456,8 +462,8 @@ export class RabbitMQBroker implements Broker {
   // ---------------------------------------------------------------------------------------------
   // Channels and topology
 
-  private lazyChannel(conn: Conn, key: 'pub' | 'admin' | 'check', create: () => Promise<Channel>): Promise<Channel> {
-    const existing = conn[key];
+  private lazyChannel(conn: Conn, key: string, create: () => Promise<Channel>): Promise<Channel> {
+    const existing = conn.channels.get(key);
     if (existing) return existing;
     const p = create().then((ch) => {
       ch.on('error', (err: unknown) => {
@@ -469,14 +475,14 @@ export class RabbitMQBroker implements Broker {
         }
       });
       ch.on('close', () => {
-        if (conn[key] === p) conn[key] = null;
+        if (conn.channels.get(key) === p) conn.channels.delete(key);
       });
       return ch;
     });
     p.catch(() => {
-      if (conn[key] === p) conn[key] = null;
+      if (conn.channels.get(key) === p) conn.channels.delete(key);
     });
-    conn[key] = p;
+    conn.channels.set(key, p);
     return p;
   }
 
@@ -492,30 +498,48 @@ export class RabbitMQBroker implements Broker {
     }) as Promise<ConfirmChannel>;
   }
 
-  private adminChannel(conn: Conn): Promise<Channel> {
-    return this.lazyChannel(conn, 'admin', () => conn.model.createChannel());
-  }
-
-  private checkChannel(conn: Conn): Promise<Channel> {
-    return this.lazyChannel(conn, 'check', () => conn.model.createChannel());
+  /**
+   * Runs `fn` on the channel `role:(slot % TOPOLOGY_CHANNELS)`. Declarations and checks are spread
+   * over a few channels so that RabbitMQ handles them in parallel (amqplib runs one RPC at a time per
+   * channel). When another operation made RabbitMQ close the shared channel (404, 406), `fn` is run
+   * again on a fresh one.
+   */
+  private async onChannel<T>(conn: Conn, role: 'admin' | 'check', slot: number, fn: (ch: Channel) => Promise<T>): Promise<T> {
+    const key = `${role}:${slot % TOPOLOGY_CHANNELS}`;
+    for (let attempt = 0; ; attempt++) {
+      const ch = await this.lazyChannel(conn, key, () => conn.model.createChannel());
+      try {
+        return await fn(ch);
+      } catch (err) {
+        const collateral = amqpReplyCode(err) === undefined && /channel (ended|closed|closing)/i.test(errText(err));
+        // Each round completes at least the operation that closed the channel, so this ends.
+        if (attempt < 64 && collateral && !conn.lost) continue;
+        throw err;
+      }
+    }
   }
 
   /** Declares the shared delay exchanges and their pass-down bindings once per connection. */
   private ensureExchanges(conn: Conn): Promise<void> {
     if (!conn.exchanges) {
       const p = (async () => {
-        const ch = await this.adminChannel(conn);
         const names = delayExchangeNames(this.prefix);
-        for (const name of names) {
-          try {
-            await ch.assertExchange(name, 'topic', { durable: true, autoDelete: false, internal: false });
-          } catch (err) {
-            throw toTopologyMismatch(err, `exchange "${name}"`, { type: 'topic', durable: true }) ?? err;
-          }
-        }
-        for (let level = 1; level < DELAY_LEVELS; level++) {
-          await ch.bindExchange(delayExchangeName(this.prefix, level - 1), delayExchangeName(this.prefix, level), passDownBindingKey(level));
-        }
+        await Promise.all(
+          names.map((name, i) =>
+            this.onChannel(conn, 'admin', i, async (ch) => {
+              try {
+                await ch.assertExchange(name, 'topic', { durable: true, autoDelete: false, internal: false });
+              } catch (err) {
+                throw toTopologyMismatch(err, `exchange "${name}"`, { type: 'topic', durable: true }) ?? err;
+              }
+            }),
+          ),
+        );
+        await Promise.all(
+          names.slice(1).map((name, i) =>
+            this.onChannel(conn, 'admin', i, (ch) => ch.bindExchange(delayExchangeName(this.prefix, i), name, passDownBindingKey(i + 1))),
+          ),
+        );
       })();
       conn.exchanges = p;
       p.catch(() => {
@@ -541,30 +565,32 @@ export class RabbitMQBroker implements Broker {
 
   private async declareGroup(conn: Conn, group: string): Promise<void> {
     await this.ensureExchanges(conn);
-    const ch = await this.adminChannel(conn);
     const names = groupQueueNames(this.prefix, group);
-    const declare = async (queue: string, args: Record<string, unknown>): Promise<void> => {
+    const declare = async (ch: Channel, queue: string, args: Record<string, unknown>): Promise<void> => {
       try {
         await ch.assertQueue(queue, { durable: true, exclusive: false, autoDelete: false, arguments: args });
       } catch (err) {
         throw toTopologyMismatch(err, `queue "${queue}"`, args) ?? err;
       }
     };
-    await declare(names.work, plainQueueArguments(this.queueType));
-    await declare(names.dead, plainQueueArguments(this.queueType));
-    for (let level = 0; level < DELAY_LEVELS; level++) {
-      const queue = names.delay[level] as string;
-      await declare(queue, delayQueueArguments(this.prefix, group, level, this.queueType));
-      await ch.bindQueue(queue, delayExchangeName(this.prefix, level), levelBindingKey(level, 1, group));
-    }
-    await ch.bindQueue(names.work, delayExchangeName(this.prefix, 0), levelBindingKey(0, 0, group));
+    const tasks: Array<(ch: Channel) => Promise<void>> = [
+      async (ch) => {
+        await declare(ch, names.work, plainQueueArguments(this.queueType));
+        await ch.bindQueue(names.work, delayExchangeName(this.prefix, 0), levelBindingKey(0, 0, group));
+      },
+      (ch) => declare(ch, names.dead, plainQueueArguments(this.queueType)),
+      ...names.delay.map((queue, level) => async (ch: Channel) => {
+        await declare(ch, queue, delayQueueArguments(this.prefix, group, level, this.queueType));
+        await ch.bindQueue(queue, delayExchangeName(this.prefix, level), levelBindingKey(level, 1, group));
+      }),
+    ];
+    await Promise.all(tasks.map((task, i) => this.onChannel(conn, 'admin', i, task)));
   }
 
   /** Message count of a queue; 0 when it does not exist. */
-  private async countQueue(conn: Conn, queue: string): Promise<number> {
-    const ch = await this.checkChannel(conn);
+  private async countQueue(conn: Conn, queue: string, slot: number): Promise<number> {
     try {
-      return (await ch.checkQueue(queue)).messageCount;
+      return await this.onChannel(conn, 'check', slot, async (ch) => (await ch.checkQueue(queue)).messageCount);
     } catch (err) {
       if (amqpReplyCode(err) === NOT_FOUND) return 0;
       throw err;
@@ -744,7 +770,7 @@ export class RabbitMQBroker implements Broker {
       const timer = setTimeout(
         () =>
           waiter.finish(
-            this.conn || this.closed
+            this.conn || this.closed || this.downSince === null
               ? []
               : new ConnectionError(`not connected to RabbitMQ: ${errText(this.lastError)}`, this.lastError),
           ),
@@ -1127,9 +1153,8 @@ export class RabbitMQBroker implements Broker {
     const queue = groupQueueNames(this.prefix, group).dead;
     if (!ids) {
       return this.run(`deleting dead letters of group "${group}"`, async (conn) => {
-        const ch = await this.checkChannel(conn);
         try {
-          return (await ch.purgeQueue(queue)).messageCount;
+          return await this.onChannel(conn, 'check', 0, async (ch) => (await ch.purgeQueue(queue)).messageCount);
         } catch (err) {
           if (amqpReplyCode(err) === NOT_FOUND) return 0;
           throw err;
@@ -1156,21 +1181,21 @@ export class RabbitMQBroker implements Broker {
   // Monitoring and tear-down
 
   /**
-   * Counts of a group: ready = work queue, delayed = sum over the delay level queues (read one after
-   * the other, so a message moving between levels during the read may be counted twice or not at
-   * all), inFlight = deliveries this instance holds or has buffered, dead = dead-letter queue.
+   * Counts of a group: ready = work queue, delayed = sum over the delay level queues (not read
+   * atomically: a message moving between levels during the read may be counted twice or not at all),
+   * inFlight = deliveries this instance holds or has buffered, dead = dead-letter queue.
    */
   async counts(group: string): Promise<QueueCounts> {
     this.assertOpen();
     assertName('group', group);
     return this.run(`counting group "${group}"`, async (conn) => {
       const names = groupQueueNames(this.prefix, group);
-      const ready = await this.countQueue(conn, names.work);
-      let delayed = 0;
-      for (let level = DELAY_LEVELS - 1; level >= 0; level--) delayed += await this.countQueue(conn, names.delay[level] as string);
-      const dead = await this.countQueue(conn, names.dead);
+      const [ready, dead, ...levels] = await Promise.all(
+        [names.work, names.dead, ...names.delay].map((queue, i) => this.countQueue(conn, queue, i)),
+      );
+      const delayed = levels.reduce((sum, n) => sum + n, 0);
       const g = this.groups.get(group);
-      return { ready, delayed, inFlight: (g?.holds ?? 0) + (g?.buffer.length ?? 0), dead };
+      return { ready: ready ?? 0, delayed, inFlight: (g?.holds ?? 0) + (g?.buffer.length ?? 0), dead: dead ?? 0 };
     });
   }
 
@@ -1185,13 +1210,30 @@ export class RabbitMQBroker implements Broker {
       for (const [token, h] of this.held) if (h.group === group) this.dropHeld(token);
     }
     await this.run(`purging group "${group}"`, async (conn) => {
-      const ch = await this.adminChannel(conn);
       const names = groupQueueNames(this.prefix, group);
       conn.groups.delete(group);
-      for (const queue of [names.work, names.dead, ...names.delay]) await ch.deleteQueue(queue);
+      await Promise.all(
+        [names.work, names.dead, ...names.delay].map((queue, i) => this.onChannel(conn, 'admin', i, (ch) => ch.deleteQueue(queue))),
+      );
       conn.groups.delete(group);
     });
   }
+  /**
+   * Deletes the delay exchanges this prefix shares between groups (tear-down of a whole prefix, e.g.
+   * in tests or benchmarks, after `purge` of every group). Delayed messages of groups still in use
+   * can no longer travel; the next delayed publish declares the exchanges again.
+   */
+  async deleteDelayExchanges(): Promise<void> {
+    this.assertOpen();
+    await this.run('deleting the delay exchanges', async (conn) => {
+      conn.exchanges = null;
+      conn.groups.clear();
+      await Promise.all(delayExchangeNames(this.prefix).map((name, i) => this.onChannel(conn, 'admin', i, (ch) => ch.deleteExchange(name))));
+      conn.exchanges = null;
+      conn.groups.clear();
+    });
+  }
+
 }
 
 /** Stable id of a dead letter: its message id, or a content hash for messages put there by others. */

@@ -180,6 +180,39 @@ describe('RabbitMQ broker: connection faults', () => {
   });
 });
 
+describe('RabbitMQ broker: unreachable server', () => {
+  it('rejects with ConnectionError while it cannot connect, and ClosedError once closed', async () => {
+    const b = make({ url: 'amqp://guest:guest@127.0.0.1:1', operationTimeoutMs: 400, reconnectInitialDelayMs: 50 });
+    await expect(b.connect()).rejects.toMatchObject({ code: 'ERR_CONNECTION' });
+    await expect(b.publish('g', 'x')).rejects.toMatchObject({ code: 'ERR_CONNECTION' });
+    await expect(b.fetch('g', 1, { leaseMs: 1000, waitMs: 200 })).rejects.toMatchObject({ code: 'ERR_CONNECTION' });
+    await b.close();
+    await expect(b.fetch('g', 1, { leaseMs: 1000, waitMs: 200 })).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+    await expect(b.counts('g')).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+  });
+});
+
+describe('RabbitMQ broker: quorum queues', () => {
+  it('works end to end on quorum queues: ready, delayed, dead letters', async () => {
+    const group = newGroup();
+    const b = make({ queueType: 'quorum' });
+    await b.publish(group, 'now');
+    await b.publish(group, 'later', { availableAt: Date.now() + 300 });
+    const got: Delivery[] = [];
+    for (let i = 0; i < 20 && got.length < 2; i++) got.push(...(await b.fetch(group, 2, { leaseMs: 30_000, waitMs: 500 })));
+    expect(got.map((d) => d.body)).toEqual(['now', 'later']);
+    await b.ack(got[0] as Delivery);
+    await b.deadLetter(got[1] as Delivery, { code: 'ERR_DECODE', message: 'bad' });
+    const dead = await b.listDeadLetters(group);
+    expect(dead.map((d) => [d.body, d.reason.code])).toEqual([['later', 'ERR_DECODE']]);
+    expect(await b.redriveDeadLetters(group)).toBe(1);
+    const [back] = await b.fetch(group, 1, { leaseMs: 30_000, waitMs: 2000 });
+    expect(back?.body).toBe('later');
+    await b.ack(back as Delivery);
+    expect(await b.counts(group)).toEqual({ ready: 0, delayed: 0, inFlight: 0, dead: 0 });
+  });
+});
+
 describe('RabbitMQ broker: killed worker', () => {
   it("a SIGKILLed worker's unacked delivery returns at once, long before its lease", async () => {
     const group = newGroup();
@@ -225,6 +258,8 @@ describe('RabbitMQ broker: delays', () => {
   it('delivers delays in due order whatever the publish order, never early', async () => {
     const group = newGroup();
     const b = make();
+    // Declare the group first: its first use declares the topology, which is not what this measures.
+    expect(await b.fetch(group, 1, { leaseMs: 1000, waitMs: 1 })).toEqual([]);
     const start = Date.now();
     const delays = [2400, 1200, 600, 300, 100];
     for (const d of delays) await b.publish(group, String(d), { availableAt: start + d });
