@@ -1063,10 +1063,16 @@ export class RabbitMQBroker implements Broker {
 
   /**
    * Reads the dead-letter queue of a group with `basic.get` on a private channel, calling `visit` for
-   * each message until it returns `'stop'` or the queue is exhausted; closing the channel then hands
-   * every message not acked by `visit` back to the queue in its original position.
+   * each message until it returns `'stop'` or the queue is exhausted, then `done`; closing the channel
+   * then hands every message not acked back to the queue in its original position. Messages being
+   * scanned are invisible to other processes until then (a concurrent listing may miss them).
    */
-  private async scanDead(conn: Conn, group: string, visit: (msg: GetMessage, ch: Channel) => 'stop' | void | Promise<'stop' | void>): Promise<void> {
+  private async scanDead(
+    conn: Conn,
+    group: string,
+    visit: (msg: GetMessage, ch: Channel) => 'stop' | void,
+    done?: (ch: Channel) => Promise<void>,
+  ): Promise<void> {
     const ch = await conn.model.createChannel();
     ch.on('error', (err: unknown) => {
       this.lastError = err;
@@ -1081,9 +1087,9 @@ export class RabbitMQBroker implements Broker {
           if (amqpReplyCode(err) === NOT_FOUND) return;
           throw err;
         }
-        if (msg === false) return;
-        if ((await visit(msg, ch)) === 'stop') return;
+        if (msg === false || visit(msg, ch) === 'stop') break;
       }
+      await done?.(ch);
     } finally {
       await ch.close().catch(noop);
     }
@@ -1129,20 +1135,29 @@ export class RabbitMQBroker implements Broker {
     const wanted = ids ? new Set(ids) : undefined;
     if (wanted && wanted.size === 0) return 0;
     return this.run(`redriving dead letters of group "${group}"`, async (conn) => {
-      let moved = 0;
-      await this.scanDead(conn, group, async (msg, ch) => {
-        const id = deadLetterId(msg);
-        if (wanted && !wanted.has(id)) return undefined;
-        await this.publishMessages(group, [{ body: msg.content.toString('utf8'), target: 'work', messageId: randomUUID() }]);
-        ch.ack(msg);
-        moved++;
-        if (wanted) {
-          wanted.delete(id);
-          if (wanted.size === 0) return 'stop';
-        }
-        return undefined;
-      });
-      return moved;
+      const missing = wanted ? new Set(wanted) : undefined;
+      const chosen: GetMessage[] = [];
+      await this.scanDead(
+        conn,
+        group,
+        (msg) => {
+          const id = deadLetterId(msg);
+          if (missing && !missing.has(id)) return undefined;
+          chosen.push(msg);
+          missing?.delete(id);
+          return missing?.size === 0 ? 'stop' : undefined;
+        },
+        async (ch) => {
+          if (chosen.length === 0) return;
+          // Publish (confirmed) first, then ack: a crash in between duplicates, never loses.
+          await this.publishMessages(
+            group,
+            chosen.map((m) => ({ body: m.content.toString('utf8'), target: 'work' as const, messageId: randomUUID() })),
+          );
+          for (const m of chosen) ch.ack(m);
+        },
+      );
+      return chosen.length;
     });
   }
 
@@ -1164,14 +1179,15 @@ export class RabbitMQBroker implements Broker {
     const wanted = new Set(ids);
     if (wanted.size === 0) return 0;
     return this.run(`deleting dead letters of group "${group}"`, async (conn) => {
+      const missing = new Set(wanted);
       let deleted = 0;
       await this.scanDead(conn, group, (msg, ch) => {
         const id = deadLetterId(msg);
-        if (!wanted.has(id)) return undefined;
+        if (!missing.has(id)) return undefined;
         ch.ack(msg);
         deleted++;
-        wanted.delete(id);
-        return wanted.size === 0 ? 'stop' : undefined;
+        missing.delete(id);
+        return missing.size === 0 ? 'stop' : undefined;
       });
       return deleted;
     });
