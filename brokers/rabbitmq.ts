@@ -20,6 +20,12 @@
  * - Delays use the plugin-free delay ladder of `rabbitmq-topology.ts` (TTL queues in powers of two).
  * - Dead letters live in a per-group queue; listing reads them with `basic.get` on a private channel
  *   and hands them back by closing that channel (RabbitMQ requeues them in their original order).
+ * - Declarations and counts are spread over a few channels so RabbitMQ handles them in parallel.
+ *
+ * Limits worth knowing: RabbitMQ's `consumer_timeout` (30 min by default) closes a channel whose
+ * delivery stays unacked longer — for handlers that run longer, raise it in `rabbitmq.conf`
+ * (`extend` then reports the lease lost, and the message is redelivered). A message prefetched into
+ * an idle consumer's buffer and handed back is marked redelivered by RabbitMQ although no handler saw it.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
@@ -791,6 +797,13 @@ export class RabbitMQBroker implements Broker {
     if (this.closed) return;
     if (err instanceof TasukiError && err.code !== 'ERR_CONNECTION' && err.code !== 'ERR_CLOSED') {
       for (const w of g.waiters.slice()) w.finish(err);
+      return;
+    }
+    const conn = this.conn;
+    if (!(err instanceof TasukiError) && conn && !this.isTransient(err, conn)) {
+      // RabbitMQ refused something outright (e.g. 403 ACCESS_REFUSED): tell the callers.
+      const failure = new ConnectionError(`consuming group "${g.name}" failed: ${errText(err)}`, err);
+      for (const w of g.waiters.slice()) w.finish(failure);
       return;
     }
     this.lastError = err;

@@ -192,6 +192,26 @@ describe('RabbitMQ broker: unreachable server', () => {
   });
 });
 
+describe('RabbitMQ broker: refused permissions', () => {
+  it('a user without configure rights gets a ConnectionError from publish and fetch, not a silent wait', async () => {
+    const user = `${prefix}-noconf`;
+    rabbitmqctl('add_user', user, 'pw');
+    try {
+      rabbitmqctl('set_permissions', '-p', '/', user, '^$', '.*', '.*');
+      const b = make({ url: `amqp://${encodeURIComponent(user)}:pw@127.0.0.1:5672`, operationTimeoutMs: 2000 });
+      const group = newGroup();
+      const pubErr = await b.publish(group, 'x').catch((e: unknown) => e);
+      expect(pubErr).toMatchObject({ code: 'ERR_CONNECTION' });
+      expect(String((pubErr as Error).message)).toContain('ACCESS_REFUSED');
+      const fetchErr = await b.fetch(group, 1, { leaseMs: 1000, waitMs: 5000 }).catch((e: unknown) => e);
+      expect(fetchErr).toMatchObject({ code: 'ERR_CONNECTION' });
+      expect(String((fetchErr as Error).message)).toContain('ACCESS_REFUSED');
+    } finally {
+      rabbitmqctl('delete_user', user);
+    }
+  });
+});
+
 describe('RabbitMQ broker: quorum queues', () => {
   it('works end to end on quorum queues: ready, delayed, dead letters', async () => {
     const group = newGroup();
