@@ -211,6 +211,9 @@ export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix
       if (kind !== 'memory') {
         for (const q of usedQueues) await producerBroker.purge(q).catch(() => undefined);
       }
+      // The RabbitMQ delay exchanges are shared by every group of a prefix: remove them too.
+      const withExchanges = producerBroker as BrokerT & { deleteDelayExchanges?: () => Promise<void> };
+      if (kind === 'rabbitmq') await withExchanges.deleteDelayExchanges?.().catch(() => undefined);
       await client.close();
       if (shared) {
         await producerBroker.close();

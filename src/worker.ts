@@ -392,8 +392,8 @@ export class GroupWorker {
     if (msg.expireAt !== null && now > msg.expireAt) {
       const err = new TaskExpiredError(msg.expireAt);
       await this.persist(job, { state: this.state(msg, 'expired', { error: storeError(err), finishedAt: now }), stateTtl: this.ctx.settings.statusExpires, guard: 'notFinal' });
-      await this.ack(job);
       this.ctx.emit('expired', this.event(msg));
+      await this.ack(job);
       return { kind: 'done' };
     }
 

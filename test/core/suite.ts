@@ -273,6 +273,7 @@ export function coreSuite(name: string, makeHarness: () => CoreHarness): void {
       expect(r.status).toBe('expired');
       expect(r.error?.originalCode).toBe('ERR_EXPIRED');
       expect(ran).toBe(false);
+      await until(() => expired.length > 0, 10_000, 'expired event');
       expect(expired).toEqual([id]);
     });
 
