@@ -9,7 +9,7 @@ import { RabbitMQBroker } from '../brokers/rabbitmq.js';
 import { RedisBackend } from '../backends/redis.js';
 import { redisNamespace } from './helpers/redis.js';
 import { rabbitNamespace, rabbitUrl } from './helpers/rabbitmq.js';
-import { killAll, startWorker, type WorkerProcess } from './helpers/processes.js';
+import { killAll, killAtRandom, startWorker, type WorkerProcess } from './helpers/processes.js';
 import { until } from './core/suite.js';
 
 const redis = redisNamespace('e2e-rmq');
@@ -84,24 +84,10 @@ describe('end to end: RabbitMQ broker + Redis backend, workers in other processe
     const work = taskRef<[number, number], Work>(group, 'work');
     const n = 300;
     const ids: Array<TaskId<Work>> = await client.sendMany(work, Array.from({ length: n }, (_, i) => [i, 50 + ((i * 37) % 100)] as [number, number]));
-    let kills = 0;
-    let done = false;
-    const killer = (async () => {
-      while (!done && kills < 10) {
-        await new Promise((r) => setTimeout(r, 100 + Math.random() * 400));
-        const live = workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
-        const victim = live[Math.floor(Math.random() * live.length)];
-        if (!victim || done) continue;
-        victim.child.kill('SIGKILL');
-        kills++;
-        await victim.exited;
-        await spawn();
-      }
-    })();
+    const killer = killAtRandom(workers, spawn, 10);
     const results = [];
     for (const id of ids) results.push(await client.getResult(id, 120_000, 50));
-    done = true;
-    await killer;
+    const kills = await killer.stop();
     console.log(`rabbitmq crash run: ${n} tasks, ${kills} SIGKILLs, ${new Set(results.map((r) => r.value?.pid)).size} worker processes ran them`);
     expect(kills).toBeGreaterThan(0);
     expect(results.map((r) => r.value?.value)).toEqual(Array.from({ length: n }, (_, i) => i));

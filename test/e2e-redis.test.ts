@@ -10,7 +10,7 @@ import { Client, silentLogger, taskRef, type TaskId } from '../src/index.js';
 import { RedisBroker } from '../brokers/redis.js';
 import { RedisBackend } from '../backends/redis.js';
 import { redisNamespace } from './helpers/redis.js';
-import { connectionsOf, killAll, startWorker, type WorkerProcess } from './helpers/processes.js';
+import { connectionsOf, killAll, killAtRandom, startWorker, type WorkerProcess } from './helpers/processes.js';
 import { until } from './core/suite.js';
 
 const ns = redisNamespace('e2e');
@@ -91,24 +91,10 @@ describe('end to end on Redis, worker in another process', () => {
       work,
       Array.from({ length: n }, (_, i) => [i, 50 + ((i * 37) % 100)] as [number, number]),
     );
-    let kills = 0;
-    let done = false;
-    const killer = (async () => {
-      while (!done && kills < 12) {
-        await new Promise((r) => setTimeout(r, 100 + Math.random() * 400));
-        const live = workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
-        const victim = live[Math.floor(Math.random() * live.length)];
-        if (!victim || done) continue;
-        victim.child.kill('SIGKILL');
-        kills++;
-        await victim.exited;
-        await spawn();
-      }
-    })();
+    const killer = killAtRandom(workers, spawn, 12);
     const results = [];
     for (const id of ids) results.push(await client.getResult(id, 120_000, 50));
-    done = true;
-    await killer;
+    const kills = await killer.stop();
     const pids = new Set(results.map((r) => r.value?.pid));
     console.log(`crash run: ${n} tasks, ${kills} SIGKILLs, ${pids.size} worker processes ran them, retries used ${results.reduce((s, r) => s + r.retriesUsed, 0)}`);
     expect(kills).toBeGreaterThan(0);

@@ -60,3 +60,32 @@ export async function connectionsOf(pid: number, port: number): Promise<string[]
     .map((line) => line.trim().split(/\s+/)[3] as string)
     .filter(Boolean);
 }
+
+/**
+ * Until `stop()` is called (or `maxKills` is reached), SIGKILLs a random live worker of `workers`
+ * every 100–500 ms and starts a replacement with `spawn` (which must add it to `workers`). Resolves
+ * with the number of kills once stopped.
+ */
+export function killAtRandom(workers: WorkerProcess[], spawn: () => Promise<WorkerProcess>, maxKills: number): { stop(): Promise<number> } {
+  let done = false;
+  let kills = 0;
+  const loop = (async () => {
+    while (!done && kills < maxKills) {
+      await new Promise((r) => setTimeout(r, 100 + Math.random() * 400));
+      const live = workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
+      const victim = live[Math.floor(Math.random() * live.length)];
+      if (!victim || done) continue;
+      victim.child.kill('SIGKILL');
+      kills++;
+      await victim.exited;
+      await spawn();
+    }
+  })();
+  return {
+    async stop() {
+      done = true;
+      await loop;
+      return kills;
+    },
+  };
+}
