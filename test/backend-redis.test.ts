@@ -1,34 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
 import { backendContract, makeState } from './contract/backend.js';
 import { RedisBackend, encodeIdForKey, normalizeExpiry, redisKeys, redisReconnectDelay } from '../backends/redis.js';
 import { encodeValueText } from '../src/message.js';
+import { redisNamespace } from './helpers/redis.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const prefix = `tasuki-test-${randomUUID()}`;
-const admin = new Redis(REDIS_URL, { lazyConnect: true });
-
-async function keysUnder(p: string): Promise<string[]> {
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await admin.scan(cursor, 'MATCH', `${p}:*`, 'COUNT', 1000);
-    cursor = next;
-    found.push(...batch);
-  } while (cursor !== '0');
-  return found;
-}
-
-async function removeAll(): Promise<void> {
-  const keys = await keysUnder(prefix);
-  if (keys.length > 0) await admin.del(...keys);
-}
+const ns = redisNamespace('test');
+const { prefix, admin } = ns;
+const removeAll = ns.sweep;
 
 afterAll(async () => {
   await removeAll();
-  expect(await keysUnder(prefix)).toEqual([]);
-  await admin.quit();
+  expect(await ns.keys()).toEqual([]);
+  await ns.quit();
 });
 
 backendContract('redis', () => ({

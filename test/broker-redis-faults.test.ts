@@ -13,21 +13,12 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { RedisBroker } from '../brokers/redis.js';
 import type { Delivery } from '../src/broker.js';
+import { redisNamespace } from './helpers/redis.js';
 
-const prefix = `tasuki-test-${randomUUID()}`;
-const admin = new Redis({ lazyConnect: true, connectionName: 'tasuki-test-admin' });
+const ns = redisNamespace('test');
+const { prefix, admin } = ns;
+const prefixKeys = ns.keys;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function prefixKeys(): Promise<string[]> {
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    found.push(...keys);
-  } while (cursor !== '0');
-  return found;
-}
 
 /** Kills every connection whose client name starts with `name` (CLIENT KILL ID ...). Returns how many. */
 async function killConnections(name: string): Promise<number> {
@@ -52,13 +43,12 @@ function make(connectionName: string, extra: Partial<ConstructorParameters<typeo
 
 afterEach(async () => {
   await Promise.all(brokers.splice(0).map((b) => b.close()));
-  const keys = await prefixKeys();
-  if (keys.length > 0) await admin.del(...keys);
+  await ns.sweep();
 });
 
 afterAll(async () => {
   expect(await prefixKeys()).toEqual([]);
-  await admin.quit();
+  await ns.quit();
 });
 
 describe('redis broker connection faults', () => {

@@ -4,36 +4,21 @@
  * Connection faults are in `broker-redis-faults.test.ts`.
  */
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { RedisBroker } from '../brokers/redis.js';
 import type { Delivery } from '../src/broker.js';
 import { brokerContract } from './contract/broker.js';
+import { redisNamespace } from './helpers/redis.js';
 
-const prefix = `tasuki-test-${randomUUID()}`;
-const admin = new Redis({ lazyConnect: true, connectionName: 'tasuki-test-admin' });
-
-/** Every key under this file's prefix (SCAN, never KEYS). */
-async function prefixKeys(): Promise<string[]> {
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-    cursor = next;
-    found.push(...keys);
-  } while (cursor !== '0');
-  return found;
-}
-
-async function teardown(): Promise<void> {
-  const keys = await prefixKeys();
-  if (keys.length > 0) await admin.del(...keys);
-}
+const ns = redisNamespace('test');
+const { prefix, admin } = ns;
+const prefixKeys = ns.keys;
+const teardown = ns.sweep;
 
 afterAll(async () => {
   await teardown();
   expect(await prefixKeys()).toEqual([]);
-  await admin.quit();
+  await ns.quit();
 });
 
 brokerContract('redis', () => ({ create: () => new RedisBroker({ prefix }), teardown }));

@@ -3,7 +3,14 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 
 /** A unique prefix plus functions to list and delete every key under it. */
-export function redisNamespace(label = 'test'): { prefix: string; keys(): Promise<string[]>; sweep(): Promise<void>; quit(): Promise<void> } {
+export function redisNamespace(label = 'test'): {
+  prefix: string;
+  /** The admin connection the helper uses (for TTL, CLIENT and SCRIPT commands in tests). */
+  admin: Redis;
+  keys(): Promise<string[]>;
+  sweep(): Promise<void>;
+  quit(): Promise<void>;
+} {
   const prefix = `tasuki-${label}-${randomUUID()}`;
   const admin = new Redis({ lazyConnect: true, connectionName: 'tasuki-test-admin' });
   const keys = async (): Promise<string[]> => {
@@ -18,6 +25,7 @@ export function redisNamespace(label = 'test'): { prefix: string; keys(): Promis
   };
   return {
     prefix,
+    admin,
     keys,
     async sweep() {
       const k = await keys();
