@@ -48,8 +48,8 @@ export interface BenchSystem {
   close(): Promise<void>;
 }
 
-/** Deletes every key starting with `prefix` (SCAN + UNLINK). Returns how many were deleted. */
-export async function deleteKeys(prefix: string): Promise<number> {
+/** Calls `each` with every batch of keys starting with `prefix` (SCAN); returns the sum of its results. */
+async function scanKeys(prefix: string, each: (redis: Redis, keys: string[]) => Promise<number>): Promise<number> {
   const redis = new Redis({ host: REDIS_HOST, port: REDIS_PORT, lazyConnect: true });
   await redis.connect();
   let cursor = '0';
@@ -58,7 +58,7 @@ export async function deleteKeys(prefix: string): Promise<number> {
     do {
       const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
       cursor = next;
-      if (keys.length > 0) n += await redis.unlink(...keys);
+      if (keys.length > 0) n += await each(redis, keys);
     } while (cursor !== '0');
   } finally {
     await redis.quit();
@@ -66,22 +66,14 @@ export async function deleteKeys(prefix: string): Promise<number> {
   return n;
 }
 
+/** Deletes every key starting with `prefix` (SCAN + UNLINK). Returns how many were deleted. */
+export function deleteKeys(prefix: string): Promise<number> {
+  return scanKeys(prefix, (redis, keys) => redis.unlink(...keys));
+}
+
 /** Counts keys starting with `prefix`. */
-export async function countKeys(prefix: string): Promise<number> {
-  const redis = new Redis({ host: REDIS_HOST, port: REDIS_PORT, lazyConnect: true });
-  await redis.connect();
-  let cursor = '0';
-  let n = 0;
-  try {
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      cursor = next;
-      n += keys.length;
-    } while (cursor !== '0');
-  } finally {
-    await redis.quit();
-  }
-  return n;
+export function countKeys(prefix: string): Promise<number> {
+  return scanKeys(prefix, async (_redis, keys) => keys.length);
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
