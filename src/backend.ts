@@ -69,4 +69,12 @@ export interface Backend {
   readResult(id: string): Promise<string | null>;
   /** Deletes state and result of a task. */
   delete(id: string): Promise<void>;
+  /**
+   * Optional push notification, used by `client.getResult` to wake up as soon as a task may have
+   * finished instead of waiting for its next poll. Calls `listener` (possibly more than once, possibly
+   * spuriously) after a write that stored a final state for `id`. Resolves, once the subscription is
+   * active (a final write made after that is never missed), with a function that ends it. A hint
+   * only: callers still read the state, and keep polling as a fallback.
+   */
+  watchFinal?(id: string, listener: () => void): Promise<() => void>;
 }
