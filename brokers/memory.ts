@@ -8,13 +8,124 @@ import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, Publ
 import { ClosedError } from '../src/errors.js';
 import { assertName } from '../src/names.js';
 
-interface Entry {
-  body: string;
-  redelivered: boolean;
+/**
+ * One message held by the broker. The same object travels through the message's life in its group
+ * (ready → in flight → ready again after a release or an expired lease, or delayed after a retry),
+ * so no operation allocates more than the {@link Delivery} it hands out. Never shared with callers.
+ */
+class Entry {
+  /** Due time (epoch ms) while delayed. */
+  at = 0;
+  /** Store-wide sequence number: keeps publish order among delayed messages due at the same time. */
+  seq = 0;
+  /** Token of the current delivery while in flight. */
+  token = '';
+  /** Lease timer while in flight. */
+  timer: NodeJS.Timeout | undefined = undefined;
+  /** Lease length of the current delivery (ms). */
+  leaseMs = 0;
+
+  constructor(
+    readonly g: GroupState,
+    public body: string,
+    public redelivered: boolean,
+  ) {}
 }
 
-interface Leased extends Entry {
-  timer: NodeJS.Timeout;
+/**
+ * A double-ended queue on a ring buffer: O(1) push, shift and unshift (amortised: the buffer doubles
+ * when full and halves when three quarters empty).
+ */
+class Deque<T> {
+  private buf: Array<T | undefined> = new Array<T | undefined>(16);
+  private head = 0;
+  private mask = 15;
+  /** Number of items. */
+  length = 0;
+
+  push(item: T): void {
+    if (this.length === this.buf.length) this.resize(this.buf.length * 2);
+    this.buf[(this.head + this.length) & this.mask] = item;
+    this.length++;
+  }
+
+  unshift(item: T): void {
+    if (this.length === this.buf.length) this.resize(this.buf.length * 2);
+    this.head = (this.head - 1) & this.mask;
+    this.buf[this.head] = item;
+    this.length++;
+  }
+
+  shift(): T | undefined {
+    if (this.length === 0) return undefined;
+    const item = this.buf[this.head];
+    this.buf[this.head] = undefined;
+    this.head = (this.head + 1) & this.mask;
+    this.length--;
+    if (this.buf.length > 1024 && this.length <= this.buf.length >>> 2) this.resize(this.buf.length >>> 1);
+    return item;
+  }
+
+  private resize(capacity: number): void {
+    const next = new Array<T | undefined>(capacity);
+    for (let i = 0; i < this.length; i++) next[i] = this.buf[(this.head + i) & this.mask];
+    this.buf = next;
+    this.head = 0;
+    this.mask = capacity - 1;
+  }
+}
+
+/** Delayed messages: a binary min-heap on (`at`, `seq`), so equal due times keep publish order. */
+class DelayHeap {
+  private readonly items: Entry[] = [];
+
+  get length(): number {
+    return this.items.length;
+  }
+
+  /** The entry due first, if any. */
+  peek(): Entry | undefined {
+    return this.items[0];
+  }
+
+  push(entry: Entry): void {
+    const items = this.items;
+    let i = items.length;
+    items.push(entry);
+    while (i > 0) {
+      const parent = (i - 1) >>> 1;
+      const p = items[parent] as Entry;
+      if (!before(entry, p)) break;
+      items[i] = p;
+      i = parent;
+    }
+    items[i] = entry;
+  }
+
+  pop(): Entry | undefined {
+    const items = this.items;
+    const top = items[0];
+    const last = items.pop();
+    if (top === undefined || last === undefined || items.length === 0) return top;
+    const n = items.length;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const c = r < n && before(items[r] as Entry, items[l] as Entry) ? r : l;
+      const child = items[c] as Entry;
+      if (!before(child, last)) break;
+      items[i] = child;
+      i = c;
+    }
+    items[i] = last;
+    return top;
+  }
+}
+
+function before(a: Entry, b: Entry): boolean {
+  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
 }
 
 interface Waiter {
@@ -23,16 +134,113 @@ interface Waiter {
   resolve: (ds: Delivery[]) => void;
 }
 
+/** Lease timer callback (no closure per delivery): an expired lease puts the message back in front. */
+function expireLease(entry: Entry): void {
+  const g = entry.g;
+  if (g.inFlight.get(entry.token) !== entry) return;
+  g.inFlight.delete(entry.token);
+  entry.timer = undefined;
+  entry.redelivered = true;
+  g.ready.unshift(entry);
+  g.wake();
+}
+
+/** Delay timer callback: promotes due messages and re-arms for the next one. */
+function delayDue(g: GroupState): void {
+  g.delayTimer = undefined;
+  g.delayTimerAt = Infinity;
+  g.promote();
+  g.armDelayTimer();
+}
+
 /** State of one group inside a {@link MemoryBrokerStore}. */
 class GroupState {
-  readonly ready: Entry[] = [];
-  /** Sorted by `at` ascending; ties keep publish order. */
-  readonly delayed: Array<{ at: number; entry: Entry }> = [];
-  readonly inFlight = new Map<string, Leased>();
-  readonly dead: DeadLetter[] = [];
+  readonly ready = new Deque<Entry>();
+  readonly delayed = new DelayHeap();
+  readonly inFlight = new Map<string, Entry>();
+  dead: DeadLetter[] = [];
   readonly waiters: Waiter[] = [];
   delayTimer: NodeJS.Timeout | undefined;
   delayTimerAt = Infinity;
+  /** False once purged: timers of a dropped group do nothing. */
+  live = true;
+
+  constructor(
+    readonly store: MemoryBrokerStore,
+    readonly name: string,
+  ) {}
+
+  /** Adds a message: delayed when `availableAt` is in the future, else ready at the back. */
+  enqueue(entry: Entry, availableAt: number | undefined): void {
+    if (availableAt !== undefined && availableAt > Date.now()) {
+      entry.at = availableAt;
+      entry.seq = this.store.nextSeq();
+      this.delayed.push(entry);
+      this.armDelayTimer();
+      return;
+    }
+    this.ready.push(entry);
+    if (this.waiters.length > 0) this.wake();
+  }
+
+  /** Moves due delayed messages to ready. */
+  promote(): void {
+    let next = this.delayed.peek();
+    if (next === undefined) return;
+    const now = Date.now();
+    if (next.at > now) return;
+    do {
+      this.delayed.pop();
+      this.ready.push(next);
+      next = this.delayed.peek();
+    } while (next !== undefined && next.at <= now);
+    if (this.waiters.length > 0) this.wake();
+  }
+
+  armDelayTimer(): void {
+    const next = this.delayed.peek();
+    if (next === undefined || !this.live) return;
+    if (this.delayTimer && this.delayTimerAt <= next.at) return;
+    if (this.delayTimer) clearTimeout(this.delayTimer);
+    this.delayTimerAt = next.at;
+    this.delayTimer = setTimeout(delayDue, Math.max(0, next.at - Date.now()), this);
+    this.delayTimer.unref();
+  }
+
+  /** Serves waiting fetches, oldest first, while messages are ready. */
+  wake(): void {
+    while (this.ready.length > 0 && this.waiters.length > 0) {
+      const w = this.waiters.shift() as Waiter;
+      w.resolve(this.take(w.max, w.leaseMs));
+    }
+  }
+
+  /** Leases up to `max` ready messages. */
+  take(max: number, leaseMs: number): Delivery[] {
+    const out: Delivery[] = [];
+    while (out.length < max) {
+      const entry = this.ready.shift();
+      if (entry === undefined) break;
+      const token = this.store.nextToken();
+      entry.token = token;
+      entry.leaseMs = leaseMs;
+      entry.timer = setTimeout(expireLease, leaseMs, entry);
+      entry.timer.unref();
+      this.inFlight.set(token, entry);
+      out.push({ group: this.name, body: entry.body, token, redelivered: entry.redelivered });
+    }
+    return out;
+  }
+
+  /** Removes a held delivery from flight; returns its entry, or undefined when no longer held. */
+  settle(token: string): Entry | undefined {
+    const entry = this.inFlight.get(token);
+    if (entry === undefined) return undefined;
+    clearTimeout(entry.timer);
+    entry.timer = undefined;
+    this.inFlight.delete(token);
+    return entry;
+  }
 }
 
 /**
@@ -41,25 +249,45 @@ class GroupState {
  */
 export class MemoryBrokerStore {
   private readonly groups = new Map<string, GroupState>();
+  /** Makes tokens of different stores differ, so a delivery never matches in another store. */
+  private readonly tokenPrefix = `${randomUUID().slice(0, 8)}.`;
+  private seq = 0;
 
-  /** @internal Returns (creating) the state of a group. */
+  /** @internal Returns (creating, after checking the name) the state of a group. */
   group(name: string): GroupState {
     let g = this.groups.get(name);
-    if (!g) {
-      g = new GroupState();
+    if (g === undefined) {
+      assertName('group', name);
+      g = new GroupState(this, name);
       this.groups.set(name, g);
     }
     return g;
+  }
+
+  /** @internal Returns the state of a group if it exists (never creates one). */
+  find(name: string): GroupState | undefined {
+    return this.groups.get(name);
   }
 
   /** @internal Drops a group's state. */
   drop(name: string): void {
     const g = this.groups.get(name);
     if (!g) return;
-    for (const leased of g.inFlight.values()) clearTimeout(leased.timer);
+    g.live = false;
+    for (const entry of g.inFlight.values()) clearTimeout(entry.timer);
     if (g.delayTimer) clearTimeout(g.delayTimer);
     for (const w of g.waiters.splice(0)) w.resolve([]);
     this.groups.delete(name);
+  }
+
+  /** @internal Next store-wide sequence number. */
+  nextSeq(): number {
+    return ++this.seq;
+  }
+
+  /** @internal A delivery token unique within this store (and, by its prefix, across stores). */
+  nextToken(): string {
+    return this.tokenPrefix + (++this.seq).toString(36);
   }
 }
 
@@ -96,27 +324,25 @@ export class MemoryBroker implements Broker {
   }
 
   /** @inheritdoc */
-  async publish(group: string, body: string, options: PublishOptions = {}): Promise<void> {
+  async publish(group: string, body: string, options?: PublishOptions): Promise<void> {
     this.check();
-    assertName('group', group);
-    this.enqueue(this.store.group(group), group, { body, redelivered: false }, options.availableAt);
+    const g = this.store.group(group);
+    g.enqueue(new Entry(g, body, false), options?.availableAt);
   }
 
   /** @inheritdoc */
   async publishBatch(group: string, items: ReadonlyArray<{ body: string; options?: PublishOptions }>): Promise<void> {
     this.check();
-    assertName('group', group);
     const g = this.store.group(group);
-    for (const item of items) this.enqueue(g, group, { body: item.body, redelivered: false }, item.options?.availableAt);
+    for (const item of items) g.enqueue(new Entry(g, item.body, false), item.options?.availableAt);
   }
 
   /** @inheritdoc */
   async fetch(group: string, max: number, options: FetchOptions): Promise<Delivery[]> {
     this.check();
-    assertName('group', group);
     const g = this.store.group(group);
-    this.promote(g, group);
-    const now = this.take(g, group, max, options.leaseMs);
+    g.promote();
+    const now = g.take(max, options.leaseMs);
     if (now.length > 0 || options.waitMs <= 0 || options.signal?.aborted) return now;
     return new Promise<Delivery[]>((resolve) => {
       let done = false;
@@ -132,7 +358,7 @@ export class MemoryBroker implements Broker {
       };
       const waiter: Waiter = { max, leaseMs: options.leaseMs, resolve: finish };
       const onAbort = (): void => finish([]);
-      const timer = setTimeout(() => finish([]), options.waitMs);
+      const timer = setTimeout(finish, options.waitMs, []);
       timer.unref();
       options.signal?.addEventListener('abort', onAbort, { once: true });
       g.waiters.push(waiter);
@@ -143,24 +369,27 @@ export class MemoryBroker implements Broker {
   /** @inheritdoc */
   async ack(delivery: Delivery): Promise<void> {
     this.check();
-    this.settle(delivery);
+    this.store.find(delivery.group)?.settle(delivery.token);
   }
 
   /** @inheritdoc */
   async retry(delivery: Delivery, body: string, availableAt: number): Promise<void> {
     this.check();
-    if (!this.settle(delivery)) return;
-    this.enqueue(this.store.group(delivery.group), delivery.group, { body, redelivered: false }, availableAt);
+    const entry = this.store.find(delivery.group)?.settle(delivery.token);
+    if (entry === undefined) return;
+    entry.body = body;
+    entry.redelivered = false;
+    entry.g.enqueue(entry, availableAt);
   }
 
   /** @inheritdoc */
   async release(delivery: Delivery): Promise<void> {
     this.check();
-    const leased = this.settle(delivery);
-    if (!leased) return;
-    const g = this.store.group(delivery.group);
-    g.ready.unshift({ body: leased.body, redelivered: true });
-    this.wake(g, delivery.group);
+    const entry = this.store.find(delivery.group)?.settle(delivery.token);
+    if (entry === undefined) return;
+    entry.redelivered = true;
+    entry.g.ready.unshift(entry);
+    entry.g.wake();
   }
 
   /** @inheritdoc */
@@ -168,14 +397,19 @@ export class MemoryBroker implements Broker {
     this.check();
     const lost: string[] = [];
     for (const d of deliveries) {
-      const g = this.store.group(d.group);
-      const leased = g.inFlight.get(d.token);
-      if (!leased) {
+      const entry = this.store.find(d.group)?.inFlight.get(d.token);
+      if (entry === undefined || entry.timer === undefined) {
         lost.push(d.token);
         continue;
       }
-      clearTimeout(leased.timer);
-      leased.timer = this.leaseTimer(g, d.group, d.token, leaseMs);
+      if (entry.leaseMs === leaseMs) {
+        entry.timer.refresh();
+      } else {
+        clearTimeout(entry.timer);
+        entry.leaseMs = leaseMs;
+        entry.timer = setTimeout(expireLease, leaseMs, entry);
+        entry.timer.unref();
+      }
     }
     return lost;
   }
@@ -183,12 +417,12 @@ export class MemoryBroker implements Broker {
   /** @inheritdoc */
   async deadLetter(delivery: Delivery, reason: DeadLetterReason): Promise<void> {
     this.check();
-    const leased = this.settle(delivery);
-    if (!leased) return;
-    this.store.group(delivery.group).dead.push({
+    const entry = this.store.find(delivery.group)?.settle(delivery.token);
+    if (entry === undefined) return;
+    entry.g.dead.push({
       id: randomUUID(),
-      group: delivery.group,
-      body: leased.body,
+      group: entry.g.name,
+      body: entry.body,
       reason: { code: reason.code, message: reason.message },
       at: Date.now(),
     });
@@ -197,7 +431,6 @@ export class MemoryBroker implements Broker {
   /** @inheritdoc */
   async listDeadLetters(group: string, options: { offset?: number; limit?: number } = {}): Promise<DeadLetter[]> {
     this.check();
-    assertName('group', group);
     const offset = options.offset ?? 0;
     const limit = options.limit ?? 100;
     return this.store
@@ -209,27 +442,24 @@ export class MemoryBroker implements Broker {
   /** @inheritdoc */
   async redriveDeadLetters(group: string, ids?: ReadonlyArray<string>): Promise<number> {
     this.check();
-    assertName('group', group);
     const g = this.store.group(group);
-    const moved = this.removeDead(g, ids);
-    for (const d of moved) g.ready.push({ body: d.body, redelivered: false });
-    this.wake(g, group);
+    const moved = removeDead(g, ids);
+    for (const d of moved) g.ready.push(new Entry(g, d.body, false));
+    g.wake();
     return moved.length;
   }
 
   /** @inheritdoc */
   async deleteDeadLetters(group: string, ids?: ReadonlyArray<string>): Promise<number> {
     this.check();
-    assertName('group', group);
-    return this.removeDead(this.store.group(group), ids).length;
+    return removeDead(this.store.group(group), ids).length;
   }
 
   /** @inheritdoc */
   async counts(group: string): Promise<QueueCounts> {
     this.check();
-    assertName('group', group);
     const g = this.store.group(group);
-    this.promote(g, group);
+    g.promote();
     return { ready: g.ready.length, delayed: g.delayed.length, inFlight: g.inFlight.size, dead: g.dead.length };
   }
 
@@ -243,97 +473,19 @@ export class MemoryBroker implements Broker {
   private check(): void {
     if (this.closed) throw new ClosedError('memory broker');
   }
+}
 
-  private removeDead(g: GroupState, ids: ReadonlyArray<string> | undefined): DeadLetter[] {
-    if (ids === undefined) return g.dead.splice(0);
-    const wanted = new Set(ids);
-    const out: DeadLetter[] = [];
-    for (let i = g.dead.length - 1; i >= 0; i--) {
-      const d = g.dead[i] as DeadLetter;
-      if (wanted.has(d.id)) out.unshift(...g.dead.splice(i, 1));
-    }
-    return out;
+/** Removes dead letters (the given ids, or all) in one pass; returns them oldest first. */
+function removeDead(g: GroupState, ids: ReadonlyArray<string> | undefined): DeadLetter[] {
+  if (ids === undefined) {
+    const all = g.dead;
+    g.dead = [];
+    return all;
   }
-
-  /** Removes a held delivery from flight; returns it, or undefined when no longer held. */
-  private settle(delivery: Delivery): Leased | undefined {
-    const g = this.store.group(delivery.group);
-    const leased = g.inFlight.get(delivery.token);
-    if (!leased) return undefined;
-    clearTimeout(leased.timer);
-    g.inFlight.delete(delivery.token);
-    return leased;
-  }
-
-  private enqueue(g: GroupState, group: string, entry: Entry, availableAt: number | undefined): void {
-    if (availableAt !== undefined && availableAt > Date.now()) {
-      let lo = 0;
-      let hi = g.delayed.length;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if ((g.delayed[mid] as { at: number }).at <= availableAt) lo = mid + 1;
-        else hi = mid;
-      }
-      g.delayed.splice(lo, 0, { at: availableAt, entry });
-      this.armDelayTimer(g, group);
-      return;
-    }
-    g.ready.push(entry);
-    this.wake(g, group);
-  }
-
-  private armDelayTimer(g: GroupState, group: string): void {
-    const next = g.delayed[0];
-    if (!next) return;
-    if (g.delayTimer && g.delayTimerAt <= next.at) return;
-    if (g.delayTimer) clearTimeout(g.delayTimer);
-    g.delayTimerAt = next.at;
-    g.delayTimer = setTimeout(() => {
-      g.delayTimer = undefined;
-      g.delayTimerAt = Infinity;
-      this.promote(g, group);
-      this.armDelayTimer(g, group);
-    }, Math.max(0, next.at - Date.now()));
-    g.delayTimer.unref();
-  }
-
-  /** Moves due delayed messages to ready. */
-  private promote(g: GroupState, group: string): void {
-    const now = Date.now();
-    let n = 0;
-    while (n < g.delayed.length && (g.delayed[n] as { at: number }).at <= now) n++;
-    if (n === 0) return;
-    for (const { entry } of g.delayed.splice(0, n)) g.ready.push(entry);
-    this.wake(g, group);
-  }
-
-  private wake(g: GroupState, group: string): void {
-    while (g.ready.length > 0 && g.waiters.length > 0) {
-      const w = g.waiters.shift() as Waiter;
-      w.resolve(this.take(g, group, w.max, w.leaseMs));
-    }
-  }
-
-  private take(g: GroupState, group: string, max: number, leaseMs: number): Delivery[] {
-    const out: Delivery[] = [];
-    while (out.length < max && g.ready.length > 0) {
-      const entry = g.ready.shift() as Entry;
-      const token = randomUUID();
-      g.inFlight.set(token, { ...entry, timer: this.leaseTimer(g, group, token, leaseMs) });
-      out.push({ group, body: entry.body, token, redelivered: entry.redelivered });
-    }
-    return out;
-  }
-
-  private leaseTimer(g: GroupState, group: string, token: string, leaseMs: number): NodeJS.Timeout {
-    const timer = setTimeout(() => {
-      const leased = g.inFlight.get(token);
-      if (!leased) return;
-      g.inFlight.delete(token);
-      g.ready.unshift({ body: leased.body, redelivered: true });
-      this.wake(g, group);
-    }, leaseMs);
-    timer.unref();
-    return timer;
-  }
+  const wanted = new Set(ids);
+  const kept: DeadLetter[] = [];
+  const out: DeadLetter[] = [];
+  for (const d of g.dead) (wanted.has(d.id) ? out : kept).push(d);
+  g.dead = kept;
+  return out;
 }
