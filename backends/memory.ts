@@ -6,8 +6,16 @@ import type { Backend, Expiry, StateWrite, WriteOutcome } from '../src/backend.j
 import { ClosedError } from '../src/errors.js';
 import { isFinalStatus, type TaskState } from '../src/state.js';
 
-interface Stored<T> {
-  value: T;
+/** A stored state: a private copy (see {@link jsonCopy}), never handed to callers. */
+interface StoredState {
+  state: TaskState;
+  /** Epoch ms; Infinity = forever. */
+  expiresAt: number;
+}
+
+/** A stored result (superjson JSON text). */
+interface StoredResult {
+  value: string;
   /** Epoch ms; Infinity = forever. */
   expiresAt: number;
 }
@@ -15,9 +23,9 @@ interface Stored<T> {
 /** Shared storage of memory backends (several instances on one store act like one backend server). */
 export class MemoryBackendStore {
   /** @internal */
-  readonly states = new Map<string, Stored<string>>();
+  readonly states = new Map<string, StoredState>();
   /** @internal */
-  readonly results = new Map<string, Stored<string>>();
+  readonly results = new Map<string, StoredResult>();
   private sweeper: NodeJS.Timeout | undefined;
 
   /** @internal Starts the periodic removal of expired entries (unref'd). */
@@ -29,9 +37,8 @@ export class MemoryBackendStore {
 
   /** Removes expired entries now. */
   sweep(now = Date.now()): void {
-    for (const map of [this.states, this.results]) {
-      for (const [k, v] of map) if (v.expiresAt <= now) map.delete(k);
-    }
+    for (const [k, v] of this.states) if (v.expiresAt <= now) this.states.delete(k);
+    for (const [k, v] of this.results) if (v.expiresAt <= now) this.results.delete(k);
   }
 }
 
@@ -45,7 +52,74 @@ function expiryTime(ttl: Expiry, now: number): number {
   return ttl < 0 ? Infinity : now + ttl * 1000;
 }
 
-/** In-process result backend. States are kept as JSON text so callers never share objects with it. */
+/** Signals that {@link copyPlain} met a value it does not handle exactly like JSON. */
+const NOT_PLAIN: unique symbol = Symbol('not plain');
+
+/**
+ * Copies plain JSON-like data exactly as `JSON.parse(JSON.stringify(value))` would (undefined,
+ * function and symbol properties dropped, or `null` in arrays; NaN and ±Infinity to `null`; -0 to 0),
+ * or returns {@link NOT_PLAIN} when it meets anything else (class instances, `toJSON`, bigint, an own
+ * `__proto__` key, nesting deeper than 64, cycles). Several times cheaper than the JSON round trip.
+ */
+function copyPlain(value: unknown, depth: number): unknown {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return value;
+    case 'number':
+      return Number.isFinite(value) ? (value === 0 ? 0 : value) : null;
+    case 'object':
+      break;
+    default:
+      return NOT_PLAIN; // bigint; undefined, functions and symbols are handled by the callers below
+  }
+  if (value === null) return null;
+  if (depth > 64) return NOT_PLAIN;
+  if (Array.isArray(value)) {
+    if (Object.getPrototypeOf(value) !== Array.prototype) return NOT_PLAIN;
+    const out = new Array<unknown>(value.length);
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      if (item === undefined || typeof item === 'function' || typeof item === 'symbol') {
+        out[i] = null;
+        continue;
+      }
+      const copy = copyPlain(item, depth + 1);
+      if (copy === NOT_PLAIN) return NOT_PLAIN;
+      out[i] = copy;
+    }
+    return out;
+  }
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return NOT_PLAIN;
+  const obj = value as Record<string, unknown>;
+  if (typeof obj.toJSON === 'function') return NOT_PLAIN;
+  const out: Record<string, unknown> = {};
+  for (const key in obj) {
+    if (!Object.prototype.hasOwnProperty.call(obj, key)) continue;
+    const item = obj[key];
+    if (item === undefined || typeof item === 'function' || typeof item === 'symbol') continue;
+    if (key === '__proto__') return NOT_PLAIN;
+    const copy = copyPlain(item, depth + 1);
+    if (copy === NOT_PLAIN) return NOT_PLAIN;
+    out[key] = copy;
+  }
+  return out;
+}
+
+/**
+ * A private copy of a state with exactly the JSON round trip's result (and its errors: a bigint or a
+ * cycle throws the same `TypeError`), through the fast path when the state is plain data.
+ */
+function jsonCopy(state: TaskState): TaskState {
+  const copy = copyPlain(state, 0);
+  return (copy === NOT_PLAIN ? JSON.parse(JSON.stringify(state)) : copy) as TaskState;
+}
+
+/**
+ * In-process result backend. States are stored as private copies with JSON semantics (as if written
+ * as JSON text and read back), so callers never share objects with it.
+ */
 export class MemoryBackend implements Backend {
   /** @inheritdoc */
   readonly kind = 'memory';
@@ -73,41 +147,59 @@ export class MemoryBackend implements Backend {
   async write(w: StateWrite): Promise<WriteOutcome> {
     this.check();
     const now = Date.now();
-    const previous = this.get(this.store.states, w.state.id, now);
-    const prevState = previous === null ? null : (JSON.parse(previous) as TaskState);
-    if (prevState !== null) {
-      const blocked =
-        prevState.status === 'success' ||
-        w.guard === 'absent' ||
-        (w.guard === 'notFinal' && isFinalStatus(prevState.status));
-      if (blocked) return { written: false, previous: prevState };
+    const id = w.state.id;
+    const states = this.store.states;
+    let entry = states.get(id);
+    if (entry !== undefined && entry.expiresAt <= now) {
+      states.delete(id);
+      entry = undefined;
     }
-    if (w.result !== undefined) this.put(this.store.results, w.state.id, w.result, w.resultTtl ?? 0, now);
-    this.put(this.store.states, w.state.id, JSON.stringify(w.state), w.stateTtl, now);
-    return { written: true, previous: prevState };
+    const prev = entry === undefined ? null : entry.state;
+    if (prev !== null) {
+      const blocked =
+        prev.status === 'success' || w.guard === 'absent' || (w.guard === 'notFinal' && isFinalStatus(prev.status));
+      if (blocked) return { written: false, previous: jsonCopy(prev) };
+    }
+    // Copied before anything is stored: a state JSON cannot hold fails the write, result included.
+    const state = jsonCopy(w.state);
+    if (w.result !== undefined) this.putResult(id, w.result, w.resultTtl ?? 0, now);
+    if (w.stateTtl === 0) {
+      if (entry !== undefined) states.delete(id);
+    } else if (entry !== undefined) {
+      entry.state = state;
+      entry.expiresAt = expiryTime(w.stateTtl, now);
+    } else {
+      states.set(id, { state, expiresAt: expiryTime(w.stateTtl, now) });
+    }
+    // The replaced copy is no longer referenced by the store: the caller may have it.
+    return { written: true, previous: prev };
   }
 
   /** @inheritdoc */
   async read(id: string): Promise<TaskState | null> {
     this.check();
-    const text = this.get(this.store.states, id, Date.now());
-    return text === null ? null : (JSON.parse(text) as TaskState);
+    return this.readState(id, Date.now());
   }
 
   /** @inheritdoc */
   async readMany(ids: ReadonlyArray<string>): Promise<Array<TaskState | null>> {
     this.check();
     const now = Date.now();
-    return ids.map((id) => {
-      const text = this.get(this.store.states, id, now);
-      return text === null ? null : (JSON.parse(text) as TaskState);
-    });
+    const out = new Array<TaskState | null>(ids.length);
+    for (let i = 0; i < ids.length; i++) out[i] = this.readState(ids[i] as string, now);
+    return out;
   }
 
   /** @inheritdoc */
   async readResult(id: string): Promise<string | null> {
     this.check();
-    return this.get(this.store.results, id, Date.now());
+    const e = this.store.results.get(id);
+    if (e === undefined) return null;
+    if (e.expiresAt <= Date.now()) {
+      this.store.results.delete(id);
+      return null;
+    }
+    return e.value;
   }
 
   /** @inheritdoc */
@@ -121,21 +213,28 @@ export class MemoryBackend implements Backend {
     if (this.closed) throw new ClosedError('memory backend');
   }
 
-  private get(map: Map<string, Stored<string>>, id: string, now: number): string | null {
-    const e = map.get(id);
-    if (!e) return null;
+  private readState(id: string, now: number): TaskState | null {
+    const e = this.store.states.get(id);
+    if (e === undefined) return null;
     if (e.expiresAt <= now) {
-      map.delete(id);
+      this.store.states.delete(id);
       return null;
     }
-    return e.value;
+    return jsonCopy(e.state);
   }
 
-  private put(map: Map<string, Stored<string>>, id: string, value: string, ttl: Expiry, now: number): void {
+  private putResult(id: string, value: string, ttl: Expiry, now: number): void {
+    const results = this.store.results;
     if (ttl === 0) {
-      map.delete(id);
+      results.delete(id);
       return;
     }
-    map.set(id, { value, expiresAt: expiryTime(ttl, now) });
+    const e = results.get(id);
+    if (e !== undefined) {
+      e.value = value;
+      e.expiresAt = expiryTime(ttl, now);
+    } else {
+      results.set(id, { value, expiresAt: expiryTime(ttl, now) });
+    }
   }
 }

@@ -1,7 +1,160 @@
-import { backendContract } from './contract/backend.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { backendContract, makeState } from './contract/backend.js';
 import { MemoryBackend, MemoryBackendStore } from '../backends/memory.js';
+import type { TaskState } from '../src/state.js';
 
 backendContract('memory', () => {
   const store = new MemoryBackendStore();
   return { create: () => new MemoryBackend({ store }) };
+});
+
+const write = (b: MemoryBackend, state: TaskState, guard: 'absent' | 'notFinal' | 'notSuccess' = 'notFinal', stateTtl = 60) =>
+  b.write({ state, stateTtl, guard });
+
+describe('memory backend copies', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  class Point {
+    constructor(
+      public x: number,
+      public y: number,
+    ) {}
+  }
+  const nest = (levels: number): unknown => {
+    let v: unknown = 'bottom';
+    for (let i = 0; i < levels; i++) v = { i, v: [v] };
+    return v;
+  };
+  /** Extra state fields the fast copy handles itself. */
+  const plain: Record<string, unknown> = {
+    nan: Number.NaN,
+    inf: Number.POSITIVE_INFINITY,
+    negInf: Number.NEGATIVE_INFINITY,
+    negZero: -0,
+    undef: undefined,
+    fn: () => 1,
+    sym: Symbol('s'),
+    arr: [1, undefined, () => 2, Symbol('t'), Number.NaN, -0, [null, 'x', { a: undefined }]],
+    sparse: [1, , 3], // eslint-disable-line no-sparse-arrays
+    nullProto: Object.assign(Object.create(null) as object, { a: 1, b: undefined, c: { d: true } }),
+    notFnToJSON: { toJSON: 5 },
+    text: 'ünïcødé ✓ 🎌 \u2028 \ud800',
+    '10': 'integer key',
+    '2': 'another',
+    nested: nest(30),
+  };
+  /** Extra state fields for which it falls back to the JSON round trip, each tried alone. */
+  const nonPlain: Record<string, unknown> = {
+    date: new Date(1700000000000),
+    withToJSON: { toJSON: (key: string) => `json:${key}` },
+    protoKey: JSON.parse('{"__proto__": {"polluted": true}, "k": 1}') as unknown,
+    point: new Point(1, 2),
+    map: new Map([[1, 2]]),
+    boxed: new String('boxed'), // eslint-disable-line no-new-wrappers
+    arraySubclass: Object.setPrototypeOf([1, 2], class extends Array {}.prototype) as unknown,
+    deep: nest(70),
+  };
+
+  it('stores exactly what a JSON round trip of the state keeps, through the fast copy for plain data', async () => {
+    const b = new MemoryBackend();
+    const state = { ...makeState('plain', 'running'), ...plain } as unknown as TaskState;
+    const stringify = vi.spyOn(JSON, 'stringify');
+    await write(b, state);
+    const got = await b.read('plain');
+    const [many] = await b.readMany(['plain']);
+    expect(stringify).not.toHaveBeenCalled();
+    stringify.mockRestore();
+    const expected: unknown = JSON.parse(JSON.stringify(state));
+    expect(got).toStrictEqual(expected);
+    expect(many).toStrictEqual(expected);
+    expect(Object.keys(got as object)).toEqual(Object.keys(expected as object));
+    expect(Object.is((got as unknown as { negZero: number }).negZero, 0)).toBe(true);
+    expect((await write(b, makeState('plain', 'success'), 'absent')).previous).toStrictEqual(expected);
+    expect((await write(b, makeState('plain', 'failure'))).previous).toStrictEqual(expected);
+    await b.close();
+  });
+
+  it.each(Object.keys(nonPlain))('falls back to the JSON round trip for %s', async (key) => {
+    const b = new MemoryBackend();
+    const state = { ...makeState(key, 'running'), [key]: nonPlain[key] } as unknown as TaskState;
+    await write(b, state);
+    const expected: unknown = JSON.parse(JSON.stringify(state));
+    const got = await b.read(key);
+    expect(got).toStrictEqual(expected);
+    expect(Object.keys(got as object)).toEqual(Object.keys(expected as object));
+    expect(({} as { polluted?: boolean }).polluted).toBeUndefined();
+    await b.close();
+  });
+
+  it('a state JSON cannot hold fails the write with the JSON error and stores nothing', async () => {
+    const b = new MemoryBackend();
+    const cyclic = makeState('c', 'success') as TaskState & { self?: unknown };
+    cyclic.self = cyclic;
+    const big = { ...makeState('n', 'success'), n: 10n } as unknown as TaskState;
+    for (const state of [cyclic, big]) {
+      await expect(b.write({ state, stateTtl: 60, result: '"r"', resultTtl: 60, guard: 'notSuccess' })).rejects.toBeInstanceOf(TypeError);
+      expect(await b.read(state.id)).toBeNull();
+      expect(await b.readResult(state.id)).toBeNull();
+    }
+    await b.close();
+  });
+
+  it('callers never share objects with the store', async () => {
+    const b = new MemoryBackend();
+    const state = makeState('s', 'running', { error: { name: 'E', message: 'm' } });
+    await write(b, state);
+    state.status = 'success';
+    (state.error as { message: string }).message = 'changed by the writer';
+    const read = (await b.read('s')) as TaskState;
+    expect(read).toMatchObject({ status: 'running', error: { message: 'm' } });
+    read.status = 'aborted';
+    (read.error as { message: string }).message = 'changed by a reader';
+    const [many] = await b.readMany(['s']);
+    (many as TaskState).status = 'aborted';
+    const refused = await write(b, makeState('s', 'running'), 'absent');
+    expect(refused.previous).toMatchObject({ status: 'running', error: { message: 'm' } });
+    (refused.previous as TaskState).status = 'aborted';
+    const next = makeState('s', 'failure');
+    const written = await write(b, next);
+    expect(written.previous).toMatchObject({ status: 'running', error: { message: 'm' } });
+    (written.previous as TaskState).status = 'success';
+    next.status = 'success';
+    expect(await b.read('s')).toMatchObject({ status: 'failure' });
+    expect((await write(b, makeState('s', 'running'))).previous).toMatchObject({ status: 'failure' });
+    await b.close();
+  });
+});
+
+describe('memory backend expiry', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('a rewrite sets a new expiry; an expired entry is gone on read and swept', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(1_000_000);
+    const store = new MemoryBackendStore();
+    const b = new MemoryBackend({ store });
+    await write(b, makeState('a', 'sent'), 'absent', 1);
+    await write(b, makeState('a', 'running'), 'notFinal', 10);
+    await b.write({ state: makeState('b', 'success'), stateTtl: 1, result: '1', resultTtl: 1, guard: 'notSuccess' });
+    await b.write({ state: makeState('f', 'success'), stateTtl: -1, result: '2', resultTtl: -1, guard: 'notSuccess' });
+    vi.setSystemTime(1_000_000 + 5000);
+    expect((await b.read('a'))?.status).toBe('running');
+    expect(await b.readMany(['b', 'f'])).toMatchObject([null, { status: 'success' }]);
+    store.sweep();
+    expect([...store.states.keys()].sort()).toEqual(['a', 'f']);
+    expect([...store.results.keys()]).toEqual(['f']);
+    store.sweep(1_000_000 + 10_000);
+    expect([...store.states.keys()]).toEqual(['f']);
+    expect(await b.readResult('f')).toBe('2');
+    // stateTtl 0 stores nothing and removes what was there (the guard is still checked).
+    expect((await write(b, makeState('f', 'success'), 'notSuccess', 0)).written).toBe(false);
+    await write(b, makeState('g', 'running'), 'notFinal');
+    expect(await write(b, makeState('g', 'failure'), 'notFinal', 0)).toMatchObject({ written: true, previous: { status: 'running' } });
+    expect(await b.read('g')).toBeNull();
+    await b.close();
+  });
 });
