@@ -20,12 +20,20 @@ interface StoredResult {
   expiresAt: number;
 }
 
+/** One {@link MemoryBackend.watchFinal} subscription. */
+interface Watch {
+  readonly id: string;
+  readonly listener: () => void;
+}
+
 /** Shared storage of memory backends (several instances on one store act like one backend server). */
 export class MemoryBackendStore {
   /** @internal */
   readonly states = new Map<string, StoredState>();
   /** @internal */
   readonly results = new Map<string, StoredResult>();
+  /** @internal watchFinal subscriptions of every backend on this store, by task id. */
+  readonly watches = new Map<string, Set<Watch>>();
   private sweeper: NodeJS.Timeout | undefined;
 
   /** @internal Starts the periodic removal of expired entries (unref'd). */
@@ -39,6 +47,26 @@ export class MemoryBackendStore {
   sweep(now = Date.now()): void {
     for (const [k, v] of this.states) if (v.expiresAt <= now) this.states.delete(k);
     for (const [k, v] of this.results) if (v.expiresAt <= now) this.results.delete(k);
+  }
+
+  /** @internal Calls the listeners of `id` (a final state was written); their exceptions are dropped. */
+  notifyFinal(id: string): void {
+    const set = this.watches.get(id);
+    if (set === undefined) return;
+    for (const w of set) {
+      try {
+        w.listener();
+      } catch {
+        // A hint only: a listener's failure must not fail the write that triggered it.
+      }
+    }
+  }
+
+  /** @internal Ends one subscription. */
+  unwatch(w: Watch): void {
+    const set = this.watches.get(w.id);
+    if (set === undefined || !set.delete(w)) return;
+    if (set.size === 0) this.watches.delete(w.id);
   }
 }
 
@@ -126,6 +154,8 @@ export class MemoryBackend implements Backend {
   /** The store this backend works on. */
   readonly store: MemoryBackendStore;
   private closed = false;
+  /** This instance's watchFinal subscriptions, ended on close. */
+  private readonly watches = new Set<Watch>();
 
   /** @param options see {@link MemoryBackendOptions} */
   constructor(options: MemoryBackendOptions = {}) {
@@ -141,6 +171,8 @@ export class MemoryBackend implements Backend {
   /** @inheritdoc */
   async close(): Promise<void> {
     this.closed = true;
+    for (const w of this.watches) this.store.unwatch(w);
+    this.watches.clear();
   }
 
   /** @inheritdoc */
@@ -171,6 +203,7 @@ export class MemoryBackend implements Backend {
     } else {
       states.set(id, { state, expiresAt: expiryTime(w.stateTtl, now) });
     }
+    if (this.store.watches.size !== 0 && isFinalStatus(state.status)) this.store.notifyFinal(id);
     // The replaced copy is no longer referenced by the store: the caller may have it.
     return { written: true, previous: prev };
   }
@@ -207,6 +240,28 @@ export class MemoryBackend implements Backend {
     this.check();
     this.store.states.delete(id);
     this.store.results.delete(id);
+  }
+
+  /**
+   * @inheritdoc
+   * In process the subscription is active at once. Listeners run synchronously inside the `write`
+   * (on any backend of the same store) that stores a final state for `id`; their exceptions are
+   * ignored. `close()` ends every subscription of this instance.
+   */
+  async watchFinal(id: string, listener: () => void): Promise<() => void> {
+    this.check();
+    const w: Watch = { id, listener };
+    let set = this.store.watches.get(id);
+    if (set === undefined) {
+      set = new Set();
+      this.store.watches.set(id, set);
+    }
+    set.add(w);
+    this.watches.add(w);
+    return () => {
+      this.watches.delete(w);
+      this.store.unwatch(w);
+    };
   }
 
   private check(): void {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { backendContract, makeState } from './contract/backend.js';
 import { MemoryBackend, MemoryBackendStore } from '../backends/memory.js';
-import type { TaskState } from '../src/state.js';
+import type { TaskState, TaskStatus } from '../src/state.js';
 
 backendContract('memory', () => {
   const store = new MemoryBackendStore();
@@ -156,5 +156,110 @@ describe('memory backend expiry', () => {
     expect(await write(b, makeState('g', 'failure'), 'notFinal', 0)).toMatchObject({ written: true, previous: { status: 'running' } });
     expect(await b.read('g')).toBeNull();
     await b.close();
+  });
+});
+
+describe('memory backend watchFinal', () => {
+  it('calls the listener after a write stores a final state for its id, and only then', async () => {
+    const b = new MemoryBackend();
+    const calls: string[] = [];
+    const stop = await b.watchFinal('t', () => calls.push('t'));
+    await b.watchFinal('other', () => calls.push('other'));
+    for (const status of ['sent', 'running', 'waiting-retry', 'running'] as TaskStatus[]) await write(b, makeState('t', status));
+    expect(calls).toEqual([]);
+    await write(b, makeState('t', 'failure'));
+    expect(calls).toEqual(['t']);
+    // A refused write stores nothing and calls nobody.
+    await write(b, makeState('t', 'aborted'));
+    expect(calls).toEqual(['t']);
+    await write(b, makeState('t', 'success'), 'notSuccess');
+    expect(calls).toEqual(['t', 't']);
+    stop();
+    stop();
+    await write(b, makeState('t2', 'success'), 'notSuccess');
+    await b.delete('t');
+    await write(b, makeState('t', 'expired'));
+    expect(calls).toEqual(['t', 't']);
+    await b.close();
+  });
+
+  it('is active as soon as it resolves, and hears writes of every backend on the store', async () => {
+    const store = new MemoryBackendStore();
+    const client = new MemoryBackend({ store });
+    const worker = new MemoryBackend({ store });
+    let woken = 0;
+    const stop = await client.watchFinal('x', () => woken++);
+    await worker.write({ state: makeState('x', 'success'), stateTtl: 60, result: '1', resultTtl: 60, guard: 'notSuccess' });
+    expect(woken).toBe(1);
+    // The state and result are stored by the time the listener runs.
+    const seen: Array<string | undefined> = [];
+    await client.watchFinal('y', () => {
+      void client.read('y').then((s) => seen.push(s?.status));
+    });
+    await worker.write({ state: makeState('y', 'aborted'), stateTtl: 60, guard: 'notFinal' });
+    await Promise.resolve();
+    expect(seen).toEqual(['aborted']);
+    stop();
+    await client.close();
+    await worker.close();
+  });
+
+  it('a throwing listener breaks neither the write nor the other listeners', async () => {
+    const b = new MemoryBackend();
+    const calls: string[] = [];
+    await b.watchFinal('t', () => {
+      calls.push('first');
+      throw new Error('listener bug');
+    });
+    await b.watchFinal('t', () => calls.push('second'));
+    const out = await write(b, makeState('t', 'failure'));
+    expect(out.written).toBe(true);
+    expect(calls).toEqual(['first', 'second']);
+    expect((await b.read('t'))?.status).toBe('failure');
+    await b.close();
+  });
+
+  it('each subscription is its own, even with the same listener; one may end another during a call', async () => {
+    const b = new MemoryBackend();
+    let n = 0;
+    const listener = (): void => {
+      n++;
+    };
+    const stopA = await b.watchFinal('t', listener);
+    const stopB = await b.watchFinal('t', listener);
+    await write(b, makeState('t', 'failure'));
+    expect(n).toBe(2);
+    stopA();
+    await write(b, makeState('t', 'success'), 'notSuccess');
+    expect(n).toBe(3);
+    stopB();
+    let m = 0;
+    let stopLater: () => void = () => undefined;
+    await b.watchFinal('u', () => {
+      m++;
+      stopLater();
+    });
+    stopLater = await b.watchFinal('u', () => m++);
+    await write(b, makeState('u', 'failure'));
+    await write(b, makeState('u', 'success'), 'notSuccess');
+    expect(m).toBe(2);
+    expect(b.store.watches.has('t')).toBe(false);
+    await b.close();
+  });
+
+  it('close drops the instance’s listeners only, and a closed backend refuses to watch', async () => {
+    const store = new MemoryBackendStore();
+    const a = new MemoryBackend({ store });
+    const c = new MemoryBackend({ store });
+    const calls: string[] = [];
+    const stopA = await a.watchFinal('t', () => calls.push('a'));
+    await c.watchFinal('t', () => calls.push('c'));
+    await a.close();
+    await c.write({ state: makeState('t', 'success'), stateTtl: 60, guard: 'notSuccess' });
+    expect(calls).toEqual(['c']);
+    stopA();
+    await expect(a.watchFinal('t', () => undefined)).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+    await c.close();
+    expect(store.watches.size).toBe(0);
   });
 });
