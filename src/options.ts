@@ -68,6 +68,13 @@ export interface ServerOptions extends CommonOptions {
    * their `AbortSignal` settle sooner; one that never settles cannot stall the worker.
    */
   abandonAfterMs?: number;
+  /**
+   * Messages each group worker fetches ahead of free slots, so that a slot that frees starts the next
+   * task without a broker round trip (default: the group's concurrency). Prefetched messages are
+   * leased to this worker (leases renewed) and handed back at shutdown; 0 turns prefetching off, which
+   * is fairer across many workers when tasks are slow.
+   */
+  prefetch?: number;
 }
 
 /** Default retry backoff: exponential from 1 s, capped at 5 min, 50 % jitter. */
@@ -89,6 +96,8 @@ export interface ServerSettings {
   unknownTaskRetryMs: number;
   unknownTaskRetryDelayMs: number;
   abandonAfterMs: number;
+  /** Messages fetched ahead of free slots per group; `undefined`: the group's concurrency. */
+  prefetch: number | undefined;
 }
 
 /** Checks an expiry value (-1, 0 or a positive whole number of seconds). */
@@ -118,7 +127,17 @@ export function resolveServerSettings(o: ServerOptions): ServerSettings {
     unknownTaskRetryMs: checkMs('unknownTaskRetryMs', o.unknownTaskRetryMs ?? 60_000, 0),
     unknownTaskRetryDelayMs: checkMs('unknownTaskRetryDelayMs', o.unknownTaskRetryDelayMs ?? 5000, 0),
     abandonAfterMs: checkMs('abandonAfterMs', o.abandonAfterMs ?? 5000, 0),
+    prefetch: checkCount('prefetch', o.prefetch),
   };
+}
+
+/** Checks an optional whole number ≥ 0. */
+function checkCount(name: string, v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
+    throw new InvalidOptionError(`${name} must be a whole number ≥ 0, got ${String(v)}`);
+  }
+  return v;
 }
 
 /** Turns a Date or epoch-ms number into epoch ms. */

@@ -84,6 +84,7 @@ export class Server extends EventEmitter<ServerEvents> {
         settings: this.settings,
         lookup: (g, n) => this.registry.get(`${g}\u0000${n}`),
         emit: (event, ...args) => this.safeEmit(event, ...args),
+        listens: (event) => this.listenerCount(event) > 0,
       },
       group,
       concurrency,

@@ -52,12 +52,14 @@ export interface WorkerContext {
   lookup(group: string, name: string): Registration | undefined;
   /** Emits a life-cycle event (listener errors are contained). */
   emit<K extends keyof ServerEvents>(event: K, ...args: ServerEvents[K]): void;
+  /** Whether anyone listens to `event` (so that events nobody hears are not even built). */
+  listens(event: keyof ServerEvents): boolean;
 }
 
 /** One delivery being worked on. */
 interface Job {
   delivery: Delivery;
-  msg?: TaskMessage;
+  msg: TaskMessage | undefined;
   /**
    * The signal handed to a `ctl` handler; created only for those (a plain handler never sees a
    * signal, so its job needs no AbortController).
@@ -77,19 +79,59 @@ interface Job {
   finished: boolean;
   /** The job still counts against the concurrency bound. */
   holdsSlot: boolean;
+  /** The handler settled; the job counts against the bound of outcomes being recorded. */
+  concluding: boolean;
   /** Ends the handler wait when the job's signal fires (set while the handler runs). */
   onAbort: ((reason: unknown) => void) | undefined;
+  /**
+   * The job's preparation (decode, checks, `running` claim) when it was started ahead of its slot;
+   * resolves with the handler to run, or undefined when the job needs no run (already settled).
+   */
+  preparing: Promise<Registration | undefined> | undefined;
+  /** When the handler started (epoch ms; 0 before). */
+  startedAt: number;
 }
 
 type Outcome =
-  | { kind: 'done' }
   | { kind: 'success'; value: unknown; startedAt: number }
   | { kind: 'failure'; error: Error; retryable: boolean; deadLetter: boolean; startedAt?: number };
 
+/**
+ * A prefetched message is claimed (`running` stored) as soon as it is fetched — so that the claim's
+ * round trip overlaps the handlers still running — only while recent handlers took less than this
+ * (ms) on average: its `running` state then shows at most about this much before its handler starts.
+ * Slower tasks are claimed when their slot is free.
+ */
+export const CLAIM_AHEAD_MAX_MS = 20;
+/** Handler durations observed before claiming ahead is considered. */
+const CLAIM_AHEAD_SAMPLES = 8;
+
+/** Whether a handler's return value is a promise (or any thenable) to wait for. */
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return v !== null && (typeof v === 'object' || typeof v === 'function') && typeof (v as { then?: unknown }).then === 'function';
+}
+
 const NON_RETRYABLE = new Set(['ERR_BAD_ARGS', 'ERR_NOT_SERIALIZABLE', 'ERR_ABORTED', 'ERR_EXPIRED', 'ERR_DECODE']);
 
-/** The signal of the control object of a plain handler, which never sees it. */
-const NEVER_ABORTED: AbortSignal = new AbortController().signal;
+/** A job for a fetched delivery (not started, holding no slot). */
+function newJob(delivery: Delivery): Job {
+  return {
+    delivery,
+    msg: undefined,
+    controller: undefined,
+    aborted: false,
+    abortReason: undefined,
+    lost: false,
+    released: false,
+    runningStored: false,
+    finished: false,
+    holdsSlot: false,
+    concluding: false,
+    onAbort: undefined,
+    preparing: undefined,
+    startedAt: 0,
+  };
+}
 
 /** Sleep that ends early when `signal` aborts. */
 function pause(ms: number, signal: AbortSignal): Promise<void> {
@@ -172,20 +214,32 @@ function matches(type: string, v: unknown): boolean {
 
 /** Runs one group with a hard concurrency bound. */
 export class GroupWorker {
+  /** Jobs this worker holds: prefetched, handler running, or outcome being written / settled. */
   private readonly jobs = new Set<Job>();
   /**
-   * Deliveries fetched ahead of free slots (at most `concurrency` of them): leased to this worker,
-   * renewed with the running jobs, started as soon as a slot frees (no fetch round trip in between),
-   * handed back at shutdown.
+   * Jobs fetched ahead of free slots (at most `prefetch` beyond the free slots): leased to this
+   * worker, renewed with the running jobs, started as soon as a slot frees (no fetch round trip in
+   * between), handed back at shutdown. Consumed from `bufferHead` (compacted lazily).
    */
-  private readonly buffer: Delivery[] = [];
+  private readonly buffer: Job[] = [];
+  private bufferHead = 0;
   /** Handlers that have not settled yet (a timed-out handler keeps its slot until it settles). */
   private active = 0;
+  /** Jobs whose handler settled and whose outcome is still being written or settled with the broker. */
+  private concluding = 0;
+  /** Bound on {@link concluding}: past it no new task starts (a slow backend cannot pile up finished tasks). */
+  private readonly maxConcluding: number;
+  /** Messages fetched ahead of free slots. */
+  private readonly prefetch: number;
+  /** Moving average of handler durations (ms) and how many were observed (for claiming ahead). */
+  private handlerMs = 0;
+  private handlerSamples = 0;
   private slotFreed: (() => void) | undefined;
+  /** Resolves stop()'s wait once no job is held. */
+  private idle: (() => void) | undefined;
   private stopping = false;
   private readonly stopFetch = new AbortController();
   private loopDone: Promise<void> | undefined;
-  private readonly pending = new Set<Promise<void>>();
   private leaseTimer: NodeJS.Timeout | undefined;
   private abortTimer: NodeJS.Timeout | undefined;
   private polling = false;
@@ -199,7 +253,10 @@ export class GroupWorker {
     private readonly ctx: WorkerContext,
     readonly group: string,
     readonly concurrency: number,
-  ) {}
+  ) {
+    this.prefetch = ctx.settings.prefetch ?? concurrency;
+    this.maxConcluding = Math.max(64, 4 * concurrency);
+  }
 
   /** Starts fetching. */
   start(): void {
@@ -216,6 +273,16 @@ export class GroupWorker {
     return this.active;
   }
 
+  /** Jobs waiting in the prefetch buffer. */
+  private get buffered(): number {
+    return this.buffer.length - this.bufferHead;
+  }
+
+  /** Whether fetched messages are claimed at once (short handlers) rather than when their slot frees. */
+  private get claimAhead(): boolean {
+    return this.prefetch > 0 && this.handlerSamples >= CLAIM_AHEAD_SAMPLES && this.handlerMs < CLAIM_AHEAD_MAX_MS;
+  }
+
   /**
    * Stops fetching, waits for running jobs until `deadline` (epoch ms), then hands the unfinished
    * ones back to the broker (their signals fire with a `ShutdownError`).
@@ -226,12 +293,15 @@ export class GroupWorker {
     this.slotFreed?.();
     await this.loopDone;
     await this.releaseBuffered();
-    const all = Promise.all([...this.pending]);
     const left = deadline - Date.now();
-    if (left > 0 && this.pending.size > 0) {
+    if (left > 0 && this.jobs.size > 0) {
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, left)))]);
+      await Promise.race([
+        new Promise<void>((r) => (this.idle = r)),
+        new Promise<void>((r) => (timer = setTimeout(r, left))),
+      ]);
       clearTimeout(timer);
+      this.idle = undefined;
     }
     const unfinished = [...this.jobs].filter((j) => !j.finished);
     await Promise.all(
@@ -254,13 +324,14 @@ export class GroupWorker {
   private async loop(): Promise<void> {
     let failures = 0;
     const { leaseMs, fetchWaitMs } = this.ctx.settings;
-    const prefetch = this.concurrency;
+    const prefetch = this.prefetch;
     while (!this.stopping) {
       this.drain();
       const free = this.concurrency - this.active;
-      const want = free + prefetch - this.buffer.length;
+      const buffered = this.buffered;
+      const want = free + prefetch - buffered;
       // Fetch when a slot is free, or ahead of time once the buffer is down to half.
-      if (want <= 0 || (free <= 0 && this.buffer.length > prefetch / 2)) {
+      if (want <= 0 || (free <= 0 && buffered > prefetch / 2) || (buffered > 0 && this.concluding >= this.maxConcluding)) {
         await new Promise<void>((r) => (this.slotFreed = r));
         this.slotFreed = undefined;
         continue;
@@ -277,22 +348,55 @@ export class GroupWorker {
         await pause(wait, this.stopFetch.signal);
         continue;
       }
-      for (const d of deliveries) this.buffer.push(d);
+      const ahead = this.claimAhead;
+      for (const d of deliveries) {
+        const job = newJob(d);
+        this.jobs.add(job);
+        if (ahead) job.preparing = this.prepareSafely(job);
+        this.buffer.push(job);
+      }
     }
   }
 
-  /** Starts buffered deliveries while slots are free. */
+  /** Starts buffered jobs while slots are free. */
   private drain(): void {
-    while (!this.stopping && this.active < this.concurrency && this.buffer.length > 0) this.begin(this.buffer.shift() as Delivery);
+    while (
+      !this.stopping &&
+      this.active < this.concurrency &&
+      this.concluding < this.maxConcluding &&
+      this.bufferHead < this.buffer.length
+    ) {
+      const job = this.buffer[this.bufferHead] as Job;
+      this.buffer[this.bufferHead++] = undefined as unknown as Job;
+      if (this.bufferHead === this.buffer.length) {
+        this.buffer.length = 0;
+        this.bufferHead = 0;
+      } else if (this.bufferHead >= 64 && this.bufferHead * 2 >= this.buffer.length) {
+        this.buffer.splice(0, this.bufferHead);
+        this.bufferHead = 0;
+      }
+      this.active++;
+      job.holdsSlot = true;
+      void this.process(job);
+    }
   }
 
-  /** Hands every buffered (not started) delivery back to the broker. */
+  /** Hands every buffered (not started) job back to the broker. */
   private async releaseBuffered(): Promise<void> {
-    const left = this.buffer.splice(0);
-    await Promise.all(left.map((d) => this.ctx.broker.release(d).catch(() => undefined)));
+    const left = this.buffer.slice(this.bufferHead);
+    this.buffer.length = 0;
+    this.bufferHead = 0;
+    await Promise.all(
+      left.map((job) => {
+        job.released = true;
+        job.finished = true;
+        this.jobs.delete(job);
+        return this.ctx.broker.release(job.delivery).catch(() => undefined);
+      }),
+    );
   }
 
-  /** Frees the slot of a job (once): the next buffered delivery starts at once, the fetch loop wakes. */
+  /** Frees the slot of a job (once): the next buffered job starts at once, the fetch loop wakes. */
   private freeSlot(job: Job): void {
     if (!job.holdsSlot) return;
     job.holdsSlot = false;
@@ -310,32 +414,43 @@ export class GroupWorker {
     job.onAbort?.(reason);
   }
 
-  private begin(delivery: Delivery): void {
-    this.active++;
-    const job: Job = {
-      delivery,
-      controller: undefined,
-      aborted: false,
-      abortReason: undefined,
-      lost: false,
-      released: false,
-      runningStored: false,
-      finished: false,
-      holdsSlot: true,
-      onAbort: undefined,
-    };
-    this.jobs.add(job);
-    let handlerSettled: Promise<unknown> = Promise.resolve();
-    const p = this.process(job, (h) => (handlerSettled = h))
-      .catch((err: unknown) => this.ctx.logger.error('unexpected worker error', { group: this.group, error: toError(err) }))
-      .then(() => {
-        job.finished = true;
-        this.jobs.delete(job);
-        this.pending.delete(p);
-        return this.slotHeldUntil(job, handlerSettled);
-      })
-      .then(() => this.freeSlot(job));
-    this.pending.add(p);
+  /** A job's whole life once it has a slot: prepare (unless done ahead), run, record, settle; then its bookkeeping. Never rejects. */
+  private async process(job: Job): Promise<void> {
+    try {
+      const reg = await (job.preparing ?? this.prepare(job));
+      if (reg !== undefined && !job.lost && !job.released) await this.conclude(job, await this.run(job, reg));
+    } catch (err) {
+      this.ctx.logger.error('unexpected worker error', { group: this.group, error: toError(err) });
+    }
+    job.finished = true;
+    this.jobs.delete(job);
+    if (job.concluding) {
+      job.concluding = false;
+      this.concluding--;
+    }
+    if (job.holdsSlot) this.freeSlot(job);
+    else {
+      this.drain();
+      this.slotFreed?.();
+    }
+    if (this.jobs.size === 0) this.idle?.();
+  }
+
+  /**
+   * The handler of `job` settled (or its wait ended): from here the job no longer counts against the
+   * concurrency bound but against {@link maxConcluding}, while its outcome is written and settled.
+   */
+  private handlerDone(job: Job, handler: Promise<unknown> | undefined): void {
+    if (job.concluding) return;
+    job.concluding = true;
+    this.concluding++;
+    if (job.startedAt > 0) {
+      const ms = Date.now() - job.startedAt;
+      this.handlerMs = this.handlerSamples === 0 ? ms : 0.9 * this.handlerMs + 0.1 * ms;
+      this.handlerSamples++;
+    }
+    if (handler === undefined) this.freeSlot(job);
+    else void this.slotHeldUntil(job, handler).then(() => this.freeSlot(job));
   }
 
   /**
@@ -362,14 +477,20 @@ export class GroupWorker {
     }
   }
 
-  private async process(job: Job, trackHandler: (h: Promise<unknown>) => void): Promise<void> {
-    const outcome = await this.execute(job, trackHandler);
-    if (outcome.kind === 'done') return;
-    await this.conclude(job, outcome);
+  /** {@link prepare} started ahead of the job's slot: an unexpected error is logged (the message returns after its lease). */
+  private prepareSafely(job: Job): Promise<Registration | undefined> {
+    return this.prepare(job).catch((err: unknown) => {
+      this.ctx.logger.error('unexpected worker error', { group: this.group, error: toError(err) });
+      return undefined;
+    });
   }
 
-  /** Decodes, checks and runs; returns what to record. */
-  private async execute(job: Job, trackHandler: (h: Promise<unknown>) => void): Promise<Outcome> {
+  /**
+   * Decodes and checks a message and claims it (`running` stored, unless a final state is stored).
+   * Returns the handler to run, or undefined when the job is settled here (bad message, expired,
+   * unknown task, already final) or must be left for redelivery.
+   */
+  private async prepare(job: Job): Promise<Registration | undefined> {
     const { delivery } = job;
     const log = this.ctx.logger;
     let msg: TaskMessage;
@@ -384,7 +505,7 @@ export class GroupWorker {
         await this.persist(job, { state, stateTtl: this.ctx.settings.statusExpires, guard: 'notFinal' });
       }
       await this.deadLetter(job, { code: e.code, message: e.message }, e.partial.id, e.partial.name);
-      return { kind: 'done' };
+      return undefined;
     }
     job.msg = msg;
     const now = Date.now();
@@ -394,27 +515,40 @@ export class GroupWorker {
       await this.persist(job, { state: this.state(msg, 'expired', { error: storeError(err), finishedAt: now }), stateTtl: this.ctx.settings.statusExpires, guard: 'notFinal' });
       this.ctx.emit('expired', this.event(msg));
       await this.ack(job);
-      return { kind: 'done' };
+      return undefined;
     }
 
     const reg = this.ctx.lookup(this.group, msg.name);
-    if (!reg) return this.unknownTask(job, msg, now);
+    if (!reg) {
+      await this.unknownTask(job, msg, now);
+      return undefined;
+    }
 
-    // Mark running; a final state stored (success by a duplicate, aborted, expired) means: do not run.
-    const running = await this.persist(job, {
-      state: this.state(msg, 'running', { startedAt: now }),
-      stateTtl: this.ctx.settings.statusExpires,
-      guard: 'notFinal',
-    });
-    if (running === undefined) return { kind: 'done' };
+    // Claim: store `running`; a final state stored (success by a duplicate, aborted, expired) means: do not run.
+    const runningState = this.state(msg, 'running');
+    runningState.startedAt = now;
+    const running = await this.persist(job, { state: runningState, stateTtl: this.ctx.settings.statusExpires, guard: 'notFinal' });
+    if (running === undefined) return undefined;
     if (!running.written) {
       log.debug('task already final; not running it again', { id: msg.id, status: running.previous?.status });
       await this.ack(job);
       if (running.previous?.status === 'aborted') this.ctx.emit('aborted', this.event(msg));
-      return { kind: 'done' };
+      return undefined;
     }
     job.runningStored = true;
+    return reg;
+  }
 
+  /** Runs the handler of a claimed job (in its slot); returns what to record. */
+  private async run(job: Job, reg: Registration): Promise<Outcome> {
+    const msg = job.msg as TaskMessage;
+    const now = Date.now();
+    job.startedAt = now;
+    if (job.aborted) {
+      // Aborted (or lease lost) while waiting for its slot: the handler never starts.
+      this.handlerDone(job, undefined);
+      return { kind: 'failure', error: toError(job.abortReason), retryable: false, deadLetter: false, startedAt: now };
+    }
     let args: unknown[];
     try {
       const decoded = decodeValue(msg.args);
@@ -422,23 +556,58 @@ export class GroupWorker {
       args = checkArgs(reg, decoded);
     } catch (err) {
       const e = err instanceof BadArgumentsError ? err : new BadArgumentsError(`arguments cannot be decoded: ${toError(err).message}`);
+      this.handlerDone(job, undefined);
       return { kind: 'failure', error: e, retryable: false, deadLetter: true, startedAt: now };
     }
 
-    let signal = NEVER_ABORTED;
+    // A plain handler never sees a control object: it gets none (and no AbortController).
+    let ctl: TaskCtlImpl | undefined;
     if (reg.options.ctl) {
       job.controller = new AbortController();
-      if (job.aborted) job.controller.abort(job.abortReason);
-      signal = job.controller.signal;
+      ctl = new TaskCtlImpl(msg.id, msg.group, msg.name, msg.retriesUsed, msg.retriesLeft, job.controller.signal, (value) =>
+        this.progress(job, msg, value),
+      );
     }
-    const ctl = new TaskCtlImpl(msg.id, msg.group, msg.name, msg.retriesUsed, msg.retriesLeft, signal, (value) =>
-      this.progress(job, msg, value),
-    );
-    this.ctx.emit('started', this.event(msg));
+    if (this.ctx.listens('started')) this.ctx.emit('started', this.event(msg));
+    let value: unknown;
+    let error: unknown;
+    let threw = false;
+    try {
+      const ret: unknown = ctl ? reg.fn(...([ctl, ...args] as never[])) : reg.fn(...(args as never[]));
+      if (isThenable(ret)) {
+        value = await this.awaitHandler(job, msg, reg, Promise.resolve(ret));
+      } else {
+        value = ret;
+        this.handlerDone(job, undefined);
+        // A synchronous handler cannot be interrupted; a signal fired meanwhile still decides.
+        if (job.aborted) throw job.abortReason;
+      }
+    } catch (thrown) {
+      threw = true;
+      error = thrown;
+      this.handlerDone(job, undefined);
+    }
+    const retriesLeft = ctl ? ctl.retriesLeft : msg.retriesLeft;
+    msg.retriesLeft = retriesLeft;
+    if (!threw && ctl?.retryRequested) {
+      const e = ctl.retryError === undefined ? new Error('handler asked for a retry') : toError(ctl.retryError);
+      return { kind: 'failure', error: e, retryable: retriesLeft > 0, deadLetter: false, startedAt: now };
+    }
+    if (!threw) return { kind: 'success', value, startedAt: now };
+    const e = toError(error);
+    const code = (e as { code?: unknown }).code;
+    const retryable = !NON_RETRYABLE.has(typeof code === 'string' ? code : '') && retriesLeft > 0;
+    return { kind: 'failure', error: e, retryable, deadLetter: false, startedAt: now };
+  }
+
+  /**
+   * Waits for an asynchronous handler, racing its per-task timeout and its job's signal (client
+   * abort, lost lease, shutdown): the wait ends even if the handler ignores its signal; the slot is
+   * then kept until the handler settles or is abandoned.
+   */
+  private async awaitHandler(job: Job, msg: TaskMessage, reg: Registration, handler: Promise<unknown>): Promise<unknown> {
     const timeoutMs = msg.timeoutMs ?? reg.options.timeout ?? null;
     let timer: NodeJS.Timeout | undefined;
-    const handler = (async () => (reg.options.ctl ? reg.fn(...([ctl, ...args] as never[])) : reg.fn(...(args as never[]))))();
-    trackHandler(handler);
     const raced: Promise<unknown> =
       timeoutMs === null
         ? handler
@@ -459,27 +628,16 @@ export class GroupWorker {
     });
     aborted.catch(() => undefined);
     try {
-      // An abort (client, lease loss, shutdown) ends the wait even if the handler ignores its signal.
-      const value = await Promise.race([raced, aborted]);
-      if (ctl.retryRequested) {
-        const error = ctl.retryError === undefined ? new Error('handler asked for a retry') : toError(ctl.retryError);
-        return { kind: 'failure', error, retryable: ctl.retriesLeft > 0, deadLetter: false, startedAt: now };
-      }
-      return { kind: 'success', value, startedAt: now };
-    } catch (thrown) {
-      const error = toError(thrown);
-      const code = (error as { code?: unknown }).code;
-      const retryable = !NON_RETRYABLE.has(typeof code === 'string' ? code : '') && ctl.retriesLeft > 0;
-      return { kind: 'failure', error, retryable, deadLetter: false, startedAt: now };
+      return await Promise.race([raced, aborted]);
     } finally {
       job.onAbort = undefined;
       clearTimeout(timer);
-      msg.retriesLeft = ctl.retriesLeft;
+      this.handlerDone(job, handler);
     }
   }
 
   /** Writes the outcome, then settles the delivery with the broker. */
-  private async conclude(job: Job, outcome: Exclude<Outcome, { kind: 'done' }>): Promise<void> {
+  private async conclude(job: Job, outcome: Outcome): Promise<void> {
     const msg = job.msg as TaskMessage;
     const { statusExpires, resultExpires } = this.ctx.settings;
     const now = Date.now();
@@ -500,11 +658,8 @@ export class GroupWorker {
         write.resultTtl = resultExpires;
       }
       if ((await this.persist(job, write)) === undefined) return;
-      // The handler has settled and its outcome is stored: its slot may take the next task while the
-      // ack travels (the job stays tracked, with its lease renewed, until the ack is done).
-      this.freeSlot(job);
       await this.ack(job);
-      this.ctx.emit('succeeded', { ...this.event(msg), durationMs: now - outcome.startedAt });
+      if (this.ctx.listens('succeeded')) this.ctx.emit('succeeded', { ...this.event(msg), durationMs: now - outcome.startedAt });
       return;
     }
 
@@ -556,7 +711,7 @@ export class GroupWorker {
   }
 
   /** Unknown task name: retried for `unknownTaskRetryMs` (rolling deploys), then failure + dead letter. */
-  private async unknownTask(job: Job, msg: TaskMessage, now: number): Promise<Outcome> {
+  private async unknownTask(job: Job, msg: TaskMessage, now: number): Promise<void> {
     const { unknownTaskRetryMs, unknownTaskRetryDelayMs, statusExpires } = this.ctx.settings;
     const first = msg.firstUnknownAt ?? now;
     const err = new UnknownTaskError(msg.group, msg.name);
@@ -569,13 +724,12 @@ export class GroupWorker {
       } catch (e) {
         this.ctx.logger.warn('could not reschedule an unknown task; it returns after its lease', { id: msg.id, error: toError(e) });
       }
-      return { kind: 'done' };
+      return;
     }
     const state = this.state(msg, 'failure', { error: storeError(err), finishedAt: now });
-    if ((await this.persist(job, { state, stateTtl: statusExpires, guard: 'notFinal' })) === undefined) return { kind: 'done' };
+    if ((await this.persist(job, { state, stateTtl: statusExpires, guard: 'notFinal' })) === undefined) return;
     await this.deadLetter(job, { code: err.code, message: err.message }, msg.id, msg.name);
     this.ctx.emit('failed', { ...this.event(msg), error: err });
-    return { kind: 'done' };
   }
 
   private async progress(job: Job, msg: TaskMessage, value: unknown): Promise<void> {
@@ -645,23 +799,20 @@ export class GroupWorker {
   }
 
   private async renewLeases(): Promise<void> {
+    // Prefetched jobs are in `jobs` too: their leases are renewed with the running ones.
     const held = [...this.jobs].filter((j) => !j.finished && !j.lost);
-    const buffered = this.buffer.slice();
-    if (held.length === 0 && buffered.length === 0) return;
+    if (held.length === 0) return;
     try {
-      const lost = new Set(await this.ctx.broker.extend([...held.map((j) => j.delivery), ...buffered], this.ctx.settings.leaseMs));
+      const lost = new Set(await this.ctx.broker.extend(held.map((j) => j.delivery), this.ctx.settings.leaseMs));
       if (lost.size === 0) return;
       for (const job of held) {
         if (!lost.has(job.delivery.token) || job.finished) continue;
         job.lost = true;
-        this.ctx.logger.warn('lease lost; the task was handed to another worker', { group: this.group, id: job.msg?.id });
+        this.ctx.logger.warn(job.holdsSlot || job.concluding ? 'lease lost; the task was handed to another worker' : 'lease of a prefetched message lost; it was handed to another worker', {
+          group: this.group,
+          id: job.msg?.id,
+        });
         this.abortJob(job, new ShutdownError('lease lost: the task was delivered to another worker'));
-      }
-      for (let i = this.buffer.length - 1; i >= 0; i--) {
-        if (lost.has((this.buffer[i] as Delivery).token)) {
-          this.buffer.splice(i, 1);
-          this.ctx.logger.warn('lease of a prefetched message lost; it was handed to another worker', { group: this.group });
-        }
       }
     } catch (err) {
       this.ctx.logger.warn('lease renewal failed', { group: this.group, error: toError(err) });

@@ -520,6 +520,60 @@ export function coreSuite(name: string, makeHarness: () => CoreHarness): void {
       expect(peak).toBe(3);
     });
 
+    it('prefetch 0: a worker holds no more messages than its concurrency', async () => {
+      const server = newServer({ prefetch: 0 });
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let started = 0;
+      const t = server.add(group, 'held', async () => {
+        started++;
+        await gate;
+      });
+      const client = server.client();
+      const ids = await client.sendMany(t, Array.from({ length: 6 }, () => [] as []));
+      await server.run(group, 2);
+      await until(() => started === 2, 10_000, 'two handlers started');
+      await sleep(200);
+      const c = await server.broker.counts(group);
+      expect(c.inFlight).toBe(2);
+      expect(c.ready).toBe(4);
+      release();
+      for (const id of ids) expect((await client.getResult(id, 10_000)).isSuccess()).toBe(true);
+    });
+
+    it('short tasks are claimed ahead when prefetched; aborting a claimed task that has not started keeps it from running', async () => {
+      const server = newServer({ prefetch: 4 });
+      const quick = server.add(group, 'quick', () => 1);
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let blockerStarted = false;
+      const blocker = server.add(group, 'blocker', async () => {
+        blockerStarted = true;
+        await gate;
+      });
+      const ran: string[] = [];
+      const follower = server.add(group, 'follower', (tag: string) => void ran.push(tag));
+      await server.run(group, 1);
+      const client = server.client();
+      // Warm-up: enough short handlers for the worker to claim prefetched messages ahead.
+      for (const id of await client.sendMany(quick, Array.from({ length: 12 }, () => [] as []))) {
+        expect((await client.getResult(id, 10_000)).isSuccess()).toBe(true);
+      }
+      const b = await client.send(blocker);
+      await until(() => blockerStarted, 10_000, 'blocker start');
+      const [f1, f2] = await client.sendMany(follower, [['one'], ['two']]);
+      // Both followers are prefetched behind the blocker and claimed: their status is running.
+      await until(async () => (await client.getStatus(f2 as string))?.status === 'running', 10_000, 'claimed follower');
+      expect((await client.getStatus(f1 as string))?.status).toBe('running');
+      expect(await client.abort(f1 as string)).toBe(true);
+      await sleep(300); // several abort polls (abortPollMs 50)
+      release();
+      expect((await client.getResult(b, 10_000)).isSuccess()).toBe(true);
+      expect((await client.getResult(f2 as string, 10_000)).isSuccess()).toBe(true);
+      expect((await client.getResult(f1 as string, 10_000)).status).toBe('aborted');
+      expect(ran).toEqual(['two']);
+    });
+
     it('several groups run in one server', async () => {
       const server = newServer();
       const g2 = `${group}-b`;
