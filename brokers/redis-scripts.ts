@@ -199,22 +199,30 @@ if entries then
   local last = redis.call('INCRBY', KEYS[6], n)
   local deadline = now + tonumber(ARGV[2])
   local leases = {}
+  local ids, flags = {}, {}
   for i = 1, n do
     local entry = entries[i]
-    local redelivered = 0
-    local id = entry
-    if string.sub(entry, 1, 1) == '~' then
-      redelivered = 1
-      id = string.sub(entry, 2)
+    if string.byte(entry, 1) == 126 then -- '~': delivered before
+      ids[i] = string.sub(entry, 2)
+      flags[i] = 1
+    else
+      ids[i] = entry
+      flags[i] = 0
     end
-    local body = redis.call('HGET', KEYS[4], id)
-    if body then
-      local token = id .. ':' .. string.format('%d', last - n + i)
-      leases[#leases + 1] = deadline
-      leases[#leases + 1] = token
-      out[#out + 1] = token
-      out[#out + 1] = body
-      out[#out + 1] = redelivered
+  end
+  for c = 1, n, 1000 do
+    local stop = math.min(c + 999, n)
+    local bodies = redis.call('HMGET', KEYS[4], unpack(ids, c, stop))
+    for i = c, stop do
+      local body = bodies[i - c + 1]
+      if body then
+        local token = ids[i] .. ':' .. string.format('%d', last - n + i)
+        leases[#leases + 1] = deadline
+        leases[#leases + 1] = token
+        out[#out + 1] = token
+        out[#out + 1] = body
+        out[#out + 1] = flags[i]
+      end
     end
   end
   if #leases > 0 then call_chunked('ZADD', KEYS[3], leases) end
@@ -240,15 +248,15 @@ return 1
  * KEYS: lease, body. ARGV: tokens. Returns how many were removed.
  */
 const ACK_MANY = `${HELPERS}
-local n = 0
+local ids = {}
 for i = 1, #ARGV do
   if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
     local id = token_id(ARGV[i])
-    if id then redis.call('HDEL', KEYS[2], id) end
-    n = n + 1
+    if id then ids[#ids + 1] = id end
   end
 end
-return n
+if #ids > 0 then call_chunked('HDEL', KEYS[2], ids) end
+return #ids
 `;
 
 /**

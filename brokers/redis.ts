@@ -47,7 +47,7 @@ export interface RedisBrokerOptions {
 /** An ack waiting for the end of the current tick. */
 interface PendingAck {
   token: string;
-  resolve(reply: unknown): void;
+  resolve(): void;
   reject(err: unknown): void;
 }
 
@@ -55,7 +55,7 @@ interface PendingAck {
 interface PendingPublish {
   at: number;
   body: string;
-  resolve(reply: unknown): void;
+  resolve(): void;
   reject(err: unknown): void;
 }
 
@@ -190,26 +190,31 @@ export class RedisBroker implements Broker {
   }
 
   /** @inheritdoc */
-  async publish(group: string, body: string, options: PublishOptions = {}): Promise<void> {
-    this.assertOpen();
-    assertName('group', group);
-    if (typeof body !== 'string') throw new InvalidOptionError('message body must be a string');
-    const at = availableAtArg(options?.availableAt);
+  publish(group: string, body: string, options: PublishOptions = {}): Promise<void> {
+    try {
+      this.assertOpen();
+      assertName('group', group);
+      if (typeof body !== 'string') throw new InvalidOptionError('message body must be a string');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    let at: number;
+    try {
+      at = availableAtArg(options?.availableAt);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     // The publishes of one tick to one group travel in one atomic script call (the publish script
     // takes any number of messages); each resolves once Redis holds its message.
-    await this.run(
-      'publish',
-      () =>
-        new Promise<unknown>((resolve, reject) => {
-          let list = this.pendingPublishes.get(group);
-          if (list === undefined) this.pendingPublishes.set(group, (list = []));
-          list.push({ at, body, resolve, reject });
-          if (!this.publishFlushScheduled) {
-            this.publishFlushScheduled = true;
-            process.nextTick(this.flushPublishes);
-          }
-        }),
-    );
+    return new Promise<void>((resolve, reject) => {
+      let list = this.pendingPublishes.get(group);
+      if (list === undefined) this.pendingPublishes.set(group, (list = []));
+      list.push({ at, body, resolve, reject });
+      if (!this.publishFlushScheduled) {
+        this.publishFlushScheduled = true;
+        process.nextTick(this.flushPublishes);
+      }
+    });
   }
 
   private readonly flushPublishes = (): void => {
@@ -220,14 +225,15 @@ export class RedisBroker implements Broker {
       const k = this.keys(group);
       for (let i = 0; i < list.length; i += MAX_PUBLISH_PER_CALL) {
         const chunk = list.length <= MAX_PUBLISH_PER_CALL ? list : list.slice(i, i + MAX_PUBLISH_PER_CALL);
-        const args: Array<string | number> = [chunk.length];
+        const args: Array<string | number> = [k.ready, k.delayed, k.body, k.wake, k.seq, chunk.length];
         for (const p of chunk) args.push(p.at, p.body);
-        this.cmd.tasukiPublish(k.ready, k.delayed, k.body, k.wake, k.seq, ...args).then(
-          (r) => {
-            for (const p of chunk) p.resolve(r);
+        this.cmd.tasukiPublish(...args).then(
+          () => {
+            for (const p of chunk) p.resolve();
           },
           (err: unknown) => {
-            for (const p of chunk) p.reject(err);
+            const e = this.failure('publish', err);
+            for (const p of chunk) p.reject(e);
           },
         );
       }
@@ -290,22 +296,23 @@ export class RedisBroker implements Broker {
    * Acks issued in the same tick for one group travel in one script call (each still removes only a
    * delivery its token holds).
    */
-  async ack(delivery: Delivery): Promise<void> {
-    this.assertOpen();
-    const group = deliveryGroup(delivery);
-    await this.run(
-      'ack',
-      () =>
-        new Promise<unknown>((resolve, reject) => {
-          let list = this.pendingAcks.get(group);
-          if (list === undefined) this.pendingAcks.set(group, (list = []));
-          list.push({ token: delivery.token, resolve, reject });
-          if (!this.ackFlushScheduled) {
-            this.ackFlushScheduled = true;
-            process.nextTick(this.flushAcks);
-          }
-        }),
-    );
+  ack(delivery: Delivery): Promise<void> {
+    let group: string;
+    try {
+      this.assertOpen();
+      group = deliveryGroup(delivery);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<void>((resolve, reject) => {
+      let list = this.pendingAcks.get(group);
+      if (list === undefined) this.pendingAcks.set(group, (list = []));
+      list.push({ token: delivery.token, resolve, reject });
+      if (!this.ackFlushScheduled) {
+        this.ackFlushScheduled = true;
+        process.nextTick(this.flushAcks);
+      }
+    });
   }
 
   private readonly flushAcks = (): void => {
@@ -314,16 +321,20 @@ export class RedisBroker implements Broker {
     this.pendingAcks = new Map();
     for (const [group, list] of all) {
       const k = this.keys(group);
-      const call =
-        list.length === 1
-          ? this.cmd.tasukiAck(k.lease, k.body, (list[0] as PendingAck).token)
-          : this.cmd.tasukiAckMany(k.lease, k.body, ...list.map((a) => a.token));
+      let call: Promise<unknown>;
+      if (list.length === 1) call = this.cmd.tasukiAck(k.lease, k.body, (list[0] as PendingAck).token);
+      else {
+        const args: string[] = [k.lease, k.body];
+        for (const a of list) args.push(a.token);
+        call = this.cmd.tasukiAckMany(...args);
+      }
       call.then(
-        (r) => {
-          for (const a of list) a.resolve(r);
+        () => {
+          for (const a of list) a.resolve();
         },
         (err: unknown) => {
-          for (const a of list) a.reject(err);
+          const e = this.failure('ack', err);
+          for (const a of list) a.reject(e);
         },
       );
     }
@@ -485,11 +496,16 @@ export class RedisBroker implements Broker {
     try {
       return await op();
     } catch (err) {
-      if (err instanceof TasukiError) throw err;
-      if (this.closed) throw new ClosedError('redis broker');
-      const msg = err instanceof Error ? err.message : String(err);
-      throw new ConnectionError(`redis ${what} failed: ${msg}`, err);
+      throw this.failure(what, err);
     }
+  }
+
+  /** The typed error for a failed Redis operation. */
+  private failure(what: string, err: unknown): TasukiError {
+    if (err instanceof TasukiError) return err;
+    if (this.closed) return new ClosedError('redis broker');
+    const msg = err instanceof Error ? err.message : String(err);
+    return new ConnectionError(`redis ${what} failed: ${msg}`, err);
   }
 
   /**
