@@ -648,18 +648,19 @@ export class GroupWorker {
       } catch (err) {
         return this.conclude(job, { kind: 'failure', error: toError(err), retryable: false, deadLetter: false, startedAt: outcome.startedAt });
       }
-      const write: StateWrite = {
-        state: this.state(msg, 'success', { startedAt: outcome.startedAt, finishedAt: now }),
-        stateTtl: statusExpires,
-        guard: 'notSuccess',
-      };
+      const state = this.state(msg, 'success');
+      state.startedAt = outcome.startedAt;
+      state.finishedAt = now;
+      const write: StateWrite = { state, stateTtl: statusExpires, guard: 'notSuccess' };
       if (result !== undefined) {
         write.result = result;
         write.resultTtl = resultExpires;
       }
       if ((await this.persist(job, write)) === undefined) return;
       await this.ack(job);
-      if (this.ctx.listens('succeeded')) this.ctx.emit('succeeded', { ...this.event(msg), durationMs: now - outcome.startedAt });
+      if (this.ctx.listens('succeeded')) {
+        this.ctx.emit('succeeded', { id: msg.id, group: msg.group, name: msg.name, retriesUsed: msg.retriesUsed, durationMs: now - outcome.startedAt });
+      }
       return;
     }
 
@@ -840,8 +841,8 @@ export class GroupWorker {
     return { id: msg.id, group: msg.group, name: msg.name, retriesUsed: msg.retriesUsed };
   }
 
-  private state(msg: TaskMessage, status: TaskStatus, extra: Partial<TaskState> = {}): TaskState {
-    return {
+  private state(msg: TaskMessage, status: TaskStatus, extra?: Partial<TaskState>): TaskState {
+    const state: TaskState = {
       v: 1,
       id: msg.id,
       group: msg.group,
@@ -851,8 +852,8 @@ export class GroupWorker {
       retriesLeft: msg.retriesLeft,
       sentAt: msg.sentAt,
       updatedAt: Date.now(),
-      ...extra,
     };
+    return extra === undefined ? state : Object.assign(state, extra);
   }
 
   private bareState(id: string, name: string, status: TaskStatus, err: Error): TaskState {
