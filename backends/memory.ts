@@ -6,18 +6,26 @@ import type { Backend, Expiry, StateWrite, WriteOutcome } from '../src/backend.j
 import { ClosedError } from '../src/errors.js';
 import { isFinalStatus, type TaskState } from '../src/state.js';
 
-/** A stored state: a private copy (see {@link jsonCopy}), never handed to callers. */
-interface StoredState {
-  state: TaskState;
+/**
+ * What is stored for one task id: its state (a private copy, see {@link jsonCopy}, never handed to
+ * callers while stored) and its result, each with its own expiry. One map entry per task, updated in
+ * place, so the writes of a task's life (sent, running, success + result) insert into the map once.
+ */
+class Stored {
+  state: TaskState | null = null;
   /** Epoch ms; Infinity = forever. */
-  expiresAt: number;
-}
+  stateExpiresAt = 0;
+  /** Superjson JSON text. */
+  result: string | null = null;
+  /** Epoch ms; Infinity = forever. */
+  resultExpiresAt = 0;
 
-/** A stored result (superjson JSON text). */
-interface StoredResult {
-  value: string;
-  /** Epoch ms; Infinity = forever. */
-  expiresAt: number;
+  /** Drops the parts expired at `now`; true when nothing is left. */
+  expire(now: number): boolean {
+    if (this.state !== null && this.stateExpiresAt <= now) this.state = null;
+    if (this.result !== null && this.resultExpiresAt <= now) this.result = null;
+    return this.state === null && this.result === null;
+  }
 }
 
 /** One {@link MemoryBackend.watchFinal} subscription. */
@@ -28,10 +36,8 @@ interface Watch {
 
 /** Shared storage of memory backends (several instances on one store act like one backend server). */
 export class MemoryBackendStore {
-  /** @internal */
-  readonly states = new Map<string, StoredState>();
-  /** @internal */
-  readonly results = new Map<string, StoredResult>();
+  /** @internal State and result by task id. */
+  readonly entries = new Map<string, Stored>();
   /** @internal watchFinal subscriptions of every backend on this store, by task id. */
   readonly watches = new Map<string, Set<Watch>>();
   private sweeper: NodeJS.Timeout | undefined;
@@ -45,8 +51,7 @@ export class MemoryBackendStore {
 
   /** Removes expired entries now. */
   sweep(now = Date.now()): void {
-    for (const [k, v] of this.states) if (v.expiresAt <= now) this.states.delete(k);
-    for (const [k, v] of this.results) if (v.expiresAt <= now) this.results.delete(k);
+    for (const [k, v] of this.entries) if (v.expire(now)) this.entries.delete(k);
   }
 
   /** @internal Calls the listeners of `id` (a final state was written); their exceptions are dropped. */
@@ -180,13 +185,13 @@ export class MemoryBackend implements Backend {
     this.check();
     const now = Date.now();
     const id = w.state.id;
-    const states = this.store.states;
-    let entry = states.get(id);
-    if (entry !== undefined && entry.expiresAt <= now) {
-      states.delete(id);
-      entry = undefined;
+    const entries = this.store.entries;
+    let entry = entries.get(id);
+    let prev: TaskState | null = null;
+    if (entry !== undefined && entry.state !== null) {
+      if (entry.stateExpiresAt <= now) entry.state = null;
+      else prev = entry.state;
     }
-    const prev = entry === undefined ? null : entry.state;
     if (prev !== null) {
       const blocked =
         prev.status === 'success' || w.guard === 'absent' || (w.guard === 'notFinal' && isFinalStatus(prev.status));
@@ -194,17 +199,23 @@ export class MemoryBackend implements Backend {
     }
     // Copied before anything is stored: a state JSON cannot hold fails the write, result included.
     const state = jsonCopy(w.state);
-    if (w.result !== undefined) this.putResult(id, w.result, w.resultTtl ?? 0, now);
-    if (w.stateTtl === 0) {
-      if (entry !== undefined) states.delete(id);
-    } else if (entry !== undefined) {
-      entry.state = state;
-      entry.expiresAt = expiryTime(w.stateTtl, now);
-    } else {
-      states.set(id, { state, expiresAt: expiryTime(w.stateTtl, now) });
+    const stores = w.stateTtl !== 0 || (w.result !== undefined && (w.resultTtl ?? 0) !== 0);
+    if (entry === undefined && stores) {
+      entry = new Stored();
+      entries.set(id, entry);
+    }
+    if (entry !== undefined) {
+      if (w.result !== undefined) {
+        const ttl = w.resultTtl ?? 0;
+        entry.result = ttl === 0 ? null : w.result;
+        entry.resultExpiresAt = expiryTime(ttl, now);
+      }
+      // The replaced copy is no longer referenced by the store: the caller may have it as `previous`.
+      entry.state = w.stateTtl === 0 ? null : state;
+      entry.stateExpiresAt = expiryTime(w.stateTtl, now);
+      if (entry.state === null && entry.expire(now)) entries.delete(id);
     }
     if (this.store.watches.size !== 0 && isFinalStatus(state.status)) this.store.notifyFinal(id);
-    // The replaced copy is no longer referenced by the store: the caller may have it.
     return { written: true, previous: prev };
   }
 
@@ -226,20 +237,20 @@ export class MemoryBackend implements Backend {
   /** @inheritdoc */
   async readResult(id: string): Promise<string | null> {
     this.check();
-    const e = this.store.results.get(id);
-    if (e === undefined) return null;
-    if (e.expiresAt <= Date.now()) {
-      this.store.results.delete(id);
+    const e = this.store.entries.get(id);
+    if (e === undefined || e.result === null) return null;
+    const now = Date.now();
+    if (e.resultExpiresAt <= now) {
+      if (e.expire(now)) this.store.entries.delete(id);
       return null;
     }
-    return e.value;
+    return e.result;
   }
 
   /** @inheritdoc */
   async delete(id: string): Promise<void> {
     this.check();
-    this.store.states.delete(id);
-    this.store.results.delete(id);
+    this.store.entries.delete(id);
   }
 
   /**
@@ -269,27 +280,12 @@ export class MemoryBackend implements Backend {
   }
 
   private readState(id: string, now: number): TaskState | null {
-    const e = this.store.states.get(id);
-    if (e === undefined) return null;
-    if (e.expiresAt <= now) {
-      this.store.states.delete(id);
+    const e = this.store.entries.get(id);
+    if (e === undefined || e.state === null) return null;
+    if (e.stateExpiresAt <= now) {
+      if (e.expire(now)) this.store.entries.delete(id);
       return null;
     }
     return jsonCopy(e.state);
-  }
-
-  private putResult(id: string, value: string, ttl: Expiry, now: number): void {
-    const results = this.store.results;
-    if (ttl === 0) {
-      results.delete(id);
-      return;
-    }
-    const e = results.get(id);
-    if (e !== undefined) {
-      e.value = value;
-      e.expiresAt = expiryTime(ttl, now);
-    } else {
-      results.set(id, { value, expiresAt: expiryTime(ttl, now) });
-    }
   }
 }

@@ -132,29 +132,47 @@ describe('memory backend expiry', () => {
     vi.useRealTimers();
   });
 
-  it('a rewrite sets a new expiry; an expired entry is gone on read and swept', async () => {
+  it('state and result expire separately; a rewrite sets a new expiry; expired parts are dropped on read and by sweep', async () => {
     vi.useFakeTimers({ toFake: ['Date'] });
-    vi.setSystemTime(1_000_000);
+    const t0 = 1_000_000;
+    vi.setSystemTime(t0);
     const store = new MemoryBackendStore();
     const b = new MemoryBackend({ store });
+    const keys = (): string[] => [...store.entries.keys()].sort();
     await write(b, makeState('a', 'sent'), 'absent', 1);
     await write(b, makeState('a', 'running'), 'notFinal', 10);
-    await b.write({ state: makeState('b', 'success'), stateTtl: 1, result: '1', resultTtl: 1, guard: 'notSuccess' });
-    await b.write({ state: makeState('f', 'success'), stateTtl: -1, result: '2', resultTtl: -1, guard: 'notSuccess' });
-    vi.setSystemTime(1_000_000 + 5000);
+    await b.write({ state: makeState('b', 'success'), stateTtl: 1, result: '"b"', resultTtl: 1, guard: 'notSuccess' });
+    await b.write({ state: makeState('c', 'success'), stateTtl: 1, result: '"c"', resultTtl: 60, guard: 'notSuccess' });
+    await b.write({ state: makeState('d', 'success'), stateTtl: 60, result: '"d"', resultTtl: 1, guard: 'notSuccess' });
+    await b.write({ state: makeState('e', 'success'), stateTtl: 0, result: '"e"', resultTtl: 1, guard: 'notSuccess' });
+    await b.write({ state: makeState('f', 'success'), stateTtl: -1, result: '"f"', resultTtl: -1, guard: 'notSuccess' });
+    vi.setSystemTime(t0 + 5000);
     expect((await b.read('a'))?.status).toBe('running');
-    expect(await b.readMany(['b', 'f'])).toMatchObject([null, { status: 'success' }]);
-    store.sweep();
-    expect([...store.states.keys()].sort()).toEqual(['a', 'f']);
-    expect([...store.results.keys()]).toEqual(['f']);
-    store.sweep(1_000_000 + 10_000);
-    expect([...store.states.keys()]).toEqual(['f']);
-    expect(await b.readResult('f')).toBe('2');
+    expect(await b.readMany(['b', 'c', 'd', 'f'])).toMatchObject([null, null, { status: 'success' }, { status: 'success' }]);
+    const results = await Promise.all(['b', 'c', 'd', 'e', 'f'].map((id) => b.readResult(id)));
+    expect(results).toEqual([null, '"c"', null, null, '"f"']);
+    expect(keys()).toEqual(['a', 'c', 'd', 'f']);
+    // An expired state counts as absent for the guard while the result is still there.
+    expect((await write(b, makeState('c', 'sent'), 'absent')).written).toBe(true);
+    expect(await b.readResult('c')).toBe('"c"');
+    store.sweep(t0 + 11_000);
+    expect(keys()).toEqual(['c', 'd', 'f']);
+    store.sweep(t0 + 66_000);
+    expect(keys()).toEqual(['f']);
+    vi.setSystemTime(t0 + 1e9);
+    expect(await b.readResult('f')).toBe('"f"');
+    expect((await b.read('f'))?.status).toBe('success');
     // stateTtl 0 stores nothing and removes what was there (the guard is still checked).
     expect((await write(b, makeState('f', 'success'), 'notSuccess', 0)).written).toBe(false);
     await write(b, makeState('g', 'running'), 'notFinal');
     expect(await write(b, makeState('g', 'failure'), 'notFinal', 0)).toMatchObject({ written: true, previous: { status: 'running' } });
     expect(await b.read('g')).toBeNull();
+    await b.write({ state: makeState('h', 'success'), stateTtl: 0, result: '"h"', resultTtl: 60, guard: 'notSuccess' });
+    expect([await b.read('h'), await b.readResult('h')]).toEqual([null, '"h"']);
+    await b.write({ state: makeState('i', 'success'), stateTtl: 0, result: '"i"', resultTtl: 0, guard: 'notSuccess' });
+    expect(keys()).toEqual(['f', 'h']);
+    await b.delete('h');
+    expect(keys()).toEqual(['f']);
     await b.close();
   });
 });
