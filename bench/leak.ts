@@ -5,10 +5,12 @@
  * measured again after a forced GC, with the server still running. A growth of more than 10 % of the
  * baseline heap (at least 2 MB) fails the check.
  */
-import { Server, Client, silentLogger, type TaskRef } from '../src/index.js';
-import { RedisBroker } from '../brokers/redis.js';
-import { RedisBackend } from '../backends/redis.js';
-import { deleteKeys, REDIS_HOST, REDIS_PORT } from './systems.js';
+import type { TaskRef } from '../src/index.js';
+import { deleteKeys, loadTasuki, REDIS_HOST, REDIS_PORT } from './systems.js';
+
+const { Server, Client, silentLogger } = await loadTasuki<typeof import('../src/index.js')>('src/index.js');
+const { RedisBroker } = await loadTasuki<typeof import('../brokers/redis.js')>('brokers/redis.js');
+const { RedisBackend } = await loadTasuki<typeof import('../backends/redis.js')>('backends/redis.js');
 
 interface LeakConfig {
   jobs: number;

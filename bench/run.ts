@@ -14,7 +14,7 @@ import { fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import { countKeys } from './systems.js';
+import { countKeys, TASUKI_ROOT } from './systems.js';
 import type { RoundConfig, RoundResult } from './round.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -123,9 +123,13 @@ function fmt(n: number, digits = 0): string {
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const systems = selected(o);
+  if (TASUKI_ROOT !== '..' && !existsSync(join(here, TASUKI_ROOT, 'src', 'index.js'))) {
+    throw new Error('tasuki is not built: run `npm run build` first (or use `npm run bench`, which builds), or set TASUKI_BENCH_SOURCE=1 to run the TypeScript sources');
+  }
   const log = (s: string): void => {
     if (!o.json) console.log(s);
   };
+  log(`tasuki loaded from ${TASUKI_ROOT === '..' ? 'the TypeScript sources (tsx)' : 'the compiled package (dist/)'}`);
   log(`tasuki benchmark: ${o.jobs} jobs, 64-byte payload, concurrency ${o.concurrency}, ${o.runs} alternating round(s), ${o.latencyJobs} latency jobs; systems: ${systems.join(', ')}`);
   const results = new Map<string, RoundResult[]>();
   const skipped = new Map<string, string>();

@@ -4,6 +4,17 @@
  */
 import { Redis } from 'ioredis';
 
+/**
+ * Where tasuki is loaded from: the compiled package (`dist/`, what users run; `npm run bench` builds
+ * it first), or the TypeScript sources through tsx when `TASUKI_BENCH_SOURCE=1`.
+ */
+export const TASUKI_ROOT = process.env.TASUKI_BENCH_SOURCE === '1' ? '..' : '../dist';
+
+/** Loads a tasuki module by its path in the repository (`src/index.js`, `brokers/redis.js`...). */
+export function loadTasuki<T>(path: string): Promise<T> {
+  return import(`${TASUKI_ROOT}/${path}`) as Promise<T>;
+}
+
 /** Where the benchmark's Redis is. */
 export const REDIS_HOST = '127.0.0.1';
 export const REDIS_PORT = 6379;
@@ -90,7 +101,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 /** tasuki on Redis broker + Redis backend, RabbitMQ broker + Redis backend, or memory + memory. */
 export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix: string): Promise<BenchSystem> {
-  const { Server, Client, silentLogger, decodeValueText } = await import('../src/index.js');
+  const { Server, Client, silentLogger, decodeValueText } = await loadTasuki<typeof import('../src/index.js')>('src/index.js');
   type BrokerT = import('../src/broker.js').Broker;
   type BackendT = import('../src/backend.js').Backend;
   type ServerT = InstanceType<typeof Server>;
@@ -99,22 +110,22 @@ export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix
   let makeBroker: () => Promise<BrokerT>;
   let makeBackend: () => Promise<BackendT>;
   if (kind === 'memory') {
-    const { MemoryBroker } = await import('../brokers/memory.js');
-    const { MemoryBackend } = await import('../backends/memory.js');
+    const { MemoryBroker } = await loadTasuki<typeof import('../brokers/memory.js')>('brokers/memory.js');
+    const { MemoryBackend } = await loadTasuki<typeof import('../backends/memory.js')>('backends/memory.js');
     const broker = new MemoryBroker();
     const backend = new MemoryBackend();
     // One process: producer and worker must share the in-memory instances.
     makeBroker = async () => broker;
     makeBackend = async () => backend;
   } else {
-    const { RedisBackend } = await import('../backends/redis.js');
+    const { RedisBackend } = await loadTasuki<typeof import('../backends/redis.js')>('backends/redis.js');
     makeBackend = async () => new RedisBackend({ prefix, connection: { host: REDIS_HOST, port: REDIS_PORT } });
     if (kind === 'redis') {
-      const { RedisBroker } = await import('../brokers/redis.js');
+      const { RedisBroker } = await loadTasuki<typeof import('../brokers/redis.js')>('brokers/redis.js');
       makeBroker = async () => new RedisBroker({ prefix, connection: { host: REDIS_HOST, port: REDIS_PORT } });
     } else {
       // Loaded dynamically: another engineer may still be finishing this broker.
-      const { RabbitMQBroker } = (await import('../brokers/rabbitmq.js')) as { RabbitMQBroker: new (o: { prefix: string }) => BrokerT };
+      const { RabbitMQBroker } = (await loadTasuki<unknown>('brokers/rabbitmq.js')) as { RabbitMQBroker: new (o: { prefix: string }) => BrokerT };
       makeBroker = async () => new RabbitMQBroker({ prefix });
     }
   }
