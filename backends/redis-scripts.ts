@@ -1,35 +1,117 @@
 /**
- * Lua scripts of the Redis result backend, registered on the ioredis client with `defineCommand`
- * (ioredis sends them with EVALSHA and falls back to EVAL after a `NOSCRIPT`, e.g. after a restart).
+ * Lua script of the Redis result backend, registered on the ioredis client with `defineCommand`
+ * (ioredis sends it with EVALSHA and falls back to EVAL after a `NOSCRIPT`, e.g. after a restart).
  */
 
 /** Name under which {@link WRITE_SCRIPT} is registered on the ioredis client. */
 export const WRITE_COMMAND = 'tasukiBackendWrite';
 
 /**
- * Lua function shared by {@link WRITE_SCRIPT} and {@link WRITE_MANY_SCRIPT}: one guarded write of a
- * state (and result) with their expiries; returns `written (0|1), previous state or false`.
+ * The `op` argument of a write: three letters and the state expiry, e.g. `a--60` or `nsr-1`.
+ * 1. guard: `a` absent, `n` notFinal, `s` notSuccess;
+ * 2. the new status when it is final (`s` success, `f` failure, `e` expired, `a` aborted), else `-`;
+ * 3. `r` when a result is written (then the write has a result key and two more arguments), else `-`;
+ * 4. the state expiry in seconds (-1 forever, 0 not stored, N).
  */
-const WRITE_ONE = `
-local function write_one(skey, rkey, state, sttl, guard, has_result, result, rttl)
-  local prev = redis.call('GET', skey)
-  if prev then
-    local status = nil
-    local ok, decoded = pcall(cjson.decode, prev)
-    if ok and type(decoded) == 'table' and type(decoded.status) == 'string' then
-      status = decoded.status
+export function writeOp(guard: 'absent' | 'notFinal' | 'notSuccess', status: string, hasResult: boolean, stateTtl: number): string {
+  const g = guard === 'absent' ? 'a' : guard === 'notFinal' ? 'n' : 's';
+  const f =
+    status === 'success' ? 's' : status === 'failure' ? 'f' : status === 'expired' ? 'e' : status === 'aborted' ? 'a' : '-';
+  return g + f + (hasResult ? 'r' : '-') + stateTtl;
+}
+
+/**
+ * Several conditional writes of task states (and results) in one call, each atomic on the server
+ * and done in order. The backend sends the writes of one event-loop tick together.
+ *
+ * Per write, in order:
+ * - KEYS: the state key, then (only when a result is written) the result key — same hash tag;
+ * - ARGV: the state JSON, the op (see {@link writeOp}), then (only with a result) the result text
+ *   and its expiry (-1 forever, 0 not stored: the key is deleted, N: `EX N`).
+ *
+ * Returns `{written1, previous1, written2, previous2, ...}`: `written` is 1 or 0, `previous` the
+ * state JSON stored before (or that refused the write), nil when none was stored.
+ *
+ * The guard is evaluated against the stored state (an expired key does not exist in Redis, so it
+ * counts as absent). A stored `success` refuses every guard.
+ *
+ * The stored status is found by a plain string search instead of decoding the JSON (decoding was
+ * most of the script's CPU). Every state is written as `JSON.stringify` output, where a `"` inside a
+ * string is always escaped: an occurrence of `"status":"` preceded by `{` or `,` therefore starts a
+ * real key `status` (inside a string that quote would be escaped, and a string never ends right
+ * before a letter). A task state has no user-defined keys and its writers put `status` before its
+ * one nested object (`error`), so the first such key is the state's own. The value runs to the next
+ * quote (statuses contain none). A stored value in which no such key is found (not JSON, another
+ * format) refuses every guard: nothing is overwritten; the caller reports it as a decode error;
+ * `delete` clears it.
+ *
+ * An `absent` write of a stored state is one native `SET NX GET [EX]` (Redis ≥ 7.0: check and set in
+ * one command, which returns the value that refused it). Older servers reject NX with GET, without
+ * effect; the script then falls back to GET and SET.
+ *
+ * A write that stores a final state publishes its status on `<prefix>:{<id>}:final` (the state key
+ * with `:state` replaced), the channel `RedisBackend.watchFinal` listens to. Redis delivers the
+ * message once the script has finished, so a subscriber that reads the state on receiving it sees
+ * the write.
+ */
+export const WRITE_SCRIPT = `
+local FINAL = { s = 'success', f = 'failure', e = 'expired', a = 'aborted' }
+
+local function stored_status(prev)
+  local from = 1
+  while true do
+    local s, e = string.find(prev, '"status":"', from, true)
+    if not s then return nil end
+    local before = string.byte(prev, s - 1)
+    if before == 123 or before == 44 then
+      local q = string.find(prev, '"', e + 1, true)
+      if not q then return nil end
+      return string.sub(prev, e + 1, q - 1)
     end
-    local pass
-    if status == nil or status == 'success' or guard == 'absent' then
-      pass = false
-    elseif guard == 'notFinal' then
-      pass = not (status == 'failure' or status == 'expired' or status == 'aborted')
+    from = s + 1
+  end
+end
+
+local function write_one(skey, rkey, state, op, result, rttl)
+  local g = string.sub(op, 1, 1)
+  if g ~= 'a' and g ~= 'n' and g ~= 's' then
+    return redis.error_reply('ERR tasuki: malformed write op ' .. tostring(op))
+  end
+  local final = FINAL[string.sub(op, 2, 2)]
+  local t = tonumber(string.sub(op, 4))
+  local prev
+  local stored = false
+  if g == 'a' and t ~= 0 then
+    if t < 0 then
+      prev = redis.pcall('SET', skey, state, 'NX', 'GET')
     else
-      pass = guard == 'notSuccess'
+      prev = redis.pcall('SET', skey, state, 'NX', 'GET', 'EX', t)
+    end
+    if type(prev) == 'table' then
+      prev = redis.call('GET', skey)
+    elseif prev then
+      return 0, prev
+    else
+      stored = true
+    end
+  else
+    prev = redis.call('GET', skey)
+  end
+  if prev then
+    local pass = false
+    if g ~= 'a' then
+      local status = stored_status(prev)
+      if status == nil or status == 'success' then
+        pass = false
+      elseif g == 'n' then
+        pass = not (status == 'failure' or status == 'expired' or status == 'aborted')
+      else
+        pass = true
+      end
     end
     if not pass then return 0, prev end
   end
-  if has_result == '1' then
+  if rkey then
     local r = tonumber(rttl)
     if r == 0 then
       redis.call('DEL', rkey)
@@ -39,67 +121,42 @@ local function write_one(skey, rkey, state, sttl, guard, has_result, result, rtt
       redis.call('SET', rkey, result, 'EX', r)
     end
   end
-  local t = tonumber(sttl)
-  if t == 0 then
-    redis.call('DEL', skey)
-  elseif t < 0 then
-    redis.call('SET', skey, state)
-  else
-    redis.call('SET', skey, state, 'EX', t)
+  if not stored then
+    if t == 0 then
+      redis.call('DEL', skey)
+    elseif t < 0 then
+      redis.call('SET', skey, state)
+    else
+      redis.call('SET', skey, state, 'EX', t)
+    end
+  end
+  if final then
+    redis.call('PUBLISH', string.sub(skey, 1, -7) .. ':final', final)
   end
   return 1, prev or false
 end
-`;
 
-/**
- * Conditional write of a task state and its result, atomic on the server.
- *
- * KEYS[1] state key, KEYS[2] result key (same hash tag, so the same Cluster slot).
- * ARGV[1] state JSON, ARGV[2] state expiry in seconds (-1 forever, 0 not stored: the key is deleted,
- * N: `EX N`), ARGV[3] guard (`absent` | `notFinal` | `notSuccess`), ARGV[4] `1` when a result is given
- * else `0`, ARGV[5] result text, ARGV[6] result expiry (same encoding as ARGV[2]).
- *
- * The guard is evaluated against the stored state (an expired key does not exist in Redis, so it
- * counts as absent). A stored `success` refuses every guard. A stored state that is not a JSON
- * object with a string `status` refuses every guard too (nothing is overwritten; the caller reports it
- * as a decode error; `delete` clears it).
- *
- * Returns `{1, previous}` when written, `{0, previous}` when refused; `previous` is the stored state
- * JSON, or absent (nil) when none was stored.
- */
-export const WRITE_SCRIPT = `
-${WRITE_ONE}
-local guard = ARGV[3]
-if guard ~= 'absent' and guard ~= 'notFinal' and guard ~= 'notSuccess' then
-  return redis.error_reply('ERR tasuki: unknown write guard ' .. tostring(guard))
-end
-local written, prev = write_one(KEYS[1], KEYS[2], ARGV[1], ARGV[2], guard, ARGV[4], ARGV[5], ARGV[6])
-if prev then
-  return {written, prev}
-end
-return {written}
-`;
-
-/** Name under which {@link WRITE_MANY_SCRIPT} is registered on the ioredis client. */
-export const WRITE_MANY_COMMAND = 'tasukiBackendWriteMany';
-
-/**
- * Several conditional writes in one script call (the backend coalesces the writes issued in the same
- * tick). Each write follows exactly the rules of {@link WRITE_SCRIPT}, in order.
- *
- * KEYS: state key and result key of each write, in pairs. ARGV: the six arguments of each write,
- * as for {@link WRITE_SCRIPT}. Returns `{written1, previous1, written2, previous2, ...}`; `previous`
- * is nil when no state was stored. The guards are checked by the caller before sending.
- */
-export const WRITE_MANY_SCRIPT = `
-${WRITE_ONE}
 local out = {}
-local n = #KEYS / 2
-for i = 1, n do
-  local a = (i - 1) * 6
-  local written, prev = write_one(KEYS[2 * i - 1], KEYS[2 * i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
-  out[2 * i - 1] = written
-  out[2 * i] = prev
+local k = 1
+local a = 1
+local i = 0
+local n = #ARGV
+while a <= n do
+  local op = ARGV[a + 1]
+  local written, prev
+  if string.sub(op, 3, 3) == 'r' then
+    written, prev = write_one(KEYS[k], KEYS[k + 1], ARGV[a], op, ARGV[a + 2], ARGV[a + 3])
+    k = k + 2
+    a = a + 4
+  else
+    written, prev = write_one(KEYS[k], false, ARGV[a], op, nil, nil)
+    k = k + 1
+    a = a + 2
+  end
+  if type(written) == 'table' then return written end
+  out[i + 1] = written
+  out[i + 2] = prev
+  i = i + 2
 end
 return out
 `;

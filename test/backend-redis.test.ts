@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { backendContract, makeState } from './contract/backend.js';
-import { RedisBackend, encodeIdForKey, normalizeExpiry, redisKeys, redisReconnectDelay } from '../backends/redis.js';
+import { Redis } from 'ioredis';
+import { RedisBackend, encodeIdForKey, finalChannel, normalizeExpiry, redisKeys, redisReconnectDelay } from '../backends/redis.js';
 import { encodeValueText } from '../src/message.js';
+import type { TaskState } from '../src/state.js';
 import { redisNamespace } from './helpers/redis.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -145,6 +147,286 @@ describe('redis backend specifics', () => {
     await b.close();
     await b.close();
     await expect(b.write({ state: makeState('x', 'sent'), stateTtl: 1, guard: 'absent' })).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+  });
+});
+
+describe('redis backend: status search of the write script', () => {
+  const tricky = [
+    'id-"status":"success"',
+    'id-,"status":"success"',
+    '{"status":"success"}',
+    'x\\",\\"status\\":\\"success',
+    '"status":"aborted",',
+    '%7B{}%',
+  ];
+
+  it('reads the state\'s own status whatever ids, names, errors and progress contain', async () => {
+    const b = new RedisBackend({ connection: REDIS_URL, prefix });
+    try {
+      for (const id of tricky) {
+        const bait = { error: { name: 'E', message: 'm ,"status":"success" {"status":"success"}', code: '"status":"success"' }, progress: '{"json":{"status":"success"}}' };
+        const running = makeState(id, 'running', { group: 'g', name: 'n', ...bait });
+        expect((await b.write({ state: running, stateTtl: 60, guard: 'notFinal' })).written).toBe(true);
+        // running is not final: notFinal passes again (the bait "success" texts are not the status).
+        const again = await b.write({ state: makeState(id, 'waiting-retry', bait), stateTtl: 60, guard: 'notFinal' });
+        expect(again.written).toBe(true);
+        expect(again.previous).toEqual(running);
+        expect((await b.write({ state: makeState(id, 'failure', bait), stateTtl: 60, guard: 'notFinal' })).written).toBe(true);
+        // failure is final: notFinal is refused, notSuccess passes; then success is sticky.
+        expect((await b.write({ state: makeState(id, 'running'), stateTtl: 60, guard: 'notFinal' })).written).toBe(false);
+        expect((await b.write({ state: makeState(id, 'success', bait), stateTtl: 60, result: encodeValueText(1), resultTtl: 60, guard: 'notSuccess' })).written).toBe(true);
+        for (const guard of ['absent', 'notFinal', 'notSuccess'] as const) {
+          const late = await b.write({ state: makeState(id, 'failure'), stateTtl: 60, guard });
+          expect(late.written).toBe(false);
+          expect(late.previous?.status).toBe('success');
+        }
+        await b.delete(id);
+      }
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('refuses every guard over a stored value without a status key of its own (nothing overwritten)', async () => {
+    const b = new RedisBackend({ connection: REDIS_URL, prefix });
+    try {
+      const values = [
+        '{"v":1,"id":"x","group":"g","name":"n","retriesUsed":0}',
+        '{"v":1,"id":"x","a\\"status":"running"}',
+        '{"v":1,"id":"x\\",\\"status\\":\\"running"}',
+        '{"v":1,"id":"x", "status": "running"}',
+        'plain text "status":"running"',
+      ];
+      for (const value of values) {
+        const id = randomUUID();
+        const key = redisKeys(prefix, id).state;
+        await admin.set(key, value, 'EX', 60);
+        for (const guard of ['absent', 'notFinal', 'notSuccess'] as const) {
+          const out = b.write({ state: makeState(id, 'failure'), stateTtl: 60, guard });
+          // Refused; the stored value is reported (parsed when it is a state, else ERR_DECODE).
+          await out.then(
+            (o) => expect(o.written).toBe(false),
+            (err: unknown) => expect(err).toMatchObject({ code: 'ERR_DECODE' }),
+          );
+        }
+        expect(await admin.get(key)).toBe(value);
+        await b.delete(id);
+      }
+      // A status key written first (another writer's key order) is found.
+      const id = randomUUID();
+      await admin.set(redisKeys(prefix, id).state, `{"status":"running","id":${JSON.stringify(id)}}`, 'EX', 60);
+      const out = await b.write({ state: makeState(id, 'failure'), stateTtl: 60, guard: 'notFinal' });
+      expect(out.written).toBe(true);
+      expect(out.previous?.status).toBe('running');
+      await b.delete(id);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('applies the guards of many writes of one tick (one script call) each on its own, in order', async () => {
+    const b = new RedisBackend({ connection: REDIS_URL, prefix });
+    try {
+      await b.connect();
+      const [x, y] = [randomUUID(), randomUUID()];
+      const outs = await Promise.all([
+        b.write({ state: makeState(x, 'sent'), stateTtl: 60, guard: 'absent' }),
+        b.write({ state: makeState(x, 'running'), stateTtl: 60, guard: 'notFinal' }),
+        b.write({ state: makeState(y, 'success'), stateTtl: -1, result: encodeValueText('y'), resultTtl: 30, guard: 'notSuccess' }),
+        b.write({ state: makeState(x, 'sent'), stateTtl: 60, guard: 'absent' }),
+        b.write({ state: makeState(y, 'failure'), stateTtl: 60, guard: 'notSuccess' }),
+        b.write({ state: makeState(x, 'aborted'), stateTtl: 60, guard: 'notFinal' }),
+        b.write({ state: makeState(x, 'running'), stateTtl: 60, guard: 'notFinal' }),
+      ]);
+      expect(outs.map((o) => o.written)).toEqual([true, true, true, false, false, true, false]);
+      expect(outs.map((o) => o.previous?.status ?? null)).toEqual([null, 'sent', null, 'running', 'success', 'running', 'aborted']);
+      expect((await b.read(x))?.status).toBe('aborted');
+      expect(await admin.ttl(redisKeys(prefix, y).state)).toBe(-1);
+      expect(await b.readResult(y)).toBe(encodeValueText('y'));
+      await Promise.all([b.delete(x), b.delete(y)]);
+    } finally {
+      await b.close();
+    }
+  });
+});
+
+describe('redis backend: native SET NX GET for a lone absent write', () => {
+  it('keeps the absent guard: written once with its expiry, then refused with the stored state', async () => {
+    const b = new RedisBackend({ connection: REDIS_URL, prefix });
+    try {
+      const id = randomUUID();
+      const key = redisKeys(prefix, id).state;
+      const first = makeState(id, 'sent', { sentAt: 1 });
+      expect(await b.write({ state: first, stateTtl: 45, guard: 'absent' })).toEqual({ written: true, previous: null });
+      const ttl = await admin.ttl(key);
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(45);
+      const second = await b.write({ state: makeState(id, 'sent', { sentAt: 2 }), stateTtl: 45, guard: 'absent' });
+      expect(second).toEqual({ written: false, previous: first });
+      expect(JSON.parse((await admin.get(key)) as string)).toEqual(first);
+      // -1: no expiry.
+      const forever = randomUUID();
+      expect((await b.write({ state: makeState(forever, 'sent'), stateTtl: -1, guard: 'absent' })).written).toBe(true);
+      expect(await admin.ttl(redisKeys(prefix, forever).state)).toBe(-1);
+      // Over a value that is not a state: refused, reported as ERR_DECODE, left as it was.
+      const bad = randomUUID();
+      await admin.set(redisKeys(prefix, bad).state, 'not json', 'EX', 60);
+      await expect(b.write({ state: makeState(bad, 'sent'), stateTtl: 60, guard: 'absent' })).rejects.toMatchObject({ code: 'ERR_DECODE' });
+      expect(await admin.get(redisKeys(prefix, bad).state)).toBe('not json');
+      await Promise.all([b.delete(id), b.delete(forever), b.delete(bad)]);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('falls back to the script for good when the server rejects NX with GET (Redis < 7)', async () => {
+    const b = new RedisBackend({ connection: REDIS_URL, prefix });
+    try {
+      await b.connect();
+      let calls = 0;
+      // Simulate an old server: its SET answers NX GET with a syntax error.
+      (b as unknown as { client: { set: (...a: unknown[]) => Promise<unknown> } }).client.set = () => {
+        calls++;
+        return Promise.reject(new Error('ERR syntax error'));
+      };
+      const id = randomUUID();
+      expect((await b.write({ state: makeState(id, 'sent'), stateTtl: 60, guard: 'absent' })).written).toBe(true);
+      const again = await b.write({ state: makeState(id, 'sent'), stateTtl: 60, guard: 'absent' });
+      expect(again.written).toBe(false);
+      expect(again.previous?.status).toBe('sent');
+      expect(calls).toBe(1);
+      expect(await admin.ttl(redisKeys(prefix, id).state)).toBeGreaterThan(0);
+      await b.delete(id);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('lets exactly one of many sequential and concurrent creators win', async () => {
+    const bs = [new RedisBackend({ connection: REDIS_URL, prefix }), new RedisBackend({ connection: REDIS_URL, prefix })];
+    try {
+      const id = randomUUID();
+      // One write per tick per backend: each is a native SET.
+      const outs = await Promise.all(bs.map(async (b, i) => {
+        const mine = [];
+        for (let j = 0; j < 10; j++) mine.push(await b.write({ state: makeState(id, 'sent', { retriesLeft: i * 10 + j }), stateTtl: 60, guard: 'absent' }));
+        return mine;
+      }));
+      const all = outs.flat();
+      expect(all.filter((o) => o.written)).toHaveLength(1);
+      const stored = await bs[0]?.read(id);
+      for (const o of all) if (!o.written) expect(o.previous).toEqual(stored);
+      await bs[0]?.delete(id);
+    } finally {
+      await Promise.all(bs.map((b) => b.close()));
+    }
+  });
+});
+
+describe('redis backend: watchFinal (pub/sub)', () => {
+  /** Subscribes a plain connection to the task's channel and records what is published there. */
+  async function record(id: string): Promise<{ messages: string[]; until(n: number): Promise<void>; quit(): Promise<void> }> {
+    const sub = new Redis(REDIS_URL);
+    const messages: string[] = [];
+    sub.on('message', (_c: string, m: string) => messages.push(m));
+    await sub.subscribe(finalChannel(prefix, id));
+    return {
+      messages,
+      async until(n) {
+        for (let i = 0; i < 200 && messages.length < n; i++) await new Promise((r) => setTimeout(r, 10));
+      },
+      quit: async () => {
+        await sub.quit();
+      },
+    };
+  }
+
+  const numsub = async (id: string): Promise<number> => {
+    const reply = (await admin.call('PUBSUB', 'NUMSUB', finalChannel(prefix, id))) as [string, number];
+    return Number(reply[1]);
+  };
+
+  it('publishes a write that stores a final state, only then (not refused writes, not other statuses)', async () => {
+    const b = new RedisBackend({ connection: REDIS_URL, prefix });
+    const id = randomUUID();
+    const rec = await record(id);
+    try {
+      const w = (status: TaskState['status'], guard: 'absent' | 'notFinal' | 'notSuccess', extra = {}) =>
+        b.write({ state: makeState(id, status), stateTtl: 60, guard, ...extra });
+      await w('sent', 'absent');
+      await w('running', 'notFinal');
+      await w('waiting-retry', 'notFinal');
+      await w('failure', 'notFinal');
+      await w('running', 'notFinal'); // refused
+      await w('success', 'notSuccess', { result: encodeValueText(1), resultTtl: 60 });
+      await w('failure', 'notSuccess'); // refused
+      await w('aborted', 'notFinal'); // refused
+      await b.delete(id);
+      await w('expired', 'absent', { stateTtl: 0 }); // stored nowhere, still final and written
+      await w('aborted', 'absent');
+      await rec.until(4);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(rec.messages).toEqual(['failure', 'success', 'expired', 'aborted']);
+      await b.delete(id);
+    } finally {
+      await rec.quit();
+      await b.close();
+    }
+  });
+
+  it('resolves once subscribed; one SUBSCRIBE per id, ended when its last listener stops', async () => {
+    const b = new RedisBackend({ connection: REDIS_URL, prefix });
+    const writer = new RedisBackend({ connection: REDIS_URL, prefix });
+    try {
+      const id = randomUUID();
+      const calls = [0, 0];
+      const stop0 = await b.watchFinal(id, () => void (calls[0] = (calls[0] ?? 0) + 1));
+      expect(await numsub(id)).toBe(1);
+      const stop1 = await b.watchFinal(id, () => void (calls[1] = (calls[1] ?? 0) + 1));
+      expect(await numsub(id)).toBe(1);
+      // A final write by another instance right after the subscription is not missed.
+      await writer.write({ state: makeState(id, 'failure'), stateTtl: 60, guard: 'notFinal' });
+      for (let i = 0; i < 200 && (calls[0] === 0 || calls[1] === 0); i++) await new Promise((r) => setTimeout(r, 5));
+      expect(calls).toEqual([1, 1]);
+      stop0();
+      stop0(); // idempotent
+      expect(await numsub(id)).toBe(1);
+      await writer.write({ state: makeState(id, 'success'), stateTtl: 60, guard: 'notSuccess' });
+      for (let i = 0; i < 200 && (calls[1] ?? 0) < 2; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(calls).toEqual([1, 2]);
+      stop1();
+      for (let i = 0; i < 100 && (await numsub(id)) !== 0; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(await numsub(id)).toBe(0);
+      // Watching again after the UNSUBSCRIBE subscribes again.
+      const stop2 = await b.watchFinal(id, () => undefined);
+      expect(await numsub(id)).toBe(1);
+      stop2();
+      await writer.delete(id);
+    } finally {
+      await Promise.all([b.close(), writer.close()]);
+    }
+  });
+
+  it('close() closes the subscriber connection and later watches reject with ERR_CLOSED', async () => {
+    const name = `tasuki-test-${randomUUID().slice(0, 8)}`;
+    const b = new RedisBackend({ connection: { host: '127.0.0.1', port: 6379, connectionName: name }, prefix });
+    const id = randomUUID();
+    await b.watchFinal(id, () => undefined);
+    expect(await clientIdByName(`${name}-sub`)).not.toBeNull();
+    await b.close();
+    for (let i = 0; i < 100 && (await clientIdByName(`${name}-sub`)) !== null; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await clientIdByName(`${name}-sub`)).toBeNull();
+    expect(await numsub(id)).toBe(0);
+    await expect(b.watchFinal(id, () => undefined)).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+  });
+
+  it('rejects with ERR_CONNECTION when it cannot subscribe, without unhandled errors', async () => {
+    const b = new RedisBackend({
+      connection: { host: '127.0.0.1', port: 1, maxRetriesPerRequest: 0, retryStrategy: () => null },
+      prefix,
+    });
+    await expect(b.watchFinal('x', () => undefined)).rejects.toMatchObject({ code: 'ERR_CONNECTION' });
+    await b.close();
   });
 });
 
