@@ -214,6 +214,85 @@ export function backendContract(name: string, makeHarness: () => BackendHarness)
       expect(await b.readResult(id)).toBe(big);
     });
 
+    /** Polls `cond` every 5 ms for up to 2 s. */
+    const eventually = async (cond: () => boolean): Promise<void> => {
+      for (let i = 0; i < 400 && !cond(); i++) await sleep(5);
+    };
+
+    it('watchFinal (optional): a final write made after it resolved calls the listener, from any instance', async (ctx) => {
+      const b = await make();
+      if (b.watchFinal === undefined) return ctx.skip();
+      const writer = await make();
+      const id = newId();
+      let calls = 0;
+      const stop = await b.watchFinal(id, () => {
+        calls++;
+      });
+      try {
+        await writer.write(w(makeState(id, 'running'), 'notFinal'));
+        await writer.write(w(makeState(id, 'failure'), 'notFinal'));
+        await eventually(() => calls > 0);
+        expect(calls).toBeGreaterThan(0);
+        const before = calls;
+        await writer.write(w(makeState(id, 'success'), 'notSuccess', { result: encodeValueText(1), resultTtl: 60 }));
+        await eventually(() => calls > before);
+        expect(calls).toBeGreaterThan(before);
+      } finally {
+        stop();
+      }
+    });
+
+    it('watchFinal (optional): listeners of one id are independent; a stopped one is not called again', async (ctx) => {
+      const b = await make();
+      if (b.watchFinal === undefined) return ctx.skip();
+      const [id, sentinel] = [newId(), newId()];
+      let stopped = 0;
+      let kept = 0;
+      let sentinelCalls = 0;
+      const stopA = await b.watchFinal(id, () => {
+        stopped++;
+      });
+      const stopB = await b.watchFinal(id, () => {
+        kept++;
+      });
+      const stopS = await b.watchFinal(sentinel, () => {
+        sentinelCalls++;
+      });
+      try {
+        stopA();
+        stopA();
+        await b.write(w(makeState(id, 'aborted'), 'notFinal'));
+        await b.write(w(makeState(sentinel, 'aborted'), 'notFinal'));
+        await eventually(() => kept > 0 && sentinelCalls > 0);
+        expect(kept).toBeGreaterThan(0);
+        expect(sentinelCalls).toBeGreaterThan(0);
+        expect(stopped).toBe(0);
+      } finally {
+        stopB();
+        stopS();
+      }
+    });
+
+    it('watchFinal (optional): a listener that throws does not fail the write', async (ctx) => {
+      const b = await make();
+      if (b.watchFinal === undefined) return ctx.skip();
+      const id = newId();
+      let called = false;
+      const stop = await b.watchFinal(id, () => {
+        called = true;
+        throw new Error('listener failure');
+      });
+      try {
+        const out = await b.write(w(makeState(id, 'failure'), 'notFinal'));
+        expect(out.written).toBe(true);
+        await eventually(() => called);
+        expect(called).toBe(true);
+        expect((await b.read(id))?.status).toBe('failure');
+      } finally {
+        stop();
+      }
+    });
+
     it('close is idempotent and a closed backend rejects work', async () => {
       const b = await make();
       await b.close();
