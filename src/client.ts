@@ -2,7 +2,7 @@
  * The client: sends tasks, reads their state and results, aborts them, manages dead letters.
  */
 import { randomUUID } from 'node:crypto';
-import type { Backend, Expiry } from './backend.js';
+import type { Backend, Expiry, WriteOutcome } from './backend.js';
 import type { Broker, DeadLetter } from './broker.js';
 import { ClosedError, InvalidOptionError, ResultTimeoutError } from './errors.js';
 import { consoleLogger, type Logger } from './logger.js';
@@ -39,7 +39,51 @@ interface ClientCore {
   ownsConnections: boolean;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** Calls `fn`, ignoring what it throws (ending a push subscription must not fail a read). */
+function safely(fn: () => void): void {
+  try {
+    fn();
+  } catch {
+    // ignored
+  }
+}
+
+/** A sleep that a hint can end early (`wake`); `woken` tells whether a hint came since it was reset. */
+class Waiter {
+  /** True once {@link wake} was called since the caller last reset it. */
+  woken = false;
+  private resolve: (() => void) | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  /** Ends the current wait (if any) and sets {@link woken}. Safe to call at any time. */
+  readonly wake = (): void => {
+    this.woken = true;
+    this.end();
+  };
+
+  /** Resolves after `ms` or at the next {@link wake}, whichever first. */
+  wait(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.resolve = resolve;
+      this.timer = setTimeout(this.end, ms);
+    });
+  }
+
+  /** Ends a pending wait and clears its timer. */
+  cancel(): void {
+    this.end();
+  }
+
+  private readonly end = (): void => {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    const resolve = this.resolve;
+    this.resolve = undefined;
+    resolve?.();
+  };
+}
 
 /** Sends tasks and reads their results. */
 export class Client {
@@ -80,9 +124,11 @@ export class Client {
   send<A extends unknown[], R>(ref: TaskRef<A, R>, ...args: A): Promise<TaskId<R>>;
   /** Sends a task by group and name (untyped). */
   send(group: string, name: string, ...args: unknown[]): Promise<TaskId>;
-  async send(first: TaskRef | string, ...rest: unknown[]): Promise<TaskId> {
-    const [group, name, args] = typeof first === 'string' ? [first, rest[0], rest.slice(1)] : [first.group, first.name, rest];
-    return this.sendOne(group, name as string, args, this.defaults);
+  send(first: TaskRef | string, ...rest: unknown[]): Promise<TaskId> {
+    if (typeof first === 'string') return this.sendOne(first, rest[0] as string, rest.slice(1), this.defaults);
+    // Not a reference: the group check rejects it with a typed error.
+    if (first === null || first === undefined) return this.sendOne(first as unknown as string, '', rest, this.defaults);
+    return this.sendOne(first.group, first.name, rest, this.defaults);
   }
 
   /**
@@ -102,7 +148,7 @@ export class Client {
         ref.group,
         msgs.map((m) => ({ body: encodeMessage(m), options: m.runAt === null ? {} : { availableAt: m.runAt } })),
       ),
-      ...msgs.map((m) => this.recordSent(m, 'absent')),
+      ...msgs.map((m) => this.recordSent(m)),
     ]);
     return msgs.map((m) => m.id as TaskId<R>);
   }
@@ -114,18 +160,31 @@ export class Client {
     const id = opts.id ?? randomUUID();
     const msg = this.buildMessage(group, name, args, opts, id, Date.now(), 0);
     const body = encodeMessage(msg);
-    if (opts.id === undefined) {
-      const publish = this.core.broker.publish(group, body, msg.runAt === null ? {} : { availableAt: msg.runAt });
-      // A fresh id cannot collide: record `sent` and publish concurrently. The `absent` guard keeps a
-      // worker's `running` (if it got there first) from being overwritten.
-      const [published] = await Promise.allSettled([publish, this.recordSent(msg, 'absent')]);
-      if (published.status === 'rejected') {
-        await this.core.backend.delete(id).catch(() => undefined);
-        throw published.reason;
-      }
-      return id;
+    if (opts.id !== undefined) return this.sendIdempotent(msg, body);
+    // A fresh id cannot collide: record `sent` and publish concurrently. The `absent` guard keeps a
+    // worker's `running` (if it got there first) from being overwritten. Both are waited for; the
+    // send fails only when the publish failed (the state write is best effort: the worker writes
+    // the next state anyway).
+    const publish = this.core.broker.publish(group, body, msg.runAt === null ? {} : { availableAt: msg.runAt });
+    const record = this.recordSent(msg);
+    let failure: { reason: unknown } | undefined;
+    try {
+      await publish;
+    } catch (reason) {
+      failure = { reason };
     }
-    return this.sendIdempotent(msg, body);
+    if (record !== null) {
+      try {
+        await record;
+      } catch {
+        // best effort, see above
+      }
+    }
+    if (failure !== undefined) {
+      await this.core.backend.delete(id).catch(() => undefined);
+      throw failure.reason;
+    }
+    return id as TaskId;
   }
 
   /** Explicit id: claim it first; only the sender that created the state publishes. */
@@ -133,7 +192,7 @@ export class Client {
     if (this.core.statusExpires === 0) {
       throw new InvalidOptionError('an explicit id (idempotency key) needs stored states: statusExpires must not be 0');
     }
-    const claim = await this.recordSent(msg, 'absent');
+    const claim = await this.recordSent(msg);
     if (claim && !claim.written) {
       this.core.logger.debug('duplicate send ignored', { id: msg.id, status: claim.previous?.status });
       return msg.id;
@@ -149,7 +208,8 @@ export class Client {
   }
 
   private buildMessage(group: string, name: string, args: unknown[], o: SendOptions, id: string, now: number, index: number): TaskMessage {
-    if (!ID_PATTERN.test(id)) throw new InvalidOptionError('id must be 1 to 200 printable ASCII characters without spaces');
+    // Generated ids (UUIDs) are valid; a given one is checked.
+    if (o.id !== undefined && !ID_PATTERN.test(id)) throw new InvalidOptionError('id must be 1 to 200 printable ASCII characters without spaces');
     const encoded = encodeValueFast(args, index === 0 ? 'arguments' : `arguments of task #${index}`);
     let runAt: number | null = null;
     if (o.runAt !== undefined) runAt = toEpoch('runAt', o.runAt);
@@ -171,7 +231,8 @@ export class Client {
     };
   }
 
-  private async recordSent(msg: TaskMessage, guard: 'absent'): Promise<{ written: boolean; previous: TaskState | null } | null> {
+  /** Writes the `sent` state of a new message (guard `absent`); `null` when states are not stored. */
+  private recordSent(msg: TaskMessage): Promise<WriteOutcome> | null {
     if (this.core.statusExpires === 0) return null;
     const state: TaskState = {
       v: 1,
@@ -185,27 +246,73 @@ export class Client {
       updatedAt: msg.sentAt,
     };
     if (msg.runAt !== null) state.retryAt = msg.runAt;
-    return this.core.backend.write({ state, stateTtl: this.core.statusExpires, guard });
+    return this.core.backend.write({ state, stateTtl: this.core.statusExpires, guard: 'absent' });
   }
 
   /**
-   * Polls the backend until the task is finished or `timeoutMs` passes (then rejects with
-   * `ResultTimeoutError`, code ERR_RESULT_TIMEOUT). Polls quickly at first, then every `intervalMs`
-   * (default 300, as YTask's demo). A finished task that failed resolves too: check `isSuccess()`.
+   * Waits until the task is finished and resolves with its result; rejects with `ResultTimeoutError`
+   * (code ERR_RESULT_TIMEOUT) when `timeoutMs` passes first. A finished task that failed resolves
+   * too: check `isSuccess()`.
+   *
+   * When the backend can push a hint on final writes (`watchFinal`, e.g. Redis pub/sub), the wait
+   * subscribes first and re-reads as soon as a hint arrives, so the latency does not depend on the
+   * poll interval. Polling goes on as the fallback (and is all there is without push): quickly at
+   * first, then every `intervalMs` (default 300, as YTask's demo).
    */
   async getResult<R>(id: TaskId<R> | string, timeoutMs: number, intervalMs = 300): Promise<TaskResult<R>> {
     this.checkOpen();
     checkMs('timeout', timeoutMs, 0);
     checkMs('interval', intervalMs, 1);
     const deadline = Date.now() + timeoutMs;
+    const waiter = new Waiter();
+    const backend = this.core.backend;
+    let hinted = false;
+    const hint = (): void => {
+      hinted = true;
+      waiter.wake();
+    };
+    let stop: (() => void) | undefined;
+    let finished = false;
+    // Subscribe first. The subscription's acknowledgement wakes the waiter too: the read that follows
+    // it cannot miss a final write (a later write is announced). A rejection leaves plain polling.
+    let watching: Promise<() => void> | undefined;
+    try {
+      watching = backend.watchFinal?.(id, hint);
+    } catch (err) {
+      watching = Promise.reject(err);
+    }
+    const push = watching !== undefined;
+    watching?.then(
+      (end) => {
+        if (finished) safely(end);
+        else stop = end;
+        waiter.wake();
+      },
+      (err: unknown) => {
+        this.core.logger.debug('getResult: no push hints, polling only', { id, error: err });
+        waiter.wake();
+      },
+    );
     let wait = Math.min(2, intervalMs);
-    for (;;) {
-      const r = await this.getStatus<R>(id);
-      if (r?.isFinished()) return r;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new ResultTimeoutError(id, timeoutMs);
-      await sleep(Math.min(wait, left));
-      wait = Math.min(intervalMs, wait * 2);
+    try {
+      // With push, the first read waits for the subscription (or the first poll delay, whichever first).
+      if (push) await waiter.wait(Math.min(wait, timeoutMs));
+      for (;;) {
+        waiter.woken = false;
+        // After a hint the task has most likely finished: read state and result in one round trip.
+        const r = hinted ? await this.readFinished<R>(id) : await this.getStatus<R>(id);
+        hinted = false;
+        if (r?.isFinished()) return r;
+        const left = deadline - Date.now();
+        if (left <= 0) throw new ResultTimeoutError(id, timeoutMs);
+        // A hint that arrived during the read means: read again at once.
+        if (!waiter.woken) await waiter.wait(Math.min(wait, left));
+        wait = Math.min(intervalMs, wait * 2);
+      }
+    } finally {
+      finished = true;
+      waiter.cancel();
+      if (stop !== undefined) safely(stop);
     }
   }
 
@@ -218,6 +325,33 @@ export class Client {
     const state = this.core.statusExpires === 0 ? null : await this.core.backend.read(id);
     if (state !== null && state.status !== 'success') return new TaskResult<R>(id, state, null);
     const result = await this.core.backend.readResult(id);
+    if (state === null && result === null) return null;
+    return new TaskResult<R>(id, state, result);
+  }
+
+  /**
+   * {@link getStatus} with state and result read concurrently (one round trip where the backend
+   * pipelines). The result read may run before the state read: when the state says success and no
+   * result was seen, the result is read again (it was written together with that state).
+   */
+  private async readFinished<R>(id: TaskId<R> | string): Promise<TaskResult<R> | null> {
+    if (this.core.statusExpires === 0) return this.getStatus<R>(id);
+    this.checkOpen();
+    const backend = this.core.backend;
+    const resultRead = backend.readResult(id);
+    let state: TaskState | null;
+    try {
+      state = await backend.read(id);
+    } catch (err) {
+      resultRead.catch(() => undefined);
+      throw err;
+    }
+    if (state !== null && state.status !== 'success') {
+      resultRead.catch(() => undefined);
+      return new TaskResult<R>(id, state, null);
+    }
+    let result = await resultRead;
+    if (result === null && state !== null) result = await backend.readResult(id);
     if (state === null && result === null) return null;
     return new TaskResult<R>(id, state, result);
   }
