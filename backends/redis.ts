@@ -148,8 +148,18 @@ class PendingWrite {
   }
 }
 
+/** Up to this many reads of a tick are sent as plain GETs; more travel in one pipeline. */
+const SMALL_READS = 4;
+
 /** Most writes sent in one script call. */
 const MAX_WRITES_PER_CALL = 256;
+
+/** A GET waiting for the end of the current tick. */
+interface PendingRead {
+  key: string;
+  resolve(value: string | null): void;
+  reject(err: unknown): void;
+}
 
 /** The listeners of one watched task (one SUBSCRIBE shared by all of them). */
 interface Watch {
@@ -169,6 +179,8 @@ export class RedisBackend implements Backend {
   private closed = false;
   private connecting: Promise<void> | undefined;
   private lastError: Error | undefined;
+  /** Reads issued in the current tick, sent together at its end (see {@link readKey}). */
+  private pendingReads: PendingRead[] = [];
   /** Writes issued in the current tick, sent together at its end (see {@link flushWrites}). */
   private pendingWrites: PendingWrite[] = [];
   /**
@@ -191,9 +203,9 @@ export class RedisBackend implements Backend {
     const defaults: RedisOptions = {
       lazyConnect: true,
       enableAutoPipelining: true,
-      // The backend coalesces its writes itself (one script call per tick): auto-pipelining them
-      // would only add a setImmediate hop and make them wait for the pipeline in flight.
-      autoPipeliningIgnoredCommands: [WRITE_COMMAND, 'set'],
+      // The backend coalesces its reads and writes itself (per tick): auto-pipelining them would only
+      // add a setImmediate hop and make them wait for the pipeline in flight.
+      autoPipeliningIgnoredCommands: [WRITE_COMMAND, 'set', 'get'],
       retryStrategy: (times: number) => redisReconnectDelay(times),
     };
     const connection = options.connection ?? 'redis://127.0.0.1:6379';
@@ -387,7 +399,7 @@ export class RedisBackend implements Backend {
     const key = `${this.prefix}:{${encodeIdForKey(id)}}:state`;
     let text: string | null;
     try {
-      text = await this.client.get(key);
+      text = await this.readKey(key);
     } catch (err) {
       throw this.wrap(err, 'read');
     }
@@ -395,8 +407,8 @@ export class RedisBackend implements Backend {
   }
 
   /**
-   * Reads many states. The GETs are issued together and travel in one pipeline (auto-pipelining),
-   * which also works in Redis Cluster where one MGET cannot span slots.
+   * Reads many states. The GETs are issued together and travel in one pipeline (see {@link readKey}),
+   * one GET per key (each key reports its own error, as a lone read would).
    */
   async readMany(ids: ReadonlyArray<string>): Promise<Array<TaskState | null>> {
     this.check();
@@ -404,7 +416,7 @@ export class RedisBackend implements Backend {
     const keys = ids.map((id) => `${this.prefix}:{${encodeIdForKey(id)}}:state`);
     let texts: Array<string | null>;
     try {
-      texts = await Promise.all(keys.map((k) => this.client.get(k)));
+      texts = await Promise.all(keys.map((k) => this.readKey(k)));
     } catch (err) {
       throw this.wrap(err, 'readMany');
     }
@@ -415,7 +427,7 @@ export class RedisBackend implements Backend {
   async readResult(id: string): Promise<string | null> {
     this.check();
     try {
-      return await this.client.get(`${this.prefix}:{${encodeIdForKey(id)}}:result`);
+      return await this.readKey(`${this.prefix}:{${encodeIdForKey(id)}}:result`);
     } catch (err) {
       throw this.wrap(err, 'readResult');
     }
@@ -505,6 +517,43 @@ export class RedisBackend implements Backend {
     this.subscriber = sub;
     return sub;
   }
+
+  /**
+   * GET of one key. The reads of one tick are sent together at its end: a few as plain GETs (no
+   * auto-pipelining hop and no pipeline object: the latency of `getResult` after a push hint, which
+   * reads state and result), more in one pipeline (one write to the socket).
+   */
+  private readKey(key: string): Promise<string | null> {
+    return new Promise<string | null>((resolve, reject) => {
+      this.pendingReads.push({ key, resolve, reject });
+      if (this.pendingReads.length === 1) process.nextTick(this.flushReads);
+    });
+  }
+
+  private readonly flushReads = (): void => {
+    const all = this.pendingReads;
+    this.pendingReads = [];
+    if (all.length <= SMALL_READS) {
+      for (const r of all) this.client.get(r.key).then(r.resolve, r.reject);
+      return;
+    }
+    const pipeline = this.client.pipeline();
+    for (const r of all) pipeline.get(r.key);
+    pipeline.exec().then(
+      (replies) => {
+        for (let i = 0; i < all.length; i++) {
+          const r = all[i] as PendingRead;
+          const reply = replies?.[i];
+          if (reply === undefined) r.reject(new Error('no reply'));
+          else if (reply[0] !== null) r.reject(reply[0]);
+          else r.resolve(reply[1] as string | null);
+        }
+      },
+      (err: unknown) => {
+        for (const r of all) r.reject(err);
+      },
+    );
+  };
 
   private check(): void {
     if (this.closed) throw new ClosedError('redis backend');

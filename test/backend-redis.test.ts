@@ -250,6 +250,29 @@ describe('redis backend: status search of the write script', () => {
   });
 });
 
+describe('redis backend: reads of one tick', () => {
+  it('answers each read of a large batch (one pipeline) and of a small one (plain GETs) in order', async () => {
+    const b = new RedisBackend({ connection: REDIS_URL, prefix });
+    try {
+      const ids = Array.from({ length: 25 }, () => randomUUID());
+      await Promise.all(ids.map((id, i) => (i % 3 === 0 ? null : b.write({ state: makeState(id, 'running', { retriesLeft: i }), stateTtl: 60, result: encodeValueText(i), resultTtl: 60, guard: 'notFinal' }))));
+      const states = await b.readMany(ids);
+      expect(states.map((st) => st?.retriesLeft ?? null)).toEqual(ids.map((_, i) => (i % 3 === 0 ? null : i)));
+      const mixed = await Promise.all(ids.slice(0, 6).map((id, i) => (i % 2 ? b.read(id) : b.readResult(id))));
+      expect(mixed.map((m) => (m === null ? null : typeof m === 'string' ? m : m.retriesLeft))).toEqual([null, 1, encodeValueText(2), null, encodeValueText(4), 5]);
+      // A key of another type fails its own read only.
+      const odd = randomUUID();
+      await admin.hset(redisKeys(prefix, odd).state, 'f', 'v');
+      await admin.expire(redisKeys(prefix, odd).state, 60);
+      const outs = await Promise.allSettled([...ids.slice(0, 8), odd].map((id) => b.read(id)));
+      expect(outs.map((o) => o.status)).toEqual([...Array(8).fill('fulfilled'), 'rejected']);
+      await Promise.all([...ids, odd].map((id) => b.delete(id)));
+    } finally {
+      await b.close();
+    }
+  });
+});
+
 describe('redis backend: native SET NX GET for a lone absent write', () => {
   it('keeps the absent guard: written once with its expiry, then refused with the stored state', async () => {
     const b = new RedisBackend({ connection: REDIS_URL, prefix });
