@@ -430,6 +430,27 @@ describe('redis backend: watchFinal (pub/sub)', () => {
     }
   });
 
+  it('a watch right after the previous one of the same id stopped (UNSUBSCRIBE in flight) still hears', async () => {
+    const b = new RedisBackend({ connection: REDIS_URL, prefix });
+    const writer = new RedisBackend({ connection: REDIS_URL, prefix });
+    try {
+      const id = randomUUID();
+      for (let i = 0; i < 20; i++) (await b.watchFinal(id, () => undefined))();
+      let heard = 0;
+      const stop = await b.watchFinal(id, () => {
+        heard++;
+      });
+      await writer.write({ state: makeState(id, 'expired'), stateTtl: 60, guard: 'notFinal' });
+      for (let i = 0; i < 200 && heard === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      expect(heard).toBe(1);
+      expect(await numsub(id)).toBe(1);
+      stop();
+      await writer.delete(id);
+    } finally {
+      await Promise.all([b.close(), writer.close()]);
+    }
+  });
+
   it('close() closes the subscriber connection and later watches reject with ERR_CLOSED', async () => {
     const name = `tasuki-test-${randomUUID().slice(0, 8)}`;
     const b = new RedisBackend({ connection: { host: '127.0.0.1', port: 6379, connectionName: name }, prefix });
