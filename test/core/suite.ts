@@ -600,6 +600,8 @@ export function coreSuite(name: string, makeHarness: () => CoreHarness): void {
       await server.run(group, 1);
       const c = server.client();
       await c.getResult(await c.send(t), 10_000);
+      // The result is visible once stored; `succeeded` follows the ack.
+      await until(() => seen.length === 4, 10_000, 'the succeeded event');
       expect(seen).toEqual(['started', 'retrying', 'started', 'succeeded']);
     });
 
