@@ -7,9 +7,9 @@
  * trip. Expired leases and due delayed messages are moved by the fetch script itself (no reaper
  * process is needed: any fetching worker recovers the deliveries of a worker killed with SIGKILL).
  *
- * Connections: one shared command connection (auto-pipelined) and, for idle fetches, blocking
- * connections taken from a small pool — one per fetch that is waiting at the same moment, normally
- * one per group a worker runs. An idle fetch blocks with BLPOP on the group's wake list; its sleep is
+ * Connections: one shared command connection (publishes and acks of one tick coalesced into one
+ * script call each) and, for idle fetches, blocking connections taken from a small pool — one per
+ * fetch that is waiting at the same moment, normally one per group a worker runs. An idle fetch blocks with BLPOP on the group's wake list; its sleep is
  * bounded by the next delayed message or lease deadline, and ended precisely by a client-side timer
  * that sends `CLIENT UNBLOCK` (Redis itself resolves blocking timeouts only every 1/hz s).
  */
@@ -133,9 +133,12 @@ export class RedisBroker implements Broker {
     const connection = options.connection ?? 'redis://127.0.0.1:6379';
     this.url = typeof connection === 'string' ? connection : undefined;
     this.baseOptions = typeof connection === 'string' ? {} : { ...connection };
+    // No ioredis auto-pipelining by default: the broker already sends the publishes and acks of one
+    // tick as one script call, and auto-pipelining's per-batch objects cost more than they save
+    // (measured: about 20 % more processing throughput and a lower latency tail without it).
     this.cmd = registerScripts(
       this.newRedis('cmd', {
-        enableAutoPipelining: this.baseOptions.enableAutoPipelining ?? true,
+        enableAutoPipelining: this.baseOptions.enableAutoPipelining ?? false,
       }),
     );
   }
@@ -356,7 +359,7 @@ export class RedisBroker implements Broker {
     await this.run('release', () => this.cmd.tasukiRelease(k.lease, k.ready, k.wake, delivery.token));
   }
 
-  /** Renews leases with one script call per group (all groups in parallel, auto-pipelined). */
+  /** Renews leases with one script call per group (all groups in parallel). */
   async extend(deliveries: ReadonlyArray<Delivery>, leaseMs: number): Promise<string[]> {
     this.assertOpen();
     const ms = positiveMs('leaseMs', leaseMs);
