@@ -2,7 +2,7 @@
  * The in-memory result backend: the embedded default of tasuki. Same guards and expiries as the
  * networked backends, within one process.
  */
-import type { Backend, Expiry, StateWrite, WriteOutcome } from '../src/backend.js';
+import type { Backend, Expiry, FinalNotice, StateWrite, WriteOutcome } from '../src/backend.js';
 import { ClosedError } from '../src/errors.js';
 import { isFinalStatus, type TaskState } from '../src/state.js';
 
@@ -31,7 +31,7 @@ class Stored {
 /** One {@link MemoryBackend.watchFinal} subscription. */
 interface Watch {
   readonly id: string;
-  readonly listener: () => void;
+  readonly listener: (notice?: FinalNotice) => void;
 }
 
 /** Shared storage of memory backends (several instances on one store act like one backend server). */
@@ -55,12 +55,12 @@ export class MemoryBackendStore {
   }
 
   /** @internal Calls the listeners of `id` (a final state was written); their exceptions are dropped. */
-  notifyFinal(id: string): void {
+  notifyFinal(id: string, state: TaskState, result: string | null): void {
     const set = this.watches.get(id);
     if (set === undefined) return;
     for (const w of set) {
       try {
-        w.listener();
+        w.listener({ state: jsonCopy(state), result });
       } catch {
         // A hint only: a listener's failure must not fail the write that triggered it.
       }
@@ -215,7 +215,9 @@ export class MemoryBackend implements Backend {
       entry.stateExpiresAt = expiryTime(w.stateTtl, now);
       if (entry.state === null && entry.expire(now)) entries.delete(id);
     }
-    if (this.store.watches.size !== 0 && isFinalStatus(state.status)) this.store.notifyFinal(id);
+    if (this.store.watches.size !== 0 && isFinalStatus(state.status)) {
+      this.store.notifyFinal(id, state, w.result !== undefined && (w.resultTtl ?? 0) !== 0 ? w.result : null);
+    }
     return { written: true, previous: prev };
   }
 
@@ -259,7 +261,7 @@ export class MemoryBackend implements Backend {
    * (on any backend of the same store) that stores a final state for `id`; their exceptions are
    * ignored. `close()` ends every subscription of this instance.
    */
-  async watchFinal(id: string, listener: () => void): Promise<() => void> {
+  async watchFinal(id: string, listener: (notice?: FinalNotice) => void): Promise<() => void> {
     this.check();
     const w: Watch = { id, listener };
     let set = this.store.watches.get(id);

@@ -7,17 +7,25 @@
 export const WRITE_COMMAND = 'tasukiBackendWrite';
 
 /**
- * The `op` argument of a write: three letters and the state expiry, e.g. `a--60` or `nsr-1`.
+ * The `op` argument of a write: four letters and the state expiry, e.g. `a--p60` or `nsr--1`.
  * 1. guard: `a` absent, `n` notFinal, `s` notSuccess;
  * 2. the new status when it is final (`s` success, `f` failure, `e` expired, `a` aborted), else `-`;
  * 3. `r` when a result is written (then the write has a result key and two more arguments), else `-`;
- * 4. the state expiry in seconds (-1 forever, 0 not stored, N).
+ * 4. `p` when the replaced state is returned also for a write that passes, `-` when only the state
+ *    that refused a write is (saves sending back a state nobody reads);
+ * 5. the state expiry in seconds (-1 forever, 0 not stored, N).
  */
-export function writeOp(guard: 'absent' | 'notFinal' | 'notSuccess', status: string, hasResult: boolean, stateTtl: number): string {
+export function writeOp(
+  guard: 'absent' | 'notFinal' | 'notSuccess',
+  status: string,
+  hasResult: boolean,
+  stateTtl: number,
+  previousWhenWritten = true,
+): string {
   const g = guard === 'absent' ? 'a' : guard === 'notFinal' ? 'n' : 's';
   const f =
     status === 'success' ? 's' : status === 'failure' ? 'f' : status === 'expired' ? 'e' : status === 'aborted' ? 'a' : '-';
-  return g + f + (hasResult ? 'r' : '-') + stateTtl;
+  return g + f + (hasResult ? 'r' : '-') + (previousWhenWritten ? 'p' : '-') + stateTtl;
 }
 
 /**
@@ -30,7 +38,8 @@ export function writeOp(guard: 'absent' | 'notFinal' | 'notSuccess', status: str
  *   and its expiry (-1 forever, 0 not stored: the key is deleted, N: `EX N`).
  *
  * Returns `{written1, previous1, written2, previous2, ...}`: `written` is 1 or 0, `previous` the
- * state JSON stored before (or that refused the write), nil when none was stored.
+ * state JSON stored before (or that refused the write), nil when none was stored (or, for a write
+ * that passed without the `p` flag, not asked for).
  *
  * The guard is evaluated against the stored state (an expired key does not exist in Redis, so it
  * counts as absent). A stored `success` refuses every guard.
@@ -49,10 +58,11 @@ export function writeOp(guard: 'absent' | 'notFinal' | 'notSuccess', status: str
  * one command, which returns the value that refused it). Older servers reject NX with GET, without
  * effect; the script then falls back to GET and SET.
  *
- * A write that stores a final state publishes its status on `<prefix>:{<id>}:final` (the state key
- * with `:state` replaced), the channel `RedisBackend.watchFinal` listens to. Redis delivers the
- * message once the script has finished, so a subscriber that reads the state on receiving it sees
- * the write.
+ * A write that stores a final state publishes a notice on `<prefix>:{<id>}:final` (the state key
+ * with `:state` replaced), the channel `RedisBackend.watchFinal` listens to: the state JSON, then,
+ * when the write stored a result, a newline and the result text (state JSON never holds a raw
+ * newline). Redis delivers the message once the script has finished, so a subscriber that reads
+ * the state on receiving it sees the write.
  */
 export const WRITE_SCRIPT = `
 local FINAL = { s = 'success', f = 'failure', e = 'expired', a = 'aborted' }
@@ -78,7 +88,7 @@ local function write_one(skey, rkey, state, op, result, rttl)
     return redis.error_reply('ERR tasuki: malformed write op ' .. tostring(op))
   end
   local final = FINAL[string.sub(op, 2, 2)]
-  local t = tonumber(string.sub(op, 4))
+  local t = tonumber(string.sub(op, 5))
   local prev
   local stored = false
   if g == 'a' and t ~= 0 then
@@ -131,8 +141,12 @@ local function write_one(skey, rkey, state, op, result, rttl)
     end
   end
   if final then
-    redis.call('PUBLISH', string.sub(skey, 1, -7) .. ':final', final)
+    -- The notice carries the write: the state, then (when this write stored one) a newline and the result.
+    local notice = state
+    if rkey and tonumber(rttl) ~= 0 then notice = state .. '\\n' .. result end
+    redis.call('PUBLISH', string.sub(skey, 1, -7) .. ':final', notice)
   end
+  if string.sub(op, 4, 4) ~= 'p' then return 1, false end
   return 1, prev or false
 end
 

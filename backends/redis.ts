@@ -19,7 +19,7 @@
  * older servers get the script).
  */
 import { Redis, type RedisOptions } from 'ioredis';
-import type { Backend, Expiry, StateWrite, WriteOutcome } from '../src/backend.js';
+import type { Backend, Expiry, FinalNotice, StateWrite, WriteOutcome } from '../src/backend.js';
 import {
   ClosedError,
   ConnectionError,
@@ -163,9 +163,25 @@ interface PendingRead {
 
 /** The listeners of one watched task (one SUBSCRIBE shared by all of them). */
 interface Watch {
-  listeners: Set<() => void>;
+  listeners: Set<(notice?: FinalNotice) => void>;
   /** Settles when Redis has acknowledged the SUBSCRIBE. */
   ready: Promise<void>;
+}
+
+/**
+ * Parses a notice published by the write script (state JSON, then a newline and the result when the
+ * write stored one); undefined when the message is not a readable notice (the listener is then
+ * called without one and its caller reads the state).
+ */
+function parseNotice(message: string, channel: string): FinalNotice | undefined {
+  if (typeof message !== 'string' || message.charCodeAt(0) !== 123) return undefined;
+  const nl = message.indexOf('\n');
+  try {
+    const state = parseTaskState(nl < 0 ? message : message.slice(0, nl), channel);
+    return { state, result: nl < 0 ? null : message.slice(nl + 1) };
+  } catch {
+    return undefined;
+  }
 }
 
 /** Result backend on Redis (standalone, or any server reachable with one ioredis connection). */
@@ -300,7 +316,7 @@ export class RedisBackend implements Backend {
       tag + ':state',
       result === undefined ? undefined : tag + ':result',
       stateText,
-      writeOp(guard, status, result !== undefined, stateTtl),
+      writeOp(guard, status, result !== undefined, stateTtl, w.previous !== 'refused'),
       result,
       String(resultTtl),
       guard === 'absent' && result === undefined && stateTtl !== 0 && !final ? stateTtl : 0,
@@ -453,7 +469,7 @@ export class RedisBackend implements Backend {
    * subscribes again by itself; a write made while the connection was down is not announced (callers
    * keep polling).
    */
-  async watchFinal(id: string, listener: () => void): Promise<() => void> {
+  async watchFinal(id: string, listener: (notice?: FinalNotice) => void): Promise<() => void> {
     this.check();
     const channel = finalChannel(this.prefix, id);
     let watch = this.watches.get(channel);
@@ -467,7 +483,7 @@ export class RedisBackend implements Backend {
       this.watches.set(channel, created);
       watch = created;
     }
-    const entry = (): void => listener();
+    const entry = (notice?: FinalNotice): void => listener(notice);
     watch.listeners.add(entry);
     const w = watch;
     let active = true;
@@ -503,12 +519,13 @@ export class RedisBackend implements Backend {
       ...(name ? { connectionName: `${name}-sub` } : {}),
     });
     sub.on('error', this.onConnectionError);
-    sub.on('message', (channel: string) => {
+    sub.on('message', (channel: string, message: string) => {
       const watch = this.watches.get(channel);
       if (watch === undefined) return;
       for (const listener of watch.listeners) {
         try {
-          listener();
+          // Each listener gets its own copy of the notice (normally there is one listener).
+          listener(parseNotice(message, channel));
         } catch {
           // a listener's failure is its own; the others still get the hint
         }

@@ -205,8 +205,8 @@ export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix
     async prepareLatency() {},
     async roundTrip(queue, payload) {
       const id = await client.send(queue, 'noop', payload);
-      // 1 ms: the shortest poll interval getResult accepts (it starts there and stays there).
-      const r = await client.getResult(id, 10_000, 1);
+      // As a user calls it: the backend's push notice ends the wait (the default 300 ms poll is the fallback).
+      const r = await client.getResult(id, 10_000);
       if (!r.isSuccess() || r.value !== EXPECTED_RESULT) throw new Error(`task ${id} ended ${r.status}`);
     },
     async close() {

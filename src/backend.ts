@@ -33,14 +33,31 @@ export interface StateWrite {
   resultTtl?: Expiry;
   /** Condition for the write. */
   guard: WriteGuard;
+  /**
+   * `'refused'`: the caller reads {@link WriteOutcome.previous} only when the write is refused, so a
+   * backend may leave it `null` for a write that passes (a remote store then need not send the
+   * replaced state back). Default `'always'`.
+   */
+  previous?: 'always' | 'refused';
 }
 
 /** What {@link Backend.write} did. */
 export interface WriteOutcome {
   /** True when the state (and result) were written. With `stateTtl` 0 the guard cannot be checked and this is true. */
   written: boolean;
-  /** The state stored before the write (or the one that blocked it); `null` when none was stored. */
+  /**
+   * The state stored before the write (or the one that blocked it); `null` when none was stored, or
+   * when the write passed and was made with `previous: 'refused'` (then it may be left out).
+   */
   previous: TaskState | null;
+}
+
+/** What a final write stored, as carried by a {@link Backend.watchFinal} notification. */
+export interface FinalNotice {
+  /** The final state written (the caller's own copy). */
+  state: TaskState;
+  /** The result written with it (superjson JSON text), or `null` when that write stored none. */
+  result: string | null;
 }
 
 /**
@@ -72,9 +89,10 @@ export interface Backend {
   /**
    * Optional push notification, used by `client.getResult` to wake up as soon as a task may have
    * finished instead of waiting for its next poll. Calls `listener` (possibly more than once, possibly
-   * spuriously) after a write that stored a final state for `id`. Resolves, once the subscription is
-   * active (a final write made after that is never missed), with a function that ends it. A hint
-   * only: callers still read the state, and keep polling as a fallback.
+   * spuriously) after a write that stored a final state for `id`, with a {@link FinalNotice} of that
+   * write where the backend can carry one (a reader may then skip reading it back). Resolves, once
+   * the subscription is active (a final write made after that is never missed), with a function that
+   * ends it. A hint only: callers keep polling as a fallback.
    */
-  watchFinal?(id: string, listener: () => void): Promise<() => void>;
+  watchFinal?(id: string, listener: (notice?: FinalNotice) => void): Promise<() => void>;
 }

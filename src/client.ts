@@ -2,7 +2,7 @@
  * The client: sends tasks, reads their state and results, aborts them, manages dead letters.
  */
 import { randomUUID } from 'node:crypto';
-import type { Backend, Expiry, WriteOutcome } from './backend.js';
+import type { Backend, Expiry, FinalNotice, WriteOutcome } from './backend.js';
 import type { Broker, DeadLetter } from './broker.js';
 import { ClosedError, InvalidOptionError, ResultTimeoutError } from './errors.js';
 import { consoleLogger, type Logger } from './logger.js';
@@ -20,7 +20,7 @@ import {
   type SendOptions,
 } from './options.js';
 import { TaskResult } from './result.js';
-import type { TaskState } from './state.js';
+import { isFinalStatus, type TaskState } from './state.js';
 import type { TaskId, TaskRef } from './task.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
@@ -246,7 +246,7 @@ export class Client {
       updatedAt: msg.sentAt,
     };
     if (msg.runAt !== null) state.retryAt = msg.runAt;
-    return this.core.backend.write({ state, stateTtl: this.core.statusExpires, guard: 'absent' });
+    return this.core.backend.write({ state, stateTtl: this.core.statusExpires, previous: 'refused', guard: 'absent' });
   }
 
   /**
@@ -267,7 +267,14 @@ export class Client {
     const waiter = new Waiter();
     const backend = this.core.backend;
     let hinted = false;
-    const hint = (): void => {
+    // A notice carries the final write itself: no read is needed (states must be stored for it to
+    // stand for what getStatus would read).
+    let noticed: TaskResult<R> | undefined;
+    const hint = (notice?: FinalNotice): void => {
+      if (notice !== undefined && noticed === undefined && this.core.statusExpires !== 0) {
+        const { state, result } = notice;
+        if (state.id === id && isFinalStatus(state.status)) noticed = new TaskResult<R>(id, state, state.status === 'success' ? result : null);
+      }
       hinted = true;
       waiter.wake();
     };
@@ -299,6 +306,7 @@ export class Client {
       if (push) await waiter.wait(Math.min(wait, timeoutMs));
       for (;;) {
         waiter.woken = false;
+        if (noticed !== undefined) return noticed;
         // After a hint the task has most likely finished: read state and result in one round trip.
         const r = hinted ? await this.readFinished<R>(id) : await this.getStatus<R>(id);
         hinted = false;
@@ -381,7 +389,7 @@ export class Client {
     if (current?.startedAt !== undefined) state.startedAt = current.startedAt;
     // The abort marker must outlive the message even when states are otherwise not stored.
     const ttl = this.core.statusExpires === 0 ? DEFAULT_EXPIRES : this.core.statusExpires;
-    const out = await this.core.backend.write({ state, stateTtl: ttl, guard: 'notFinal' });
+    const out = await this.core.backend.write({ state, stateTtl: ttl, previous: 'refused', guard: 'notFinal' });
     return out.written;
   }
 
@@ -423,7 +431,7 @@ export class Client {
       v: 1, id: msg.id, group: msg.group, name: msg.name, status: 'sent',
       retriesUsed: msg.retriesUsed, retriesLeft: msg.retriesLeft, sentAt: msg.sentAt, updatedAt: now,
     };
-    await this.core.backend.write({ state, stateTtl: this.core.statusExpires, guard: 'notSuccess' });
+    await this.core.backend.write({ state, stateTtl: this.core.statusExpires, previous: 'refused', guard: 'notSuccess' });
   }
 
   /** Deletes dead letters (the given ids, or all). Resolves with how many were deleted. */

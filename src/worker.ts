@@ -740,6 +740,7 @@ export class GroupWorker {
       state: this.state(msg, 'running', { progress, startedAt: Date.now() }),
       stateTtl: this.ctx.settings.statusExpires,
       guard: 'notFinal',
+      previous: 'refused',
     });
   }
 
@@ -749,6 +750,8 @@ export class GroupWorker {
    * delivered again, so nothing is lost.
    */
   private async persist(job: Job, write: StateWrite): Promise<{ written: boolean; previous: TaskState | null } | undefined> {
+    // The worker reads the previous state only of a refused write.
+    write.previous = 'refused';
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.ctx.backend.write(write);

@@ -389,7 +389,17 @@ describe('redis backend: watchFinal (pub/sub)', () => {
       await w('aborted', 'absent');
       await rec.until(4);
       await new Promise((r) => setTimeout(r, 50));
-      expect(rec.messages).toEqual(['failure', 'success', 'expired', 'aborted']);
+      // Each notice is the state written, then (when the write stored a result) a newline and the result.
+      const notices = rec.messages.map((m) => {
+        const nl = m.indexOf('\n');
+        return { status: (JSON.parse(nl < 0 ? m : m.slice(0, nl)) as TaskState).status, result: nl < 0 ? null : m.slice(nl + 1) };
+      });
+      expect(notices).toEqual([
+        { status: 'failure', result: null },
+        { status: 'success', result: encodeValueText(1) },
+        { status: 'expired', result: null },
+        { status: 'aborted', result: null },
+      ]);
       await b.delete(id);
     } finally {
       await rec.quit();

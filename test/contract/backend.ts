@@ -8,7 +8,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
-import type { Backend, StateWrite } from '../../src/backend.js';
+import type { Backend, FinalNotice, StateWrite } from '../../src/backend.js';
 import type { TaskState, TaskStatus } from '../../src/state.js';
 import { encodeValueText, decodeValueText } from '../../src/message.js';
 
@@ -239,6 +239,37 @@ export function backendContract(name: string, makeHarness: () => BackendHarness)
         expect(calls).toBeGreaterThan(before);
       } finally {
         stop();
+      }
+    });
+
+    it('watchFinal (optional): a notice, when given, is the final write itself (state, and result or null)', async (ctx) => {
+      const b = await make();
+      if (b.watchFinal === undefined) return ctx.skip();
+      const [id, other] = [newId(), newId()];
+      const notices: Array<FinalNotice | undefined> = [];
+      const otherNotices: Array<FinalNotice | undefined> = [];
+      const stop = await b.watchFinal(id, (n) => notices.push(n));
+      const stopOther = await b.watchFinal(other, (n) => otherNotices.push(n));
+      try {
+        const success = makeState(id, 'success');
+        await b.write(w(success, 'notSuccess', { result: encodeValueText({ a: [1, 2] }), resultTtl: 60 }));
+        await b.write(w(makeState(other, 'failure'), 'notFinal'));
+        await eventually(() => notices.length > 0 && otherNotices.length > 0);
+        const n = notices[0];
+        if (n !== undefined) {
+          expect(n.state).toEqual(success);
+          expect(n.result).toBe(encodeValueText({ a: [1, 2] }));
+          n.state.status = 'failure'; // the listener's own copy
+          expect((await b.read(id))?.status).toBe('success');
+        }
+        const o = otherNotices[0];
+        if (o !== undefined) {
+          expect(o.state.status).toBe('failure');
+          expect(o.result).toBeNull();
+        }
+      } finally {
+        stop();
+        stopOther();
       }
     });
 

@@ -399,7 +399,11 @@ export function coreSuite(name: string, makeHarness: () => CoreHarness): void {
       const r2 = await client.getResult(await client.send(group, 'arity', 1), 10_000);
       expect(r2.error?.originalCode).toBe('ERR_BAD_ARGS');
       expect(r2.retriesUsed).toBe(0);
-      const dead = await client.deadLetters(group);
+      // The failure is stored first, then the message moves to the dead letters.
+      const dead = await until(async () => {
+        const list = await client.deadLetters(group);
+        return list.length === 2 ? list : null;
+      }, 10_000, 'two dead letters');
       expect(dead.map((d) => d.reason.code)).toEqual(['ERR_BAD_ARGS', 'ERR_BAD_ARGS']);
       expect((await client.getResult(await client.send(t, 1, 2), 10_000)).value).toBe(3);
     });
