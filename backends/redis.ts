@@ -44,6 +44,9 @@ export interface RedisBackendOptions {
   onError?: (err: Error) => void;
 }
 
+/** How long (ms) an UNSUBSCRIBE of a channel no longer watched is deferred, to batch them. */
+const UNSUBSCRIBE_DELAY_MS = 100;
+
 /** Largest string Redis stores (512 MiB, the default `proto-max-bulk-len`). */
 const REDIS_MAX_STRING = 512 * 1024 * 1024;
 
@@ -208,6 +211,9 @@ export class RedisBackend implements Backend {
   private subscriber: Redis | undefined;
   /** Watched channels and their listeners. */
   private readonly watches = new Map<string, Watch>();
+  /** Channels no longer watched whose UNSUBSCRIBE is deferred (see {@link unsubscribeLater}). */
+  private readonly unsubscribing = new Set<string>();
+  private unsubscribeTimer: NodeJS.Timeout | undefined;
 
   /** @param options see {@link RedisBackendOptions} */
   constructor(options: RedisBackendOptions = {}) {
@@ -263,6 +269,9 @@ export class RedisBackend implements Backend {
     const sub = this.subscriber;
     this.subscriber = undefined;
     this.watches.clear();
+    this.unsubscribing.clear();
+    clearTimeout(this.unsubscribeTimer);
+    this.unsubscribeTimer = undefined;
     sub?.disconnect();
     if (this.client.status === 'ready') {
       try {
@@ -475,7 +484,12 @@ export class RedisBackend implements Backend {
     let watch = this.watches.get(channel);
     if (watch === undefined) {
       const sub = this.subscriberConnection();
-      const created: Watch = { listeners: new Set(), ready: sub.subscribe(channel).then(() => undefined) };
+      // Still subscribed (its UNSUBSCRIBE is deferred and not sent yet): no new SUBSCRIBE needed.
+      const lingering = this.unsubscribing.delete(channel);
+      const created: Watch = {
+        listeners: new Set(),
+        ready: lingering ? Promise.resolve() : sub.subscribe(channel).then(() => undefined),
+      };
       // A failed SUBSCRIBE leaves nothing behind: the next watcher of the id tries again.
       created.ready.catch(() => {
         if (this.watches.get(channel) === created) this.watches.delete(channel);
@@ -493,8 +507,7 @@ export class RedisBackend implements Backend {
       w.listeners.delete(entry);
       if (w.listeners.size > 0 || this.watches.get(channel) !== w) return;
       this.watches.delete(channel);
-      // Commands of one connection run in order: a later SUBSCRIBE of the same channel follows this.
-      if (!this.closed) this.subscriber?.unsubscribe(channel).catch(() => undefined);
+      if (!this.closed) this.unsubscribeLater(channel);
     };
     try {
       await w.ready;
@@ -507,6 +520,24 @@ export class RedisBackend implements Backend {
       throw new ClosedError('redis backend');
     }
     return stop;
+  }
+
+  /**
+   * Ends the subscription of `channel` a little later, together with the others ended meanwhile (one
+   * UNSUBSCRIBE for many getResult calls instead of one each). A channel watched again before that
+   * is left subscribed. Messages of a lingering channel find no listener and are dropped.
+   */
+  private unsubscribeLater(channel: string): void {
+    this.unsubscribing.add(channel);
+    if (this.unsubscribeTimer !== undefined) return;
+    this.unsubscribeTimer = setTimeout(() => {
+      this.unsubscribeTimer = undefined;
+      const channels = [...this.unsubscribing];
+      this.unsubscribing.clear();
+      // Commands of one connection run in order: a later SUBSCRIBE of one of them follows this.
+      if (channels.length > 0 && !this.closed) this.subscriber?.unsubscribe(...channels).catch(() => undefined);
+    }, UNSUBSCRIBE_DELAY_MS);
+    this.unsubscribeTimer.unref();
   }
 
   /** The subscriber connection (same server and options as the main one), created on first use. */

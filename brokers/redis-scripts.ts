@@ -186,8 +186,9 @@ return n
  * fetch — runs maintenance (expired leases back, due delayed promoted), pops up to `max` ready ids
  * and leases each under a fresh token until now + leaseMs.
  * KEYS: ready, delayed, lease, body, wake, seq. ARGV: max, leaseMs.
- * Returns `{waitHintMs, token1, body1, redelivered1, token2, ...}`; `waitHintMs` (only meaningful when
- * nothing was taken) is the time until the next delayed message or lease deadline, -1 for none.
+ * Returns `{waitHintMs, token1, body1, redelivered1, token2, ...}`; when the ready list was drained
+ * (fewer than `max` taken), `waitHintMs` is the time until the next delayed message or lease
+ * deadline (-1: none), so that the caller's next fetch may block at once; else -2.
  */
 const FETCH = `${HELPERS}
 local now = now_ms()
@@ -228,7 +229,12 @@ if entries then
   if #leases > 0 then call_chunked('ZADD', KEYS[3], leases) end
 end
 top_up_wake(KEYS[1], KEYS[5], true)
-if #out == 1 then out[1] = next_event(KEYS[2], KEYS[3], now) end
+if entries == false or entries == nil or #entries < tonumber(ARGV[1]) then
+  -- Ready is drained: tell how long the caller may sleep (even when it took some).
+  out[1] = next_event(KEYS[2], KEYS[3], now)
+else
+  out[1] = -2
+end
 return out
 `;
 

@@ -81,6 +81,8 @@ const HUNG_CONNECTION_MS = 10_000;
 const ERROR_PAUSE_MS = 250;
 /** Least time a fetch waits for an unreachable Redis before it rejects with `ConnectionError`. */
 const DISCONNECTED_WAIT_MS = 1000;
+/** A drained-queue hint older than this (ms) is not used: the next fetch runs its script first. */
+const DRAINED_HINT_MS = 1000;
 /** Default page size of {@link RedisBroker.listDeadLetters}. */
 const DEFAULT_DEAD_LETTER_LIMIT = 100;
 
@@ -114,6 +116,8 @@ export class RedisBroker implements Broker {
   /** Acks of the current tick by group, sent together by {@link flushAcks}. */
   private pendingAcks = new Map<string, PendingAck[]>();
   private ackFlushScheduled = false;
+  /** Groups whose last fetch drained the ready list, with what that fetch said about the next event. */
+  private readonly drained = new Map<string, { at: number; nextEventMs: number }>();
   /** Key names by group (built once per group instead of once per operation). */
   private readonly keyCache = new Map<string, GroupKeys>();
 
@@ -274,6 +278,18 @@ export class RedisBroker implements Broker {
     const { signal } = options;
     const k = this.keys(group);
     const deadline = Date.now() + waitMs;
+    // The previous fetch of this group drained the ready list: block at once instead of running the
+    // script for an empty answer (any publish since then left a wake marker; the sleep is bounded by
+    // the next delayed message or lease deadline that script saw).
+    const drained = this.drained.get(group);
+    if (drained !== undefined) {
+      this.drained.delete(group);
+      const age = Date.now() - drained.at;
+      if (waitMs > 0 && age < DRAINED_HINT_MS && this.cmd.status === 'ready') {
+        const sleep = drained.nextEventMs >= 0 ? Math.max(0, drained.nextEventMs - age) + 1 : waitMs;
+        await this.waitForWork(k.wake, Math.min(waitMs, sleep), signal);
+      }
+    }
     for (;;) {
       if (this.closed || signal?.aborted) return [];
       if (this.cmd.status !== 'ready') {
@@ -288,7 +304,10 @@ export class RedisBroker implements Broker {
         this.cmd.tasukiFetch(k.ready, k.delayed, k.lease, k.body, k.wake, k.seq, max, leaseMs),
       );
       const { deliveries, nextEventMs } = parseFetchReply(group, reply);
-      if (deliveries.length > 0) return deliveries;
+      if (deliveries.length > 0) {
+        if (nextEventMs >= -1) this.drained.set(group, { at: Date.now(), nextEventMs });
+        return deliveries;
+      }
       const remaining = deadline - Date.now();
       if (remaining <= 0) return [];
       await this.waitForWork(k.wake, nextEventMs >= 0 ? Math.min(remaining, nextEventMs + 1) : remaining, signal);
