@@ -6,8 +6,8 @@ import type { Backend, Expiry, FinalNotice, WriteOutcome } from './backend.js';
 import type { Broker, DeadLetter } from './broker.js';
 import { ClosedError, InvalidOptionError, ResultTimeoutError } from './errors.js';
 import { consoleLogger, type Logger } from './logger.js';
-import { decodeMessage, encodeMessage, type TaskMessage } from './message.js';
-import { encodeValueFast } from './plain.js';
+import { decodeMessage, encodeMessage, encodeValue, type Backoff, type TaskMessage } from './message.js';
+import { isPlainJson } from './plain.js';
 import { assertName } from './names.js';
 import {
   DEFAULT_RETRY_COUNT,
@@ -141,7 +141,8 @@ export class Client {
     assertName('group', ref.group);
     assertName('task', ref.name);
     const now = Date.now();
-    const msgs = argsList.map((args, i) => this.buildMessage(ref.group, ref.name, args, this.defaults, randomUUID(), now, i));
+    const backoff = resolveBackoff(this.defaults.backoff);
+    const msgs = argsList.map((args, i) => this.buildMessage(ref.group, ref.name, args, this.defaults, randomUUID(), now, i, backoff));
     await this.core.broker.connect();
     await Promise.all([
       this.core.broker.publishBatch(
@@ -207,10 +208,20 @@ export class Client {
     return msg.id;
   }
 
-  private buildMessage(group: string, name: string, args: unknown[], o: SendOptions, id: string, now: number, index: number): TaskMessage {
+  private buildMessage(
+    group: string,
+    name: string,
+    args: unknown[],
+    o: SendOptions,
+    id: string,
+    now: number,
+    index: number,
+    backoff: Backoff = resolveBackoff(o.backoff),
+  ): TaskMessage {
     // Generated ids (UUIDs) are valid; a given one is checked.
     if (o.id !== undefined && !ID_PATTERN.test(id)) throw new InvalidOptionError('id must be 1 to 200 printable ASCII characters without spaces');
-    const encoded = encodeValueFast(args, index === 0 ? 'arguments' : `arguments of task #${index}`);
+    // Plain JSON (the usual case) needs no label; the label names the task in an encoding error.
+    const encoded = isPlainJson(args) ? { json: args } : encodeValue(args, index === 0 ? 'arguments' : `arguments of task #${index}`);
     let runAt: number | null = null;
     if (o.runAt !== undefined) runAt = toEpoch('runAt', o.runAt);
     else if (o.runAfter !== undefined && o.runAfter > 0) runAt = now + o.runAfter;
@@ -222,7 +233,7 @@ export class Client {
       args: encoded,
       retriesLeft: o.retryCount ?? DEFAULT_RETRY_COUNT,
       retriesUsed: 0,
-      backoff: resolveBackoff(o.backoff),
+      backoff,
       sentAt: now,
       runAt,
       expireAt: o.expireAt === undefined ? null : toEpoch('expireAt', o.expireAt),
