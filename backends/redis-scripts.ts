@@ -82,6 +82,17 @@ local function stored_status(prev)
   end
 end
 
+-- Stores a value with an expiry in seconds: 0 deletes the key (not stored), -1 keeps it forever.
+local function store(key, value, ttl)
+  if ttl == 0 then
+    redis.call('DEL', key)
+  elseif ttl < 0 then
+    redis.call('SET', key, value)
+  else
+    redis.call('SET', key, value, 'EX', ttl)
+  end
+end
+
 local function write_one(skey, rkey, state, op, result, rttl)
   local g = string.sub(op, 1, 1)
   if g ~= 'a' and g ~= 'n' and g ~= 's' then
@@ -121,25 +132,8 @@ local function write_one(skey, rkey, state, op, result, rttl)
     end
     if not pass then return 0, prev end
   end
-  if rkey then
-    local r = tonumber(rttl)
-    if r == 0 then
-      redis.call('DEL', rkey)
-    elseif r < 0 then
-      redis.call('SET', rkey, result)
-    else
-      redis.call('SET', rkey, result, 'EX', r)
-    end
-  end
-  if not stored then
-    if t == 0 then
-      redis.call('DEL', skey)
-    elseif t < 0 then
-      redis.call('SET', skey, state)
-    else
-      redis.call('SET', skey, state, 'EX', t)
-    end
-  end
+  if rkey then store(rkey, result, tonumber(rttl)) end
+  if not stored then store(skey, state, t) end
   if final then
     -- The notice carries the write: the state, then (when this write stored one) a newline and the result.
     local notice = state

@@ -27,7 +27,7 @@ import {
   TasukiError,
   ValueTooLargeError,
 } from '../src/errors.js';
-import { parseTaskState, type TaskState } from '../src/state.js';
+import { isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
 import { WRITE_COMMAND, WRITE_SCRIPT, writeOp } from './redis-scripts.js';
 
 /** Options of {@link RedisBackend}. */
@@ -71,9 +71,14 @@ export function encodeIdForKey(id: string): string {
   return id.replace(/[%{}]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0'));
 }
 
+/** The hash-tagged start of every key of a task: `prefix:{id}` (followed by `:state`, `:result`, `:final`). */
+function taskTag(prefix: string, id: string): string {
+  return `${prefix}:{${encodeIdForKey(id)}}`;
+}
+
 /** The two keys of a task: `prefix:{id}:state` and `prefix:{id}:result`. */
 export function redisKeys(prefix: string, id: string): { state: string; result: string } {
-  const tag = `${prefix}:{${encodeIdForKey(id)}}`;
+  const tag = taskTag(prefix, id);
   return { state: `${tag}:state`, result: `${tag}:result` };
 }
 
@@ -93,7 +98,7 @@ export function normalizeExpiry(ttl: Expiry, what: string): number {
 
 /** The pub/sub channel on which a task's final writes are announced: `prefix:{id}:final` (same hash tag). */
 export function finalChannel(prefix: string, id: string): string {
-  return `${prefix}:{${encodeIdForKey(id)}}:final`;
+  return `${taskTag(prefix, id)}:final`;
 }
 
 /** The write script as registered on the client: one array `[numkeys, ...keys, ...args]`. */
@@ -318,9 +323,9 @@ export class RedisBackend implements Backend {
     const state = w.state;
     const stateText = JSON.stringify(state);
     checkSize(stateText);
-    const tag = `${this.prefix}:{${encodeIdForKey(state.id)}}`;
+    const tag = taskTag(this.prefix, state.id);
     const status = state.status;
-    const final = status === 'success' || status === 'failure' || status === 'expired' || status === 'aborted';
+    const final = isFinalStatus(status);
     return new PendingWrite(
       tag + ':state',
       result === undefined ? undefined : tag + ':result',
@@ -421,7 +426,7 @@ export class RedisBackend implements Backend {
   /** @inheritdoc */
   async read(id: string): Promise<TaskState | null> {
     this.check();
-    const key = `${this.prefix}:{${encodeIdForKey(id)}}:state`;
+    const key = `${taskTag(this.prefix, id)}:state`;
     let text: string | null;
     try {
       text = await this.readKey(key);
@@ -438,7 +443,7 @@ export class RedisBackend implements Backend {
   async readMany(ids: ReadonlyArray<string>): Promise<Array<TaskState | null>> {
     this.check();
     if (ids.length === 0) return [];
-    const keys = ids.map((id) => `${this.prefix}:{${encodeIdForKey(id)}}:state`);
+    const keys = ids.map((id) => `${taskTag(this.prefix, id)}:state`);
     let texts: Array<string | null>;
     try {
       texts = await Promise.all(keys.map((k) => this.readKey(k)));
@@ -452,7 +457,7 @@ export class RedisBackend implements Backend {
   async readResult(id: string): Promise<string | null> {
     this.check();
     try {
-      return await this.readKey(`${this.prefix}:{${encodeIdForKey(id)}}:result`);
+      return await this.readKey(`${taskTag(this.prefix, id)}:result`);
     } catch (err) {
       throw this.wrap(err, 'readResult');
     }
