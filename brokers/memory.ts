@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, PublishOptions, QueueCounts } from '../src/broker.js';
 import { ClosedError } from '../src/errors.js';
+import { Deque } from '../src/deque.js';
 import { assertName } from '../src/names.js';
 
 /**
@@ -30,49 +31,6 @@ class Entry {
     public body: string,
     public redelivered: boolean,
   ) {}
-}
-
-/**
- * A double-ended queue on a ring buffer: O(1) push, shift and unshift (amortised: the buffer doubles
- * when full and halves when three quarters empty).
- */
-class Deque<T> {
-  private buf: Array<T | undefined> = new Array<T | undefined>(16);
-  private head = 0;
-  private mask = 15;
-  /** Number of items. */
-  length = 0;
-
-  push(item: T): void {
-    if (this.length === this.buf.length) this.resize(this.buf.length * 2);
-    this.buf[(this.head + this.length) & this.mask] = item;
-    this.length++;
-  }
-
-  unshift(item: T): void {
-    if (this.length === this.buf.length) this.resize(this.buf.length * 2);
-    this.head = (this.head - 1) & this.mask;
-    this.buf[this.head] = item;
-    this.length++;
-  }
-
-  shift(): T | undefined {
-    if (this.length === 0) return undefined;
-    const item = this.buf[this.head];
-    this.buf[this.head] = undefined;
-    this.head = (this.head + 1) & this.mask;
-    this.length--;
-    if (this.buf.length > 1024 && this.length <= this.buf.length >>> 2) this.resize(this.buf.length >>> 1);
-    return item;
-  }
-
-  private resize(capacity: number): void {
-    const next = new Array<T | undefined>(capacity);
-    for (let i = 0; i < this.length; i++) next[i] = this.buf[(this.head + i) & this.mask];
-    this.buf = next;
-    this.head = 0;
-    this.mask = capacity - 1;
-  }
 }
 
 /** Delayed messages: a binary min-heap on (`at`, `seq`), so equal due times keep publish order. */

@@ -6,6 +6,7 @@
 import type { Backend, StateWrite } from './backend.js';
 import type { Broker, DeadLetterReason, Delivery } from './broker.js';
 import { TaskCtlImpl } from './ctl.js';
+import { Deque } from './deque.js';
 import {
   BadArgumentsError,
   ShutdownError,
@@ -219,10 +220,9 @@ export class GroupWorker {
   /**
    * Jobs fetched ahead of free slots (at most `prefetch` beyond the free slots): leased to this
    * worker, renewed with the running jobs, started as soon as a slot frees (no fetch round trip in
-   * between), handed back at shutdown. Consumed from `bufferHead` (compacted lazily).
+   * between), handed back at shutdown.
    */
-  private readonly buffer: Job[] = [];
-  private bufferHead = 0;
+  private readonly buffer = new Deque<Job>();
   /** Handlers that have not settled yet (a timed-out handler keeps its slot until it settles). */
   private active = 0;
   /** Jobs whose handler settled and whose outcome is still being written or settled with the broker. */
@@ -271,11 +271,6 @@ export class GroupWorker {
   /** Number of handlers currently running. */
   get running(): number {
     return this.active;
-  }
-
-  /** Jobs waiting in the prefetch buffer. */
-  private get buffered(): number {
-    return this.buffer.length - this.bufferHead;
   }
 
   /** Whether fetched messages are claimed at once (short handlers) rather than when their slot frees. */
@@ -328,7 +323,7 @@ export class GroupWorker {
     while (!this.stopping) {
       this.drain();
       const free = this.concurrency - this.active;
-      const buffered = this.buffered;
+      const buffered = this.buffer.length;
       const want = free + prefetch - buffered;
       // Fetch when a slot is free, or ahead of time once the buffer is down to half.
       if (want <= 0 || (free <= 0 && buffered > prefetch / 2) || (buffered > 0 && this.concluding >= this.maxConcluding)) {
@@ -364,17 +359,9 @@ export class GroupWorker {
       !this.stopping &&
       this.active < this.concurrency &&
       this.concluding < this.maxConcluding &&
-      this.bufferHead < this.buffer.length
+      this.buffer.length > 0
     ) {
-      const job = this.buffer[this.bufferHead] as Job;
-      this.buffer[this.bufferHead++] = undefined as unknown as Job;
-      if (this.bufferHead === this.buffer.length) {
-        this.buffer.length = 0;
-        this.bufferHead = 0;
-      } else if (this.bufferHead >= 64 && this.bufferHead * 2 >= this.buffer.length) {
-        this.buffer.splice(0, this.bufferHead);
-        this.bufferHead = 0;
-      }
+      const job = this.buffer.shift() as Job;
       this.active++;
       job.holdsSlot = true;
       void this.process(job);
@@ -383,11 +370,8 @@ export class GroupWorker {
 
   /** Hands every buffered (not started) job back to the broker. */
   private async releaseBuffered(): Promise<void> {
-    const left = this.buffer.slice(this.bufferHead);
-    this.buffer.length = 0;
-    this.bufferHead = 0;
     await Promise.all(
-      left.map((job) => {
+      this.buffer.takeAll().map((job) => {
         job.released = true;
         job.finished = true;
         this.jobs.delete(job);
@@ -396,11 +380,16 @@ export class GroupWorker {
     );
   }
 
-  /** Frees the slot of a job (once): the next buffered job starts at once, the fetch loop wakes. */
+  /** Frees the slot of a job (once), then {@link wake}s. */
   private freeSlot(job: Job): void {
     if (!job.holdsSlot) return;
     job.holdsSlot = false;
     this.active--;
+    this.wake();
+  }
+
+  /** A slot or an outcome bound freed: buffered jobs start at once and the fetch loop looks again. */
+  private wake(): void {
     this.drain();
     this.slotFreed?.();
   }
@@ -429,10 +418,7 @@ export class GroupWorker {
       this.concluding--;
     }
     if (job.holdsSlot) this.freeSlot(job);
-    else {
-      this.drain();
-      this.slotFreed?.();
-    }
+    else this.wake();
     if (this.jobs.size === 0) this.idle?.();
   }
 
