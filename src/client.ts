@@ -6,8 +6,8 @@ import type { Backend, Expiry, FinalNotice, WriteOutcome } from './backend.js';
 import type { Broker, DeadLetter } from './broker.js';
 import { ClosedError, InvalidOptionError, ResultTimeoutError } from './errors.js';
 import { consoleLogger, type Logger } from './logger.js';
-import { decodeMessage, encodeMessage, encodeValue, type Backoff, type TaskMessage } from './message.js';
-import { isPlainJson } from './plain.js';
+import { decodeMessage, encodeMessage, type Backoff, type TaskMessage } from './message.js';
+import { encodeValueFast } from './plain.js';
 import { assertName } from './names.js';
 import {
   DEFAULT_RETRY_COUNT,
@@ -220,8 +220,7 @@ export class Client {
   ): TaskMessage {
     // Generated ids (UUIDs) are valid; a given one is checked.
     if (o.id !== undefined && !ID_PATTERN.test(id)) throw new InvalidOptionError('id must be 1 to 200 printable ASCII characters without spaces');
-    // Plain JSON (the usual case) needs no label; the label names the task in an encoding error.
-    const encoded = isPlainJson(args) ? { json: args } : encodeValue(args, index === 0 ? 'arguments' : `arguments of task #${index}`);
+    const encoded = encodeValueFast(args, index === 0 ? 'arguments' : `arguments of task #${index}`);
     let runAt: number | null = null;
     if (o.runAt !== undefined) runAt = toEpoch('runAt', o.runAt);
     else if (o.runAfter !== undefined && o.runAfter > 0) runAt = now + o.runAfter;
