@@ -44,19 +44,69 @@ export interface RedisBrokerOptions {
   logger?: RedisBrokerLogger;
 }
 
-/** An ack waiting for the end of the current tick. */
-interface PendingAck {
-  token: string;
-  resolve(): void;
-  reject(err: unknown): void;
-}
-
 /** A publish waiting for the end of the current tick. */
 interface PendingPublish {
   at: number;
   body: string;
+}
+
+/** One item of a {@link TickBatches} and how to settle its caller's promise. */
+interface Batched<T> {
+  item: T;
   resolve(): void;
   reject(err: unknown): void;
+}
+
+/**
+ * Operations issued in one event-loop tick, grouped by queue, sent together at its end: `send` gets
+ * up to `maxPerCall` items of one group per call, and each call's outcome settles its own items (a
+ * failed call rejects only the items it carried, with the error `fail` makes of it).
+ */
+class TickBatches<T> {
+  private pending = new Map<string, Array<Batched<T>>>();
+  private scheduled = false;
+
+  constructor(
+    private readonly maxPerCall: number,
+    private readonly send: (group: string, items: T[]) => Promise<unknown>,
+    private readonly fail: (err: unknown) => unknown,
+  ) {}
+
+  /** Adds an item; resolves once the call that carries it succeeded. */
+  add(group: string, item: T): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let list = this.pending.get(group);
+      if (list === undefined) this.pending.set(group, (list = []));
+      list.push({ item, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        process.nextTick(this.flush);
+      }
+    });
+  }
+
+  private readonly flush = (): void => {
+    this.scheduled = false;
+    const all = this.pending;
+    this.pending = new Map();
+    for (const [group, list] of all) {
+      for (let i = 0; i < list.length; i += this.maxPerCall) {
+        const chunk = list.length <= this.maxPerCall ? list : list.slice(i, i + this.maxPerCall);
+        this.send(
+          group,
+          chunk.map((b) => b.item),
+        ).then(
+          () => {
+            for (const b of chunk) b.resolve();
+          },
+          (err: unknown) => {
+            const e = this.fail(err);
+            for (const b of chunk) b.reject(e);
+          },
+        );
+      }
+    }
+  };
 }
 
 /** Most messages of coalesced single publishes sent in one script call. */
@@ -110,12 +160,28 @@ export class RedisBroker implements Broker {
   private readonly wakers = new Set<() => void>();
   private closed = false;
   private closing: Promise<void> | undefined;
-  /** Publishes of the current tick by group, sent together by {@link flushPublishes}. */
-  private pendingPublishes = new Map<string, PendingPublish[]>();
-  private publishFlushScheduled = false;
-  /** Acks of the current tick by group, sent together by {@link flushAcks}. */
-  private pendingAcks = new Map<string, PendingAck[]>();
-  private ackFlushScheduled = false;
+  /** Single publishes of the current tick, one script call per group (the script takes any number). */
+  private readonly publishes = new TickBatches<PendingPublish>(
+    MAX_PUBLISH_PER_CALL,
+    (group, items) => {
+      const k = this.keys(group);
+      const args: Array<string | number> = [k.ready, k.delayed, k.body, k.wake, k.seq, items.length];
+      for (const p of items) args.push(p.at, p.body);
+      return this.cmd.tasukiPublish(...args);
+    },
+    (err) => this.failure('publish', err),
+  );
+  /** Acks of the current tick, one script call per group (each still removes only what its token holds). */
+  private readonly acks = new TickBatches<string>(
+    Number.MAX_SAFE_INTEGER,
+    (group, tokens) => {
+      const k = this.keys(group);
+      return tokens.length === 1
+        ? this.cmd.tasukiAck(k.lease, k.body, tokens[0] as string)
+        : this.cmd.tasukiAckMany(k.lease, k.body, ...tokens);
+    },
+    (err) => this.failure('ack', err),
+  );
   /** Groups whose last fetch drained the ready list, with what that fetch said about the next event. */
   private readonly drained = new Map<string, { at: number; nextEventMs: number }>();
   /** Key names by group (built once per group instead of once per operation). */
@@ -198,54 +264,19 @@ export class RedisBroker implements Broker {
 
   /** @inheritdoc */
   publish(group: string, body: string, options: PublishOptions = {}): Promise<void> {
+    let at: number;
     try {
       this.assertOpen();
       assertName('group', group);
       if (typeof body !== 'string') throw new InvalidOptionError('message body must be a string');
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    let at: number;
-    try {
       at = availableAtArg(options?.availableAt);
     } catch (err) {
       return Promise.reject(err);
     }
-    // The publishes of one tick to one group travel in one atomic script call (the publish script
-    // takes any number of messages); each resolves once Redis holds its message.
-    return new Promise<void>((resolve, reject) => {
-      let list = this.pendingPublishes.get(group);
-      if (list === undefined) this.pendingPublishes.set(group, (list = []));
-      list.push({ at, body, resolve, reject });
-      if (!this.publishFlushScheduled) {
-        this.publishFlushScheduled = true;
-        process.nextTick(this.flushPublishes);
-      }
-    });
+    // The publishes of one tick to one group travel in one atomic script call; each resolves once
+    // Redis holds its message.
+    return this.publishes.add(group, { at, body });
   }
-
-  private readonly flushPublishes = (): void => {
-    this.publishFlushScheduled = false;
-    const all = this.pendingPublishes;
-    this.pendingPublishes = new Map();
-    for (const [group, list] of all) {
-      const k = this.keys(group);
-      for (let i = 0; i < list.length; i += MAX_PUBLISH_PER_CALL) {
-        const chunk = list.length <= MAX_PUBLISH_PER_CALL ? list : list.slice(i, i + MAX_PUBLISH_PER_CALL);
-        const args: Array<string | number> = [k.ready, k.delayed, k.body, k.wake, k.seq, chunk.length];
-        for (const p of chunk) args.push(p.at, p.body);
-        this.cmd.tasukiPublish(...args).then(
-          () => {
-            for (const p of chunk) p.resolve();
-          },
-          (err: unknown) => {
-            const e = this.failure('publish', err);
-            for (const p of chunk) p.reject(e);
-          },
-        );
-      }
-    }
-  };
 
   /** Publishes every item in one atomic script call (one round trip). */
   async publishBatch(group: string, items: ReadonlyArray<{ body: string; options?: PublishOptions }>): Promise<void> {
@@ -326,41 +357,8 @@ export class RedisBroker implements Broker {
     } catch (err) {
       return Promise.reject(err);
     }
-    return new Promise<void>((resolve, reject) => {
-      let list = this.pendingAcks.get(group);
-      if (list === undefined) this.pendingAcks.set(group, (list = []));
-      list.push({ token: delivery.token, resolve, reject });
-      if (!this.ackFlushScheduled) {
-        this.ackFlushScheduled = true;
-        process.nextTick(this.flushAcks);
-      }
-    });
+    return this.acks.add(group, delivery.token);
   }
-
-  private readonly flushAcks = (): void => {
-    this.ackFlushScheduled = false;
-    const all = this.pendingAcks;
-    this.pendingAcks = new Map();
-    for (const [group, list] of all) {
-      const k = this.keys(group);
-      let call: Promise<unknown>;
-      if (list.length === 1) call = this.cmd.tasukiAck(k.lease, k.body, (list[0] as PendingAck).token);
-      else {
-        const args: string[] = [k.lease, k.body];
-        for (const a of list) args.push(a.token);
-        call = this.cmd.tasukiAckMany(...args);
-      }
-      call.then(
-        () => {
-          for (const a of list) a.resolve();
-        },
-        (err: unknown) => {
-          const e = this.failure('ack', err);
-          for (const a of list) a.reject(e);
-        },
-      );
-    }
-  };
 
   /** @inheritdoc */
   async retry(delivery: Delivery, body: string, availableAt: number): Promise<void> {
