@@ -24,7 +24,8 @@ export type ErrorCode =
   | 'ERR_VALUE_TOO_LARGE'
   | 'ERR_TOPOLOGY_MISMATCH'
   | 'ERR_DUPLICATE_TASK'
-  | 'ERR_NOT_FOUND';
+  | 'ERR_NOT_FOUND'
+  | 'ERR_TOO_MANY_DELIVERIES';
 
 /** Base class of all tasuki errors. */
 export class TasukiError extends Error {
@@ -193,6 +194,18 @@ export class NotFoundError extends TasukiError {
   /** @param message what was not found */
   constructor(message: string) {
     super('ERR_NOT_FOUND', message);
+  }
+}
+
+/**
+ * A task was delivered more than `maxDeliveries` times, each earlier delivery having started its
+ * handler without concluding (the worker died: `process.exit`, OOM, SIGKILL): it is failed and
+ * dead-lettered instead of killing every worker in turn.
+ */
+export class TooManyDeliveriesError extends TasukiError {
+  /** @param deliveries deliveries that started the handler and never concluded @param max the `maxDeliveries` setting */
+  constructor(deliveries: number, max: number) {
+    super('ERR_TOO_MANY_DELIVERIES', `task was delivered ${deliveries} time(s) without its run concluding (its worker died each time); maxDeliveries is ${max}`);
   }
 }
 

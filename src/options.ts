@@ -75,6 +75,13 @@ export interface ServerOptions extends CommonOptions {
    * is fairer across many workers when tasks are slow.
    */
   prefetch?: number;
+  /**
+   * Deliveries of one run a task may get before it fails with `ERR_TOO_MANY_DELIVERIES` and is
+   * dead-lettered, when each earlier one started the handler and never concluded (its worker died:
+   * `process.exit`, OOM, SIGKILL, or lost its lease). Default 5. Counted in the task state, so it
+   * needs a backend that stores states (`statusExpires` ≠ 0).
+   */
+  maxDeliveries?: number;
 }
 
 /** Default retry backoff: exponential from 1 s, capped at 5 min, 50 % jitter. */
@@ -98,6 +105,7 @@ export interface ServerSettings {
   abandonAfterMs: number;
   /** Messages fetched ahead of free slots per group; `undefined`: the group's concurrency. */
   prefetch: number | undefined;
+  maxDeliveries: number;
 }
 
 /** Checks an expiry value (-1, 0 or a positive whole number of seconds). */
@@ -108,10 +116,13 @@ export function checkExpiry(name: string, v: unknown): Expiry {
   return v;
 }
 
-/** Checks a positive duration in ms. */
+/** Longest duration accepted for any ms option (100 years): timeouts, delays, waits. */
+export const MAX_MS = 3_155_760_000_000;
+
+/** Checks a duration in ms: a finite number from `min` to {@link MAX_MS}. */
 export function checkMs(name: string, v: unknown, min = 1): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
-    throw new InvalidOptionError(`${name} must be a number of milliseconds ≥ ${min}, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > MAX_MS) {
+    throw new InvalidOptionError(`${name} must be a number of milliseconds from ${min} to ${MAX_MS} (100 years), got ${String(v)}`);
   }
   return v;
 }
@@ -128,14 +139,15 @@ export function resolveServerSettings(o: ServerOptions): ServerSettings {
     unknownTaskRetryDelayMs: checkMs('unknownTaskRetryDelayMs', o.unknownTaskRetryDelayMs ?? 5000, 0),
     abandonAfterMs: checkMs('abandonAfterMs', o.abandonAfterMs ?? 5000, 0),
     prefetch: checkCount('prefetch', o.prefetch),
+    maxDeliveries: checkCount('maxDeliveries', o.maxDeliveries, 1) ?? 5,
   };
 }
 
-/** Checks an optional whole number ≥ 0. */
-function checkCount(name: string, v: unknown): number | undefined {
+/** Checks an optional whole number ≥ `min`. */
+function checkCount(name: string, v: unknown, min = 0): number | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
-    throw new InvalidOptionError(`${name} must be a whole number ≥ 0, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
+    throw new InvalidOptionError(`${name} must be a whole number ≥ ${min}, got ${String(v)}`);
   }
   return v;
 }

@@ -9,7 +9,7 @@ import { ClosedError, InvalidOptionError, toError } from './errors.js';
 import type { ServerEvents } from './events.js';
 import { consoleLogger, type Logger } from './logger.js';
 import { assertName } from './names.js';
-import { resolveServerSettings, type SendOptions, type ServerOptions, type ServerSettings } from './options.js';
+import { checkMs, resolveServerSettings, type SendOptions, type ServerOptions, type ServerSettings } from './options.js';
 import type { AddOptions, CtlHandler, PlainHandler, TaskRef } from './task.js';
 import { GroupWorker, type Registration } from './worker.js';
 import { MemoryBroker } from '../brokers/memory.js';
@@ -58,9 +58,7 @@ export class Server extends EventEmitter<ServerEvents> {
     assertName('group', group);
     assertName('task', name);
     if (typeof fn !== 'function') throw new InvalidOptionError(`handler of "${group}/${name}" must be a function`);
-    if (options.timeout !== undefined && (typeof options.timeout !== 'number' || !(options.timeout > 0))) {
-      throw new InvalidOptionError('timeout must be a positive number of milliseconds');
-    }
+    if (options.timeout !== undefined) checkMs('timeout', options.timeout, 1);
     const key = `${group}\u0000${name}`;
     if (this.registry.has(key)) throw new InvalidOptionError(`task "${name}" is already registered in group "${group}"`);
     this.registry.set(key, { group, name, fn, options: { ...options } });

@@ -63,8 +63,35 @@ export interface TaskState {
   finishedAt?: number;
   /** When a pending retry is due (epoch ms), while `waiting-retry`. */
   retryAt?: number;
+  /**
+   * Deliveries of the current run that started and never concluded, counting this one (a worker
+   * that died or lost its lease in the handler). Written only when above 1; see `maxDeliveries`.
+   */
+  deliveries?: number;
   /** When this record was last written (epoch ms). */
   updatedAt: number;
+}
+
+/** Longest error message and stack stored (characters each); longer ones are cut with a marker. */
+export const STORED_ERROR_TEXT_MAX = 16_384;
+
+/** Cuts `text` to at most `max` characters, ending it with a marker that says how much was cut. */
+export function truncateText(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const marker = `… [${text.length - max} more characters cut]`;
+  return text.slice(0, Math.max(0, max - marker.length)) + marker;
+}
+
+/**
+ * Converts any error to its stored form, its message and stack cut to `max` characters each
+ * (default {@link STORED_ERROR_TEXT_MAX}); `stack: false` leaves the stack out.
+ */
+export function storeError(err: Error, max = STORED_ERROR_TEXT_MAX, stack = true): StoredError {
+  const out: StoredError = { name: truncateText(String(err.name), 200), message: truncateText(String(err.message), max) };
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string') out.code = truncateText(code, 200);
+  if (stack && typeof err.stack === 'string' && err.stack) out.stack = truncateText(err.stack, max);
+  return out;
 }
 
 /**
