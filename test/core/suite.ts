@@ -655,6 +655,148 @@ export function coreSuite(name: string, makeHarness: () => CoreHarness): void {
       await c.close();
     });
 
+    it('a handler that ignores its signal after a timeout keeps its slot: the concurrency bound holds', async () => {
+      const server = newServer({ abandonAfterMs: 10_000 });
+      let now = 0;
+      let peak = 0;
+      const t = server.add(group, 'stubborn', async () => {
+        now++;
+        peak = Math.max(peak, now);
+        await sleep(600); // ignores its signal
+        now--;
+      });
+      await server.run(group, 1);
+      const client = server.client().with({ timeout: 100, retryCount: 0 });
+      const ids = await client.sendMany(t, [[], [], []]);
+      for (const id of ids) expect((await client.getResult(id, 20_000)).error?.originalCode).toBe('ERR_TASK_TIMEOUT');
+      await until(() => now === 0, 10_000, 'handlers settled');
+      expect(peak).toBe(1);
+    });
+
+    it('timeouts longer than 2^31-1 ms do not fire at once; ms options say the accepted range', async () => {
+      const server = newServer();
+      const t = server.add(group, 'long', async () => {
+        await sleep(50);
+        return 'ok';
+      }, { timeout: 3e9 });
+      await server.run(group, 1);
+      const client = server.client();
+      expect((await client.getResult(await client.send(t), 10_000)).value).toBe('ok');
+      expect((await client.getResult(await client.with({ timeout: 3e9 }).send(t), 10_000)).value).toBe('ok');
+      const wire = encodeMessage({
+        v: 1, id: randomUUID(), group, name: 'long', args: encodeValue([]), retriesLeft: 0, retriesUsed: 0,
+        backoff: { type: 'fixed', delayMs: 0 }, sentAt: Date.now(), runAt: null, expireAt: null, timeoutMs: 3e9, firstUnknownAt: null,
+      });
+      const wireId = (JSON.parse(wire) as { id: string }).id;
+      await server.broker.publish(group, wire);
+      expect((await client.getResult(wireId, 10_000)).value).toBe('ok');
+      expect(() => client.with({ timeout: 1e20 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining('from 1 to') }));
+      expect(() => server.add(group, 'bad', () => 1, { timeout: 1e20 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }));
+      expect(() => new Server({ leaseMs: 1e20 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining('from 100 to') }));
+    });
+
+    it('a wire message with an absurd timeoutMs fails as undecodable and is dead-lettered', async () => {
+      const server = newServer();
+      let runs = 0;
+      server.add(group, 'job', () => ++runs);
+      await server.run(group, 1);
+      const client = server.client();
+      const ids: string[] = [];
+      for (const timeoutMs of [1e300, -5, 0]) {
+        const id = randomUUID();
+        ids.push(id);
+        await server.broker.publish(group, JSON.stringify({
+          v: 1, id, group, name: 'job', args: { json: [] }, retriesLeft: 2, retriesUsed: 0,
+          backoff: { type: 'fixed', delayMs: 0 }, sentAt: Date.now(), runAt: null, expireAt: null, timeoutMs, firstUnknownAt: null,
+        }));
+      }
+      for (const id of ids) {
+        const r = await client.getResult(id, 10_000);
+        expect(r.status).toBe('failure');
+        expect(r.error?.originalCode).toBe('ERR_DECODE');
+        expect(r.retriesUsed).toBe(0);
+      }
+      await until(async () => (await client.deadLetters(group)).length === 3, 10_000, 'three dead letters');
+      expect(runs).toBe(0);
+    });
+
+    it('an oversized error is stored cut down, with a marker', async () => {
+      const server = newServer();
+      const t = server.add(group, 'huge', () => {
+        throw new Error('x'.repeat(600_000));
+      });
+      await server.run(group, 1);
+      const client = server.client();
+      const r = await client.getResult(await client.with({ retryCount: 0 }).send(t), 10_000);
+      expect(r.status).toBe('failure');
+      const stored = await server.backend.read(r.id);
+      expect(stored?.error?.message.length).toBeLessThanOrEqual(16_384);
+      expect(stored?.error?.message).toMatch(/characters cut\]$/);
+      expect(stored?.error?.stack?.length).toBeLessThanOrEqual(16_384);
+    });
+
+    it("a malformed message in one group's queue never writes over another group's task", async () => {
+      const server = newServer();
+      const other = `${group}-y`;
+      server.add(group, 'job', () => 'x');
+      await server.run(group, 1);
+      const client = server.client();
+      const id = await client.send(other, 'job');
+      expect((await client.getStatus(id))?.status).toBe('sent');
+      await server.broker.publish(group, JSON.stringify({ v: 1, id, group: other, name: 'job', args: { json: [] } }));
+      await server.broker.publish(group, JSON.stringify({ v: 99, id, name: 'job' }));
+      await until(async () => (await client.deadLetters(group)).length === 2, 10_000, 'two dead letters');
+      expect((await client.getStatus(id))?.status).toBe('sent');
+      const y = newServer();
+      y.add(other, 'job', () => 'ran in y');
+      await y.run(other, 1);
+      expect((await client.getResult(id, 10_000)).value).toBe('ran in y');
+      await y.broker.purge(other);
+    });
+
+    it('the last progress stays in the final state', async () => {
+      const server = newServer();
+      const t = server.add(
+        group,
+        'prog',
+        async (ctl: TaskCtl, fail: boolean) => {
+          await ctl.progress({ pct: 100 });
+          if (fail) throw new Error('after progress');
+          return 'done';
+        },
+        { ctl: true },
+      );
+      await server.run(group, 1);
+      const client = server.client();
+      const ok = await client.getResult(await client.send(t, false), 10_000);
+      expect(ok.value).toBe('done');
+      expect(ok.progress).toEqual({ pct: 100 });
+      const bad = await client.getResult(await client.with({ retryCount: 0 }).send(t, true), 10_000);
+      expect(bad.status).toBe('failure');
+      expect(bad.progress).toEqual({ pct: 100 });
+    });
+
+    it('a task handed back at shutdown reads sent again, not running', async () => {
+      const a = newServer();
+      let started = false;
+      const slow = a.add(group, 'slow', async () => {
+        started = true;
+        await sleep(60_000);
+      });
+      await a.run(group, 1);
+      const c = new Client({ broker: harness.broker(), backend: harness.backend(), logger: silentLogger });
+      const id = await c.send(slow);
+      await until(() => started, 10_000, 'started');
+      expect((await c.getStatus(id))?.status).toBe('running');
+      await a.shutdown(100);
+      expect((await c.getStatus(id))?.status).toBe('sent');
+      const b = newServer();
+      b.add(group, 'slow', () => 'finished elsewhere');
+      await b.run(group, 1);
+      expect((await c.getResult(id, 10_000)).value).toBe('finished elsewhere');
+      await c.close();
+    });
+
     it('a success is sticky: a late duplicate failing does not turn it into a failure', async () => {
       const server = newServer();
       const t = server.add(group, 'once', () => 'first');
