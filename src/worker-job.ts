@@ -3,8 +3,8 @@
  *
  * - `phase`, where the job is in its life:
  *   `fetched` ─claimed()→ `claimed` ─started()→ `running` ─concluding()→ `concluding` ─ended()→ `done`.
- *   A job settled without running (bad message, expired, unknown task, already final) goes from
- *   `fetched` or `claimed` straight to `concluding` or `done`.
+ *   A job settled without running (bad message, expired, unknown task, delivered too often, already
+ *   final, lease expired) goes from `fetched` or `claimed` straight to `done`.
  * - `hold`, who holds the delivery at the broker: `held` ─settled()→ `settled` (acked, retried,
  *   dead-lettered) | ─lost()→ `lost` (lease lost: another worker may have it) | ─released()→
  *   `released` (handed back at shutdown). Only a `held` delivery sees broker operations.
