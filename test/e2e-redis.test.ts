@@ -142,7 +142,8 @@ describe('end to end on Redis, worker in another process', () => {
     expect(await first.exited).toBe(0);
     expect(first.output()).toContain('stopped');
     for (const id of quick) expect((await client.getStatus(id))?.value).toEqual({ value: expect.any(Number), pid: first.child.pid });
-    for (const id of slow) expect((await client.getStatus(id))?.status).toBe('running');
+    // Handed back: they read as queued again (`sent`), not `running`.
+    for (const id of slow) expect((await client.getStatus(id))?.status).toBe('sent');
     const second = await spawn();
     for (const id of slow) expect((await client.getResult(id, 20_000)).value?.pid).toBe(second.child.pid);
   });
