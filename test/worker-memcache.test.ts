@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { Server, silentLogger } from '../src/index.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemcacheBackend } from '../backends/memcache.js';
+import { until } from './core/suite.js';
 
 const SERVERS = process.env.MEMCACHE_SERVERS ?? '127.0.0.1:11211';
 const prefix = `tasuki-test-${randomUUID()}`;
@@ -65,7 +66,10 @@ describe('worker + memcache: failure states too large for the backend', () => {
     expect(r.status).toBe('failure');
     expect(r.error?.originalCode).toBe('ERR_DECODE');
     expect(r.error?.message.length).toBeLessThanOrEqual(16_384);
-    const dead = await client.deadLetters(group);
+    const dead = await until(async () => {
+      const list = await client.deadLetters(group);
+      return list.length > 0 ? list : null;
+    }, 10_000, 'a dead letter');
     expect(dead.map((d) => d.reason.code)).toEqual(['ERR_DECODE']);
     expect(dead[0]?.reason.message.length).toBeLessThanOrEqual(16_384);
   });
@@ -85,7 +89,10 @@ describe('worker + memcache: failure states too large for the backend', () => {
     const r = await client.getResult(a, 10_000);
     expect(r.status).toBe('failure');
     expect(r.error?.originalCode).toBe('ERR_VALUE_TOO_LARGE');
-    const dead = await client.deadLetters(group);
+    const dead = await until(async () => {
+      const list = await client.deadLetters(group);
+      return list.length > 0 ? list : null;
+    }, 10_000, 'a dead letter');
     expect(dead.map((d) => d.reason.code)).toEqual(['ERR_VALUE_TOO_LARGE']);
     expect((await client.getResult(b, 10_000)).value).toBe('next ran');
   });
