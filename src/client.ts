@@ -4,7 +4,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Backend, Expiry, FinalNotice, WriteOutcome } from './backend.js';
 import type { Broker, DeadLetter } from './broker.js';
-import { ClosedError, InvalidOptionError, ResultTimeoutError } from './errors.js';
+import { ClosedError, ConnectionError, InvalidOptionError, NotFoundError, ResultTimeoutError } from './errors.js';
+import { beforeDeadline, Waiter } from './deadline.js';
+import { sendIdempotent } from './idempotent.js';
 import { consoleLogger, type Logger } from './logger.js';
 import { decodeMessage, encodeMessage, type Backoff, type TaskMessage } from './message.js';
 import { encodeValueFast } from './plain.js';
@@ -16,7 +18,7 @@ import {
   DEFAULT_EXPIRES,
   resolveBackoff,
   toEpoch,
-  type ClientOptions,
+  type ClientOptions as BaseClientOptions,
   type SendOptions,
 } from './options.js';
 import { TaskResult } from './result.js';
@@ -26,6 +28,35 @@ import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
 const ID_PATTERN = /^[\x21-\x7e]{1,200}$/;
+
+/** Default {@link ClientOptions.sendTimeoutMs}. */
+export const DEFAULT_SEND_TIMEOUT_MS = 30_000;
+
+/** Default {@link ClientOptions.notFoundAfterMs}. */
+export const DEFAULT_NOT_FOUND_AFTER_MS = 2_000;
+
+/** Options of a client (`new Client(...)`): connections, expiries, send defaults and time bounds. */
+export interface ClientOptions extends BaseClientOptions {
+  /**
+   * Longest time in ms a `send`/`sendMany` waits for the backend's `sent` state and the broker's
+   * publish confirmation (default 30 000). After it the send rejects with `ConnectionError`
+   * (ERR_CONNECTION); the message may still reach the broker later (at-least-once, as any failed send).
+   */
+  sendTimeoutMs?: number;
+  /**
+   * Age in ms after which a send with an explicit `id` that finds the id claimed (`sent`) but never
+   * confirmed as published takes the claim over and publishes itself: the first sender died between
+   * claim and publish (default: twice `sendTimeoutMs`). Must exceed `sendTimeoutMs` plus the clock
+   * difference between the sending machines; until then such a send waits for the first one.
+   */
+  claimTakeoverMs?: number;
+  /**
+   * When states are stored (`statusExpires` ≠ 0), `getResult` rejects with `NotFoundError`
+   * (ERR_NOT_FOUND) once nothing has been stored for the id during this many ms (default 2 000):
+   * the id was never sent, or its state expired. `Infinity`: wait the whole timeout.
+   */
+  notFoundAfterMs?: number;
+}
 
 /** Shared connection holder of a client and its `with()` views. */
 interface ClientCore {
@@ -37,6 +68,20 @@ interface ClientCore {
   closed: boolean;
   /** Whether close() closes broker and backend (false when a server owns them). */
   ownsConnections: boolean;
+  sendTimeoutMs: number;
+  claimTakeoverMs: number;
+  notFoundAfterMs: number;
+}
+
+/** Resolves the time bounds of a client. */
+function resolveBounds(o: ClientOptions): Pick<ClientCore, 'sendTimeoutMs' | 'claimTakeoverMs' | 'notFoundAfterMs'> {
+  const sendTimeoutMs = checkMs('sendTimeoutMs', o.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS, 1);
+  const claimTakeoverMs = checkMs('claimTakeoverMs', o.claimTakeoverMs ?? 2 * sendTimeoutMs, 1);
+  if (claimTakeoverMs <= sendTimeoutMs) {
+    throw new InvalidOptionError(`claimTakeoverMs (${claimTakeoverMs}) must exceed sendTimeoutMs (${sendTimeoutMs})`);
+  }
+  const notFoundAfterMs = o.notFoundAfterMs === Infinity ? Infinity : checkMs('notFoundAfterMs', o.notFoundAfterMs ?? DEFAULT_NOT_FOUND_AFTER_MS, 0);
+  return { sendTimeoutMs, claimTakeoverMs, notFoundAfterMs };
 }
 
 /** Calls `fn`, ignoring what it throws (ending a push subscription must not fail a read). */
@@ -48,56 +93,27 @@ function safely(fn: () => void): void {
   }
 }
 
-/** A sleep that a hint can end early (`wake`); `woken` tells whether a hint came since it was reset. */
-class Waiter {
-  /** True once {@link wake} was called since the caller last reset it. */
-  woken = false;
-  private resolve: (() => void) | undefined;
-  private timer: NodeJS.Timeout | undefined;
-
-  /** Ends the current wait (if any) and sets {@link woken}. Safe to call at any time. */
-  readonly wake = (): void => {
-    this.woken = true;
-    this.end();
-  };
-
-  /** Resolves after `ms` or at the next {@link wake}, whichever first. */
-  wait(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      this.resolve = resolve;
-      this.timer = setTimeout(this.end, ms);
-    });
-  }
-
-  /** Ends a pending wait and clears its timer. */
-  cancel(): void {
-    this.end();
-  }
-
-  private readonly end = (): void => {
-    if (this.timer !== undefined) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-    const resolve = this.resolve;
-    this.resolve = undefined;
-    resolve?.();
-  };
-}
-
 /** Sends tasks and reads their results. */
 export class Client {
   private readonly core: ClientCore;
   private readonly defaults: SendOptions;
 
   /**
-   * @param options broker, backend (defaults: new in-memory ones — only useful in the same process as
-   *   a server built on the same instances), logger, expiries and send defaults.
+   * @param options broker, backend, logger, expiries, send defaults and time bounds. Without a
+   *   broker, a new in-memory one (and, without a backend, a new in-memory backend) is used — only
+   *   useful in the same process as a server built on the same instances. A broker other than the
+   *   in-memory one needs a backend: results live there, and a client-local memory backend would
+   *   never see them (InvalidOptionError).
    */
   constructor(options?: ClientOptions);
   /** @internal */
   constructor(options: ClientOptions, core: ClientCore);
   constructor(options: ClientOptions = {}, core?: ClientCore) {
+    if (core === undefined && options.backend === undefined && options.broker !== undefined && options.broker.kind !== 'memory') {
+      throw new InvalidOptionError(
+        `a client with the ${options.broker.kind} broker needs a backend (e.g. the one its workers write to); without one, results would be looked for in a private in-memory backend`,
+      );
+    }
     this.core = core ?? {
       broker: options.broker ?? new MemoryBroker(),
       backend: options.backend ?? new MemoryBackend(),
@@ -106,6 +122,7 @@ export class Client {
       resultExpires: checkExpiry('resultExpires', options.resultExpires ?? DEFAULT_EXPIRES),
       closed: false,
       ownsConnections: true,
+      ...resolveBounds(options),
     };
     this.defaults = { ...(options.sendDefaults ?? {}) };
     validateSendOptions(this.defaults);
@@ -120,10 +137,14 @@ export class Client {
     return new Client({ sendDefaults: { ...this.defaults, ...options } }, this.core);
   }
 
-  /** Sends a task by typed reference; arguments are type-checked. Resolves with the id once the broker holds the message. */
-  send<A extends unknown[], R>(ref: TaskRef<A, R>, ...args: A): Promise<TaskId<R>>;
   /** Sends a task by group and name (untyped). */
   send(group: string, name: string, ...args: unknown[]): Promise<TaskId>;
+  /**
+   * Sends a task by typed reference; arguments are type-checked. Resolves with the id once the broker
+   * holds the message (bounded by `sendTimeoutMs`). (This overload comes last so that a wrong call
+   * reports its error, not the untyped one's.)
+   */
+  send<A extends unknown[], R>(ref: TaskRef<A, R>, ...args: NoInfer<A>): Promise<TaskId<R>>;
   send(first: TaskRef | string, ...rest: unknown[]): Promise<TaskId> {
     if (typeof first === 'string') return this.sendOne(first, rest[0] as string, rest.slice(1), this.defaults);
     // Not a reference: the group check rejects it with a typed error.
@@ -135,7 +156,7 @@ export class Client {
    * Sends many tasks of one kind in one broker round trip where the broker allows. Resolves with
    * their ids in order. The `id` send option cannot be used here (ids are generated).
    */
-  async sendMany<A extends unknown[], R>(ref: TaskRef<A, R>, argsList: ReadonlyArray<A>): Promise<Array<TaskId<R>>> {
+  async sendMany<A extends unknown[], R>(ref: TaskRef<A, R>, argsList: ReadonlyArray<NoInfer<A>>): Promise<Array<TaskId<R>>> {
     this.checkOpen();
     if (this.defaults.id !== undefined) throw new InvalidOptionError('sendMany generates ids: do not set the id option');
     assertName('group', ref.group);
@@ -143,15 +164,28 @@ export class Client {
     const now = Date.now();
     const backoff = resolveBackoff(this.defaults.backoff);
     const msgs = argsList.map((args, i) => this.buildMessage(ref.group, ref.name, args, this.defaults, randomUUID(), now, i, backoff));
-    await this.core.broker.connect();
-    await Promise.all([
-      this.core.broker.publishBatch(
-        ref.group,
-        msgs.map((m) => ({ body: encodeMessage(m), options: m.runAt === null ? {} : { availableAt: m.runAt } })),
-      ),
-      ...msgs.map((m) => this.recordSent(m)),
-    ]);
+    const deadline = now + this.core.sendTimeoutMs;
+    await this.bounded(this.core.broker.connect(), deadline);
+    await this.bounded(
+      Promise.all([
+        this.core.broker.publishBatch(
+          ref.group,
+          msgs.map((m) => ({ body: encodeMessage(m), options: m.runAt === null ? {} : { availableAt: m.runAt } })),
+        ),
+        ...msgs.map((m) => this.recordSent(m)),
+      ]),
+      deadline,
+    );
     return msgs.map((m) => m.id as TaskId<R>);
+  }
+
+  /** Bounds a send step by the send's deadline (ConnectionError after it). */
+  private bounded<T>(work: Promise<T>, deadline: number): Promise<T> {
+    return beforeDeadline(
+      work,
+      deadline,
+      () => new ConnectionError(`send: the broker/backend did not confirm within sendTimeoutMs (${this.core.sendTimeoutMs} ms); the message may still arrive`),
+    );
   }
 
   private async sendOne(group: string, name: string, args: unknown[], opts: SendOptions): Promise<TaskId> {
@@ -161,12 +195,31 @@ export class Client {
     const id = opts.id ?? randomUUID();
     const msg = this.buildMessage(group, name, args, opts, id, Date.now(), 0);
     const body = encodeMessage(msg);
-    if (opts.id !== undefined) return this.sendIdempotent(msg, body);
+    const deadline = msg.sentAt + this.core.sendTimeoutMs;
+    const publishOptions = msg.runAt === null ? {} : { availableAt: msg.runAt };
+    if (opts.id !== undefined) {
+      if (this.core.statusExpires === 0) {
+        throw new InvalidOptionError('an explicit id (idempotency key) needs stored states: statusExpires must not be 0');
+      }
+      const core = this.core;
+      return sendIdempotent(
+        {
+          backend: core.backend,
+          logger: core.logger,
+          statusExpires: core.statusExpires,
+          claimTakeoverMs: core.claimTakeoverMs,
+          claim: (m) => this.bounded(this.recordSent(m) as Promise<WriteOutcome>, Date.now() + core.sendTimeoutMs),
+          // Each publish attempt (first sender or taker) has its own sendTimeoutMs.
+          publish: () => this.bounded(core.broker.publish(group, body, publishOptions), Date.now() + core.sendTimeoutMs),
+        },
+        msg,
+      );
+    }
     // A fresh id cannot collide: record `sent` and publish concurrently. The `absent` guard keeps a
     // worker's `running` (if it got there first) from being overwritten. Both are waited for; the
     // send fails only when the publish failed (the state write is best effort: the worker writes
     // the next state anyway).
-    const publish = this.core.broker.publish(group, body, msg.runAt === null ? {} : { availableAt: msg.runAt });
+    const publish = this.bounded(this.core.broker.publish(group, body, publishOptions), deadline);
     const record = this.recordSent(msg);
     let failure: { reason: unknown } | undefined;
     try {
@@ -176,7 +229,7 @@ export class Client {
     }
     if (record !== null) {
       try {
-        await record;
+        await this.bounded(record, deadline);
       } catch {
         // best effort, see above
       }
@@ -186,26 +239,6 @@ export class Client {
       throw failure.reason;
     }
     return id as TaskId;
-  }
-
-  /** Explicit id: claim it first; only the sender that created the state publishes. */
-  private async sendIdempotent(msg: TaskMessage, body: string): Promise<TaskId> {
-    if (this.core.statusExpires === 0) {
-      throw new InvalidOptionError('an explicit id (idempotency key) needs stored states: statusExpires must not be 0');
-    }
-    const claim = await this.recordSent(msg);
-    if (claim && !claim.written) {
-      this.core.logger.debug('duplicate send ignored', { id: msg.id, status: claim.previous?.status });
-      return msg.id;
-    }
-    try {
-      await this.core.broker.publish(msg.group, body, msg.runAt === null ? {} : { availableAt: msg.runAt });
-    } catch (err) {
-      // The message is not in the broker: free the id so that a retried send can claim it again.
-      await this.core.backend.delete(msg.id).catch(() => undefined);
-      throw err;
-    }
-    return msg.id;
   }
 
   private buildMessage(
@@ -261,8 +294,12 @@ export class Client {
 
   /**
    * Waits until the task is finished and resolves with its result; rejects with `ResultTimeoutError`
-   * (code ERR_RESULT_TIMEOUT) when `timeoutMs` passes first. A finished task that failed resolves
-   * too: check `isSuccess()`.
+   * (code ERR_RESULT_TIMEOUT) when `timeoutMs` passes first — also when a backend call hangs (each
+   * read is raced against the time left). A finished task that failed resolves too: check
+   * `isSuccess()`. When states are stored and nothing is stored for the id during `notFoundAfterMs`
+   * (default 2 000), it rejects with `NotFoundError` (ERR_NOT_FOUND) instead of waiting the whole
+   * timeout: the id was never sent, or its state expired. (With `statusExpires: 0` nothing tells an
+   * unknown id from a task still running: it waits the whole timeout.)
    *
    * When the backend can push a hint on final writes (`watchFinal`, e.g. Redis pub/sub), the wait
    * subscribes first and re-reads as soon as a hint arrives, so the latency does not depend on the
@@ -310,6 +347,10 @@ export class Client {
         waiter.wake();
       },
     );
+    const timedOut = (): Error => new ResultTimeoutError(id, timeoutMs);
+    // Fail fast on an unknown id only where a missing state means something.
+    const notFoundAfter = this.core.statusExpires === 0 ? Infinity : this.core.notFoundAfterMs;
+    let missingSince: number | undefined;
     let wait = Math.min(2, intervalMs);
     try {
       // With push, the first read waits for the subscription (or the first poll delay, whichever first).
@@ -318,11 +359,21 @@ export class Client {
         waiter.woken = false;
         if (noticed !== undefined) return noticed;
         // After a hint the task has most likely finished: read state and result in one round trip.
-        const r = hinted ? await this.readFinished<R>(id) : await this.getStatus<R>(id);
+        const read = hinted ? this.readFinished<R>(id) : this.getStatus<R>(id);
         hinted = false;
+        const r = await beforeDeadline(read, deadline, timedOut);
         if (r?.isFinished()) return r;
-        const left = deadline - Date.now();
-        if (left <= 0) throw new ResultTimeoutError(id, timeoutMs);
+        const now = Date.now();
+        if (r === null) {
+          missingSince ??= now;
+          if (now - missingSince >= notFoundAfter && now < deadline) {
+            throw new NotFoundError(`no task ${id} is stored: it was never sent (or its state expired)`);
+          }
+        } else {
+          missingSince = undefined;
+        }
+        const left = deadline - now;
+        if (left <= 0) throw timedOut();
         // A hint that arrived during the read means: read again at once.
         if (!waiter.woken) await waiter.wait(Math.min(wait, left));
         wait = Math.min(intervalMs, wait * 2);
@@ -377,11 +428,14 @@ export class Client {
   /**
    * Aborts a task: if it has not started it never runs; if it is running, its `ctl.signal` fires
    * (within the workers' `abortPollMs`). Resolves `true` when the abort was recorded, `false` when
-   * the task had already finished.
+   * the task had already finished — or, when states are stored, when nothing is stored for the id
+   * (never sent, or expired): then nothing is written, so a later send of that id runs normally.
+   * (With `statusExpires: 0` an unknown id cannot be told apart: the abort marker is stored anyway.)
    */
   async abort(id: TaskId | string): Promise<boolean> {
     this.checkOpen();
     const current = await this.core.backend.read(id);
+    if (current === null && this.core.statusExpires !== 0) return false;
     const now = Date.now();
     const state: TaskState = {
       v: 1,
@@ -487,5 +541,8 @@ export function clientOn(
   resultExpires: Expiry,
   sendDefaults: SendOptions,
 ): Client {
-  return new Client({ sendDefaults }, { broker, backend, logger, statusExpires, resultExpires, closed: false, ownsConnections: false });
+  return new Client(
+    { sendDefaults },
+    { broker, backend, logger, statusExpires, resultExpires, closed: false, ownsConnections: false, ...resolveBounds({}) },
+  );
 }
