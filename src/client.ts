@@ -7,56 +7,17 @@ import type { Broker, DeadLetter } from './broker.js';
 import { ClosedError, ConnectionError, InvalidOptionError, NotFoundError, ResultTimeoutError } from './errors.js';
 import { beforeDeadline, Waiter } from './deadline.js';
 import { sendIdempotent } from './idempotent.js';
+import { buildMessage, redriveState, sentState, validateSendOptions } from './outgoing.js';
 import { consoleLogger, type Logger } from './logger.js';
-import { decodeMessage, encodeMessage, type Backoff, type TaskMessage } from './message.js';
-import { encodeValueFast } from './plain.js';
+import { decodeMessage, encodeMessage, type TaskMessage } from './message.js';
 import { assertName } from './names.js';
-import {
-  DEFAULT_RETRY_COUNT,
-  checkExpiry,
-  checkMs,
-  DEFAULT_EXPIRES,
-  resolveBackoff,
-  toEpoch,
-  type ClientOptions as BaseClientOptions,
-  type SendOptions,
-} from './options.js';
+import { checkExpiry, checkMs, DEFAULT_EXPIRES, resolveBackoff, type SendOptions } from './options.js';
+import { resolveBounds, type ClientBounds, type ClientOptions } from './client-options.js';
 import { TaskResult } from './result.js';
 import { isFinalStatus, type TaskState } from './state.js';
 import type { TaskId, TaskRef } from './task.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
-
-const ID_PATTERN = /^[\x21-\x7e]{1,200}$/;
-
-/** Default {@link ClientOptions.sendTimeoutMs}. */
-export const DEFAULT_SEND_TIMEOUT_MS = 30_000;
-
-/** Default {@link ClientOptions.notFoundAfterMs}. */
-export const DEFAULT_NOT_FOUND_AFTER_MS = 2_000;
-
-/** Options of a client (`new Client(...)`): connections, expiries, send defaults and time bounds. */
-export interface ClientOptions extends BaseClientOptions {
-  /**
-   * Longest time in ms a `send`/`sendMany` waits for the backend's `sent` state and the broker's
-   * publish confirmation (default 30 000). After it the send rejects with `ConnectionError`
-   * (ERR_CONNECTION); the message may still reach the broker later (at-least-once, as any failed send).
-   */
-  sendTimeoutMs?: number;
-  /**
-   * Age in ms after which a send with an explicit `id` that finds the id claimed (`sent`) but never
-   * confirmed as published takes the claim over and publishes itself: the first sender died between
-   * claim and publish (default: twice `sendTimeoutMs`). Must exceed `sendTimeoutMs` plus the clock
-   * difference between the sending machines; until then such a send waits for the first one.
-   */
-  claimTakeoverMs?: number;
-  /**
-   * When states are stored (`statusExpires` ≠ 0), `getResult` rejects with `NotFoundError`
-   * (ERR_NOT_FOUND) once nothing has been stored for the id during this many ms (default 2 000):
-   * the id was never sent, or its state expired. `Infinity`: wait the whole timeout.
-   */
-  notFoundAfterMs?: number;
-}
 
 /** Shared connection holder of a client and its `with()` views. */
 interface ClientCore {
@@ -68,20 +29,8 @@ interface ClientCore {
   closed: boolean;
   /** Whether close() closes broker and backend (false when a server owns them). */
   ownsConnections: boolean;
-  sendTimeoutMs: number;
-  claimTakeoverMs: number;
-  notFoundAfterMs: number;
-}
-
-/** Resolves the time bounds of a client. */
-function resolveBounds(o: ClientOptions): Pick<ClientCore, 'sendTimeoutMs' | 'claimTakeoverMs' | 'notFoundAfterMs'> {
-  const sendTimeoutMs = checkMs('sendTimeoutMs', o.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS, 1);
-  const claimTakeoverMs = checkMs('claimTakeoverMs', o.claimTakeoverMs ?? 2 * sendTimeoutMs, 1);
-  if (claimTakeoverMs <= sendTimeoutMs) {
-    throw new InvalidOptionError(`claimTakeoverMs (${claimTakeoverMs}) must exceed sendTimeoutMs (${sendTimeoutMs})`);
-  }
-  const notFoundAfterMs = o.notFoundAfterMs === Infinity ? Infinity : checkMs('notFoundAfterMs', o.notFoundAfterMs ?? DEFAULT_NOT_FOUND_AFTER_MS, 0);
-  return { sendTimeoutMs, claimTakeoverMs, notFoundAfterMs };
+  /** Time bounds (see {@link ClientOptions}). */
+  bounds: ClientBounds;
 }
 
 /** Calls `fn`, ignoring what it throws (ending a push subscription must not fail a read). */
@@ -122,7 +71,7 @@ export class Client {
       resultExpires: checkExpiry('resultExpires', options.resultExpires ?? DEFAULT_EXPIRES),
       closed: false,
       ownsConnections: true,
-      ...resolveBounds(options),
+      bounds: resolveBounds(options),
     };
     this.defaults = { ...(options.sendDefaults ?? {}) };
     validateSendOptions(this.defaults);
@@ -163,8 +112,8 @@ export class Client {
     assertName('task', ref.name);
     const now = Date.now();
     const backoff = resolveBackoff(this.defaults.backoff);
-    const msgs = argsList.map((args, i) => this.buildMessage(ref.group, ref.name, args, this.defaults, randomUUID(), now, i, backoff));
-    const deadline = now + this.core.sendTimeoutMs;
+    const msgs = argsList.map((args, i) => buildMessage(ref.group, ref.name, args, this.defaults, randomUUID(), now, i, backoff));
+    const deadline = now + this.core.bounds.sendTimeoutMs;
     await this.bounded(this.core.broker.connect(), deadline);
     await this.bounded(
       Promise.all([
@@ -184,7 +133,7 @@ export class Client {
     return beforeDeadline(
       work,
       deadline,
-      () => new ConnectionError(`send: the broker/backend did not confirm within sendTimeoutMs (${this.core.sendTimeoutMs} ms); the message may still arrive`),
+      () => new ConnectionError(`send: the broker/backend did not confirm within sendTimeoutMs (${this.core.bounds.sendTimeoutMs} ms); the message may still arrive`),
     );
   }
 
@@ -193,9 +142,9 @@ export class Client {
     assertName('group', group);
     assertName('task', name);
     const id = opts.id ?? randomUUID();
-    const msg = this.buildMessage(group, name, args, opts, id, Date.now(), 0);
+    const msg = buildMessage(group, name, args, opts, id, Date.now(), 0);
     const body = encodeMessage(msg);
-    const deadline = msg.sentAt + this.core.sendTimeoutMs;
+    const deadline = msg.sentAt + this.core.bounds.sendTimeoutMs;
     const publishOptions = msg.runAt === null ? {} : { availableAt: msg.runAt };
     if (opts.id !== undefined) {
       if (this.core.statusExpires === 0) {
@@ -207,10 +156,10 @@ export class Client {
           backend: core.backend,
           logger: core.logger,
           statusExpires: core.statusExpires,
-          claimTakeoverMs: core.claimTakeoverMs,
-          claim: (m) => this.bounded(this.recordSent(m) as Promise<WriteOutcome>, Date.now() + core.sendTimeoutMs),
+          claimTakeoverMs: core.bounds.claimTakeoverMs,
+          claim: (m) => this.bounded(this.recordSent(m) as Promise<WriteOutcome>, Date.now() + core.bounds.sendTimeoutMs),
           // Each publish attempt (first sender or taker) has its own sendTimeoutMs.
-          publish: () => this.bounded(core.broker.publish(group, body, publishOptions), Date.now() + core.sendTimeoutMs),
+          publish: () => this.bounded(core.broker.publish(group, body, publishOptions), Date.now() + core.bounds.sendTimeoutMs),
         },
         msg,
       );
@@ -241,55 +190,10 @@ export class Client {
     return id as TaskId;
   }
 
-  private buildMessage(
-    group: string,
-    name: string,
-    args: unknown[],
-    o: SendOptions,
-    id: string,
-    now: number,
-    index: number,
-    backoff: Backoff = resolveBackoff(o.backoff),
-  ): TaskMessage {
-    // Generated ids (UUIDs) are valid; a given one is checked.
-    if (o.id !== undefined && !ID_PATTERN.test(id)) throw new InvalidOptionError('id must be 1 to 200 printable ASCII characters without spaces');
-    const encoded = encodeValueFast(args, index === 0 ? 'arguments' : `arguments of task #${index}`);
-    let runAt: number | null = null;
-    if (o.runAt !== undefined) runAt = toEpoch('runAt', o.runAt);
-    else if (o.runAfter !== undefined && o.runAfter > 0) runAt = now + o.runAfter;
-    return {
-      v: 1,
-      id,
-      group,
-      name,
-      args: encoded,
-      retriesLeft: o.retryCount ?? DEFAULT_RETRY_COUNT,
-      retriesUsed: 0,
-      backoff,
-      sentAt: now,
-      runAt,
-      expireAt: o.expireAt === undefined ? null : toEpoch('expireAt', o.expireAt),
-      timeoutMs: o.timeout ?? null,
-      firstUnknownAt: null,
-    };
-  }
-
   /** Writes the `sent` state of a new message (guard `absent`); `null` when states are not stored. */
   private recordSent(msg: TaskMessage): Promise<WriteOutcome> | null {
     if (this.core.statusExpires === 0) return null;
-    const state: TaskState = {
-      v: 1,
-      id: msg.id,
-      group: msg.group,
-      name: msg.name,
-      status: 'sent',
-      retriesUsed: 0,
-      retriesLeft: msg.retriesLeft,
-      sentAt: msg.sentAt,
-      updatedAt: msg.sentAt,
-    };
-    if (msg.runAt !== null) state.retryAt = msg.runAt;
-    return this.core.backend.write({ state, stateTtl: this.core.statusExpires, previous: 'refused', guard: 'absent' });
+    return this.core.backend.write({ state: sentState(msg), stateTtl: this.core.statusExpires, previous: 'refused', guard: 'absent' });
   }
 
   /**
@@ -349,7 +253,7 @@ export class Client {
     );
     const timedOut = (): Error => new ResultTimeoutError(id, timeoutMs);
     // Fail fast on an unknown id only where a missing state means something.
-    const notFoundAfter = this.core.statusExpires === 0 ? Infinity : this.core.notFoundAfterMs;
+    const notFoundAfter = this.core.statusExpires === 0 ? Infinity : this.core.bounds.notFoundAfterMs;
     let missingSince: number | undefined;
     let wait = Math.min(2, intervalMs);
     try {
@@ -490,11 +394,7 @@ export class Client {
     } catch {
       return; // still undecodable: it will be dead-lettered again, with its reason
     }
-    const now = Date.now();
-    const state: TaskState = {
-      v: 1, id: msg.id, group: msg.group, name: msg.name, status: 'sent',
-      retriesUsed: msg.retriesUsed, retriesLeft: msg.retriesLeft, sentAt: msg.sentAt, updatedAt: now,
-    };
+    const state = redriveState(msg, Date.now());
     await this.core.backend.write({ state, stateTtl: this.core.statusExpires, previous: 'refused', guard: 'notSuccess' });
   }
 
@@ -517,21 +417,6 @@ export class Client {
   }
 }
 
-/** Validates per-send options at the call site (typed errors, nothing sent). */
-export function validateSendOptions(o: SendOptions): void {
-  if (o.retryCount !== undefined && (!Number.isInteger(o.retryCount) || o.retryCount < 0)) {
-    throw new InvalidOptionError(`retryCount must be a whole number ≥ 0, got ${String(o.retryCount)}`);
-  }
-  if (o.runAfter !== undefined) checkMs('runAfter', o.runAfter, 0);
-  if (o.runAt !== undefined) toEpoch('runAt', o.runAt);
-  if (o.expireAt !== undefined) toEpoch('expireAt', o.expireAt);
-  if (o.timeout !== undefined) checkMs('timeout', o.timeout, 1);
-  if (o.backoff !== undefined) resolveBackoff(o.backoff);
-  if (o.id !== undefined && (typeof o.id !== 'string' || !ID_PATTERN.test(o.id))) {
-    throw new InvalidOptionError('id must be 1 to 200 printable ASCII characters without spaces');
-  }
-}
-
 /** @internal Builds a client that shares a server's connections (closing it does not close them). */
 export function clientOn(
   broker: Broker,
@@ -543,6 +428,6 @@ export function clientOn(
 ): Client {
   return new Client(
     { sendDefaults },
-    { broker, backend, logger, statusExpires, resultExpires, closed: false, ownsConnections: false, ...resolveBounds({}) },
+    { broker, backend, logger, statusExpires, resultExpires, closed: false, ownsConnections: false, bounds: resolveBounds({}) },
   );
 }

@@ -13,7 +13,8 @@
  * Brokers and backends live on their own import paths (`tasuki/brokers/redis`, `tasuki/backends/redis`, …).
  */
 export { Server } from './server.js';
-export { Client, DEFAULT_SEND_TIMEOUT_MS, DEFAULT_NOT_FOUND_AFTER_MS, type ClientOptions } from './client.js';
+export { Client } from './client.js';
+export { DEFAULT_SEND_TIMEOUT_MS, DEFAULT_NOT_FOUND_AFTER_MS, type ClientOptions } from './client-options.js';
 export { TaskResult, type ResultAt } from './result.js';
 export type { TaskCtl } from './ctl.js';
 export { taskRef, type TaskRef, type TaskId, type AddOptions, type ArgSpec, type ArgType, type PlainHandler, type CtlHandler, type HandlerArgs, type HandlerResult } from './task.js';

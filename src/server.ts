@@ -4,7 +4,8 @@
 import { EventEmitter } from 'node:events';
 import type { Backend } from './backend.js';
 import type { Broker } from './broker.js';
-import { Client, clientOn, validateSendOptions } from './client.js';
+import { Client, clientOn } from './client.js';
+import { validateSendOptions } from './outgoing.js';
 import { ClosedError, InvalidOptionError, toError } from './errors.js';
 import type { ServerEvents } from './events.js';
 import { consoleLogger, type Logger } from './logger.js';
