@@ -15,9 +15,9 @@
 export { Server } from './server.js';
 export { Client } from './client.js';
 export { DEFAULT_SEND_TIMEOUT_MS, DEFAULT_NOT_FOUND_AFTER_MS, type ClientOptions } from './client-options.js';
-export { TaskResult, type ResultAt } from './result.js';
+export { TaskResult, type ResultAt, type SucceededResult } from './result.js';
 export type { TaskCtl } from './ctl.js';
-export { taskRef, type TaskRef, type TaskId, type AddOptions, type ArgSpec, type ArgType, type PlainHandler, type CtlHandler, type HandlerArgs, type HandlerResult } from './task.js';
+export { taskRef, type TaskRef, type TaskId, type AddOptions, type ArgSpec, type ArgType, type PlainHandler, type PlainHandlerCheck, type FirstIsCtl, type CtlHandler, type HandlerArgs, type HandlerResult } from './task.js';
 export type { ServerOptions, CommonOptions, SendOptions } from './options.js';
 export { DEFAULT_BACKOFF, DEFAULT_RETRY_COUNT, DEFAULT_EXPIRES } from './options.js';
 export type { ServerEvents, TaskEvent } from './events.js';
