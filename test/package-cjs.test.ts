@@ -27,7 +27,7 @@ describe('the packed package from CommonJS', () => {
     mkdirSync(pkg);
     for (const f of ['package.json', 'README.md', 'CHANGELOG.md']) copyFileSync(join(root, f), join(pkg, f));
     await run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', join(pkg, 'dist'), '--sourceMap', 'false', '--declarationMap', 'false'], { cwd: root });
-    await run('npm', ['pack', '--silent', '--pack-destination', work], { cwd: pkg });
+    await run('npm', ['pack', '--silent', '--ignore-scripts', '--pack-destination', work], { cwd: pkg });
     const tgz = readdirSync(work).find((f) => f.endsWith('.tgz'));
     expect(tgz).toBeDefined();
 
