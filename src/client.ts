@@ -160,6 +160,7 @@ export class Client {
           claim: (m) => this.bounded(this.recordSent(m) as Promise<WriteOutcome>, Date.now() + core.bounds.sendTimeoutMs),
           // Each publish attempt (first sender or taker) has its own sendTimeoutMs.
           publish: () => this.bounded(core.broker.publish(group, body, publishOptions), Date.now() + core.bounds.sendTimeoutMs),
+          bound: (work) => this.bounded(work, Date.now() + core.bounds.sendTimeoutMs),
         },
         msg,
       );

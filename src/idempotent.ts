@@ -34,6 +34,8 @@ export interface IdempotentSendContext {
   claim(msg: TaskMessage): Promise<{ written: boolean; previous: TaskState | null }>;
   /** Publishes the message, bounded by the send's deadline. */
   publish(): Promise<void>;
+  /** Bounds one backend call (a hung backend must not hold the send forever). */
+  bound<T>(work: Promise<T>): Promise<T>;
 }
 
 /** Id of the published marker of task `id` (a space: never part of an explicit id). */
@@ -61,7 +63,7 @@ export async function sendIdempotent(ctx: IdempotentSendContext, msg: TaskMessag
     const current = claim.previous;
     // Refused but nothing reported (an entry that expired in between): claim again.
     if (current !== null) {
-      if (current.status !== 'sent' || (await ctx.backend.read(publishedMarkerId(msg.id))) !== null) {
+      if (current.status !== 'sent' || (await ctx.bound(ctx.backend.read(publishedMarkerId(msg.id)))) !== null) {
         ctx.logger.debug('duplicate send ignored', { id: msg.id, status: current.status });
         return msg.id;
       }
@@ -81,13 +83,15 @@ async function takeOver(ctx: IdempotentSendContext, msg: TaskMessage): Promise<b
   const lock: TaskState = { ...markerState(msg, now), id: takeoverId(msg.id) };
   // Long enough for one publish; a taker that dies frees it by expiry.
   const ttl = Math.max(1, Math.ceil((2 * ctx.claimTakeoverMs) / 1000));
-  const taken = await ctx.backend.write({ state: lock, stateTtl: ttl, previous: 'refused', guard: 'absent' });
+  const taken = await ctx.bound(ctx.backend.write({ state: lock, stateTtl: ttl, previous: 'refused', guard: 'absent' }));
   if (!taken.written) return false;
   // The first sender may have finished between the reads and the takeover.
-  if ((await ctx.backend.read(publishedMarkerId(msg.id))) !== null) return true;
-  ctx.logger.warn('taking over an idempotent send whose sender never confirmed its publish', { id: msg.id });
-  await publishOrFree(ctx, msg, takeoverId(msg.id));
-  await ctx.backend.delete(takeoverId(msg.id)).catch(() => undefined);
+  if ((await ctx.bound(ctx.backend.read(publishedMarkerId(msg.id)))) === null) {
+    ctx.logger.warn('taking over an idempotent send whose sender never confirmed its publish', { id: msg.id });
+    await publishOrFree(ctx, msg, takeoverId(msg.id));
+  }
+  // The marker is stored now: the takeover entry is no longer needed (its expiry would end it anyway).
+  await ctx.bound(ctx.backend.delete(takeoverId(msg.id))).catch(() => undefined);
   return true;
 }
 
@@ -97,11 +101,11 @@ async function publishOrFree(ctx: IdempotentSendContext, msg: TaskMessage, freeI
     await ctx.publish();
   } catch (err) {
     // The message is (most likely) not in the broker: free the id so that a retried send can claim it.
-    await ctx.backend.delete(freeId).catch(() => undefined);
+    await ctx.bound(ctx.backend.delete(freeId)).catch(() => undefined);
     throw err;
   }
   try {
-    await ctx.backend.write({ state: markerState(msg, Date.now()), stateTtl: ctx.statusExpires, previous: 'refused', guard: 'notSuccess' });
+    await ctx.bound(ctx.backend.write({ state: markerState(msg, Date.now()), stateTtl: ctx.statusExpires, previous: 'refused', guard: 'notSuccess' }));
   } catch (err) {
     // Published: the send succeeded. Without the marker a re-send after claimTakeoverMs publishes a
     // duplicate, which the worker's claim absorbs.
