@@ -2,10 +2,11 @@
  * The client: sends tasks, reads their state and results, aborts them, manages dead letters.
  */
 import { randomUUID } from 'node:crypto';
-import type { Backend, Expiry, FinalNotice, WriteOutcome } from './backend.js';
+import type { Backend, Expiry, WriteOutcome } from './backend.js';
 import type { Broker, DeadLetter } from './broker.js';
-import { ClosedError, ConnectionError, InvalidOptionError, NotFoundError, ResultTimeoutError } from './errors.js';
-import { beforeDeadline, Waiter } from './deadline.js';
+import { ClosedError, ConnectionError, InvalidOptionError } from './errors.js';
+import { beforeDeadline } from './deadline.js';
+import { waitForResult } from './result-wait.js';
 import { sendIdempotent } from './idempotent.js';
 import { buildMessage, redriveState, sentState, validateSendOptions } from './outgoing.js';
 import { consoleLogger, type Logger } from './logger.js';
@@ -14,7 +15,7 @@ import { assertName } from './names.js';
 import { checkExpiry, checkMs, DEFAULT_EXPIRES, resolveBackoff, type SendOptions } from './options.js';
 import { resolveBounds, type ClientBounds, type ClientOptions } from './client-options.js';
 import { TaskResult } from './result.js';
-import { isFinalStatus, type TaskState } from './state.js';
+import type { TaskState } from './state.js';
 import type { TaskId, TaskRef } from './task.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
@@ -31,15 +32,6 @@ interface ClientCore {
   ownsConnections: boolean;
   /** Time bounds (see {@link ClientOptions}). */
   bounds: ClientBounds;
-}
-
-/** Calls `fn`, ignoring what it throws (ending a push subscription must not fail a read). */
-function safely(fn: () => void): void {
-  try {
-    fn();
-  } catch {
-    // ignored
-  }
 }
 
 /** Sends tasks and reads their results. */
@@ -215,79 +207,18 @@ export class Client {
     this.checkOpen();
     checkMs('timeout', timeoutMs, 0);
     checkMs('interval', intervalMs, 1);
-    const deadline = Date.now() + timeoutMs;
-    const waiter = new Waiter();
-    const backend = this.core.backend;
-    let hinted = false;
-    // A notice carries the final write itself: no read is needed (states must be stored for it to
-    // stand for what getStatus would read).
-    let noticed: TaskResult<R> | undefined;
-    const hint = (notice?: FinalNotice): void => {
-      if (notice !== undefined && noticed === undefined && this.core.statusExpires !== 0) {
-        const { state, result } = notice;
-        if (state.id === id && isFinalStatus(state.status)) noticed = new TaskResult<R>(id, state, state.status === 'success' ? result : null);
-      }
-      hinted = true;
-      waiter.wake();
-    };
-    let stop: (() => void) | undefined;
-    let finished = false;
-    // Subscribe first. The subscription's acknowledgement wakes the waiter too: the read that follows
-    // it cannot miss a final write (a later write is announced). A rejection leaves plain polling.
-    let watching: Promise<() => void> | undefined;
-    try {
-      watching = backend.watchFinal?.(id, hint);
-    } catch (err) {
-      watching = Promise.reject(err);
-    }
-    const push = watching !== undefined;
-    watching?.then(
-      (end) => {
-        if (finished) safely(end);
-        else stop = end;
-        waiter.wake();
+    return waitForResult<R>(
+      {
+        backend: this.core.backend,
+        logger: this.core.logger,
+        statusExpires: this.core.statusExpires,
+        notFoundAfterMs: this.core.bounds.notFoundAfterMs,
+        read: (afterHint) => (afterHint ? this.readFinished<R>(id) : this.getStatus<R>(id)),
       },
-      (err: unknown) => {
-        this.core.logger.debug('getResult: no push hints, polling only', { id, error: err });
-        waiter.wake();
-      },
+      id,
+      timeoutMs,
+      intervalMs,
     );
-    const timedOut = (): Error => new ResultTimeoutError(id, timeoutMs);
-    // Fail fast on an unknown id only where a missing state means something.
-    const notFoundAfter = this.core.statusExpires === 0 ? Infinity : this.core.bounds.notFoundAfterMs;
-    let missingSince: number | undefined;
-    let wait = Math.min(2, intervalMs);
-    try {
-      // With push, the first read waits for the subscription (or the first poll delay, whichever first).
-      if (push) await waiter.wait(Math.min(wait, timeoutMs));
-      for (;;) {
-        waiter.woken = false;
-        if (noticed !== undefined) return noticed;
-        // After a hint the task has most likely finished: read state and result in one round trip.
-        const read = hinted ? this.readFinished<R>(id) : this.getStatus<R>(id);
-        hinted = false;
-        const r = await beforeDeadline(read, deadline, timedOut);
-        if (r?.isFinished()) return r;
-        const now = Date.now();
-        if (r === null) {
-          missingSince ??= now;
-          if (now - missingSince >= notFoundAfter && now < deadline) {
-            throw new NotFoundError(`no task ${id} is stored: it was never sent (or its state expired)`);
-          }
-        } else {
-          missingSince = undefined;
-        }
-        const left = deadline - now;
-        if (left <= 0) throw timedOut();
-        // A hint that arrived during the read means: read again at once.
-        if (!waiter.woken) await waiter.wait(Math.min(wait, left));
-        wait = Math.min(intervalMs, wait * 2);
-      }
-    } finally {
-      finished = true;
-      waiter.cancel();
-      if (stop !== undefined) safely(stop);
-    }
   }
 
   /**
