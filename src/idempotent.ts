@@ -25,8 +25,11 @@ import type { TaskState } from './state.js';
 
 /** What an idempotent send needs from its client. */
 export interface IdempotentSendContext {
+  /** Where claims, markers and takeover entries are stored. */
   backend: Backend;
+  /** The client's logger. */
   logger: Logger;
+  /** The client's status expiry (the marker's too). */
   statusExpires: Expiry;
   /** Claims older than this (ms, by their `updatedAt`) and still unpublished are taken over. */
   claimTakeoverMs: number;

@@ -11,8 +11,11 @@ import { isFinalStatus } from './state.js';
 
 /** What the wait needs from its client. */
 export interface WaitContext<R> {
+  /** The backend (for push hints). */
   backend: Backend;
+  /** The client's logger. */
   logger: Logger;
+  /** The client's status expiry (0: states not stored, no notice or not-found shortcuts). */
   statusExpires: Expiry;
   /** See `ClientOptions.notFoundAfterMs`. */
   notFoundAfterMs: number;
