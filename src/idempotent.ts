@@ -15,7 +15,8 @@
  *   bounded by `sendTimeoutMs`, which must be shorter). It takes the id over — exclusively, through a
  *   short-lived takeover entry `"<id> takeover"` written with the `absent` guard — and publishes.
  * A concurrent double send therefore publishes once; a send repeated after any crash publishes at
- * least once (a duplicate message is absorbed by the worker's claim and sticky success).
+ * least once (a duplicate, possible only when a first sender was slow past `claimTakeoverMs`, is
+ * skipped by workers once the task's success is stored; before that both copies may run).
  */
 import type { Backend, Expiry } from './backend.js';
 import { sleep } from './deadline.js';
