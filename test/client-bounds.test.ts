@@ -11,6 +11,7 @@ import { MemoryBackend, MemoryBackendStore } from '../backends/memory.js';
 import { MemoryBroker, MemoryBrokerStore } from '../brokers/memory.js';
 import { RedisBroker } from '../brokers/redis.js';
 import { until } from './core/suite.js';
+import { beforeDeadline } from '../src/deadline.js';
 
 const never = <T>(): Promise<T> => new Promise<T>(() => undefined);
 
@@ -51,6 +52,23 @@ describe('client deadlines', () => {
     // The explicit id is free again: a later send may claim it.
     expect(await backend.read('hung-1')).toBeNull();
     await client.close();
+  });
+
+  it('a bound beyond 2^31-1 ms does not fire at once (setTimeout would overflow)', async () => {
+    const work = new Promise<number>((r) => setTimeout(() => r(1), 50));
+    expect(await beforeDeadline(work, Date.now() + 3e9, () => new Error('fired early'))).toBe(1);
+    const server = new Server({ logger: silentLogger });
+    const t = server.add('g', 'later', async () => {
+      await new Promise((r) => setTimeout(r, 50));
+      return 2;
+    });
+    await server.run('g', 1);
+    const client = server.client();
+    try {
+      expect((await client.getResult(await client.send(t), 3e9, 3e9)).value).toBe(2);
+    } finally {
+      await server.shutdown(1000);
+    }
   });
 
   it('rejects bad bounds', () => {
