@@ -4,13 +4,14 @@
 import { EventEmitter } from 'node:events';
 import type { Backend } from './backend.js';
 import type { Broker } from './broker.js';
-import { Client, clientOn, validateSendOptions } from './client.js';
+import { Client, clientOn } from './client.js';
+import { validateSendOptions } from './outgoing.js';
 import { ClosedError, InvalidOptionError, toError } from './errors.js';
 import type { ServerEvents } from './events.js';
 import { consoleLogger, type Logger } from './logger.js';
 import { assertName } from './names.js';
 import { checkMs, resolveServerSettings, type SendOptions, type ServerOptions, type ServerSettings } from './options.js';
-import type { AddOptions, CtlHandler, PlainHandler, TaskRef } from './task.js';
+import type { AddOptions, CtlHandler, PlainHandlerCheck, TaskRef } from './task.js';
 import { GroupWorker, type Registration } from './worker.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
@@ -52,8 +53,11 @@ export class Server extends EventEmitter<ServerEvents> {
    * `client.send(ref, ...args)`.
    */
   add<A extends unknown[], R>(group: string, name: string, fn: CtlHandler<A, R>, options: AddOptions & { ctl: true }): TaskRef<A, Awaited<R>>;
-  /** Registers a handler. Returns a typed reference for `client.send(ref, ...args)`. */
-  add<A extends unknown[], R>(group: string, name: string, fn: PlainHandler<A, R>, options?: AddOptions & { ctl?: false }): TaskRef<A, Awaited<R>>;
+  /**
+   * Registers a handler. Returns a typed reference for `client.send(ref, ...args)`. A handler whose
+   * first parameter is a `TaskCtl` does not compile here: it needs `{ ctl: true }`.
+   */
+  add<A extends unknown[], R>(group: string, name: string, fn: PlainHandlerCheck<A, R>, options?: AddOptions & { ctl?: false }): TaskRef<A, Awaited<R>>;
   add(group: string, name: string, fn: (...args: never[]) => unknown, options: AddOptions = {}): TaskRef {
     assertName('group', group);
     assertName('task', name);
