@@ -41,6 +41,11 @@ export class Server extends EventEmitter<ServerEvents> {
   constructor(options: ServerOptions = {}) {
     super();
     this.settings = resolveServerSettings(options);
+    if (options.backend === undefined && options.broker !== undefined && options.broker.kind !== 'memory') {
+      throw new InvalidOptionError(
+        `a server with the ${options.broker.kind} broker needs a backend (the one its clients read): without one, results would be written to a private in-memory backend no other process sees`,
+      );
+    }
     this.broker = options.broker ?? new MemoryBroker();
     this.backend = options.backend ?? new MemoryBackend();
     this.logger = options.logger ?? consoleLogger('warn');

@@ -122,6 +122,24 @@ describe('client construction', () => {
     expect(() => new Client({ broker })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION', message: expect.stringMatching(/redis broker needs a backend/) }));
     // With the memory broker, the memory backend default is kept (same-process use).
     expect(() => new Client({ broker: new MemoryBroker() })).not.toThrow();
+    // The same holds for a server: its results must land where clients read.
+    expect(() => new Server({ broker, logger: silentLogger })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_OPTION', message: expect.stringMatching(/redis broker needs a backend/) }),
+    );
+    expect(() => new Server({ broker: new MemoryBroker(), logger: silentLogger })).not.toThrow();
+  });
+
+  it('a TaskCtl-first handler registered without { ctl: true } fails with a message naming the option', async () => {
+    const server = new Server({ logger: silentLogger });
+    const client = server.client();
+    const group = `ctl-${randomUUID().slice(0, 8)}`;
+    server.add(group, 'needsCtl', ((ctl: unknown, x: number) => x) as (x: number) => number);
+    await server.run(group, 1);
+    const id = await client.send(group, 'needsCtl', 1);
+    const result = await client.getResult(id, 10_000, 10);
+    expect(result.status).toBe('failure');
+    expect(result.error?.message).toMatch(/\{ ctl: true \}/);
+    await server.shutdown(1000);
   });
 });
 
