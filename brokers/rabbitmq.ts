@@ -17,7 +17,9 @@
  * - Leases are local timers: when a lease runs out the delivery is nacked with requeue and RabbitMQ
  *   delivers it again (redelivered flag set). Tokens are unique per delivery; operations on tokens no
  *   longer held are no-ops and never send a stale delivery tag (which would close the channel).
- * - Delays use the plugin-free delay ladder of `rabbitmq-topology.ts` (TTL queues in powers of two).
+ * - Delays live in per-group delay level queues (powers of two, see `rabbitmq-topology.ts`); the
+ *   delay mover of each fetching instance moves them on by confirmed publish-then-ack, so a RabbitMQ
+ *   crash loses no delayed message or retry.
  * - Dead letters live in a per-group queue; listing reads them with `basic.get` on a private channel
  *   and hands them back by closing that channel (RabbitMQ requeues them in their original order).
  * - Declarations and counts are spread over a few channels so RabbitMQ handles them in parallel.
@@ -38,6 +40,7 @@ import { RabbitConnection, type Conn } from './rabbitmq/connection.js';
 import { Consumers } from './rabbitmq/consumer.js';
 import { DeadLetters } from './rabbitmq/dead-letters.js';
 import { Declarations } from './rabbitmq/declarations.js';
+import { DelayMover } from './rabbitmq/delay-mover.js';
 import { Leases } from './rabbitmq/leases.js';
 import { Publisher } from './rabbitmq/publisher.js';
 import { ackSafe, errText, nackSafe, positiveInt } from './rabbitmq/util.js';
@@ -60,7 +63,7 @@ export interface RabbitMQBrokerOptions {
   heartbeatSeconds?: number;
   /** Socket connect timeout in ms (default 10 000). */
   connectTimeoutMs?: number;
-  /** Prefix of every queue and exchange name (default `tasuki`; 1 to 64 of `A-Z a-z 0-9 _ . : -`). */
+  /** Prefix of every queue name (default `tasuki`; 1 to 64 of `A-Z a-z 0-9 _ : -`; no `.`, so that two prefixes' queue names never coincide). */
   prefix?: string;
   /** Type of the declared queues: `classic` (default) or `quorum` (RabbitMQ clusters). */
   queueType?: RabbitMQQueueType;
@@ -125,13 +128,14 @@ export class RabbitMQBroker implements Broker {
   private readonly leases: Leases;
   private readonly consumers: Consumers;
   private readonly deadLetters: DeadLetters;
+  private readonly mover: DelayMover;
   private closing: Promise<void> | null = null;
 
   /** @param options connection, naming and tuning options; see {@link RabbitMQBrokerOptions}. */
   constructor(options: RabbitMQBrokerOptions = {}) {
     this.prefix = options.prefix ?? 'tasuki';
     if (!PREFIX_PATTERN.test(this.prefix)) {
-      throw new InvalidOptionError(`prefix ${JSON.stringify(this.prefix)} must be 1 to 64 characters of A-Z a-z 0-9 _ . : -`);
+      throw new InvalidOptionError(`prefix ${JSON.stringify(this.prefix)} must be 1 to 64 characters of A-Z a-z 0-9 _ : - (no ".", which separates the parts of queue names)`);
     }
     this.queueType = options.queueType ?? 'classic';
     if (this.queueType !== 'classic' && this.queueType !== 'quorum') {
@@ -153,7 +157,13 @@ export class RabbitMQBroker implements Broker {
 
     this.connection = new RabbitConnection(
       { target, socketOptions, backoffInitialMs, backoffMaxMs, operationTimeoutMs },
-      { connected: () => this.consumers.onConnected(), lost: (conn) => this.onLost(conn) },
+      {
+        connected: () => {
+          this.consumers.onConnected();
+          this.mover.onConnected();
+        },
+        lost: (conn) => this.onLost(conn),
+      },
     );
     this.declarations = new Declarations(this.connection, this.prefix, this.queueType);
     this.publisher = new Publisher(this.connection, this.declarations, this.prefix);
@@ -166,12 +176,14 @@ export class RabbitMQBroker implements Broker {
       this.leases,
     );
     this.deadLetters = new DeadLetters(this.connection, this.publisher, this.prefix);
+    this.mover = new DelayMover(this.prefix, this.instanceId, this.connection, this.declarations, this.publisher);
   }
 
   /** Every channel of the lost connection is gone: RabbitMQ has requeued what they held. */
   private onLost(conn: Conn): void {
     this.leases.dropWhere((h) => h.channel.connection === conn.model.connection);
     this.consumers.onLost();
+    this.mover.onLost();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -186,7 +198,7 @@ export class RabbitMQBroker implements Broker {
   close(): Promise<void> {
     if (this.closing) return this.closing;
     this.connection.closed = true;
-    const channels: Array<Promise<Channel> | null> = this.consumers.close();
+    const channels: Array<Promise<Channel> | null> = [...this.consumers.close(), ...this.mover.close()];
     this.leases.clear();
     this.closing = this.connection.close(channels);
     return this.closing;
@@ -213,13 +225,18 @@ export class RabbitMQBroker implements Broker {
     );
   }
 
-  /** Takes up to `max` ready messages, leasing each for `leaseMs`; waits up to `waitMs` for the first. */
+  /**
+   * Takes up to `max` ready messages, leasing each for `leaseMs`; waits up to `waitMs` for the first.
+   * The first fetch of a group also starts this instance's delay mover of the group (see
+   * `rabbitmq/delay-mover.ts`), which runs until `close` or `purge`.
+   */
   async fetch(group: string, max: number, options: FetchOptions): Promise<Delivery[]> {
     this.connection.assertOpen();
     assertName('group', group);
     if (!Number.isFinite(max) || max < 1) throw new InvalidOptionError(`fetch max must be ≥ 1, got ${String(max)}`);
     if (!Number.isFinite(options.leaseMs) || options.leaseMs <= 0) throw new InvalidOptionError(`leaseMs must be > 0, got ${String(options.leaseMs)}`);
     if (!Number.isFinite(options.waitMs) || options.waitMs < 0) throw new InvalidOptionError(`waitMs must be ≥ 0, got ${String(options.waitMs)}`);
+    this.mover.start(group);
     return this.consumers.fetch(group, Math.floor(max), options);
   }
 
@@ -322,19 +339,23 @@ export class RabbitMQBroker implements Broker {
   // Monitoring and tear-down
 
   /**
-   * Counts of a group: ready = work queue, delayed = sum over the delay level queues (not read
-   * atomically: a message moving between levels during the read may be counted twice or not at all),
+   * Counts of a group: ready = work queue, delayed = sum over the delay level queues plus the
+   * delayed messages this instance's mover holds (messages held by other processes' movers are not
+   * seen; not read atomically: a message moving between levels during the read may be missed),
    * inFlight = deliveries this instance holds or has buffered, dead = dead-letter queue.
    */
   async counts(group: string): Promise<QueueCounts> {
     this.connection.assertOpen();
     assertName('group', group);
+    // Read before the queues: a message this instance's mover already holds is surely not counted
+    // in its queue, whereas one pushed to the mover during the reads may have been counted there.
+    const moverHolds = this.mover.holding(group);
     return this.connection.run(`counting group "${group}"`, async (conn) => {
       const names = groupQueueNames(this.prefix, group);
       const [ready, dead, ...levels] = await Promise.all(
         [names.work, names.dead, ...names.delay].map((queue, i) => this.declarations.countQueue(conn, queue, i)),
       );
-      const delayed = levels.reduce((sum, n) => sum + n, 0);
+      const delayed = levels.reduce((sum, n) => sum + n, 0) + moverHolds;
       return { ready: ready ?? 0, delayed, inFlight: this.leases.count(group) + this.consumers.buffered(group), dead: dead ?? 0 };
     });
   }
@@ -343,6 +364,7 @@ export class RabbitMQBroker implements Broker {
   async purge(group: string): Promise<void> {
     this.connection.assertOpen();
     assertName('group', group);
+    await this.mover.stop(group);
     await this.consumers.stop(group);
     // The queue goes away with these messages; settling them later is a no-op.
     this.leases.dropWhere((h) => h.group === group);
@@ -350,12 +372,11 @@ export class RabbitMQBroker implements Broker {
   }
 
   /**
-   * Deletes the delay exchanges this prefix shares between groups (tear-down of a whole prefix, e.g.
-   * in tests or benchmarks, after `purge` of every group). Delayed messages of groups still in use
-   * can no longer travel; the next delayed publish declares the exchanges again.
+   * Deletes the shared topic exchanges `P.delay.NN` of the first delay ladder (no longer declared): once every message has left the old level queues `P.delay.NN.G`, or in tear-down.
+   * Messages still in old level queues can no longer travel after it.
    */
   async deleteDelayExchanges(): Promise<void> {
     this.connection.assertOpen();
-    await this.connection.run('deleting the delay exchanges', (conn) => this.declarations.deleteExchanges(conn));
+    await this.connection.run('deleting the delay exchanges', (conn) => this.declarations.deleteLegacyExchanges(conn));
   }
 }

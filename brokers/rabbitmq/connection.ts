@@ -18,8 +18,6 @@ export interface Conn {
   lost: boolean;
   /** Lazily opened channels by role: `pub` (a ConfirmChannel), `admin:i` (declarations), `check:i` (counts). */
   readonly channels: Map<string, Promise<Channel>>;
-  /** The shared delay exchanges, once declared on this connection (or being declared). */
-  exchanges: Promise<void> | null;
   /** Groups whose queues were declared on this connection (or are being declared). */
   readonly groups: Map<string, Promise<void>>;
 }
@@ -167,7 +165,7 @@ export class RabbitConnection {
 
   /** Wires a fresh connection; returns undefined if it already closed again. */
   private adopt(model: ChannelModel): Conn | undefined {
-    const conn: Conn = { model, lost: false, channels: new Map(), exchanges: null, groups: new Map() };
+    const conn: Conn = { model, lost: false, channels: new Map(), groups: new Map() };
     model.on('error', (err: unknown) => {
       this.lastError = err;
     });
@@ -242,8 +240,7 @@ export class RabbitConnection {
       ch.on('error', (err: unknown) => {
         this.lastError = err;
         if (key === 'pub' && amqpReplyCode(err) === NOT_FOUND) {
-          // An exchange or queue we believed declared is gone: declare again on the next attempt.
-          conn.exchanges = null;
+          // A queue we believed declared is gone: declare again on the next attempt.
           conn.groups.clear();
         }
       });

@@ -1,12 +1,14 @@
 /**
  * Publishing with confirms: messages of one group are written pipelined on the connection's confirm
- * channel (mandatory, persistent), honouring socket back-pressure; what was not confirmed (nack,
+ * channel (mandatory, persistent, through the default exchange straight to their queue: the work
+ * queue, the dead-letter queue, or the delay level of a message not yet due), honouring socket
+ * back-pressure; what was not confirmed (nack,
  * returned as unroutable, channel or connection lost) is published again after the queues are
  * declared again, for up to `operationTimeoutMs`. At-least-once: a message whose confirm was lost
  * may be stored twice.
  */
 import type { ConfirmChannel, Message } from 'amqplib';
-import { HEADER_AVAILABLE_AT, delayRoute, groupQueueNames } from '../rabbitmq-topology.js';
+import { HEADER_AVAILABLE_AT, HEADER_HOP_DUE, delayLevel, groupQueueNames, levelWaitMs } from '../rabbitmq-topology.js';
 import { type Conn, type RabbitConnection, UnroutableError } from './connection.js';
 import type { Declarations } from './declarations.js';
 
@@ -82,13 +84,13 @@ export class Publisher {
     for (const item of items) {
       const now = Date.now();
       const headers: Record<string, string> = { ...item.headers };
-      let exchange = '';
-      let routingKey = item.target === 'dead' ? names.dead : names.work;
+      let queue = item.target === 'dead' ? names.dead : names.work;
       if (item.target === 'work' && item.availableAt !== undefined && item.availableAt > now) {
+        // Not due yet: into the delay level of the remaining time (see rabbitmq-topology.ts).
+        const level = delayLevel(item.availableAt - now);
         headers[HEADER_AVAILABLE_AT] = String(item.availableAt);
-        const route = delayRoute(this.prefix, group, item.availableAt - now);
-        exchange = route.exchange;
-        routingKey = route.routingKey;
+        headers[HEADER_HOP_DUE] = String(now + levelWaitMs(level));
+        queue = names.delay[level] as string;
       }
       const id = item.messageId;
       this.inflight.add(id);
@@ -103,8 +105,8 @@ export class Publisher {
           };
           try {
             full = !ch.publish(
-              exchange,
-              routingKey,
+              '',
+              queue,
               Buffer.from(item.body, 'utf8'),
               { persistent: true, mandatory: true, messageId: id, headers },
               (err: unknown) => settle(err ? { error: err } : this.returned.has(id) ? 'returned' : 'ok'),
