@@ -40,7 +40,7 @@ import { RabbitConnection, type Conn } from './rabbitmq/connection.js';
 import { Consumers } from './rabbitmq/consumer.js';
 import { DeadLetters } from './rabbitmq/dead-letters.js';
 import { Declarations } from './rabbitmq/declarations.js';
-import { DelayMover } from './rabbitmq/delay-mover.js';
+import { DEFAULT_HOLD_MS, DelayMover } from './rabbitmq/delay-mover.js';
 import { Leases } from './rabbitmq/leases.js';
 import { Publisher } from './rabbitmq/publisher.js';
 import { ackSafe, errText, nackSafe, positiveInt } from './rabbitmq/util.js';
@@ -74,6 +74,12 @@ export interface RabbitMQBrokerOptions {
   prefetch?: number;
   /** A consumer with no `fetch` waiting for this long (ms) is cancelled and hands back its buffered messages (default 250). */
   consumerIdleMs?: number;
+  /**
+   * Longest time in ms a delay mover holds a delayed message unacked before it is due to move on
+   * (default 60 000): keep it well under RabbitMQ's `consumer_timeout` (30 min by default). A level
+   * whose head is due later is handed back and consumed again shortly before.
+   */
+  delayHoldMs?: number;
   /** First reconnection delay in ms (default 100); doubles up to `reconnectMaxDelayMs`, with jitter. */
   reconnectInitialDelayMs?: number;
   /** Longest reconnection delay in ms (default 5000). */
@@ -146,6 +152,7 @@ export class RabbitMQBroker implements Broker {
     const backoffInitialMs = positiveInt('reconnectInitialDelayMs', options.reconnectInitialDelayMs, 100, 1);
     const backoffMaxMs = positiveInt('reconnectMaxDelayMs', options.reconnectMaxDelayMs, 5000, 1);
     const operationTimeoutMs = positiveInt('operationTimeoutMs', options.operationTimeoutMs, 15_000, 1);
+    const holdMs = positiveInt('delayHoldMs', options.delayHoldMs, DEFAULT_HOLD_MS, 1000);
     const heartbeat = positiveInt('heartbeatSeconds', options.heartbeatSeconds, 10, 0, 65_535);
     const target = connectionTarget(options, heartbeat);
     const socketOptions = {
@@ -176,7 +183,7 @@ export class RabbitMQBroker implements Broker {
       this.leases,
     );
     this.deadLetters = new DeadLetters(this.connection, this.publisher, this.prefix);
-    this.mover = new DelayMover(this.prefix, this.instanceId, this.connection, this.declarations, this.publisher);
+    this.mover = new DelayMover(this.prefix, this.instanceId, this.connection, this.declarations, this.publisher, holdMs);
   }
 
   /** Every channel of the lost connection is gone: RabbitMQ has requeued what they held. */

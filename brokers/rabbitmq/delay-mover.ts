@@ -13,7 +13,7 @@
  *
  * RabbitMQ closes a channel whose delivery stays unacked longer than its `consumer_timeout` (30 min
  * by default), and a held message is invisible to others. So the mover holds a message at most
- * about {@link HOLD_MS}: when a level's head is due later than that, the level's consumer is
+ * about `holdMs` (the broker's `delayHoldMs`): when a level's head is due later than that, the level's consumer is
  * cancelled, the far messages are handed back (requeued at their positions) and the level is
  * consumed again shortly before the earliest of them is due. Several processes moving the same
  * group share its messages as competing consumers; each message is moved by one of them at a time.
@@ -28,8 +28,8 @@ import { ackSafe, headerString, nackSafe, noop } from './util.js';
 
 /** Messages a level consumer may hold unacked. */
 export const MOVER_PREFETCH = 256;
-/** Longest time (ms) the mover holds a message before it is due to move; well under RabbitMQ's default consumer_timeout. */
-export const HOLD_MS = 60_000;
+/** Default of the longest time (ms) the mover holds a message before it is due to move; well under RabbitMQ's default consumer_timeout. */
+export const DEFAULT_HOLD_MS = 60_000;
 /** First pause before a group's mover starts again after a failure (ms); doubles up to 8 s. */
 const RESTART_MS = 500;
 /** Longest pause of a level whose head is far ahead before it is looked at again (ms). */
@@ -83,6 +83,7 @@ export class DelayMover {
     private readonly connection: RabbitConnection,
     private readonly declarations: Declarations,
     private readonly publisher: Publisher,
+    private readonly holdMs: number,
   ) {}
 
   /** Starts moving the delayed messages of `group` (idempotent; runs until {@link stop} or close). */
@@ -234,12 +235,12 @@ export class DelayMover {
     for (const h of level.held) {
       if (h.moving) continue;
       if (h.due < earliest) earliest = h.due;
-      if (h.due > now + HOLD_MS) far = true;
+      if (h.due > now + this.holdMs) far = true;
     }
     if (far && !level.pausing) void this.pause(m, ch, level);
     if (level.timer) clearTimeout(level.timer);
     level.timer = null;
-    if (earliest === Infinity || earliest > now + HOLD_MS) return;
+    if (earliest === Infinity || earliest > now + this.holdMs) return;
     level.timer = setTimeout(() => {
       level.timer = null;
       this.moveDue(m, ch, level);
@@ -262,11 +263,11 @@ export class DelayMover {
     }
     if (m.channel !== ch) return;
     level.tag = null;
-    const limit = Date.now() + HOLD_MS;
+    const limit = Date.now() + this.holdMs;
     const far = level.held.filter((h) => !h.moving && h.due > limit);
     level.held = level.held.filter((h) => !far.includes(h));
     for (const h of far) nackSafe(ch, h.msg);
-    const wait = far.length === 0 ? 0 : Math.min(...far.map((h) => h.due)) - HOLD_MS / 2 - Date.now();
+    const wait = far.length === 0 ? 0 : Math.min(...far.map((h) => h.due)) - this.holdMs / 2 - Date.now();
     level.resumeTimer = setTimeout(
       () => {
         level.resumeTimer = null;
