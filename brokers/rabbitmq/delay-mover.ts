@@ -164,6 +164,10 @@ export class DelayMover {
       await this.declarations.ensureGroup(conn, m.group);
       if (!this.current(m)) return;
       ch = await this.connection.privateChannel(conn);
+      if (!this.current(m)) {
+        await ch.close().catch(noop); // stopped meanwhile
+        return;
+      }
       const channel = ch;
       channel.on('close', () => this.onChannelClosed(m, channel));
       m.channel = channel;
