@@ -2,7 +2,8 @@
  * A RabbitMQ node crash loses no confirmed message, delayed or not: delayed messages and delayed
  * retries are sent (every publish confirmed), the node's Erlang VM is SIGKILLed while they wait,
  * the node is started again on the same data directory, and every message must still be delivered.
- * Runs on a private node (own name, ports, data directory), never the shared one.
+ * A graceful restart (stop_app/start_app) loses nothing either. Runs on a private node (own name,
+ * ports, data directory), never the shared one.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RabbitMQBroker } from '../brokers/rabbitmq.js';
@@ -29,7 +30,7 @@ afterAll(async () => {
   await node?.destroy();
 }, 60_000);
 
-describe('RabbitMQ broker: node crash (private node)', () => {
+describe('RabbitMQ broker: node crash and restart (private node)', () => {
   it('delivers every confirmed delayed message and delayed retry after a SIGKILL of the node', async () => {
     const group = 'g';
     const delayed = 300;
@@ -89,4 +90,44 @@ describe('RabbitMQ broker: node crash (private node)', () => {
     );
     expect(missing).toEqual([]);
   }, 180_000);
+
+  it('a worker survives a graceful restart of the node (stop_app/start_app) and loses no message', async () => {
+    const group = 'restart';
+    const producer = make();
+    const consumer = make();
+    await producer.publishBatch(group, Array.from({ length: 50 }, (_, i) => ({ body: `before${i}` })));
+    await producer.publish(group, 'delayed', { availableAt: Date.now() + 3000 });
+    const seen = new Set<string>();
+    let done = false;
+    const consume = (async () => {
+      while (!done) {
+        let got: Delivery[] = [];
+        try {
+          got = await consumer.fetch(group, 10, { leaseMs: 30_000, waitMs: 500 });
+        } catch {
+          await sleep(100);
+        }
+        for (const d of got) {
+          seen.add(d.body);
+          await consumer.ack(d).catch(() => undefined);
+        }
+      }
+    })();
+    const until = Date.now() + 20_000;
+    while (seen.size < 50 && Date.now() < until) await sleep(50);
+    await node?.ctl('stop_app');
+    try {
+      await sleep(1500);
+    } finally {
+      await node?.ctl('start_app');
+    }
+    await node?.ctl('await_startup');
+    for (let i = 0; i < 50; i++) await producer.publish(group, `after${i}`);
+    const expected = [...Array.from({ length: 50 }, (_, i) => `before${i}`), 'delayed', ...Array.from({ length: 50 }, (_, i) => `after${i}`)];
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && expected.some((b) => !seen.has(b))) await sleep(100);
+    done = true;
+    await consume;
+    expect(expected.filter((b) => !seen.has(b))).toEqual([]);
+  }, 120_000);
 });

@@ -25,6 +25,8 @@ export interface PrivateRabbit {
   crash(): Promise<void>;
   /** Starts the node again on the same data directory and waits until it accepts work. */
   start(): Promise<void>;
+  /** Runs `rabbitmqctl -n <node> ...args` against this node; resolves with its output. */
+  ctl(...args: string[]): Promise<string>;
   /** Stops the node (SIGKILL, it holds no data worth keeping) and deletes its directory. */
   destroy(): Promise<void>;
 }
@@ -124,6 +126,7 @@ export async function startPrivateRabbit(): Promise<PrivateRabbit> {
     pid: () => vm,
     crash,
     start,
+    ctl: (...args: string[]) => run(`${SBIN}/rabbitmqctl`, ['-n', node, ...args], env, 120_000),
     async destroy() {
       await crash();
       rmSync(dir, { recursive: true, force: true });
