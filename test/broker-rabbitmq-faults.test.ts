@@ -278,8 +278,12 @@ describe('RabbitMQ broker: delays', () => {
   it('delivers delays in due order whatever the publish order, never early', async () => {
     const group = newGroup();
     const b = make();
-    // Declare the group first: its first use declares the topology, which is not what this measures.
-    expect(await b.fetch(group, 1, { leaseMs: 1000, waitMs: 1 })).toEqual([]);
+    // Use the group first: its first use declares the topology, which is not what this measures
+    // (a fetch that times out before the connection is up declares nothing).
+    await b.publish(group, 'warm-up');
+    const [warm] = await b.fetch(group, 1, { leaseMs: 30_000, waitMs: 5000 });
+    expect(warm?.body).toBe('warm-up');
+    await b.ack(warm as Delivery);
     const start = Date.now();
     const delays = [2400, 1200, 600, 300, 100];
     for (const d of delays) await b.publish(group, String(d), { availableAt: start + d });
