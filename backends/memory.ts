@@ -5,6 +5,7 @@
 import type { Backend, Expiry, FinalNotice, StateWrite, WriteOutcome } from '../src/backend.js';
 import { ClosedError } from '../src/errors.js';
 import { isFinalStatus, type TaskState } from '../src/state.js';
+import { MemoryRecordStore, MemoryTaskIndex } from './memory-index.js';
 
 /**
  * What is stored for one task id: its state (a private copy, see {@link jsonCopy}, never handed to
@@ -40,6 +41,8 @@ export class MemoryBackendStore {
   readonly entries = new Map<string, Stored>();
   /** @internal watchFinal subscriptions of every backend on this store, by task id. */
   readonly watches = new Map<string, Set<Watch>>();
+  /** @internal Shared records (worker registry, paused groups, claims) of every backend on this store. */
+  readonly records = new MemoryRecordStore();
   private sweeper: NodeJS.Timeout | undefined;
 
   /** @internal Starts the periodic removal of expired entries (unref'd). */
@@ -52,6 +55,11 @@ export class MemoryBackendStore {
   /** Removes expired entries now. */
   sweep(now = Date.now()): void {
     for (const [k, v] of this.entries) if (v.expire(now)) this.entries.delete(k);
+  }
+
+  /** @internal Every live state (copies), for the task index. */
+  *liveStates(now: number): Iterable<TaskState> {
+    for (const e of this.entries.values()) if (e.state !== null && e.stateExpiresAt > now) yield jsonCopy(e.state);
   }
 
   /** @internal Calls the listeners of `id` (a final state was written); their exceptions are dropped. */
@@ -161,11 +169,17 @@ export class MemoryBackend implements Backend {
   private closed = false;
   /** This instance's watchFinal subscriptions, ended on close. */
   private readonly watches = new Set<Watch>();
+  /** @inheritdoc */
+  readonly index: MemoryTaskIndex;
+  /** @inheritdoc */
+  readonly records: MemoryRecordStore;
 
   /** @param options see {@link MemoryBackendOptions} */
   constructor(options: MemoryBackendOptions = {}) {
     this.store = options.store ?? new MemoryBackendStore();
     this.store.startSweeper();
+    this.index = new MemoryTaskIndex(this.store);
+    this.records = this.store.records;
   }
 
   /** @inheritdoc */

@@ -3,7 +3,7 @@
  * Implementations: `backends/memory`, `backends/redis`, `backends/memcache`, `backends/mongo`; each
  * passes the backend contract suite (`test/contract/backend.ts`).
  */
-import type { TaskState } from './state.js';
+import type { TaskState, TaskStatus } from './state.js';
 
 /**
  * Expiry of a stored entry in **seconds**: `-1` keeps it forever, `0` does not store it at all,
@@ -95,4 +95,82 @@ export interface Backend {
    * ends it. A hint only: callers keep polling as a fallback.
    */
   watchFinal?(id: string, listener: (notice?: FinalNotice) => void): Promise<() => void>;
+  /**
+   * Optional task index (see `src/ops/`): lists a group's tasks by status and time. A backend that
+   * cannot keep one leaves it out; the operations API then refuses with `ERR_UNSUPPORTED`.
+   */
+  readonly index?: TaskIndex;
+  /**
+   * Optional small shared records with expiries (worker registry, paused groups, watchdog claims).
+   * A backend without it makes those operations refuse with `ERR_UNSUPPORTED`.
+   */
+  readonly records?: RecordStore;
+}
+
+/** A query of {@link TaskIndex.list}. */
+export interface IndexQuery {
+  /** Group to list. */
+  group: string;
+  /** Only tasks in this status (default: all). */
+  status?: TaskStatus;
+  /** Only tasks of this name. */
+  name?: string;
+  /** Only tasks updated at or after this time (epoch ms). */
+  since?: number;
+  /** Only tasks updated before this time (epoch ms). */
+  until?: number;
+  /** Most entries returned (≥ 1). */
+  limit: number;
+  /** Where to go on: the `cursor` of the previous page. */
+  cursor?: string;
+}
+
+/** One page of {@link TaskIndex.list}: newest first. */
+export interface IndexPage {
+  /** The current states of the tasks found, newest update first. */
+  items: TaskState[];
+  /** Cursor of the next page; `null` on the last one. */
+  cursor: string | null;
+}
+
+/**
+ * The task index of a backend: which tasks of a group are in which status, newest first. Entries
+ * follow the stored states (a task's entry moves with each write and leaves with its state's
+ * expiry or deletion) and are bounded per group and status.
+ */
+export interface TaskIndex {
+  /** Lists tasks (see {@link IndexQuery}); every item is the task's current stored state. */
+  list(query: IndexQuery): Promise<IndexPage>;
+  /** Groups that have indexed tasks. */
+  groups(): Promise<string[]>;
+  /** Tasks of a group by status (statuses with none may be left out). */
+  statusCounts(group: string): Promise<Partial<Record<TaskStatus, number>>>;
+}
+
+/** A record of a {@link RecordStore}. */
+export interface StoredRecord {
+  /** Its key within its kind. */
+  key: string;
+  /** Its value (JSON text, opaque to the store). */
+  value: string;
+}
+
+/**
+ * Small shared records with expiries, by kind (`workers`, `paused`, `claims`…) and key. Used by the
+ * operations layer for the worker registry, paused groups and watchdog claims.
+ */
+export interface RecordStore {
+  /** Stores a record, replacing one of the same key; `ttlMs` null: no expiry. */
+  put(kind: string, key: string, value: string, ttlMs: number | null): Promise<void>;
+  /** Reads a live record; `null` when absent or expired. */
+  get(kind: string, key: string): Promise<string | null>;
+  /** Every live record of a kind (any order). */
+  list(kind: string): Promise<StoredRecord[]>;
+  /** Removes a record (no error when absent). */
+  remove(kind: string, key: string): Promise<void>;
+  /**
+   * Stores a record only when no live one has the key, atomically: of many concurrent claims of
+   * one key exactly one resolves `true`.
+   */
+  claim(kind: string, key: string, value: string, ttlMs: number): Promise<boolean>;
 }

@@ -17,6 +17,7 @@ import { resolveBounds, type ClientBounds, type ClientOptions } from './client-o
 import { TaskResult } from './result.js';
 import type { TaskState } from './state.js';
 import type { TaskId, TaskRef } from './task.js';
+import { Operations } from './ops/operations.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -38,6 +39,13 @@ interface ClientCore {
 export class Client {
   private readonly core: ClientCore;
   private readonly defaults: SendOptions;
+  private opsInstance: Operations | undefined;
+
+  /** The operations API: counts, task lists, workers, retry, purge, pause/resume (see `src/ops/`). */
+  get ops(): Operations {
+    const { broker, backend, statusExpires } = this.core;
+    return (this.opsInstance ??= new Operations({ broker, backend, statusExpires, checkOpen: () => this.checkOpen() }));
+  }
 
   /**
    * @param options broker, backend, logger, expiries, send defaults and time bounds. Without a

@@ -1,5 +1,6 @@
 /** Task life-cycle events emitted by a server (`server.on('succeeded', e => ...)`). */
 import type { DeadLetterReason } from './broker.js';
+import type { AbnormalTask } from './ops/types.js';
 
 /** Fields common to every task event. */
 export interface TaskEvent {
@@ -29,4 +30,6 @@ export interface ServerEvents {
   aborted: [TaskEvent];
   /** A message was moved to its group's dead-letter store. */
   deadLettered: [{ group: string; id?: string; name?: string; reason: DeadLetterReason }];
+  /** The watchdog (server option `watchdog`) found abnormal tasks in a group; once per interval over all watching processes. */
+  abnormal: [{ group: string; tasks: AbnormalTask[]; at: number }];
 }

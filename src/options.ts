@@ -6,6 +6,7 @@ import type { Broker } from './broker.js';
 import { InvalidOptionError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Backoff } from './message.js';
+import type { OpsServerOptions } from './ops/server-ops.js';
 
 /** Controls of one `send` (YTask's `SetTaskCtl`). */
 export interface SendOptions {
@@ -48,7 +49,7 @@ export interface CommonOptions {
 export type ClientOptions = CommonOptions;
 
 /** Options of a server (worker process). */
-export interface ServerOptions extends CommonOptions {
+export interface ServerOptions extends CommonOptions, OpsServerOptions {
   /** Lease of a fetched message in ms, renewed every third of it while the handler runs (default 30 000). */
   leaseMs?: number;
   /** How often running tasks look for an abort request, in ms (default 1 000). */

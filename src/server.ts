@@ -13,6 +13,7 @@ import { assertName } from './names.js';
 import { checkMs, resolveServerSettings, type SendOptions, type ServerOptions, type ServerSettings } from './options.js';
 import type { AddOptions, CtlHandler, PlainHandlerCheck, TaskRef } from './task.js';
 import { GroupWorker, type Registration } from './worker.js';
+import { ServerOps } from './ops/server-ops.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -36,6 +37,8 @@ export class Server extends EventEmitter<ServerEvents> {
   private readonly workers = new Map<string, GroupWorker>();
   private state: 'open' | 'stopping' | 'closed' = 'open';
   private clientInstance: Client | undefined;
+  /** Worker registry heartbeat, paused groups, counters and watchdog (`src/ops/server-ops.ts`). */
+  private readonly ops: ServerOps;
 
   /** @param options broker, backend, logger, expiries, leases... (see {@link ServerOptions}) */
   constructor(options: ServerOptions = {}) {
@@ -51,6 +54,15 @@ export class Server extends EventEmitter<ServerEvents> {
     this.logger = options.logger ?? consoleLogger('warn');
     this.sendDefaults = { ...(options.sendDefaults ?? {}) };
     validateSendOptions(this.sendDefaults);
+    this.ops = new ServerOps(
+      {
+        backend: this.backend,
+        logger: this.logger,
+        groups: () => [...this.workers.values()].map((w) => ({ group: w.group, concurrency: w.concurrency, running: w.running, paused: false })),
+        abnormal: (group, tasks, at) => this.safeEmit('abnormal', { group, tasks, at }),
+      },
+      options,
+    );
   }
 
   /**
@@ -90,16 +102,22 @@ export class Server extends EventEmitter<ServerEvents> {
         logger: this.logger,
         settings: this.settings,
         lookup: (g, n) => this.registry.get(`${g}\u0000${n}`),
-        emit: (event, ...args) => this.safeEmit(event, ...args),
-        listens: (event) => this.listenerCount(event) > 0,
+        emit: (event, ...args) => {
+          this.ops.count(event);
+          this.safeEmit(event, ...args);
+        },
+        listens: (event) => this.ops.counts(event) || this.listenerCount(event) > 0,
+        paused: (g) => this.ops.isPaused(g),
       },
       group,
       concurrency,
     );
     this.workers.set(group, worker);
     await Promise.all([this.broker.connect(), this.backend.connect()]);
+    await this.ops.start();
     if (this.state !== 'open') return;
     worker.start();
+    void this.ops.heartbeat();
     this.logger.info('worker started', { group, concurrency, broker: this.broker.kind, backend: this.backend.kind });
   }
 
@@ -137,6 +155,7 @@ export class Server extends EventEmitter<ServerEvents> {
     const deadline = Date.now() + deadlineMs;
     this.logger.info('shutting down', { groups: [...this.workers.keys()], running: this.running });
     await Promise.all([...this.workers.values()].map((w) => w.stop(deadline)));
+    await this.ops.stop();
     await Promise.all([
       this.broker.close().catch((err: unknown) => this.logger.warn('broker close failed', { error: toError(err) })),
       this.backend.close().catch((err: unknown) => this.logger.warn('backend close failed', { error: toError(err) })),

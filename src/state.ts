@@ -68,6 +68,12 @@ export interface TaskState {
    * that died or lost its lease in the handler). Written only when above 1; see `maxDeliveries`.
    */
   deliveries?: number;
+  /**
+   * The task's wire message (JSON text, arguments included), stored with a final `failure`,
+   * `expired` or `aborted` state by the worker, so that the operations API can run the task again
+   * (`client.ops.retry`). Left out when the state would be too large.
+   */
+  message?: string;
   /** When this record was last written (epoch ms). */
   updatedAt: number;
 }

@@ -37,4 +37,6 @@ export interface WorkerContext {
   emit<K extends keyof ServerEvents>(event: K, ...args: ServerEvents[K]): void;
   /** Whether anyone listens to `event` (so that events nobody hears are not even built). */
   listens(event: keyof ServerEvents): boolean;
+  /** Whether `group` is paused now (`client.ops.pause`): no new task of it starts and nothing is fetched. */
+  paused?(group: string): boolean;
 }

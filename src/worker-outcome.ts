@@ -83,6 +83,7 @@ export class OutcomeRecorder {
       return;
     }
     extra.finishedAt = now;
+    extra.message = job.delivery.body;
     if ((await rec.persist(job, { state: rec.state(msg, 'failure', extra), stateTtl: statusExpires, guard: 'notFinal' })) === undefined) return;
     if (outcome.deadLetter) {
       await rec.deadLetter(job, { code: (error as { code?: string }).code ?? 'ERR_TASK_FAILED', message: error.message }, msg.id, msg.name);
@@ -117,7 +118,7 @@ export class OutcomeRecorder {
   async expired(job: Job, msg: TaskMessage, expireAt: number, now: number): Promise<void> {
     const { rec } = this;
     const err = new TaskExpiredError(expireAt);
-    await rec.persist(job, { state: rec.state(msg, 'expired', { error: storeError(err), finishedAt: now }), stateTtl: rec.ctx.settings.statusExpires, guard: 'notFinal' });
+    await rec.persist(job, { state: rec.state(msg, 'expired', { error: storeError(err), finishedAt: now, message: job.delivery.body }), stateTtl: rec.ctx.settings.statusExpires, guard: 'notFinal' });
     rec.ctx.emit('expired', rec.event(msg));
     await rec.ack(job);
   }
@@ -127,7 +128,7 @@ export class OutcomeRecorder {
     const { rec } = this;
     const err = new TooManyDeliveriesError(deliveries, rec.ctx.settings.maxDeliveries);
     rec.ctx.logger.warn('task delivered too many times without concluding; failed and dead-lettered', { group: rec.group, id: msg.id, deliveries });
-    const state = rec.state(msg, 'failure', { error: storeError(err), finishedAt: Date.now(), deliveries });
+    const state = rec.state(msg, 'failure', { error: storeError(err), finishedAt: Date.now(), deliveries, message: job.delivery.body });
     if ((await rec.persist(job, { state, stateTtl: rec.ctx.settings.statusExpires, guard: 'notFinal' })) === undefined) return;
     await rec.deadLetter(job, { code: err.code, message: err.message }, msg.id, msg.name);
     rec.ctx.emit('failed', { ...rec.event(msg), error: err });
@@ -144,7 +145,7 @@ export class OutcomeRecorder {
       await rec.retry(job, { ...msg, firstUnknownAt: first }, now + unknownTaskRetryDelayMs, 'reschedule an unknown task');
       return;
     }
-    const state = rec.state(msg, 'failure', { error: storeError(err), finishedAt: now });
+    const state = rec.state(msg, 'failure', { error: storeError(err), finishedAt: now, message: job.delivery.body });
     if ((await rec.persist(job, { state, stateTtl: statusExpires, guard: 'notFinal' })) === undefined) return;
     await rec.deadLetter(job, { code: err.code, message: err.message }, msg.id, msg.name);
     rec.ctx.emit('failed', { ...rec.event(msg), error: err });

@@ -200,6 +200,7 @@ export class JobRecorder {
 function shrinkState(state: TaskState): TaskState {
   const out: TaskState = { ...state };
   delete out.progress;
+  delete out.message;
   if (out.error !== undefined) {
     const { name, code, message } = out.error;
     out.error = { name: truncateText(name, 200), message: truncateText(message, SHRUNK_TEXT_MAX) };

@@ -29,6 +29,8 @@ export type { Registration, WorkerContext } from './worker-context.js';
 export const CLAIM_AHEAD_MAX_MS = 20;
 /** Handler durations observed before claiming ahead is considered. */
 const CLAIM_AHEAD_SAMPLES = 8;
+/** While its group is paused, the fetch loop looks again this often (ms). */
+const PAUSED_RECHECK_MS = 200;
 
 /** Runs one group with a hard concurrency bound. */
 export class GroupWorker {
@@ -147,6 +149,10 @@ export class GroupWorker {
     const { leaseMs, fetchWaitMs } = this.ctx.settings;
     const prefetch = this.prefetch;
     while (!this.stopping) {
+      if (this.ctx.paused?.(this.group) === true) {
+        await pause(PAUSED_RECHECK_MS, this.stopFetch.signal);
+        continue;
+      }
       this.drain();
       const free = this.concurrency - this.active;
       const buffered = this.buffer.length;
@@ -181,6 +187,7 @@ export class GroupWorker {
 
   /** Starts buffered jobs while slots are free. */
   private drain(): void {
+    if (this.ctx.paused?.(this.group) === true) return;
     while (!this.stopping && this.active < this.concurrency && this.concluding < this.maxConcluding && this.buffer.length > 0) {
       const job = this.buffer.shift() as Job;
       this.active++;
