@@ -10,12 +10,14 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Backend, FinalNotice, StateWrite, WriteOutcome } from '../src/backend.js';
-import { ClosedError, ConnectionError, InvalidOptionError, TasukiError, ValueTooLargeError } from '../src/errors.js';
+import { ClosedError, ConnectionError, InvalidOptionError, TasukiError, ValueTooLargeError, safeCause } from '../src/errors.js';
 import { parseTaskState, type TaskState } from '../src/state.js';
 import { finalChannel, redisKeys, taskTag } from './redis-keys.js';
 import { ReadBatcher } from './redis-reads.js';
 import { WRITE_COMMAND, WRITE_SCRIPT } from './redis-scripts.js';
 import { FinalWatches } from './redis-watch.js';
+import { failureText, resolveOperationTimeout } from '../brokers/redis-connection.js';
+import { emitDurabilityWarning, watchDurability } from '../brokers/redis-durability.js';
 import { REDIS_MAX_STRING, WriteBatcher, prepareWrite, type PendingWrite } from './redis-writes.js';
 
 export { encodeIdForKey, finalChannel, redisKeys } from './redis-keys.js';
@@ -31,8 +33,30 @@ export interface RedisBackendOptions {
   connection?: string | RedisOptions;
   /** Prefix of every key (default `tasuki`); must not contain `{` or `}`. */
   prefix?: string;
-  /** Called with connection errors as they happen (the client reconnects by itself); default: ignored. */
+  /**
+   * Called with connection errors as they happen (the client reconnects by itself); default: ignored.
+   * Each is a copy of the driver's error without credentials (see `safeCause` in `src/errors.ts`).
+   */
   onError?: (err: Error) => void;
+  /**
+   * How long one operation (read, write, delete, subscribe, and `connect`) waits for Redis — for its
+   * answer, and for a reconnect while Redis is unreachable — before it rejects with
+   * `ConnectionError` (`ERR_CONNECTION`); reconnecting goes on with backoff. Such a write's outcome
+   * is unknown (it may still take effect). Default: the `commandTimeout` of `connection` when it has
+   * one, else 15000. Integer ms.
+   */
+  operationTimeoutMs?: number;
+  /**
+   * Receives the durability warning (a `maxmemory-policy` other than `noeviction`, checked at the
+   * first connection). Default: a Node process warning (`TASUKI_REDIS_DURABILITY`).
+   */
+  logger?: RedisBackendLogger;
+}
+
+/** Receives warnings of the Redis backend. */
+export interface RedisBackendLogger {
+  /** Logs one warning with optional structured fields. */
+  warn(msg: string, fields?: Record<string, unknown>): void;
 }
 
 /** Reconnect delay in ms for the n-th attempt: 100, 200, 400 … capped at 3 s, with up to 20 % jitter. */
@@ -52,6 +76,8 @@ export class RedisBackend implements Backend {
   private closed = false;
   private connecting: Promise<void> | undefined;
   private lastError: Error | undefined;
+  /** Bound of one operation (ms), see {@link RedisBackendOptions.operationTimeoutMs}. */
+  private readonly opTimeout: number;
   /** Reads issued in the current tick, sent together at its end. */
   private readonly reads: ReadBatcher;
   /** Writes issued in the current tick, sent together at its end. */
@@ -75,11 +101,20 @@ export class RedisBackend implements Backend {
       retryStrategy: (times: number) => redisReconnectDelay(times),
     };
     const connection = options.connection ?? 'redis://127.0.0.1:6379';
-    this.client = typeof connection === 'string' ? new Redis(connection, defaults) : new Redis({ ...defaults, ...connection });
+    this.opTimeout = resolveOperationTimeout(options.operationTimeoutMs, connection);
+    // Every command (also one waiting in the offline queue for a reconnect) rejects after the bound;
+    // the subscriber connection, a duplicate, inherits it.
+    const bound: RedisOptions = { commandTimeout: this.opTimeout };
+    this.client =
+      typeof connection === 'string' ? new Redis(connection, { ...defaults, ...bound }) : new Redis({ ...defaults, ...connection, ...bound });
     // ioredis emits 'error' on every failed (re)connection attempt; without a listener Node would
     // treat it as unhandled. Operations report failures through their own rejections.
     this.client.on('error', this.onConnectionError);
     this.client.defineCommand(WRITE_COMMAND, { lua: WRITE_SCRIPT });
+    const logger = options.logger;
+    // Eviction only: an evicted state or result is an outcome gone without an error. (Tasks
+    // surviving a restart is the broker's concern; it checks persistence too.)
+    watchDurability(this.client, { module: 'redis backend', persistence: false }, logger ? (msg, fields) => logger.warn(msg, fields) : emitDurabilityWarning);
     this.reads = new ReadBatcher(this.client);
     this.writes = new WriteBatcher(this.client, (err, bytes) => this.wrap(err, 'write', bytes));
     this.watches = new FinalWatches(this.client, this.onConnectionError, (err) => this.wrap(err, 'watchFinal'));
@@ -87,10 +122,11 @@ export class RedisBackend implements Backend {
 
   private readonly onConnectionError = (err: Error): void => {
     this.lastError = err;
-    this.onError?.(err);
+    // The driver's error may hold the arguments of the command that failed (AUTH: the password).
+    if (this.onError) this.onError(safeCause(err) as Error);
   };
 
-  /** @inheritdoc */
+  /** Connects; rejects with `ConnectionError` when Redis is not ready within `operationTimeoutMs`. Idempotent. */
   async connect(): Promise<void> {
     this.check();
     if (this.client.status === 'ready') return;
@@ -99,13 +135,24 @@ export class RedisBackend implements Backend {
         this.connecting = undefined;
       });
     }
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`not ready within ${this.opTimeout} ms (operationTimeoutMs)`)), this.opTimeout);
+      timer.unref();
+    });
     try {
-      if (this.connecting) await this.connecting;
-      // Not ready yet (connecting or reconnecting after a failure): a PING waits in the offline
-      // queue until the connection is up, or fails after ioredis' per-request retry limit.
-      if ((this.client.status as string) !== 'ready') await this.client.ping();
+      const ready = (async () => {
+        if (this.connecting) await this.connecting;
+        // Not ready yet (connecting or reconnecting after a failure): a PING waits in the offline
+        // queue until the connection is up, or fails after the operation timeout.
+        if ((this.client.status as string) !== 'ready') await this.client.ping();
+      })();
+      ready.catch(() => undefined);
+      await Promise.race([ready, bound]);
     } catch (err) {
       throw this.wrap(err, 'connect');
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -209,11 +256,11 @@ export class RedisBackend implements Backend {
   private wrap(err: unknown, op: string, bytes?: number): TasukiError {
     if (err instanceof TasukiError) return err;
     if (this.closed) return new ClosedError('redis backend');
-    const message = err instanceof Error ? err.message : String(err);
+    const message = failureText(err, this.opTimeout);
     if (bytes !== undefined && /proto-max-bulk-len|exceeds maximum allowed size|string exceeds/i.test(message)) {
       return new ValueTooLargeError(bytes, REDIS_MAX_STRING);
     }
-    const last = this.lastError && this.lastError !== err ? ` (last connection error: ${this.lastError.message})` : '';
+    const last = this.lastError && this.lastError !== err ? ` (last connection error: ${failureText(this.lastError, this.opTimeout)})` : '';
     return new ConnectionError(`redis backend: ${op} failed: ${message}${last}`, err);
   }
 }

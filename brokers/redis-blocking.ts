@@ -5,7 +5,7 @@
  * command connection (Redis itself resolves blocking timeouts only every 1/hz s).
  */
 import type { Redis } from 'ioredis';
-import { shutdown, type RedisBrokerLogger, type RedisConnector } from './redis-connection.js';
+import { failureText, shutdown, type RedisBrokerLogger, type RedisConnector } from './redis-connection.js';
 import type { Waits } from './redis-waits.js';
 
 /** A connection of the blocking pool. */
@@ -35,12 +35,14 @@ export class BlockingPool {
    * @param cmd the command connection (sends `CLIENT UNBLOCK`)
    * @param waits the broker's waits (ended on close)
    * @param logger receives warnings of failed waits
+   * @param opTimeout bound (ms) of the non-blocking commands sent on blocking connections (`CLIENT ID`)
    */
   constructor(
     private readonly connector: RedisConnector,
     private readonly cmd: Redis,
     private readonly waits: Waits,
     private readonly logger: RedisBrokerLogger | undefined,
+    private readonly opTimeout: number,
   ) {}
 
   /** Disconnects every blocking connection (after `waits.close()`). */
@@ -65,14 +67,14 @@ export class BlockingPool {
         return;
       }
       if (conn.clientId === undefined) {
-        conn.clientId = Number(await conn.redis.client('ID'));
-        if (this.waits.closed || signal?.aborted) return;
+        conn.clientId = await this.clientId(conn, this.opTimeout);
+        if (conn.clientId === undefined || this.waits.closed || signal?.aborted) return;
       }
       blocked = true;
       await this.blockOn(conn, wakeKey, ms, signal);
     } catch (err) {
       if (this.waits.closed || signal?.aborted) return;
-      this.logger?.warn('redis broker blocking wait failed', { error: err instanceof Error ? err.message : String(err) });
+      this.logger?.warn('redis broker blocking wait failed', { error: failureText(err, this.opTimeout) });
       if (conn.redis.status === 'ready') await this.waits.pause(Math.min(ms, ERROR_PAUSE_MS), signal);
       else await this.waits.ready(conn.redis, ms, signal);
     } finally {
@@ -130,6 +132,30 @@ export class BlockingPool {
     });
   }
 
+  /**
+   * Asks `CLIENT ID` of `conn`; undefined when no answer came within `ms` (the connection is then
+   * dropped and reconnects: a server that does not answer would not answer a BLPOP either).
+   */
+  private clientId(conn: BlockingConn, ms: number): Promise<number | undefined> {
+    return new Promise<number | undefined>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        conn.redis.disconnect(true);
+        resolve(undefined);
+      }, ms);
+      timer.unref();
+      conn.redis.client('ID').then(
+        (id) => {
+          clearTimeout(timer);
+          resolve(Number(id));
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+  }
+
   /** Ends the BLPOP of `conn` now: `CLIENT UNBLOCK` through the command connection, else reconnect it. */
   private unblock(conn: BlockingConn): void {
     if (this.waits.closed) return; // close() disconnects every blocking connection
@@ -151,6 +177,8 @@ export class BlockingPool {
       autoResendUnfulfilledCommands: false,
       // The broker bounds its own waits; never fail a queued command because of the retry count.
       maxRetriesPerRequest: null,
+      // No command timeout here (one given in the connection options included): it would cut BLPOP.
+      commandTimeout: undefined,
     });
     const conn: BlockingConn = { redis, clientId: undefined };
     redis.on('close', () => {

@@ -3,7 +3,7 @@
  * warnings to the logger), how the command connection is opened, and how a client is shut down.
  */
 import { Redis, type RedisOptions } from 'ioredis';
-import { ClosedError, ConnectionError } from '../src/errors.js';
+import { ClosedError, ConnectionError, InvalidOptionError, redactCredentials } from '../src/errors.js';
 
 /** Receives warnings of the Redis broker (connection errors, reconnects). Nothing is logged by default. */
 export interface RedisBrokerLogger {
@@ -18,6 +18,31 @@ export type ConnectionRole = 'cmd' | 'block';
 const defaultRetryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(times - 1, 6), 2000);
 
 const noop = (): void => undefined;
+
+/** Default {@link resolveOperationTimeout}: 15 s, as the RabbitMQ broker's. */
+export const DEFAULT_OPERATION_TIMEOUT_MS = 15_000;
+/** Longest timer Node keeps (2³¹−1 ms); a longer one would fire at once. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * The operation timeout in ms: `operationTimeoutMs` when given, else the `commandTimeout` of the
+ * ioredis options, else {@link DEFAULT_OPERATION_TIMEOUT_MS}. Throws `InvalidOptionError` for
+ * anything but an integer from 1 to 2³¹−1.
+ */
+export function resolveOperationTimeout(value: unknown, connection: string | RedisOptions | undefined): number {
+  const given = value ?? (typeof connection === 'object' ? connection.commandTimeout : undefined);
+  if (given === undefined) return DEFAULT_OPERATION_TIMEOUT_MS;
+  if (typeof given !== 'number' || !Number.isInteger(given) || given < 1 || given > MAX_TIMER_MS) {
+    throw new InvalidOptionError(`operationTimeoutMs must be an integer from 1 to ${MAX_TIMER_MS}, got ${String(given)}`);
+  }
+  return given;
+}
+
+/** The message of a driver failure (URL passwords masked); a command timeout says which bound passed. */
+export function failureText(err: unknown, timeoutMs: number): string {
+  const msg = redactCredentials(err instanceof Error ? err.message : String(err));
+  return msg === 'Command timed out' ? `no answer within ${timeoutMs} ms (operationTimeoutMs); its outcome is unknown` : msg;
+}
 
 /** Makes the broker's ioredis clients, all to the same server with the same options. */
 export class RedisConnector {
@@ -54,7 +79,7 @@ export class RedisConnector {
     // Every concurrent wait adds (and removes) its own 'ready'/'close' listeners.
     redis.setMaxListeners(0);
     redis.on('error', (err: Error) => {
-      if (!this.isClosed()) this.logger?.warn('redis broker connection error', { connection: role, error: err.message });
+      if (!this.isClosed()) this.logger?.warn('redis broker connection error', { connection: role, error: redactCredentials(err.message) });
     });
     redis.on('reconnecting', (ms: number) => {
       if (!this.isClosed()) this.logger?.warn('redis broker reconnecting', { connection: role, inMs: ms });
@@ -65,12 +90,14 @@ export class RedisConnector {
 
 /**
  * Opens `c` (or waits for the connection in progress): resolves once it is ready, rejects with
- * `ConnectionError` on its first error, or `ClosedError` when it ends because the broker closed.
+ * `ConnectionError` on its first error or after `timeoutMs`, or `ClosedError` when it ends because
+ * the broker closed. The client goes on reconnecting (with backoff) after a rejection.
  */
-export function openConnection(c: Redis, isClosed: () => boolean): Promise<void> {
+export function openConnection(c: Redis, isClosed: () => boolean, timeoutMs: number): Promise<void> {
   if (c.status === 'ready') return Promise.resolve();
   return new Promise<void>((resolve, reject) => {
     const cleanup = (): void => {
+      clearTimeout(timer);
       c.off('ready', onReady);
       c.off('error', onError);
       c.off('end', onEnd);
@@ -81,12 +108,17 @@ export function openConnection(c: Redis, isClosed: () => boolean): Promise<void>
     };
     const onError = (err: Error): void => {
       cleanup();
-      reject(new ConnectionError(`cannot connect to redis: ${err.message}`, err));
+      reject(new ConnectionError(`cannot connect to redis: ${failureText(err, timeoutMs)}`, err));
     };
     const onEnd = (): void => {
       cleanup();
       reject(isClosed() ? new ClosedError('redis broker') : new ConnectionError('redis connection ended'));
     };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new ConnectionError(`cannot connect to redis: not ready within ${timeoutMs} ms (operationTimeoutMs)`));
+    }, timeoutMs);
+    timer.unref();
     c.once('ready', onReady);
     c.once('error', onError);
     c.once('end', onEnd);

@@ -17,7 +17,8 @@ import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, Publ
 import { ClosedError, ConnectionError, InvalidOptionError, TasukiError } from '../src/errors.js';
 import { assertName } from '../src/names.js';
 import { BlockingPool } from './redis-blocking.js';
-import { RedisConnector, delay, openConnection, shutdown, type RedisBrokerLogger } from './redis-connection.js';
+import { RedisConnector, delay, failureText, openConnection, resolveOperationTimeout, shutdown, type RedisBrokerLogger } from './redis-connection.js';
+import { emitDurabilityWarning, watchDurability } from './redis-durability.js';
 import { KeyCache, allKeys } from './redis-keys.js';
 import { registerScripts, type ScriptedRedis } from './redis-scripts.js';
 import { TickBatches } from './redis-tick-batches.js';
@@ -41,8 +42,20 @@ export interface RedisBrokerOptions {
    * connection, `<name>:block` for blocking ones. Default `tasuki`.
    */
   connectionName?: string;
-  /** Receives connection warnings. Default: none (nothing is logged). */
+  /**
+   * Receives connection warnings and the durability warning (unsafe `appendonly` or
+   * `maxmemory-policy`, checked at the first connection). Default: connection warnings are not
+   * logged; the durability warning becomes a Node process warning (`TASUKI_REDIS_DURABILITY`).
+   */
   logger?: RedisBrokerLogger;
+  /**
+   * How long one operation (publish, ack, fetch script, …, and `connect`) waits for Redis — for its
+   * answer, and for a reconnect while Redis is unreachable — before it rejects with
+   * `ConnectionError` (`ERR_CONNECTION`); reconnecting goes on with backoff. Such an operation's
+   * outcome is unknown (it may still take effect). Idle fetches block for `waitMs`, not bounded by
+   * this. Default: the `commandTimeout` of `connection` when it has one, else 15000. Integer ms.
+   */
+  operationTimeoutMs?: number;
 }
 
 /** A publish waiting for the end of the current tick. */
@@ -77,6 +90,8 @@ export class RedisBroker implements Broker {
   private readonly waits = new Waits();
   /** Blocking connections of idle fetches. */
   private readonly pool: BlockingPool;
+  /** Bound of one operation (ms), see {@link RedisBrokerOptions.operationTimeoutMs}. */
+  private readonly opTimeout: number;
   private closing: Promise<void> | undefined;
   /** Single publishes of the current tick, one script call per group (the script takes any number). */
   private readonly publishes = new TickBatches<PendingPublish>(
@@ -117,6 +132,7 @@ export class RedisBroker implements Broker {
     }
     this.prefix = prefix;
     this.keys = new KeyCache(prefix);
+    this.opTimeout = resolveOperationTimeout(options.operationTimeoutMs, options.connection);
     const connector = new RedisConnector(options.connection ?? 'redis://127.0.0.1:6379', connectionName, options.logger, () => this.closed);
     // No ioredis auto-pipelining by default: the broker already sends the publishes and acks of one
     // tick as one script call, and auto-pipelining's per-batch objects cost more than they save
@@ -124,19 +140,27 @@ export class RedisBroker implements Broker {
     this.cmd = registerScripts(
       connector.create('cmd', {
         enableAutoPipelining: connector.baseOptions.enableAutoPipelining ?? false,
+        // Every command of this connection (scripts, CLIENT UNBLOCK, the handshake) rejects after
+        // the bound, also while it waits in the offline queue for a reconnect.
+        commandTimeout: this.opTimeout,
       }),
     );
-    this.pool = new BlockingPool(connector, this.cmd, this.waits, options.logger);
+    this.pool = new BlockingPool(connector, this.cmd, this.waits, options.logger, this.opTimeout);
+    const logger = options.logger;
+    watchDurability(this.cmd, { module: 'redis broker', persistence: true }, logger ? (msg, fields) => logger.warn(msg, fields) : emitDurabilityWarning);
   }
 
   private get closed(): boolean {
     return this.waits.closed;
   }
 
-  /** Opens the command connection (blocking connections open when a fetch first waits). Idempotent. */
+  /**
+   * Opens the command connection (blocking connections open when a fetch first waits); rejects with
+   * `ConnectionError` when Redis is not ready within `operationTimeoutMs`. Idempotent.
+   */
   async connect(): Promise<void> {
     this.assertOpen();
-    await openConnection(this.cmd, () => this.closed);
+    await openConnection(this.cmd, () => this.closed, this.opTimeout);
   }
 
   /** Closes every connection; waiting fetches resolve with `[]`, later calls reject with `ClosedError`. Idempotent. */
@@ -190,7 +214,8 @@ export class RedisBroker implements Broker {
    * Takes up to `max` messages in one script call. When none is ready it blocks on the group's wake
    * list (no polling) until a publish wakes it, the next delayed message is due, a lease runs out,
    * `waitMs` passes or `signal` aborts. While Redis is unreachable it waits for the reconnect (up to
-   * `waitMs`, at least 1 s) and then rejects with `ConnectionError`.
+   * `waitMs`, at least 1 s) and then rejects with `ConnectionError`; a fetch script call that gets no
+   * answer rejects after `operationTimeoutMs`.
    */
   async fetch(group: string, max: number, options: FetchOptions): Promise<Delivery[]> {
     this.assertOpen();
@@ -386,7 +411,6 @@ export class RedisBroker implements Broker {
   private failure(what: string, err: unknown): TasukiError {
     if (err instanceof TasukiError) return err;
     if (this.closed) return new ClosedError('redis broker');
-    const msg = err instanceof Error ? err.message : String(err);
-    return new ConnectionError(`redis ${what} failed: ${msg}`, err);
+    return new ConnectionError(`redis ${what} failed: ${failureText(err, this.opTimeout)}`, err);
   }
 }
