@@ -1,6 +1,7 @@
 /**
  * Connections of the Redis broker: how an ioredis client is made (reconnect backoff, client name,
- * warnings to the logger), how the command connection is opened, and how a client is shut down.
+ * warnings to the logger), the operation timeout and the text of a failure (also used by the Redis
+ * backend), how the command connection is opened, and how a client is shut down.
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { ClosedError, ConnectionError, InvalidOptionError, redactCredentials } from '../src/errors.js';

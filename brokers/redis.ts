@@ -7,56 +7,28 @@
  * leases and due delayed messages are moved by the fetch script itself (no reaper process is needed:
  * any fetching worker recovers the deliveries of a worker killed with SIGKILL).
  *
- * Where the rest lives: connections (`./redis-connection.ts`), the publishes and acks of one tick
- * coalesced into one script call each (`./redis-tick-batches.ts`), idle fetches blocking on a pool of
- * connections (`./redis-blocking.ts`), abortable waits (`./redis-waits.ts`), argument checks and reply
- * parsing (`./redis-values.ts`). This file holds the broker's options and its operations.
+ * Where the rest lives: options (`./redis-options.ts`), connections and the operation timeout
+ * (`./redis-connection.ts`), the publishes and acks of one tick coalesced into one script call each
+ * (`./redis-tick-batches.ts`), idle fetches blocking on a pool of connections (`./redis-blocking.ts`),
+ * abortable waits (`./redis-waits.ts`), argument checks and reply parsing (`./redis-values.ts`), the
+ * check of the server's persistence and eviction settings (`./redis-durability.ts`). This file holds
+ * the broker class: its life cycle and the operations of the `Broker` interface.
  */
-import type { RedisOptions } from 'ioredis';
 import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, PublishOptions, QueueCounts } from '../src/broker.js';
 import { ClosedError, ConnectionError, InvalidOptionError, TasukiError } from '../src/errors.js';
 import { assertName } from '../src/names.js';
 import { BlockingPool } from './redis-blocking.js';
-import { RedisConnector, delay, failureText, openConnection, resolveOperationTimeout, shutdown, type RedisBrokerLogger } from './redis-connection.js';
+import { RedisConnector, delay, failureText, openConnection, shutdown } from './redis-connection.js';
 import { emitDurabilityWarning, watchDurability } from './redis-durability.js';
 import { KeyCache, allKeys } from './redis-keys.js';
+import { brokerSettings, type RedisBrokerOptions } from './redis-options.js';
 import { registerScripts, type ScriptedRedis } from './redis-scripts.js';
 import { TickBatches } from './redis-tick-batches.js';
 import { availableAtArg, deliveryGroup, idList, parseFetchReply, parseReason, positiveMs, stringArray } from './redis-values.js';
 import { Waits } from './redis-waits.js';
 
 export type { RedisBrokerLogger } from './redis-connection.js';
-
-/** Options of {@link RedisBroker}. */
-export interface RedisBrokerOptions {
-  /**
-   * Where Redis is: a `redis://` / `rediss://` URL or ioredis options. Default `redis://127.0.0.1:6379`.
-   * A `retryStrategy` given here replaces the default reconnect backoff (50 ms doubling to 2 s).
-   * `lazyConnect` and `connectionName` are set by the broker.
-   */
-  connection?: string | RedisOptions;
-  /** First part of every key (`<prefix>:{<group>}:...`). Default `tasuki`. Must not contain `{` or `}`. */
-  prefix?: string;
-  /**
-   * Client name of the broker's connections as shown by `CLIENT LIST`: `<name>:cmd` for the command
-   * connection, `<name>:block` for blocking ones. Default `tasuki`.
-   */
-  connectionName?: string;
-  /**
-   * Receives connection warnings and the durability warning (unsafe `appendonly` or
-   * `maxmemory-policy`, checked at the first connection). Default: connection warnings are not
-   * logged; the durability warning becomes a Node process warning (`TASUKI_REDIS_DURABILITY`).
-   */
-  logger?: RedisBrokerLogger;
-  /**
-   * How long one operation (publish, ack, fetch script, …, and `connect`) waits for Redis — for its
-   * answer, and for a reconnect while Redis is unreachable — before it rejects with
-   * `ConnectionError` (`ERR_CONNECTION`); reconnecting goes on with backoff. Such an operation's
-   * outcome is unknown (it may still take effect). Idle fetches block for `waitMs`, not bounded by
-   * this. Default: the `commandTimeout` of `connection` when it has one, else 15000. Integer ms.
-   */
-  operationTimeoutMs?: number;
-}
+export type { RedisBrokerOptions } from './redis-options.js';
 
 /** A publish waiting for the end of the current tick. */
 interface PendingPublish {
@@ -122,18 +94,11 @@ export class RedisBroker implements Broker {
 
   /** @param options connection, key prefix, connection names, logger */
   constructor(options: RedisBrokerOptions = {}) {
-    const prefix = options.prefix ?? 'tasuki';
-    if (typeof prefix !== 'string' || prefix.length === 0 || /[{}]/.test(prefix)) {
-      throw new InvalidOptionError(`prefix must be a non-empty string without "{" or "}", got ${JSON.stringify(prefix)}`);
-    }
-    const connectionName = options.connectionName ?? 'tasuki';
-    if (typeof connectionName !== 'string' || !/^[!-~]+$/.test(connectionName)) {
-      throw new InvalidOptionError(`connectionName must be printable ASCII without spaces, got ${JSON.stringify(connectionName)}`);
-    }
-    this.prefix = prefix;
-    this.keys = new KeyCache(prefix);
-    this.opTimeout = resolveOperationTimeout(options.operationTimeoutMs, options.connection);
-    const connector = new RedisConnector(options.connection ?? 'redis://127.0.0.1:6379', connectionName, options.logger, () => this.closed);
+    const settings = brokerSettings(options);
+    this.prefix = settings.prefix;
+    this.keys = new KeyCache(settings.prefix);
+    this.opTimeout = settings.operationTimeoutMs;
+    const connector = new RedisConnector(settings.connection, settings.connectionName, options.logger, () => this.closed);
     // No ioredis auto-pipelining by default: the broker already sends the publishes and acks of one
     // tick as one script call, and auto-pipelining's per-batch objects cost more than they save
     // (measured: about 20 % more processing throughput and a lower latency tail without it).

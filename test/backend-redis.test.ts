@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { RedisBackend, encodeIdForKey, finalChannel, normalizeExpiry, redisKeys, redisReconnectDelay } from '../backends/redis.js';
 import { encodeValueText } from '../src/message.js';
 import type { TaskState } from '../src/state.js';
+import { ConnectionError } from '../src/errors.js';
 import { redisNamespace } from './helpers/redis.js';
 import { startPrivateRedis, type PrivateRedis } from './helpers/redis-server.js';
 import { until } from './core/suite.js';
@@ -49,6 +50,21 @@ describe('redis backend specifics', () => {
     // The encoding is injective: distinct ids never share keys.
     expect(encodeIdForKey('{')).not.toBe(encodeIdForKey('%7B'));
     expect(() => new RedisBackend({ prefix: 'a{b' })).toThrow(/prefix/);
+  });
+
+  it('a ConnectionError carries no credential: URL passwords masked, the driver error copied without its command', () => {
+    const driver = Object.assign(new Error('WRONGPASS for redis://app:s3cret-a@db:6379/0'), {
+      name: 'ReplyError',
+      command: { name: 'auth', args: ['app', 's3cret-b'] },
+      code: 'WRONGPASS',
+      cause: Object.assign(new Error('inner amqp://u:s3cret-c@host'), { options: { password: 's3cret-d' } }),
+    });
+    const err = new ConnectionError('cannot connect to rediss://:s3cret-e@db:6380', driver);
+    const text = inspect(err, { depth: 10 });
+    expect(text).not.toMatch(/s3cret/);
+    expect(err.message).toBe('cannot connect to rediss://:***@db:6380');
+    expect(err.cause).toMatchObject({ name: 'ReplyError', code: 'WRONGPASS', message: 'WRONGPASS for redis://app:***@db:6379/0' });
+    expect((err.cause as Error).cause).toMatchObject({ message: 'inner amqp://u:***@host' });
   });
 
   it('validates expiries', () => {
