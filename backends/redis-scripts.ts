@@ -7,13 +7,15 @@
 export const WRITE_COMMAND = 'tasukiBackendWrite';
 
 /**
- * The `op` argument of a write: four letters and the state expiry, e.g. `a--p60` or `nsr--1`.
+ * The `op` argument of a write: five letters and the state expiry, e.g. `a--p-60` or `nsr-i-1`.
  * 1. guard: `a` absent, `n` notFinal, `s` notSuccess;
  * 2. the new status when it is final (`s` success, `f` failure, `e` expired, `a` aborted), else `-`;
  * 3. `r` when a result is written (then the write has a result key and two more arguments), else `-`;
  * 4. `p` when the replaced state is returned also for a write that passes, `-` when only the state
  *    that refused a write is (saves sending back a state nobody reads);
- * 5. the state expiry in seconds (-1 forever, 0 not stored, N).
+ * 5. `i` when the write keeps the task index (then one more argument follows, see
+ *    {@link indexArg}), else `-`;
+ * 6. the state expiry in seconds (-1 forever, 0 not stored, N).
  */
 export function writeOp(
   guard: 'absent' | 'notFinal' | 'notSuccess',
@@ -21,11 +23,21 @@ export function writeOp(
   hasResult: boolean,
   stateTtl: number,
   previousWhenWritten = true,
+  indexed = false,
 ): string {
   const g = guard === 'absent' ? 'a' : guard === 'notFinal' ? 'n' : 's';
   const f =
     status === 'success' ? 's' : status === 'failure' ? 'f' : status === 'expired' ? 'e' : status === 'aborted' ? 'a' : '-';
-  return g + f + (hasResult ? 'r' : '-') + (previousWhenWritten ? 'p' : '-') + stateTtl;
+  return g + f + (hasResult ? 'r' : '-') + (previousWhenWritten ? 'p' : '-') + (indexed ? 'i' : '-') + stateTtl;
+}
+
+/**
+ * The index argument of a write (op letter 5 `i`), newline-separated: the group's index key base
+ * (`P:ix|group`; the per-status sets are `base|status`), the new status, the score (`updatedAt`),
+ * the task id, the cap per set, the key of the set of indexed groups, and the group.
+ */
+export function indexArg(base: string, status: string, score: number, id: string, cap: number, groupsKey: string, group: string): string {
+  return `${base}\n${status}\n${score}\n${id}\n${cap}\n${groupsKey}\n${group}`;
 }
 
 /**
@@ -93,13 +105,38 @@ local function store(key, value, ttl)
   end
 end
 
-local function write_one(skey, rkey, state, op, result, rttl)
+-- Moves a task's index entry with its write (see indexArg): out of the previous status's set, into
+-- the new one's and the group's, each trimmed to its cap (oldest first); a state not stored leaves both.
+local function index_one(ix, prev_status, ttl)
+  local parts = {}
+  local from = 1
+  for _ = 1, 6 do
+    local nl = string.find(ix, '\\n', from, true)
+    parts[#parts + 1] = string.sub(ix, from, nl - 1)
+    from = nl + 1
+  end
+  local base, status, score, id, cap, groups = parts[1], parts[2], parts[3], parts[4], tonumber(parts[5]), parts[6]
+  if prev_status and prev_status ~= status then redis.call('ZREM', base .. '|' .. prev_status, id) end
+  local skey = base .. '|' .. status
+  if ttl == 0 then
+    redis.call('ZREM', base, id)
+    redis.call('ZREM', skey, id)
+    return
+  end
+  redis.call('ZADD', skey, score, id)
+  redis.call('ZADD', base, score, id)
+  if redis.call('ZCARD', skey) > cap then redis.call('ZREMRANGEBYRANK', skey, 0, -cap - 1) end
+  if redis.call('ZCARD', base) > 4 * cap then redis.call('ZREMRANGEBYRANK', base, 0, -4 * cap - 1) end
+  redis.call('SADD', groups, string.sub(ix, from))
+end
+
+local function write_one(skey, rkey, state, op, result, rttl, ix)
   local g = string.sub(op, 1, 1)
   if g ~= 'a' and g ~= 'n' and g ~= 's' then
     return redis.error_reply('ERR tasuki: malformed write op ' .. tostring(op))
   end
   local final = FINAL[string.sub(op, 2, 2)]
-  local t = tonumber(string.sub(op, 5))
+  local t = tonumber(string.sub(op, 6))
   local prev
   local stored = false
   if g == 'a' and t ~= 0 then
@@ -134,6 +171,11 @@ local function write_one(skey, rkey, state, op, result, rttl)
   end
   if rkey then store(rkey, result, tonumber(rttl)) end
   if not stored then store(skey, state, t) end
+  if ix then
+    local ps = nil
+    if prev then ps = stored_status(prev) end
+    index_one(ix, ps, t)
+  end
   if final then
     -- The notice carries the write: the state, then (when this write stored one) a newline and the result.
     local notice = state
@@ -152,15 +194,17 @@ local n = #ARGV
 while a <= n do
   local op = ARGV[a + 1]
   local written, prev
+  local indexed = string.sub(op, 5, 5) == 'i'
   if string.sub(op, 3, 3) == 'r' then
-    written, prev = write_one(KEYS[k], KEYS[k + 1], ARGV[a], op, ARGV[a + 2], ARGV[a + 3])
+    written, prev = write_one(KEYS[k], KEYS[k + 1], ARGV[a], op, ARGV[a + 2], ARGV[a + 3], indexed and ARGV[a + 4])
     k = k + 2
     a = a + 4
   else
-    written, prev = write_one(KEYS[k], false, ARGV[a], op, nil, nil)
+    written, prev = write_one(KEYS[k], false, ARGV[a], op, nil, nil, indexed and ARGV[a + 2])
     k = k + 1
     a = a + 2
   end
+  if indexed then a = a + 1 end
   if type(written) == 'table' then return written end
   out[i + 1] = written
   out[i + 2] = prev

@@ -11,7 +11,7 @@ import type { Expiry, StateWrite, WriteOutcome } from '../src/backend.js';
 import { InvalidOptionError, ValueTooLargeError } from '../src/errors.js';
 import { isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
 import { taskTag } from './redis-keys.js';
-import { WRITE_COMMAND, writeOp } from './redis-scripts.js';
+import { WRITE_COMMAND, indexArg, writeOp } from './redis-scripts.js';
 
 /** Largest string Redis stores (512 MiB, the default `proto-max-bulk-len`). */
 export const REDIS_MAX_STRING = 512 * 1024 * 1024;
@@ -59,6 +59,8 @@ export class PendingWrite {
     readonly resultTtl: string,
     /** State expiry, normalised (seconds, -1), when this write can be one native `SET NX GET`; else 0. */
     readonly nativeTtl: number,
+    /** The index argument (see `indexArg`), when the write keeps the task index. */
+    readonly ix?: string,
   ) {}
 
   /** Settles with the script's or the SET's reply: written or not, and the previous state text. */
@@ -95,8 +97,22 @@ export class PendingWrite {
   }
 }
 
-/** Validates a write for keys under `prefix` and turns it into a {@link PendingWrite} (throws typed errors). */
-export function prepareWrite(prefix: string, w: StateWrite): PendingWrite {
+/** How a backend keeps its task index in the write script (see `./redis-index.ts`). */
+export interface IndexKeeping {
+  /** Most entries per group and status. */
+  cap: number;
+  /** The index key base of a group. */
+  base(group: string): string;
+  /** The key of the set of indexed groups. */
+  groupsKey: string;
+}
+
+/**
+ * Validates a write for keys under `prefix` and turns it into a {@link PendingWrite} (throws typed
+ * errors). With `index`, the write also keeps the task index (in the same script call: a lone
+ * `absent` write then goes through the script too, not the native SET).
+ */
+export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping): PendingWrite {
   const guard = w.guard;
   if (guard !== 'absent' && guard !== 'notFinal' && guard !== 'notSuccess') {
     throw new InvalidOptionError(`unknown write guard ${JSON.stringify(guard)}`);
@@ -115,14 +131,16 @@ export function prepareWrite(prefix: string, w: StateWrite): PendingWrite {
   const tag = taskTag(prefix, state.id);
   const status = state.status;
   const final = isFinalStatus(status);
+  const ix = index === undefined || state.group === '' ? undefined : indexArg(index.base(state.group), status, state.updatedAt, state.id, index.cap, index.groupsKey, state.group);
   return new PendingWrite(
     tag + ':state',
     result === undefined ? undefined : tag + ':result',
     stateText,
-    writeOp(guard, status, result !== undefined, stateTtl, w.previous !== 'refused'),
+    writeOp(guard, status, result !== undefined, stateTtl, w.previous !== 'refused', ix !== undefined),
     result,
     String(resultTtl),
-    guard === 'absent' && result === undefined && stateTtl !== 0 && !final ? stateTtl : 0,
+    guard === 'absent' && result === undefined && stateTtl !== 0 && !final && ix === undefined ? stateTtl : 0,
+    ix,
   );
 }
 
@@ -203,9 +221,10 @@ export class WriteBatcher {
       let keys = 0;
       let args = 0;
       for (let i = start; i < end; i++) {
-        const withResult = (all[i] as PendingWrite).resultKey !== undefined;
+        const p = all[i] as PendingWrite;
+        const withResult = p.resultKey !== undefined;
         keys += withResult ? 2 : 1;
-        args += withResult ? 4 : 2;
+        args += (withResult ? 4 : 2) + (p.ix === undefined ? 0 : 1);
       }
       // One array, passed as one argument: ioredis flattens it (no spread of thousands of arguments).
       const keysAndArgs = new Array<string | number>(1 + keys + args);
@@ -222,6 +241,7 @@ export class WriteBatcher {
           keysAndArgs[a++] = p.result as string;
           keysAndArgs[a++] = p.resultTtl;
         }
+        if (p.ix !== undefined) keysAndArgs[a++] = p.ix;
       }
       run.call(this.client, keysAndArgs).then(
         (reply) => {

@@ -18,7 +18,8 @@ import { WRITE_COMMAND, WRITE_SCRIPT } from './redis-scripts.js';
 import { FinalWatches } from './redis-watch.js';
 import { failureText, resolveOperationTimeout } from '../brokers/redis-connection.js';
 import { emitDurabilityWarning, watchDurability } from '../brokers/redis-durability.js';
-import { REDIS_MAX_STRING, WriteBatcher, prepareWrite, type PendingWrite } from './redis-writes.js';
+import { REDIS_MAX_STRING, WriteBatcher, prepareWrite, type PendingWrite, type IndexKeeping } from './redis-writes.js';
+import { DEFAULT_INDEX_CAP, indexKeeping, RedisRecordStore, RedisTaskIndex } from './redis-index.js';
 
 export { encodeIdForKey, finalChannel, redisKeys } from './redis-keys.js';
 export { normalizeExpiry } from './redis-writes.js';
@@ -51,6 +52,12 @@ export interface RedisBackendOptions {
    * first connection). Default: a Node process warning (`TASUKI_REDIS_DURABILITY`).
    */
   logger?: RedisBackendLogger;
+  /**
+   * The task index (`client.ops.list`, counts by status, the watchdog), kept inside the write script
+   * (no extra round trip; see `./redis-index.ts`). Default on with a cap of 10 000 entries per group
+   * and status; `false` turns it off (then a lone `absent` write is the native `SET NX GET` again).
+   */
+  index?: false | { cap?: number };
 }
 
 /** Receives warnings of the Redis backend. */
@@ -84,6 +91,12 @@ export class RedisBackend implements Backend {
   private readonly writes: WriteBatcher;
   /** Listeners of final writes ({@link watchFinal}). */
   private readonly watches: FinalWatches;
+  /** How writes keep the task index; undefined when it is off. */
+  private readonly keeping: IndexKeeping | undefined;
+  /** @inheritdoc */
+  readonly index: RedisTaskIndex | undefined;
+  /** @inheritdoc */
+  readonly records: RedisRecordStore;
 
   /** @param options see {@link RedisBackendOptions} */
   constructor(options: RedisBackendOptions = {}) {
@@ -118,6 +131,12 @@ export class RedisBackend implements Backend {
     this.reads = new ReadBatcher(this.client);
     this.writes = new WriteBatcher(this.client, (err, bytes) => this.wrap(err, 'write', bytes));
     this.watches = new FinalWatches(this.client, this.onConnectionError, (err) => this.wrap(err, 'watchFinal'));
+    const cap = options.index === false ? 0 : options.index?.cap ?? DEFAULT_INDEX_CAP;
+    if (options.index !== false && (!Number.isInteger(cap) || cap < 1)) throw new InvalidOptionError(`index.cap must be a whole number ≥ 1, got ${String(cap)}`);
+    this.keeping = options.index === false ? undefined : indexKeeping(this.prefix, cap);
+    const wrap = (err: unknown, op: string): Error => this.wrap(err, op);
+    this.index = this.keeping === undefined ? undefined : new RedisTaskIndex(this.client, this.prefix, this.keeping, wrap);
+    this.records = new RedisRecordStore(this.client, this.prefix, wrap);
   }
 
   private readonly onConnectionError = (err: Error): void => {
@@ -177,7 +196,7 @@ export class RedisBackend implements Backend {
     let p: PendingWrite;
     try {
       this.check();
-      p = prepareWrite(this.prefix, w);
+      p = prepareWrite(this.prefix, w, this.keeping);
     } catch (err) {
       return Promise.reject(err);
     }

@@ -170,7 +170,7 @@ export interface RecordStore {
   remove(kind: string, key: string): Promise<void>;
   /**
    * Stores a record only when no live one has the key, atomically: of many concurrent claims of
-   * one key exactly one resolves `true`.
+   * one key exactly one resolves `true`. A claimed record is read with `get`; `list` need not show it.
    */
   claim(kind: string, key: string, value: string, ttlMs: number): Promise<boolean>;
 }

@@ -292,9 +292,10 @@ describe('redis backend: reads of one tick', () => {
   });
 });
 
+// The native path is taken only without the task index (which the write script keeps).
 describe('redis backend: native SET NX GET for a lone absent write', () => {
   it('keeps the absent guard: written once with its expiry, then refused with the stored state', async () => {
-    const b = new RedisBackend({ connection: REDIS_URL, prefix });
+    const b = new RedisBackend({ connection: REDIS_URL, prefix, index: false });
     try {
       const id = randomUUID();
       const key = redisKeys(prefix, id).state;
@@ -322,7 +323,7 @@ describe('redis backend: native SET NX GET for a lone absent write', () => {
   });
 
   it('falls back to the script for good when the server rejects NX with GET (Redis < 7)', async () => {
-    const b = new RedisBackend({ connection: REDIS_URL, prefix });
+    const b = new RedisBackend({ connection: REDIS_URL, prefix, index: false });
     try {
       await b.connect();
       let calls = 0;
@@ -345,7 +346,7 @@ describe('redis backend: native SET NX GET for a lone absent write', () => {
   });
 
   it('lets exactly one of many sequential and concurrent creators win', async () => {
-    const bs = [new RedisBackend({ connection: REDIS_URL, prefix }), new RedisBackend({ connection: REDIS_URL, prefix })];
+    const bs = [new RedisBackend({ connection: REDIS_URL, prefix, index: false }), new RedisBackend({ connection: REDIS_URL, prefix, index: false })];
     try {
       const id = randomUUID();
       // One write per tick per backend: each is a native SET.

@@ -36,7 +36,7 @@ export function opsContract(name: string, makeHarness: () => BackendHarness): vo
       expect(b.records).toBeDefined();
       return b.records as RecordStore;
     };
-    const put = async (b: Backend, status: TaskStatus, at: number, extra: Partial<TaskState> = {}, id = randomUUID(), ttl = 60): Promise<string> => {
+    const put = async (b: Backend, status: TaskStatus, at: number, extra: Partial<TaskState> = {}, id: string = randomUUID(), ttl = 60): Promise<string> => {
       if (!ids.includes(id)) ids.push(id);
       const state: TaskState = { v: 1, id, group, name: 't', status, retriesUsed: 0, retriesLeft: 3, updatedAt: at, ...extra };
       await b.write({ state, stateTtl: ttl, guard: 'notSuccess' });

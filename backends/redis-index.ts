@@ -1,0 +1,206 @@
+/**
+ * The task index and the record store of the Redis result backend.
+ *
+ * Index keys, for the prefix `P` and a group `G` (`|` cannot appear in a group name, so no group's
+ * keys meet another's):
+ * - `P:ix|G` — sorted set of the group's task ids, scored by the state's `updatedAt`;
+ * - `P:ix|G|STATUS` — the same, per status;
+ * - `P:ix-groups` — set of the groups with indexed tasks.
+ * The write script (`./redis-scripts.ts`) keeps them inside each state write, with no extra round
+ * trip: out of the previous status's set, into the new one's, each trimmed to its cap. An entry
+ * whose state has expired or was deleted is removed when a query meets it (reads check the state
+ * keys; counts first sweep the oldest entries).
+ *
+ * Record keys: `P:rec|KIND|KEY` (string with the record's expiry) and the set `P:rec|KIND` of its
+ * keys, for listing (a claim's key is not listed).
+ *
+ * These keys are computed inside the script rather than declared: the index needs a standalone
+ * Redis (or one reached through one connection), as the backend's batched writes already do.
+ */
+import type { Redis } from 'ioredis';
+import type { IndexPage, IndexQuery, RecordStore, StoredRecord, TaskIndex } from '../src/backend.js';
+import { decodeCursor, encodeCursor, matches } from '../src/ops/index-query.js';
+import { parseTaskState, TASK_STATUSES, type TaskState, type TaskStatus } from '../src/state.js';
+import { taskTag } from './redis-keys.js';
+import type { IndexKeeping } from './redis-writes.js';
+
+/** Default most entries kept per group and status. */
+export const DEFAULT_INDEX_CAP = 10_000;
+
+/** The index keys of a backend prefix. */
+export function indexKeeping(prefix: string, cap: number): IndexKeeping {
+  return { cap, base: (group) => `${prefix}:ix|${group}`, groupsKey: `${prefix}:ix-groups` };
+}
+
+/** Entries checked per sweep step. */
+const SWEEP_BATCH = 200;
+
+/** {@link TaskIndex} on the backend's sorted sets. */
+export class RedisTaskIndex implements TaskIndex {
+  /**
+   * @param client the backend's connection
+   * @param prefix key prefix
+   * @param keys index key layout
+   * @param wrap turns a driver failure into the backend's typed error
+   */
+  constructor(
+    private readonly client: Redis,
+    private readonly prefix: string,
+    private readonly keys: IndexKeeping,
+    private readonly wrap: (err: unknown, what: string) => Error,
+  ) {}
+
+  private stateKey(id: string): string {
+    return `${taskTag(this.prefix, id)}:state`;
+  }
+
+  /** Current states of `ids` (null: gone), removing gone ones from `set`. */
+  private async states(set: string, ids: string[]): Promise<Array<TaskState | null>> {
+    if (ids.length === 0) return [];
+    const texts = await this.client.mget(ids.map((id) => this.stateKey(id)));
+    const gone = ids.filter((_, i) => texts[i] === null);
+    if (gone.length > 0) await this.client.zrem(set, ...gone);
+    return texts.map((t, i) => (t === null ? null : parseTaskState(t, this.stateKey(ids[i] as string))));
+  }
+
+  /** @inheritdoc */
+  async list(q: IndexQuery): Promise<IndexPage> {
+    try {
+      const base = this.keys.base(q.group);
+      const set = q.status === undefined ? base : `${base}|${q.status}`;
+      const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
+      let max = q.until === undefined ? '+inf' : `(${q.until}`;
+      if (after !== undefined && (q.until === undefined || after.at < q.until)) max = String(after.at);
+      const min = q.since === undefined ? '-inf' : String(q.since);
+      const found: TaskState[] = [];
+      const batch = Math.min(1000, Math.max(50, 2 * q.limit + 1));
+      for (let offset = 0; found.length <= q.limit; offset += batch) {
+        const raw = await this.client.zrevrangebyscore(set, max, min, 'LIMIT', offset, batch);
+        const states = await this.states(set, raw);
+        for (const s of states) if (s !== null && matches(s, q, after)) found.push(s);
+        if (raw.length < batch) break;
+        // Gone entries were removed: the next page starts that many earlier.
+        offset -= states.filter((s) => s === null).length;
+      }
+      const items = found.slice(0, q.limit);
+      const last = items[items.length - 1];
+      return { items, cursor: found.length > q.limit && last !== undefined ? encodeCursor(last) : null };
+    } catch (err) {
+      throw this.wrap(err, 'index list');
+    }
+  }
+
+  /** @inheritdoc */
+  async groups(): Promise<string[]> {
+    try {
+      return (await this.client.smembers(this.keys.groupsKey)).sort();
+    } catch (err) {
+      throw this.wrap(err, 'index groups');
+    }
+  }
+
+  /** Removes the oldest entries of `set` whose states are gone (expired in order, as they mostly are). */
+  private async sweep(set: string): Promise<void> {
+    for (;;) {
+      const ids = await this.client.zrange(set, 0, SWEEP_BATCH - 1);
+      if (ids.length === 0) return;
+      const states = await this.states(set, ids);
+      const gone = states.filter((s) => s === null).length;
+      if (gone === 0 || ids.length < SWEEP_BATCH) return;
+    }
+  }
+
+  /** @inheritdoc */
+  async statusCounts(group: string): Promise<Partial<Record<TaskStatus, number>>> {
+    try {
+      const base = this.keys.base(group);
+      const out: Partial<Record<TaskStatus, number>> = {};
+      await Promise.all(
+        TASK_STATUSES.map(async (s) => {
+          await this.sweep(`${base}|${s}`);
+          out[s] = await this.client.zcard(`${base}|${s}`);
+        }),
+      );
+      return out;
+    } catch (err) {
+      throw this.wrap(err, 'index counts');
+    }
+  }
+}
+
+/** {@link RecordStore} on string keys with expiries plus a set per kind. */
+export class RedisRecordStore implements RecordStore {
+  /** @param client the backend's connection @param prefix key prefix @param wrap typed errors */
+  constructor(
+    private readonly client: Redis,
+    private readonly prefix: string,
+    private readonly wrap: (err: unknown, what: string) => Error,
+  ) {}
+
+  private kindKey(kind: string): string {
+    return `${this.prefix}:rec|${kind}`;
+  }
+
+  private key(kind: string, key: string): string {
+    return `${this.prefix}:rec|${kind}|${key}`;
+  }
+
+  /** @inheritdoc */
+  async put(kind: string, key: string, value: string, ttlMs: number | null): Promise<void> {
+    try {
+      const m = this.client.multi();
+      if (ttlMs === null) m.set(this.key(kind, key), value);
+      else m.set(this.key(kind, key), value, 'PX', Math.max(1, Math.ceil(ttlMs)));
+      m.sadd(this.kindKey(kind), key);
+      await m.exec();
+    } catch (err) {
+      throw this.wrap(err, 'record put');
+    }
+  }
+
+  /** @inheritdoc */
+  async get(kind: string, key: string): Promise<string | null> {
+    try {
+      return await this.client.get(this.key(kind, key));
+    } catch (err) {
+      throw this.wrap(err, 'record get');
+    }
+  }
+
+  /** @inheritdoc */
+  async list(kind: string): Promise<StoredRecord[]> {
+    try {
+      const keys = await this.client.smembers(this.kindKey(kind));
+      if (keys.length === 0) return [];
+      const values = await this.client.mget(keys.map((k) => this.key(kind, k)));
+      const gone = keys.filter((_, i) => values[i] === null);
+      if (gone.length > 0) await this.client.srem(this.kindKey(kind), ...gone);
+      const out: StoredRecord[] = [];
+      keys.forEach((key, i) => {
+        const value = values[i];
+        if (value !== null && value !== undefined) out.push({ key, value });
+      });
+      return out;
+    } catch (err) {
+      throw this.wrap(err, 'record list');
+    }
+  }
+
+  /** @inheritdoc */
+  async remove(kind: string, key: string): Promise<void> {
+    try {
+      await this.client.multi().del(this.key(kind, key)).srem(this.kindKey(kind), key).exec();
+    } catch (err) {
+      throw this.wrap(err, 'record remove');
+    }
+  }
+
+  /** @inheritdoc */
+  async claim(kind: string, key: string, value: string, ttlMs: number): Promise<boolean> {
+    try {
+      return (await this.client.set(this.key(kind, key), value, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX')) === 'OK';
+    } catch (err) {
+      throw this.wrap(err, 'record claim');
+    }
+  }
+}
