@@ -147,10 +147,14 @@ export class Server extends EventEmitter<ServerEvents> {
   /**
    * Graceful shutdown: stops fetching, lets running tasks finish until `deadlineMs` from now (default
    * 30 000), hands unfinished ones back to the broker so another worker takes them, then closes the
-   * broker and backend. Idempotent.
+   * broker and backend. Idempotent; called again with `deadlineMs` 0 while it runs, it stops waiting and hands the running tasks back now.
    */
   async shutdown(deadlineMs = 30_000): Promise<void> {
-    if (this.state !== 'open') return;
+    if (this.state !== 'open') {
+      // A second call with deadline 0 during a graceful shutdown cuts its wait short (a second Ctrl-C).
+      if (this.state === 'stopping' && deadlineMs === 0) for (const w of this.workers.values()) w.hurry();
+      return;
+    }
     this.state = 'stopping';
     const deadline = Date.now() + deadlineMs;
     this.logger.info('shutting down', { groups: [...this.workers.keys()], running: this.running });

@@ -57,6 +57,9 @@ export class GroupWorker {
   /** Resolves stop()'s wait once no job is held. */
   private idle: (() => void) | undefined;
   private stopping = false;
+  /** Set by {@link hurry}: stop waits no longer for running jobs. */
+  private hurried = false;
+  private hurryUp: (() => void) | undefined;
   private readonly stopFetch = new AbortController();
   private loopDone: Promise<void> | undefined;
   private readonly rec: JobRecorder;
@@ -133,15 +136,22 @@ export class GroupWorker {
       }),
     );
     const left = deadline - Date.now();
-    if (left > 0 && this.jobs.size > 0) {
+    if (left > 0 && this.jobs.size > 0 && !this.hurried) {
       let timer: { clear(): void } | undefined;
-      await Promise.race([new Promise<void>((r) => (this.idle = r)), new Promise<void>((r) => (timer = setLongTimeout(r, left)))]);
+      const hurried = new Promise<void>((r) => (this.hurryUp = r));
+      await Promise.race([new Promise<void>((r) => (this.idle = r)), new Promise<void>((r) => (timer = setLongTimeout(r, left))), hurried]);
       timer?.clear();
       this.idle = undefined;
     }
     await Promise.all([...this.jobs].filter((j) => j.phase !== 'done').map((job) => this.rec.handBack(job, shutdown())));
     this.leases.stop();
     this.aborts.stop();
+  }
+
+  /** During {@link stop}: ends the wait for running jobs now (they are handed back). */
+  hurry(): void {
+    this.hurried = true;
+    this.hurryUp?.();
   }
 
   private async loop(): Promise<void> {
