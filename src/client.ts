@@ -2,7 +2,7 @@
  * The client: sends tasks, reads their state and results, aborts them, manages dead letters.
  */
 import { randomUUID } from 'node:crypto';
-import type { Backend, Expiry, FinalNotice, WriteOutcome } from './backend.js';
+import type { Backend, Expiry, FinalNotice, StateWrite, WriteOutcome } from './backend.js';
 import type { Broker, DeadLetter } from './broker.js';
 import { ClosedError, InvalidOptionError, ResultTimeoutError } from './errors.js';
 import { consoleLogger, type Logger } from './logger.js';
@@ -143,6 +143,18 @@ export class Client {
     const now = Date.now();
     const backoff = resolveBackoff(this.defaults.backoff);
     const msgs = argsList.map((args, i) => this.buildMessage(ref.group, ref.name, args, this.defaults, randomUUID(), now, i, backoff));
+    const tx = this.defaults.tx;
+    if (tx !== undefined) {
+      const recordsTx = this.checkTx(false);
+      await Promise.all([
+        this.core.broker.publishBatch(
+          ref.group,
+          msgs.map((m) => ({ body: encodeMessage(m), options: m.runAt === null ? { tx } : { availableAt: m.runAt, tx } })),
+        ),
+        ...(recordsTx ? msgs.map((m) => this.recordSent(m, tx)) : []),
+      ]);
+      return msgs.map((m) => m.id as TaskId<R>);
+    }
     await this.core.broker.connect();
     await Promise.all([
       this.core.broker.publishBatch(
@@ -161,6 +173,7 @@ export class Client {
     const id = opts.id ?? randomUUID();
     const msg = this.buildMessage(group, name, args, opts, id, Date.now(), 0);
     const body = encodeMessage(msg);
+    if (opts.tx !== undefined) return this.sendInTx(msg, body, opts.tx, opts.id !== undefined);
     if (opts.id !== undefined) return this.sendIdempotent(msg, body);
     // A fresh id cannot collide: record `sent` and publish concurrently. The `absent` guard keeps a
     // worker's `running` (if it got there first) from being overwritten. Both are waited for; the
@@ -208,6 +221,35 @@ export class Client {
     return msg.id;
   }
 
+  /**
+   * `tx` send control: the `sent` state (when the backend is transactional) and then the message are
+   * written in the caller's transaction, one after the other; a failure leaves the cleanup to its
+   * rollback.
+   */
+  private async sendInTx(msg: TaskMessage, body: string, tx: unknown, explicitId: boolean): Promise<TaskId> {
+    if (this.checkTx(explicitId)) {
+      const claim = await this.recordSent(msg, tx);
+      if (explicitId && claim && !claim.written) {
+        this.core.logger.debug('duplicate send ignored', { id: msg.id, status: claim.previous?.status });
+        return msg.id;
+      }
+    }
+    await this.core.broker.publish(msg.group, body, msg.runAt === null ? { tx } : { availableAt: msg.runAt, tx });
+    return msg.id;
+  }
+
+  /** Checks that a `tx` send can be honoured; true when the backend writes the `sent` state in it too. */
+  private checkTx(explicitId: boolean): boolean {
+    if (this.core.broker.transactional !== true) {
+      throw new InvalidOptionError(`the ${this.core.broker.kind} broker cannot send inside a transaction: the tx option needs a transactional broker (PostgreSQL)`);
+    }
+    const backendTx = this.core.backend.transactional === true && this.core.statusExpires !== 0;
+    if (explicitId && !backendTx) {
+      throw new InvalidOptionError('an explicit id with the tx option needs a transactional backend (PostgreSQL) that stores states');
+    }
+    return backendTx;
+  }
+
   private buildMessage(
     group: string,
     name: string,
@@ -242,7 +284,7 @@ export class Client {
   }
 
   /** Writes the `sent` state of a new message (guard `absent`); `null` when states are not stored. */
-  private recordSent(msg: TaskMessage): Promise<WriteOutcome> | null {
+  private recordSent(msg: TaskMessage, tx?: unknown): Promise<WriteOutcome> | null {
     if (this.core.statusExpires === 0) return null;
     const state: TaskState = {
       v: 1,
@@ -256,7 +298,9 @@ export class Client {
       updatedAt: msg.sentAt,
     };
     if (msg.runAt !== null) state.retryAt = msg.runAt;
-    return this.core.backend.write({ state, stateTtl: this.core.statusExpires, previous: 'refused', guard: 'absent' });
+    const write: StateWrite = { state, stateTtl: this.core.statusExpires, previous: 'refused', guard: 'absent' };
+    if (tx !== undefined) write.tx = tx;
+    return this.core.backend.write(write);
   }
 
   /**
