@@ -80,8 +80,7 @@ export class PostgresBackend implements Backend {
     if (this.sweeper !== undefined) clearInterval(this.sweeper);
     this.sweeper = undefined;
     this.watchers.clear();
-    await this.listener.close();
-    await this.base.close();
+    await this.base.close(() => this.listener.close());
   }
 
   /** Deletes up to `sweepLimit` rows whose state and result have both expired; resolves with how many. */

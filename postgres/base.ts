@@ -66,11 +66,15 @@ export class PostgresBase {
     return this.connected && !this.closedFlag ? Promise.resolve() : this.connect();
   }
 
-  /** Marks the instance closed and ends the pool when tasuki created it. */
-  async close(): Promise<void> {
+  /**
+   * Marks the instance closed, runs the owner's `beforeEnd` (stop listeners, flush batches), then ends
+   * the pool when tasuki created it. Idempotent.
+   */
+  async close(beforeEnd?: () => Promise<void>): Promise<void> {
     if (this.closedFlag) return;
     this.closedFlag = true;
     await this.connecting?.catch(() => undefined);
+    await beforeEnd?.().catch(() => undefined);
     if (this.handle.owned) await this.pool.end().catch(() => undefined);
   }
 }
