@@ -145,14 +145,12 @@ export class Client {
     const msgs = argsList.map((args, i) => this.buildMessage(ref.group, ref.name, args, this.defaults, randomUUID(), now, i, backoff));
     const tx = this.defaults.tx;
     if (tx !== undefined) {
-      const recordsTx = this.checkTx(false);
-      await Promise.all([
-        this.core.broker.publishBatch(
-          ref.group,
-          msgs.map((m) => ({ body: encodeMessage(m), options: m.runAt === null ? { tx } : { availableAt: m.runAt, tx } })),
-        ),
-        ...(recordsTx ? msgs.map((m) => this.recordSent(m, tx)) : []),
-      ]);
+      // One statement at a time: a transaction's connection runs them in order anyway.
+      if (this.checkTx(false)) for (const m of msgs) await this.recordSent(m, tx);
+      await this.core.broker.publishBatch(
+        ref.group,
+        msgs.map((m) => ({ body: encodeMessage(m), options: m.runAt === null ? { tx } : { availableAt: m.runAt, tx } })),
+      );
       return msgs.map((m) => m.id as TaskId<R>);
     }
     await this.core.broker.connect();
