@@ -102,9 +102,12 @@ export class PostgresBackend implements Backend {
     const result = hasResult && resultTtl !== 0 ? (w.result as string) : null;
     const payload = isFinalStatus(w.state.status) ? noticePayload(id, stateText ?? JSON.stringify(w.state), result) : null;
     const values = [id, stateText === null ? null : w.state.status, stateText, w.stateTtl, hasResult, result, resultTtl, w.guard, payload, this.base.channel('final')];
-    // Not repeated after a lost connection: a write that did commit would then be refused by its
-    // own guard and reported as a duplicate. The caller (worker, client) handles the error.
-    const res = await run<{ written: boolean; previous: string | null }>(on, 'write', this.sql.write, values);
+    // Repeated after a lost connection except in the caller's transaction (theirs to retry) and for
+    // `absent` writes: one that did commit would be refused by its own guard and taken for a
+    // duplicate. A repeated `notFinal`/`notSuccess` write that had committed passes again or finds
+    // its own final state (refused, previous = that state), both correct outcomes.
+    const attempts = w.tx === undefined && w.guard !== 'absent' ? ATTEMPTS : 1;
+    const res = await run<{ written: boolean; previous: string | null }>(on, 'write', this.sql.write, values, attempts);
     const row = res.rows[0];
     const written = row?.written === true;
     let previous = row?.previous == null ? null : parseTaskState(row.previous, `${this.schema}.states ${id}`);

@@ -52,6 +52,11 @@ export function openPool(connection: PostgresConnection | undefined, application
   // An idle pooled connection that dies (server restart, pg_terminate_backend) is dropped by the pool;
   // without a listener its 'error' event would crash the process.
   pool.on('error', () => undefined);
+  // A connection that fails while checked out between two statements emits 'error' on its client,
+  // where no pool listener is attached: the statement in progress (or the next) fails instead.
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   return { pool, owned: true };
 }
 
