@@ -63,7 +63,10 @@ export class PostgresBroker implements Broker {
   private readonly maxClaim: number;
   private readonly pollMs: number;
   private readonly degradedPollMs: number;
+  /** The batch still collecting acks (not yet sent). */
   private acks: { items: PendingAck[]; done: Promise<void> } | undefined;
+  /** The last ack batch handed out (sent or waiting for the one before it). */
+  private ackInFlight: Promise<void> | undefined;
 
   /** @param options connection (string, pool options or your `pg.Pool`), schema, claim and poll settings */
   constructor(options: PostgresBrokerOptions = {}) {
@@ -95,10 +98,10 @@ export class PostgresBroker implements Broker {
   /** @inheritdoc Wakes waiting fetches (they return []), ends the listener, and the pool unless it is yours. */
   async close(): Promise<void> {
     if (this.base.closed) return;
-    const acks = this.acks;
+    const acks = this.ackInFlight;
     await this.base.close(async () => {
       this.hub.clear();
-      await acks?.done.catch(() => undefined);
+      await acks?.catch(() => undefined);
       await this.listener.close();
     });
   }
@@ -149,7 +152,10 @@ export class PostgresBroker implements Broker {
     }
   }
 
-  /** @inheritdoc Acks of one tick are coalesced into one DELETE. */
+  /**
+   * @inheritdoc Acks are coalesced: those of one tick, and all that arrive while the previous DELETE
+   * runs, go in the next single DELETE (at most one ack statement in flight per broker).
+   */
   async ack(delivery: Delivery): Promise<void> {
     await this.ready();
     const t = parseToken(delivery.token);
@@ -157,12 +163,17 @@ export class PostgresBroker implements Broker {
     let batch = this.acks;
     if (batch === undefined) {
       const items: PendingAck[] = [];
-      const done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-        this.acks = undefined;
+      const previous = this.ackInFlight;
+      const done = Promise.all([previous?.catch(() => undefined), new Promise<void>((resolve) => setImmediate(resolve))]).then(() => {
+        if (this.acks === batch) this.acks = undefined;
         return this.flushAcks(items);
       });
       batch = { items, done };
       this.acks = batch;
+      this.ackInFlight = done;
+      void done.catch(() => undefined).then(() => {
+        if (this.ackInFlight === done) this.ackInFlight = undefined;
+      });
     }
     batch.items.push(t);
     await batch.done;
