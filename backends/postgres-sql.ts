@@ -12,8 +12,8 @@ const expiry = (s: string, p: string): string => `CASE WHEN ${p}::bigint < 0 THE
 
 /**
  * The guarded write: one INSERT ... ON CONFLICT DO UPDATE ... WHERE guard; the outer SELECT reports
- * whether it wrote, sends the final-state notification only when it did, and reads the state stored
- * before the statement (its snapshot).
+ * whether it wrote, sends the final-state notification only when it did and someone watches the
+ * task (`watches`), and reads the state stored before the statement (its snapshot).
  *
  * Parameters: $1 id, $2 status (NULL: not stored), $3 state JSON (NULL: not stored), $4 state TTL,
  * $5 whether the result is set by this write, $6 result (NULL: none), $7 result TTL, $8 guard,
@@ -35,7 +35,8 @@ WITH w AS (
   RETURNING 1
 )
 SELECT EXISTS (SELECT 1 FROM w) AS written,
-  CASE WHEN $9::text IS NOT NULL AND EXISTS (SELECT 1 FROM w) THEN pg_notify($10, $9) END AS notified,
+  CASE WHEN $9::text IS NOT NULL AND EXISTS (SELECT 1 FROM w) AND EXISTS (SELECT 1 FROM ${s}.watches x WHERE x.id = $1)
+    THEN pg_notify($10, $9) END AS notified,
   (SELECT p.state FROM ${s}.states p WHERE p.id = $1 AND ${live(s, 'p')}) AS previous`;
 }
 
@@ -62,3 +63,18 @@ DELETE FROM ${s}.states WHERE id IN (
   WHERE expires_at <= ${s}.now_ms() AND (result IS NULL OR result_expires_at <= ${s}.now_ms())
   LIMIT $1
 )`;
+
+/** Registers watches: $1 text[] ids, $2 uuid[] tokens, $3 lifetime ms. */
+export const watchSql = (s: string): string =>
+  `INSERT INTO ${s}.watches (id, token, until) SELECT x.id, x.token, ${s}.now_ms() + $3::bigint FROM unnest($1::text[], $2::uuid[]) AS x(id, token)
+   ON CONFLICT (id, token) DO UPDATE SET until = EXCLUDED.until`;
+
+/** Ends every watch of an instance: $1 token. */
+export const unwatchAllSql = (s: string): string => `DELETE FROM ${s}.watches WHERE token = $1`;
+
+/** Ends a watch: $1 id, $2 token. */
+export const unwatchSql = (s: string): string => `DELETE FROM ${s}.watches WHERE id = $1 AND token = $2`;
+
+/** Removes up to $1 watches whose lifetime ended (their process died without ending them). */
+export const sweepWatchesSql = (s: string): string =>
+  `DELETE FROM ${s}.watches WHERE (id, token) IN (SELECT id, token FROM ${s}.watches WHERE until <= ${s}.now_ms() LIMIT $1)`;

@@ -5,13 +5,14 @@
  * UPDATE ... WHERE` statement; a final write sends a `NOTIFY` that wakes `getResult` at once (one
  * LISTEN connection per backend instance). Writes can join the caller's transaction (`tx`).
  */
+import { randomUUID } from 'node:crypto';
 import type { Backend, FinalNotice, StateWrite, WriteOutcome } from '../src/backend.js';
 import { ClosedError, InvalidOptionError } from '../src/errors.js';
 import { isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
 import { PostgresBase } from '../postgres/base.js';
 import { isQueryable, run, type PostgresCommonOptions } from '../postgres/connection.js';
 import { Listener } from '../postgres/listener.js';
-import { deleteSql, readManySql, readResultSql, readSql, sweepSql, writeSql } from './postgres-sql.js';
+import { deleteSql, readManySql, readResultSql, readSql, sweepSql, sweepWatchesSql, unwatchAllSql, unwatchSql, watchSql, writeSql } from './postgres-sql.js';
 
 export type { PostgresConnection } from '../postgres/connection.js';
 
@@ -26,6 +27,9 @@ export interface PostgresBackendOptions extends PostgresCommonOptions {
 /** Largest NOTIFY payload PostgreSQL accepts is 8000 bytes; bigger notices carry only the id. */
 const MAX_PAYLOAD = 7900;
 
+/** Lifetime of a watch row, renewed by every sweep while watched (a dead process's rows expire). */
+const WATCH_MS = 3_600_000;
+
 /** Attempts of statements that are safe to repeat after a lost connection. */
 const ATTEMPTS = 3;
 
@@ -36,7 +40,9 @@ export class PostgresBackend implements Backend {
   /** Writes honour the `tx` send control. */
   readonly transactional = true;
   private readonly base: PostgresBase;
-  private readonly sql: { write: string; read: string; readMany: string; readResult: string; delete: string; sweep: string };
+  private readonly sql: Record<'write' | 'read' | 'readMany' | 'readResult' | 'delete' | 'sweep' | 'watch' | 'unwatch' | 'unwatchAll' | 'sweepWatches', string>;
+  /** This instance's token in `<schema>.watches`. */
+  private readonly watchToken = randomUUID();
   private readonly watchers = new Map<string, Set<(notice?: FinalNotice) => void>>();
   private readonly listener: Listener;
   private readonly sweepIntervalMs: number;
@@ -47,15 +53,28 @@ export class PostgresBackend implements Backend {
   constructor(options: PostgresBackendOptions = {}) {
     this.base = new PostgresBase(options, 'postgres backend');
     const s = this.base.s;
-    this.sql = { write: writeSql(s), read: readSql(s), readMany: readManySql(s), readResult: readResultSql(s), delete: deleteSql(s), sweep: sweepSql(s) };
+    this.sql = {
+      write: writeSql(s),
+      read: readSql(s),
+      readMany: readManySql(s),
+      readResult: readResultSql(s),
+      delete: deleteSql(s),
+      sweep: sweepSql(s),
+      watch: watchSql(s),
+      unwatch: unwatchSql(s),
+      unwatchAll: unwatchAllSql(s),
+      sweepWatches: sweepWatchesSql(s),
+    };
     this.sweepIntervalMs = options.sweepIntervalMs ?? 60_000;
     this.sweepLimit = options.sweepLimit ?? 1000;
     if (!Number.isInteger(this.sweepIntervalMs) || this.sweepIntervalMs < 0) throw new InvalidOptionError('sweepIntervalMs must be a whole number ≥ 0');
     if (!Number.isInteger(this.sweepLimit) || this.sweepLimit < 1) throw new InvalidOptionError('sweepLimit must be a whole number ≥ 1');
     this.listener = new Listener(this.base.pool, this.base.channel('final'), {
       notify: (payload) => this.onNotify(payload),
-      // Final writes made while the listener was down were missed: wake every watcher to re-read.
+      // Final writes made while the listener was down were missed: register the watches again (a
+      // server crash empties the unlogged table) and wake every watcher to re-read.
       resumed: () => {
+        if (this.watchers.size > 0) this.register([...this.watchers.keys()]).catch(() => undefined);
         for (const [, set] of this.watchers) for (const l of set) safeCall(l, undefined);
       },
     });
@@ -79,14 +98,23 @@ export class PostgresBackend implements Backend {
   async close(): Promise<void> {
     if (this.sweeper !== undefined) clearInterval(this.sweeper);
     this.sweeper = undefined;
+    const watched = this.watchers.size > 0;
     this.watchers.clear();
-    await this.base.close(() => this.listener.close());
+    await this.base.close(async () => {
+      if (watched) await run(this.base.pool, 'unwatch', this.sql.unwatchAll, [this.watchToken]).catch(() => undefined);
+      await this.listener.close();
+    });
   }
 
-  /** Deletes up to `sweepLimit` rows whose state and result have both expired; resolves with how many. */
+  /**
+   * Deletes up to `sweepLimit` rows whose state and result have both expired (resolves with how many),
+   * renews this instance's watches and removes watches of processes that died.
+   */
   async sweep(): Promise<number> {
     await this.ready();
     const res = await run(this.base.pool, 'sweep', this.sql.sweep, [this.sweepLimit], ATTEMPTS);
+    if (this.watchers.size > 0) await this.register([...this.watchers.keys()]);
+    await run(this.base.pool, 'sweep', this.sql.sweepWatches, [this.sweepLimit], ATTEMPTS);
     return res.rowCount ?? 0;
   }
 
@@ -165,11 +193,28 @@ export class PostgresBackend implements Backend {
     }
     const own = (notice?: FinalNotice): void => listener(notice);
     set.add(own);
-    return () => {
-      const current = this.watchers.get(id);
-      if (current === undefined || !current.delete(own)) return;
-      if (current.size === 0) this.watchers.delete(id);
-    };
+    try {
+      // Committed before this resolves: a final write that starts later sees it and notifies.
+      await this.register([id]);
+    } catch (err) {
+      this.unwatch(id, own);
+      throw err;
+    }
+    return () => this.unwatch(id, own);
+  }
+
+  /** Ends one local listener; the last one of an id ends the instance's watch row (in the background). */
+  private unwatch(id: string, own: (notice?: FinalNotice) => void): void {
+    const current = this.watchers.get(id);
+    if (current === undefined || !current.delete(own)) return;
+    if (current.size > 0) return;
+    this.watchers.delete(id);
+    if (!this.base.closed) run(this.base.pool, 'unwatch', this.sql.unwatch, [id, this.watchToken]).catch(() => undefined);
+  }
+
+  /** Inserts or renews this instance's watch rows of `ids`. */
+  private async register(ids: string[]): Promise<void> {
+    await run(this.base.pool, 'watch', this.sql.watch, [ids, ids.map(() => this.watchToken), WATCH_MS], ATTEMPTS);
   }
 
   private async ready(): Promise<void> {

@@ -58,6 +58,22 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX states_expiry ON ${s}.states (expires_at) WHERE expires_at IS NOT NULL;
     `,
   },
+  {
+    version: 2,
+    name: 'watches',
+    // Who waits for which task (watchFinal): a final write sends its NOTIFY only when someone does,
+    // since notifying transactions commit one at a time. Unlogged: no WAL, emptied by a crash (the
+    // watchers register again when their LISTEN connection comes back).
+    sql: (s) => `
+      CREATE UNLOGGED TABLE ${s}.watches (
+        id text NOT NULL,
+        token uuid NOT NULL,
+        until bigint NOT NULL,
+        PRIMARY KEY (id, token)
+      );
+      CREATE INDEX watches_until ON ${s}.watches (until);
+    `,
+  },
 ];
 
 /** The newest schema version this code knows. */

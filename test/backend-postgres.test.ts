@@ -40,9 +40,9 @@ describe('postgres backend specifics', () => {
     const many = Array.from({ length: 6 }, () => make({ schema }));
     await Promise.all(many.map((b) => b.connect()));
     const res = await admin.query(`SELECT version FROM "${schema}".migrations`);
-    expect(res.rows).toEqual([{ version: 1 }]);
+    expect(res.rows).toEqual([{ version: 1 }, { version: 2 }]);
     const tables = await admin.query(`SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1`, [schema]);
-    expect(tables.rows.map((r: { tablename: string }) => r.tablename)).toEqual(['dead_letters', 'messages', 'migrations', 'states']);
+    expect(tables.rows.map((r: { tablename: string }) => r.tablename)).toEqual(['dead_letters', 'messages', 'migrations', 'states', 'watches']);
   });
 
   it('uses a pg.Pool given to it and never ends it', async () => {
@@ -110,6 +110,34 @@ describe('postgres backend specifics', () => {
     }
     expect((await b.read(committed))?.status).toBe('sent');
     expect(await b.read(rolledBack)).toBeNull();
+  });
+
+  it('a final write notifies only while the task is watched somewhere; a stopped watch ends its row', async () => {
+    const watcher = make();
+    const writer = make({ schema: watcher.schema });
+    const [watched, unwatched] = [randomUUID(), randomUUID()];
+    const seen: string[] = [];
+    const stop = await watcher.watchFinal(watched, (n) => seen.push(n?.state.id ?? 'hint'));
+    const rows = async (): Promise<number> => ((await admin.query(`SELECT count(*)::int AS n FROM "${watcher.schema}".watches`)).rows[0] as { n: number }).n;
+    expect(await rows()).toBe(1);
+    const listen = await admin.connect();
+    const heard: string[] = [];
+    try {
+      listen.on('notification', (m) => heard.push(JSON.parse(m.payload as string).id as string));
+      await listen.query(`LISTEN "tasuki:${watcher.schema}:final"`);
+      await writer.write({ state: makeState(unwatched, 'success'), stateTtl: 60, guard: 'notSuccess' });
+      await writer.write({ state: makeState(watched, 'success'), stateTtl: 60, guard: 'notSuccess' });
+      for (let i = 0; i < 200 && heard.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, 100));
+      expect(heard).toEqual([watched]);
+    } finally {
+      await listen.query('UNLISTEN *').catch(() => undefined);
+      listen.release();
+    }
+    expect(seen).toEqual([watched]);
+    stop();
+    for (let i = 0; i < 200 && (await rows()) > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await rows()).toBe(0);
   });
 
   it('touches nothing outside its schema: close leaves the schema, drop removes everything', async () => {
