@@ -6,6 +6,9 @@
  * notification that arrives between the claim and the wait is never missed.
  */
 
+/** Longest delay Node's timers take (longer ones fire at once). */
+const MAX_TIMER_MS = 2_147_483_647;
+
 /** One group's waiters. */
 interface GroupWait {
   gen: number;
@@ -52,7 +55,7 @@ export class WaitHub {
         g.waiters.delete(done);
         resolve();
       };
-      const timer = setTimeout(done, ms);
+      const timer = setTimeout(done, Math.min(ms, MAX_TIMER_MS));
       timer.unref();
       signal?.addEventListener('abort', done, { once: true });
       g.waiters.add(done);
@@ -83,7 +86,7 @@ export class WaitHub {
       g.timer = undefined;
       g.timerAt = Infinity;
       this.wake(group);
-    }, at - Date.now());
+    }, Math.min(Math.max(0, at - Date.now()), MAX_TIMER_MS));
     g.timer.unref();
   }
 
