@@ -74,6 +74,20 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX watches_until ON ${s}.watches (until);
     `,
   },
+  {
+    version: 3,
+    name: 'outbox',
+    // Messages sent in a caller's transaction for another broker (Redis, RabbitMQ), relayed after commit.
+    sql: (s) => `
+      CREATE TABLE ${s}.outbox (
+        id bigserial PRIMARY KEY,
+        grp text NOT NULL,
+        body text NOT NULL,
+        available_at bigint,
+        created_at bigint NOT NULL DEFAULT ${s}.now_ms()
+      );
+    `,
+  },
 ];
 
 /** The newest schema version this code knows. */

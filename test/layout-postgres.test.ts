@@ -32,7 +32,7 @@ describe('layout: postgres', () => {
     for (const file of ts('src')) expect([...packagesOf(file)].filter((p) => p === 'pg'), file).toEqual([]);
   });
 
-  it.each(['brokers/postgres.ts', 'backends/postgres.ts'])('%s loads pg and no other driver', (file) => {
+  it.each(['brokers/postgres.ts', 'brokers/postgres-outbox.ts', 'backends/postgres.ts'])('%s loads pg and no other driver', (file) => {
     expect([...packagesOf(join(root, file))].filter((p) => DRIVERS.includes(p))).toEqual(['pg']);
   });
 
