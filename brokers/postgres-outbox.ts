@@ -26,6 +26,8 @@ export interface PostgresOutboxOptions extends PostgresCommonOptions {
   batchSize?: number;
   /** Backstop poll of the relay in ms (default 5 000). */
   pollMs?: number;
+  /** Run the relay in this process (default true; false for processes that only send). */
+  relay?: boolean;
 }
 
 /** A row of the outbox. */
@@ -56,6 +58,7 @@ export class PostgresOutbox implements Broker {
   private again = false;
   private timer: NodeJS.Timeout | undefined;
   private failures = 0;
+  private readonly relayOn: boolean;
 
   /** @param options the wrapped broker, connection (string, pool options or your `pg.Pool`), schema, relay settings */
   constructor(options: PostgresOutboxOptions) {
@@ -67,6 +70,7 @@ export class PostgresOutbox implements Broker {
     this.channel = this.base.channel('outbox');
     this.batchSize = options.batchSize ?? 200;
     this.pollMs = options.pollMs ?? 5000;
+    this.relayOn = options.relay ?? true;
     if (!Number.isInteger(this.batchSize) || this.batchSize < 1) throw new InvalidOptionError('batchSize must be a whole number ≥ 1');
     if (!Number.isInteger(this.pollMs) || this.pollMs < 1) throw new InvalidOptionError('pollMs must be a whole number ≥ 1');
     this.insertSql = `WITH rows AS (
@@ -85,11 +89,11 @@ export class PostgresOutbox implements Broker {
     return res.rows[0]?.n ?? 0;
   }
 
-  /** @inheritdoc Migrates the schema, connects the wrapped broker and starts the relay. */
+  /** @inheritdoc Migrates the schema, connects the wrapped broker and starts the relay (unless `relay: false`). */
   async connect(): Promise<void> {
     await this.base.connect();
     await this.inner.connect();
-    if (this.timer === undefined && !this.base.closed) {
+    if (this.relayOn && this.timer === undefined && !this.base.closed) {
       this.timer = setInterval(() => this.kick(), this.pollMs);
       this.timer.unref();
       this.listener.ready().catch(() => undefined);

@@ -6,6 +6,8 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { Server, silentLogger, type TaskId } from '../src/index.js';
 import type { Broker } from '../src/broker.js';
@@ -141,5 +143,66 @@ describe('transactional send through the postgres outbox', () => {
     expect(failNext).toBeLessThan(0); // it did fail twice, so the message was published three times
     expect(runs).toEqual([7]);
     expect((await client.getStatus(id))?.status).toBe('success');
+  });
+
+  it('a relay process SIGKILLed between the broker confirmation and its delete: every committed task runs, none twice', async () => {
+    const ns = redisNamespace('ob');
+    cleanups.push(async () => {
+      await ns.sweep();
+      await ns.quit();
+    });
+    // The sending side runs no relay; the fixture process does, and gets stuck after its publish.
+    const sender = new PostgresOutbox({ broker: new RedisBroker({ prefix: ns.prefix }), connection: PG_URL, schema, relay: false });
+    const backend = new PostgresBackend({ connection: PG_URL, schema });
+    const { Client } = await import('../src/index.js');
+    const client = new Client({ broker: sender, backend, logger: silentLogger });
+    cleanups.push(() => client.close());
+    await sender.connect();
+    const fixture = fileURLToPath(new URL('./fixtures/postgres-outbox-relay.ts', import.meta.url));
+    const child = spawn(process.execPath, ['--import', 'tsx', fixture], {
+      env: { ...process.env, TASUKI_PG_URL: PG_URL, TASUKI_SCHEMA: schema, TASUKI_PREFIX: ns.prefix },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    cleanups.push(async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    });
+    await until(() => out.includes('ready\n') || child.exitCode !== null, 30_000, 'relay start');
+    const n = 20;
+    const ids = await inTx('COMMIT', async (tx) => {
+      const list: Array<TaskId<number>> = [];
+      for (let i = 0; i < n; i++) list.push(await client.with({ tx }).send(group, 'email', i) as TaskId<number>);
+      return list;
+    });
+    await until(() => out.includes('published'), 30_000, 'relay publish');
+    child.kill('SIGKILL');
+    await exited;
+    expect(await sender.pending()).toBe(n); // the relay's delete never committed
+
+    const runs: number[] = [];
+    const server = new Server({
+      broker: new PostgresOutbox({ broker: new RedisBroker({ prefix: ns.prefix }), connection: PG_URL, schema }),
+      backend: new PostgresBackend({ connection: PG_URL, schema }),
+      logger: silentLogger,
+      fetchWaitMs: 300,
+    });
+    servers.push(server);
+    server.add(group, 'email', (order: number) => {
+      runs.push(order);
+      return order;
+    });
+    await server.run(group, 1);
+    const results = await Promise.all(ids.map((id) => client.getResult(id, 30_000)));
+    expect(results.map((r) => r.value)).toEqual(Array.from({ length: n }, (_, i) => i));
+    await until(async () => (await sender.pending()) === 0, 20_000, 'outbox drained');
+    await until(async () => {
+      const c = await server.broker.counts(group);
+      return c.ready + c.inFlight + c.delayed === 0;
+    }, 20_000, 'duplicates consumed');
+    expect(runs.sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i));
   });
 });
