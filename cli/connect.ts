@@ -3,7 +3,8 @@
  * `--prefix`), then the environment (`TASUKI_REDIS`, `TASUKI_AMQP`, `TASUKI_BACKEND`,
  * `TASUKI_PREFIX`), then a config module (`--config`, `TASUKI_CONFIG`, or `tasuki.config.js` /
  * `.mjs` / `.ts` in the working directory) exporting the app's own broker and backend. Drivers are
- * imported only for the schemes used.
+ * imported only for the schemes used (`--prefix` is the key/queue prefix, the Mongo collection
+ * prefix, or the PostgreSQL schema).
  */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -86,16 +87,6 @@ export function maskUrl(text: string): string {
   return text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:/@\s]*:)[^@\s]*@/gi, '$1***@');
 }
 
-/** Loads an optional module by path relative to this file (Postgres arrives in another build). */
-async function optionalModule(rel: string, what: string): Promise<Record<string, unknown>> {
-  try {
-    return (await import(new URL(rel, import.meta.url).href)) as Record<string, unknown>;
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_MODULE_NOT_FOUND') throw new UnsupportedError(`${what} is not available in this build of tasuki`);
-    throw err;
-  }
-}
-
 /** A backend for a URL: redis://, rediss://, mongodb://, mongodb+srv://, memcache://, postgres://. */
 export async function backendFor(url: string, prefix: string | undefined): Promise<Backend> {
   const scheme = schemeOf(url);
@@ -117,9 +108,8 @@ export async function backendFor(url: string, prefix: string | undefined): Promi
     return new MemcacheBackend(opts);
   }
   if (scheme === 'postgres' || scheme === 'postgresql') {
-    const mod = await optionalModule('../backends/postgres.js', 'the PostgreSQL backend (postgres://)');
-    const Ctor = mod.PostgresBackend as new (o: { connection: string; prefix?: string }) => Backend;
-    return new Ctor({ connection: url, ...(prefix === undefined ? {} : { prefix }) });
+    const { PostgresBackend } = await import('../backends/postgres.js');
+    return new PostgresBackend({ connection: url, ...(prefix === undefined ? {} : { schema: prefix }) });
   }
   throw new InvalidOptionError(`unknown backend scheme ${scheme}:// (use redis://, mongodb://, memcache:// or postgres://)`);
 }
@@ -136,9 +126,8 @@ export async function brokerFor(url: string, prefix: string | undefined): Promis
     return new RabbitMQBroker({ url, ...(prefix === undefined ? {} : { prefix }) });
   }
   if (scheme === 'postgres' || scheme === 'postgresql') {
-    const mod = await optionalModule('../brokers/postgres.js', 'the PostgreSQL broker (postgres://)');
-    const Ctor = mod.PostgresBroker as new (o: { connection: string; prefix?: string }) => Broker;
-    return new Ctor({ connection: url, ...(prefix === undefined ? {} : { prefix }) });
+    const { PostgresBroker } = await import('../brokers/postgres.js');
+    return new PostgresBroker({ connection: url, ...(prefix === undefined ? {} : { schema: prefix }) });
   }
   throw new InvalidOptionError(`unknown broker scheme ${scheme}:// (use redis://, amqp:// or postgres://)`);
 }
