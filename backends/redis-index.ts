@@ -3,11 +3,11 @@
  *
  * Index keys, for the prefix `P` and a group `G` (`|` cannot appear in a group name, so no group's
  * keys meet another's):
- * - `P:ix|G` — sorted set of the group's task ids, scored by the state's `updatedAt`;
- * - `P:ix|G|STATUS` — the same, per status;
+ * - `P:ix|G|STATUS` — sorted set of the group's task ids in that status, scored by the state's
+ *   `updatedAt` (a list of every status merges the seven);
  * - `P:ix-groups` — set of the groups with indexed tasks.
  * The write script (`./redis-scripts.ts`) keeps them inside each state write, with no extra round
- * trip: out of the previous status's set, into the new one's, each trimmed to its cap. An entry
+ * trip: out of the previous status's set, into the new one's, trimmed to its cap. An entry
  * whose state has expired or was deleted is removed when a query meets it (reads check the state
  * keys; counts first sweep the oldest entries).
  *
@@ -19,7 +19,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { IndexPage, IndexQuery, RecordStore, StoredRecord, TaskIndex } from '../src/backend.js';
-import { decodeCursor, encodeCursor, matches } from '../src/ops/index-query.js';
+import { compareNewestFirst, decodeCursor, encodeCursor, matches } from '../src/ops/index-query.js';
 import { parseTaskState, TASK_STATUSES, type TaskState, type TaskStatus } from '../src/state.js';
 import { taskTag } from './redis-keys.js';
 import type { IndexKeeping } from './redis-writes.js';
@@ -66,28 +66,35 @@ export class RedisTaskIndex implements TaskIndex {
   /** @inheritdoc */
   async list(q: IndexQuery): Promise<IndexPage> {
     try {
-      const base = this.keys.base(q.group);
-      const set = q.status === undefined ? base : `${base}|${q.status}`;
-      const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
-      let max = q.until === undefined ? '+inf' : `(${q.until}`;
-      if (after !== undefined && (q.until === undefined || after.at < q.until)) max = String(after.at);
-      const min = q.since === undefined ? '-inf' : String(q.since);
-      const found: TaskState[] = [];
-      const batch = Math.min(1000, Math.max(50, 2 * q.limit + 1));
-      for (let offset = 0; found.length <= q.limit; offset += batch) {
-        const raw = await this.client.zrevrangebyscore(set, max, min, 'LIMIT', offset, batch);
-        const states = await this.states(set, raw);
-        for (const s of states) if (s !== null && matches(s, q, after)) found.push(s);
-        if (raw.length < batch) break;
-        // Gone entries were removed: the next page starts that many earlier.
-        offset -= states.filter((s) => s === null).length;
-      }
+      const statuses = q.status === undefined ? TASK_STATUSES : [q.status];
+      const found = (await Promise.all(statuses.map((s) => this.listSet(s, q)))).flat();
+      found.sort(compareNewestFirst);
       const items = found.slice(0, q.limit);
       const last = items[items.length - 1];
       return { items, cursor: found.length > q.limit && last !== undefined ? encodeCursor(last) : null };
     } catch (err) {
       throw this.wrap(err, 'index list');
     }
+  }
+
+  /** Up to `limit + 1` matches of `q` in the set of `status`, newest first (an entry whose state has moved on is skipped). */
+  private async listSet(status: TaskStatus, q: IndexQuery): Promise<TaskState[]> {
+    const set = `${this.keys.base(q.group)}|${status}`;
+    const after = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
+    let max = q.until === undefined ? '+inf' : `(${q.until}`;
+    if (after !== undefined && (q.until === undefined || after.at < q.until)) max = String(after.at);
+    const min = q.since === undefined ? '-inf' : String(q.since);
+    const found: TaskState[] = [];
+    const batch = Math.min(1000, Math.max(50, 2 * q.limit + 1));
+    for (let offset = 0; found.length <= q.limit; offset += batch) {
+      const raw = await this.client.zrevrangebyscore(set, max, min, 'LIMIT', offset, batch);
+      const states = await this.states(set, raw);
+      for (const s of states) if (s !== null && s.status === status && matches(s, q, after)) found.push(s);
+      if (raw.length < batch) break;
+      // Gone entries were removed: the next page starts that many earlier.
+      offset -= states.filter((s) => s === null).length;
+    }
+    return found.slice(0, q.limit + 1);
   }
 
   /** @inheritdoc */

@@ -106,7 +106,8 @@ local function store(key, value, ttl)
 end
 
 -- Moves a task's index entry with its write (see indexArg): out of the previous status's set, into
--- the new one's and the group's, each trimmed to its cap (oldest first); a state not stored leaves both.
+-- the new one's, trimmed to its cap (oldest first); a state not stored leaves it. A new entry (no
+-- previous state) adds its group to the set of indexed groups.
 local function index_one(ix, prev_status, ttl)
   local parts = {}
   local from = 1
@@ -119,15 +120,12 @@ local function index_one(ix, prev_status, ttl)
   if prev_status and prev_status ~= status then redis.call('ZREM', base .. '|' .. prev_status, id) end
   local skey = base .. '|' .. status
   if ttl == 0 then
-    redis.call('ZREM', base, id)
     redis.call('ZREM', skey, id)
     return
   end
   redis.call('ZADD', skey, score, id)
-  redis.call('ZADD', base, score, id)
   if redis.call('ZCARD', skey) > cap then redis.call('ZREMRANGEBYRANK', skey, 0, -cap - 1) end
-  if redis.call('ZCARD', base) > 4 * cap then redis.call('ZREMRANGEBYRANK', base, 0, -4 * cap - 1) end
-  redis.call('SADD', groups, string.sub(ix, from))
+  if not prev_status then redis.call('SADD', groups, string.sub(ix, from)) end
 end
 
 local function write_one(skey, rkey, state, op, result, rttl, ix)

@@ -9,6 +9,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { Client } from '../src/client.js';
 import { silentLogger } from '../src/logger.js';
 import { TASUKI_VERSION } from '../src/version.js';
+import { pause } from '../src/timers.js';
 import { abort, dlqList, dlqMove, dlqShow, pauseResume, purge, retry, send, type SendFlags } from './actions.js';
 import { connect, type Connection, type ConnectionFlags } from './connect.js';
 import { CommandFailed, errorLine, exitCodeOf, parseDuration, stdoutOutput, type Output } from './format.js';
@@ -71,25 +72,26 @@ function build(): Command {
     .action((groups: string[], o: { interval: string }, cmd: Command) =>
       withClient(cmd, async (client, out, conn) => {
         const every = parseDuration(o.interval, '--interval');
-        let stop = false;
-        const onSig = (): void => void (stop = true);
+        const stop = new AbortController();
+        const onSig = (): void => stop.abort();
         process.once('SIGINT', onSig);
         process.once('SIGTERM', onSig);
-        while (!stop) {
-          const s = await collectStatus(client, groups, conn.backend.index !== undefined, conn.backend.records !== undefined);
-          if (out.json) out.line(JSON.stringify({ at: Date.now(), ...s }));
-          else {
-            if (out.tty) process.stdout.write('\x1b[H\x1b[2J');
-            out.line(`${out.paint('grey', new Date().toISOString())}  every ${o.interval}, Ctrl-C to stop`);
-            out.line(renderStatus(out, s));
-            if (!out.tty) out.line();
+        try {
+          while (!stop.signal.aborted) {
+            const s = await collectStatus(client, groups, conn.backend.index !== undefined, conn.backend.records !== undefined);
+            if (out.json) out.line(JSON.stringify({ at: Date.now(), ...s }));
+            else {
+              if (out.tty) process.stdout.write('\x1b[H\x1b[2J');
+              out.line(`${out.paint('grey', new Date().toISOString())}  every ${o.interval}, Ctrl-C to stop`);
+              out.line(renderStatus(out, s));
+              if (!out.tty) out.line();
+            }
+            await pause(every, stop.signal);
           }
-          await new Promise<void>((r) => {
-            const t = setTimeout(r, every);
-            process.once('SIGINT', () => (clearTimeout(t), r()));
-          });
+        } finally {
+          process.off('SIGINT', onSig);
+          process.off('SIGTERM', onSig);
         }
-        process.off('SIGTERM', onSig);
       }),
     );
 

@@ -170,6 +170,18 @@ describe('tasuki command', () => {
     }
   }, 240_000);
 
+  it('watch --json prints a status per interval until SIGINT, then exits 0', async () => {
+    const child = spawn(TSX, [CLI, ...REDIS, '--json', 'watch', group, '--interval', '300ms'], { cwd: root, env });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    await until(async () => stdout.split('\n').filter(Boolean).length >= 2);
+    child.kill('SIGINT');
+    expect(await exited).toBe(0);
+    const lines = stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { groups: Array<{ group: string }> });
+    expect(lines[0]?.groups[0]?.group).toBe(group);
+  }, 60_000);
+
   it('a backend without a task index (Memcache) refuses ls with ERR_UNSUPPORTED, exit 1', async () => {
     const r = await run([...REDIS, '--backend', 'memcache://127.0.0.1:11211', 'ls', group]);
     expect(r.code).toBe(1);
