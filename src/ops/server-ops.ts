@@ -107,8 +107,9 @@ export class ServerOps {
     if (this.records === undefined) return;
     await this.readPaused();
     if (this.stopped) return;
-    // Ref'd like the fetch loops it steers; cleared at shutdown.
+    // Unref'd like the fetch loops it steers (their connections keep a worker process alive); cleared at shutdown.
     this.pauseTimer = setInterval(() => void this.readPaused(), this.pausePollMs);
+    this.pauseTimer.unref();
     if (this.heartbeatMs > 0) {
       await this.heartbeat();
       if (this.stopped) return;
