@@ -168,6 +168,24 @@ describe('tasuki command', () => {
     }
   }, 240_000);
 
+  it('a second SIGINT stops the worker at once and hands the running task back (it reads sent again)', async () => {
+    const w = await startWorker(['--concurrency', '2']);
+    const id = (await run([...REDIS, 'send', group, 'sleep', '120000'])).stdout.trim();
+    try {
+      await until(async () => JSON.parse((await run([...REDIS, '--json', 'inspect', id])).stdout).state.status === 'running');
+      w.child.kill('SIGINT');
+      await until(async () => w.output().includes('stopping'));
+      w.child.kill('SIGINT');
+      expect(await w.exited).toBe(0);
+      expect(w.output()).toContain('stopping now — handing 1 running task(s) back to the broker');
+      expect(JSON.parse((await run([...REDIS, '--json', 'inspect', id])).stdout).state.status).toBe('sent');
+      expect(JSON.parse((await run([...REDIS, '--json', 'status', group])).stdout).groups[0].ready).toBe(1);
+    } finally {
+      w.child.kill('SIGKILL');
+      await run([...REDIS, 'purge', group, '--yes']);
+    }
+  }, 120_000);
+
   it('watch --json prints a status per interval until SIGINT, then exits 0', async () => {
     const child = spawn(TSX, [CLI, ...REDIS, '--json', 'watch', group, '--interval', '300ms'], { cwd: root, env });
     let stdout = '';
