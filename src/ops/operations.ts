@@ -160,7 +160,10 @@ export class Operations {
     return (await recordsOf(this.ctx.backend, 'listing paused groups').list(RECORD_KINDS.paused)).map((r) => r.key).sort();
   }
 
-  /** Deletes every message of a group at the broker: ready, delayed and dead letters (task states stay). */
+  /**
+   * Deletes every message of a group at the broker (`broker.purge`): ready, delayed, in flight and dead
+   * letters. Task states stay; a task running now still finishes and records its outcome.
+   */
   async purge(group: string): Promise<void> {
     this.ctx.checkOpen();
     assertName('group', group);
