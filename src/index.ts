@@ -24,6 +24,12 @@ export type { ServerEvents, TaskEvent } from './events.js';
 export { consoleLogger, silentLogger, type Logger, type LogLevel, type LogFields } from './logger.js';
 export type { Broker, Delivery, DeadLetter, DeadLetterReason, FetchOptions, PublishOptions, QueueCounts } from './broker.js';
 export type { Backend, Expiry, StateWrite, WriteGuard, WriteOutcome } from './backend.js';
+export type { IndexQuery, IndexPage, TaskIndex, RecordStore, StoredRecord } from './backend.js';
+export { Operations } from './ops/operations.js';
+export type { GroupCounts, ListOptions, WorkerInfo, WorkerGroupInfo, RetryReport, AbnormalTask, AbnormalKind } from './ops/types.js';
+export type { OpsServerOptions } from './ops/server-ops.js';
+export { findAbnormal, type WatchdogOptions } from './ops/watchdog.js';
+export { TASUKI_VERSION } from './version.js';
 export { TASK_STATUSES, FINAL_STATUSES, isFinalStatus, parseTaskState, type TaskState, type TaskStatus, type StoredError } from './state.js';
 export {
   WIRE_VERSION,
