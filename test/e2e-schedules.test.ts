@@ -120,7 +120,9 @@ describe('schedules across processes (Redis)', () => {
     await sleep(5000);
     const restart = Date.now();
     await Promise.all([spawn(), spawn(), spawn()]);
-    while (Math.max(...(await beats()).map((b) => b.at)) < restart + 2000 && Date.now() < restart + 20_000) await sleep(100);
+    // The first tick after the restart runs between `restart` and (about) `booted`: processes take a while to boot.
+    const booted = Date.now();
+    while (Math.max(...(await beats()).map((b) => b.at)) < booted + 2000 && Date.now() < booted + 20_000) await sleep(100);
     const info = await settle(client, name, beats);
     const times = (await beats()).map((b) => b.at);
     expect(new Set(times).size).toBe(times.length);
@@ -131,14 +133,14 @@ describe('schedules across processes (Redis)', () => {
       expect(info.missed).toBeGreaterThanOrEqual(3);
     } else if (catchup === 'latest') {
       expect(down(restart - grace).length).toBeLessThanOrEqual(1);
-      expect(down(restart).length).toBeGreaterThanOrEqual(1);
+      expect(down(booted).length).toBeGreaterThanOrEqual(1);
       expect(info.missed).toBeGreaterThanOrEqual(2);
     } else {
-      expect(down(restart).length).toBeGreaterThanOrEqual(1);
-      expect(down(restart).every((t) => t >= restart - 2500)).toBe(true);
+      expect(down(booted).length).toBeGreaterThanOrEqual(1);
+      expect(down(booted).every((t) => t >= restart - 2500)).toBe(true);
       expect(info.missed).toBeGreaterThanOrEqual(1);
     }
     // Fires go on after the restart, one per second.
-    expect(times.filter((t) => t > restart + 1000).length).toBeGreaterThanOrEqual(1);
+    expect(times.filter((t) => t > booted + 1000).length).toBeGreaterThanOrEqual(1);
   });
 });
