@@ -22,11 +22,18 @@ describe('DST matrix (cron in IANA time zones)', () => {
     ['gap', 'America/New_York', '30 2 * * *', '2026-03-07T12:00:00Z', '2026-03-09T12:00:00Z', ['2026-03-08T07:00:00.000Z', '2026-03-09T06:30:00.000Z']],
     ['gap', 'Europe/London', '15 1 * * *', '2026-03-28T00:00:00Z', '2026-03-30T00:00:00Z', ['2026-03-28T01:15:00.000Z', '2026-03-29T01:00:00.000Z']],
     ['gap', 'Australia/Sydney', '30 2 * * *', '2026-10-02T00:00:00Z', '2026-10-05T00:00:00Z', ['2026-10-02T16:30:00.000Z', '2026-10-03T16:00:00.000Z', '2026-10-04T15:30:00.000Z']],
+    // A list of fixed times is fixed-time too (Vixie cron): 02:30 in the gap runs at 03:00, 14:30 as usual.
+    ['gap', 'Europe/Paris', '30 2,14 * * *', '2026-03-28T23:00:00Z', '2026-03-29T22:00:00Z', ['2026-03-29T01:00:00.000Z', '2026-03-29T12:30:00.000Z']],
+    // An interval expression keeps real time: its times inside the gap do not exist.
+    ['gap', 'Europe/Paris', '*/20 2 * * *', '2026-03-28T23:00:00Z', '2026-03-29T03:00:00Z', []],
     // Fall back: the wall time exists twice; it fires once, at its first occurrence.
     ['repeat', 'Europe/Paris', '30 2 * * *', '2026-10-24T12:00:00Z', '2026-10-26T12:00:00Z', ['2026-10-25T00:30:00.000Z', '2026-10-26T01:30:00.000Z']],
     ['repeat', 'America/New_York', '30 1 * * *', '2026-10-31T12:00:00Z', '2026-11-02T12:00:00Z', ['2026-11-01T05:30:00.000Z', '2026-11-02T06:30:00.000Z']],
     ['repeat', 'Europe/London', '15 1 * * *', '2026-10-24T12:00:00Z', '2026-10-26T12:00:00Z', ['2026-10-25T00:15:00.000Z', '2026-10-26T01:15:00.000Z']],
     ['repeat', 'Australia/Sydney', '30 2 * * *', '2026-04-04T00:00:00Z', '2026-04-06T00:00:00Z', ['2026-04-04T15:30:00.000Z', '2026-04-05T16:30:00.000Z']],
+    ['repeat', 'Europe/Paris', '0 2,14 * * *', '2026-10-24T22:00:00Z', '2026-10-25T22:00:00Z', ['2026-10-25T00:00:00.000Z', '2026-10-25T13:00:00.000Z']],
+    // An interval expression fires in both passes of the repeated hour.
+    ['repeat', 'Europe/Paris', '*/30 2 * * *', '2026-10-24T23:00:00Z', '2026-10-25T03:00:00Z', ['2026-10-25T00:00:00.000Z', '2026-10-25T00:30:00.000Z', '2026-10-25T01:00:00.000Z', '2026-10-25T01:30:00.000Z']],
     // Outside transitions and in a zone without DST: plain local time.
     ['plain', 'Europe/Paris', '0 3 * * *', '2026-12-01T00:00:00Z', '2026-12-03T00:00:00Z', ['2026-12-01T02:00:00.000Z', '2026-12-02T02:00:00.000Z']],
     ['plain', 'Asia/Kolkata', '0 9 * * *', '2026-03-28T00:00:00Z', '2026-03-30T00:00:00Z', ['2026-03-28T03:30:00.000Z', '2026-03-29T03:30:00.000Z']],
@@ -128,5 +135,19 @@ describe('tick planner', () => {
     const p = planTick(record({ cron: '0 * * * *', tz: 'Europe/Paris', catchup: 'latest' }, Date.parse('2026-03-01T00:00:00Z')), Date.parse('2026-03-01T01:00:00Z'), Date.parse('2026-03-03T00:00:30Z'), false);
     expect(p.fires.map(iso)).toEqual(['2026-03-02T23:00:00.000Z', '2026-03-03T00:00:00.000Z']);
     expect(p.missed.count).toBe(46);
+  });
+});
+
+describe('upsert types', () => {
+  it('checks the arguments of the scheduled task at compile time', () => {
+    const compileOnly = (c: import('../src/index.js').Client): void => {
+      const ref = { group: 'g', name: 't' } as import('../src/index.js').TaskRef<[string, number], void>;
+      void c.schedules.upsert('ok', { everyMs: 1000 }, ref, 'a', 1);
+      // @ts-expect-error wrong argument type
+      void c.schedules.upsert('bad', { everyMs: 1000 }, ref, 'a', 'b');
+      // @ts-expect-error cron and everyMs together
+      void c.schedules.upsert('both', { everyMs: 1000, cron: '* * * * *' }, ref, 'a', 1);
+    };
+    expect(typeof compileOnly).toBe('function');
   });
 });

@@ -2,11 +2,13 @@
  * Fire times of a schedule. Cron expressions and time-zone arithmetic (DST gaps and repeated hours)
  * come from croner; this file adds only the `startAt`/`endAt` bounds and the interval arithmetic.
  *
- * DST, as croner computes it and the tests pin down: a wall time that does not exist (the
- * spring-forward gap, e.g. 02:30 in Europe/Paris on the last Sunday of March) fires once, at the
- * next valid instant (03:00 local); a wall time that exists twice (the repeated autumn hour) fires
- * once, at its first occurrence. Expressions that fire every hour or more often keep their real-time
- * rhythm through both.
+ * DST, as croner computes it (Vixie cron's rule, with croner's `fixedTimeRule: 'no-wildcard'`)
+ * and the tests pin down: for a fixed-time expression (no `*` or step in seconds, minutes and hours,
+ * e.g. `30 2 * * *` or `0 2,14 * * *`), a wall time that does not exist (the spring-forward gap)
+ * fires once, at the next valid instant (03:00 local), and a wall time that exists twice (the
+ * repeated autumn hour) fires once, at its first occurrence. An interval expression (`*`/step in
+ * those fields, e.g. `*\/15 * * * *`) keeps real time: its times in a gap do not exist, and it
+ * fires in both passes of a repeated hour.
  */
 import { Cron } from 'croner';
 import { InvalidOptionError } from '../errors.js';
@@ -21,7 +23,7 @@ function cronOf(expr: string, tz: string): Cron {
   const key = `${tz}\u0000${expr}`;
   let c = crons.get(key);
   if (c === undefined) {
-    c = new Cron(expr, { timezone: tz, paused: true });
+    c = new Cron(expr, { timezone: tz, paused: true, fixedTimeRule: 'no-wildcard' });
     if (crons.size > 1000) crons.clear();
     crons.set(key, c);
   }
