@@ -80,7 +80,14 @@ export class Schedules {
         if (!(await store.writeSchedule(name, JSON.stringify(rec), stored?.rev ?? 0))) continue;
       }
       // The pending tick: sent again by every upsert, a no-op when it is already held (same id).
-      if (!rec.paused && rec.nextFireAt !== null) await sendTick(this.client, rec, rec.nextFireAt);
+      if (!rec.paused && rec.nextFireAt !== null) {
+        await sendTick(this.client, rec, rec.nextFireAt);
+        // Overdue: its workers were down, or its tick was lost (purged, dead-lettered). A tick for the
+        // next fire time revives the chain; if the old tick still comes, the two merge (the later one finds its time covered).
+        const now = Date.now();
+        const next = rec.nextFireAt < now ? nextFireAfter(rec.def, now) : null;
+        if (next !== null) await sendTick(this.client, rec, next);
+      }
       return toInfo(rec);
     }
     throw new InvalidOptionError(`schedule ${JSON.stringify(name)} changed under ${CAS_ATTEMPTS} upsert attempts`);

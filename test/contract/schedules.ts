@@ -155,6 +155,29 @@ export function schedulesContract(name: string, makeHarness: () => SchedulesHarn
       await c.schedules.remove(name);
     });
 
+    it('an upsert revives a schedule whose pending tick was lost', async () => {
+      const s = await server();
+      const c = client();
+      const name = `revive-${randomUUID().slice(0, 8)}`;
+      await c.schedules.upsert(name, { everyMs: 1000 }, beat());
+      await until(() => fired().length >= 1, 20_000, 'a first fire');
+      await s.shutdown(2000);
+      // The chain's pending tick is gone (a purged queue), while its send is still remembered.
+      const broker = harness.broker();
+      await broker.purge(group);
+      await broker.close();
+      await sleep(1500);
+      await server();
+      const lost = Date.now();
+      await sleep(1500);
+      expect(fired().filter((t) => t > lost)).toEqual([]);
+      await c.schedules.upsert(name, { everyMs: 1000 }, beat());
+      await until(() => fired().filter((t) => t > lost).length >= 2, 20_000, 'fires after the revival');
+      const times = fired();
+      expect(new Set(times).size).toBe(times.length);
+      await c.schedules.remove(name);
+    });
+
     it('pause, trigger, resume and remove', async () => {
       await server();
       const c = client();
