@@ -35,3 +35,18 @@ describe('schedules without a schedule store', () => {
     await client.close();
   });
 });
+
+describe('schedules and send defaults', () => {
+  it('a server whose sendDefaults delay and expire tasks still ticks and fires on time', async () => {
+    const { Server } = await import('../src/index.js');
+    const server = new Server({ logger: silentLogger, fetchWaitMs: 200, sendDefaults: { runAfter: 60_000, expireAt: Date.now() - 1 } });
+    const ids: string[] = [];
+    const beat = server.add('defaults', 'beat', (ctl: import('../src/index.js').TaskCtl) => void ids.push(ctl.id), { ctl: true });
+    await server.run('defaults', 1);
+    const started = Date.now();
+    await server.client().schedules.upsert('d', { everyMs: 1000 }, beat);
+    while (ids.length < 2 && Date.now() - started < 20_000) await new Promise((r) => setTimeout(r, 50));
+    await server.shutdown(1000);
+    expect(ids.length).toBeGreaterThanOrEqual(2);
+  });
+});

@@ -16,8 +16,18 @@ export const TICK_TASK = 'tasuki.schedule-tick';
 /** Task name of the wait handler (overlap `'buffer'`). */
 export const WAIT_TASK = 'tasuki.schedule-wait';
 
-/** Ticks retry (store or backend unreachable) for a long time: a schedule must not end because a service restarted. */
-const TICK_SEND: SendOptions = { retryCount: 1000, backoff: { type: 'exponential', delayMs: 500, maxDelayMs: 30_000, jitter: 0.2 } };
+/**
+ * Ticks retry (store or backend unreachable) for a long time: a schedule must not end because a
+ * service restarted. The client's send defaults do not apply to them (every control is set here).
+ */
+const TICK_SEND: SendOptions = {
+  retryCount: 1000,
+  backoff: { type: 'exponential', delayMs: 500, maxDelayMs: 30_000, jitter: 0.2 },
+  runAfter: undefined,
+  runAt: undefined,
+  expireAt: undefined,
+  timeout: undefined,
+};
 
 /** Delay of the `attempt`-th wait of a buffered fire: 200 ms doubling up to 2 s. */
 export function waitDelayMs(attempt: number): number {
@@ -34,7 +44,8 @@ export function jitterOf(id: string, jitterMs: number): number {
 /** Sends the fire of `rec` at `at` (or, with `id`, a manual one now); resolves with its task id. */
 export async function sendFire(client: Client, rec: ScheduleRecord, at: number, id = fireId(rec.name, at)): Promise<TaskId> {
   const def = rec.def;
-  const opts: SendOptions = { id };
+  // Timing is the schedule's own: the client's runAfter/runAt/expireAt defaults do not apply (retries and timeout defaults do, unless set in `send`).
+  const opts: SendOptions = { id, runAfter: undefined, runAt: undefined, expireAt: undefined };
   if (def.send.retryCount !== null) opts.retryCount = def.send.retryCount;
   if (def.send.backoff !== null) opts.backoff = def.send.backoff;
   if (def.send.timeout !== null) opts.timeout = def.send.timeout;
