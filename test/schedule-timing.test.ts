@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { firesBetween, nextFireAfter, type Timing } from '../src/schedule/timing.js';
 import { normalizeDefinition } from '../src/schedule/definition.js';
 import { planTick } from '../src/schedule/plan.js';
+import { jitterOf } from '../src/schedule/send.js';
 import type { ScheduleRecord } from '../src/schedule/record.js';
 import type { ScheduleDefinition } from '../src/schedule/types.js';
 
@@ -149,5 +150,15 @@ describe('upsert types', () => {
       void c.schedules.upsert('both', { everyMs: 1000, cron: '* * * * *' }, ref, 'a', 1);
     };
     expect(typeof compileOnly).toBe('function');
+  });
+});
+
+describe('jitter', () => {
+  it('is derived from the fire id: the same for every sender, within [0, jitterMs)', () => {
+    const values = Array.from({ length: 200 }, (_, i) => jitterOf(`s@${new Date(i * 1000).toISOString()}`, 5000));
+    expect(values.every((v) => v >= 0 && v < 5000)).toBe(true);
+    expect(new Set(values).size).toBeGreaterThan(100);
+    expect(jitterOf('s@x', 5000)).toBe(jitterOf('s@x', 5000));
+    expect(jitterOf('s@x', 0)).toBe(0);
   });
 });

@@ -178,6 +178,32 @@ export function schedulesContract(name: string, makeHarness: () => SchedulesHarn
       await c.schedules.remove(name);
     });
 
+    it('limit and endAt end a schedule; startAt anchors it; jitter delays each fire deterministically', async () => {
+      await server();
+      const c = client();
+      const limited = `limit-${randomUUID().slice(0, 8)}`;
+      const start = Math.ceil(Date.now() / 1000) * 1000 + 1500;
+      await c.schedules.upsert(limited, { everyMs: 1000, startAt: start, limit: 2, jitterMs: 400 }, beat());
+      const ended = await until(async () => {
+        const i = await c.schedules.get(limited);
+        return i !== null && i.fires === 2 && i.nextFireAt === null && runs.length === 2 ? i : null;
+      }, 20_000, 'the limit');
+      expect(fired().sort()).toEqual([start, start + 1000]);
+      expect(ended.lastFireAt?.getTime()).toBe(start + 1000);
+      // Each run started no earlier than its fire time (jitter only delays).
+      expect(runs.every((r) => r.start >= r.fireAt)).toBe(true);
+      await sleep(1500);
+      expect(runs).toHaveLength(2);
+      const bounded = `end-${randomUUID().slice(0, 8)}`;
+      const endAt = Date.now() + 2500;
+      await c.schedules.upsert(bounded, { everyMs: 1000, endAt }, beat());
+      await until(async () => (await c.schedules.get(bounded))?.nextFireAt === null, 20_000, 'the end');
+      await sleep(1200);
+      const after = fired().filter((t) => t >= endAt);
+      expect(after).toEqual([]);
+      await Promise.all([c.schedules.remove(limited), c.schedules.remove(bounded)]);
+    });
+
     it('pause, trigger, resume and remove', async () => {
       await server();
       const c = client();
