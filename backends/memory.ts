@@ -5,6 +5,7 @@
 import type { Backend, Expiry, FinalNotice, StateWrite, WriteOutcome } from '../src/backend.js';
 import { ClosedError } from '../src/errors.js';
 import { isFinalStatus, type TaskState } from '../src/state.js';
+import { MemoryScheduleStore, type MemoryScheduleRecords } from './memory-schedules.js';
 
 /**
  * What is stored for one task id: its state (a private copy, see {@link jsonCopy}, never handed to
@@ -40,6 +41,8 @@ export class MemoryBackendStore {
   readonly entries = new Map<string, Stored>();
   /** @internal watchFinal subscriptions of every backend on this store, by task id. */
   readonly watches = new Map<string, Set<Watch>>();
+  /** @internal Schedule records (see `memory-schedules.ts`). */
+  readonly schedules: MemoryScheduleRecords = new Map();
   private sweeper: NodeJS.Timeout | undefined;
 
   /** @internal Starts the periodic removal of expired entries (unref'd). */
@@ -161,10 +164,13 @@ export class MemoryBackend implements Backend {
   private closed = false;
   /** This instance's watchFinal subscriptions, ended on close. */
   private readonly watches = new Set<Watch>();
+  /** @inheritdoc */
+  readonly scheduleStore: MemoryScheduleStore;
 
   /** @param options see {@link MemoryBackendOptions} */
   constructor(options: MemoryBackendOptions = {}) {
     this.store = options.store ?? new MemoryBackendStore();
+    this.scheduleStore = new MemoryScheduleStore(this.store.schedules, () => this.closed);
     this.store.startSweeper();
   }
 

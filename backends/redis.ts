@@ -16,6 +16,7 @@ import { finalChannel, redisKeys, taskTag } from './redis-keys.js';
 import { ReadBatcher } from './redis-reads.js';
 import { WRITE_COMMAND, WRITE_SCRIPT } from './redis-scripts.js';
 import { FinalWatches } from './redis-watch.js';
+import { RedisScheduleStore } from './redis-schedules.js';
 import { failureText, resolveOperationTimeout } from '../brokers/redis-connection.js';
 import { emitDurabilityWarning, watchDurability } from '../brokers/redis-durability.js';
 import { REDIS_MAX_STRING, WriteBatcher, prepareWrite, type PendingWrite } from './redis-writes.js';
@@ -84,6 +85,8 @@ export class RedisBackend implements Backend {
   private readonly writes: WriteBatcher;
   /** Listeners of final writes ({@link watchFinal}). */
   private readonly watches: FinalWatches;
+  /** @inheritdoc */
+  readonly scheduleStore: RedisScheduleStore;
 
   /** @param options see {@link RedisBackendOptions} */
   constructor(options: RedisBackendOptions = {}) {
@@ -118,6 +121,7 @@ export class RedisBackend implements Backend {
     this.reads = new ReadBatcher(this.client);
     this.writes = new WriteBatcher(this.client, (err, bytes) => this.wrap(err, 'write', bytes));
     this.watches = new FinalWatches(this.client, this.onConnectionError, (err) => this.wrap(err, 'watchFinal'));
+    this.scheduleStore = new RedisScheduleStore(this.client, this.prefix, () => this.connect(), (err, op) => this.wrap(err, op));
   }
 
   private readonly onConnectionError = (err: Error): void => {

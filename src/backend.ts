@@ -4,6 +4,7 @@
  * passes the backend contract suite (`test/contract/backend.ts`).
  */
 import type { TaskState } from './state.js';
+import type { ScheduleStore } from './schedule/store.js';
 
 /**
  * Expiry of a stored entry in **seconds**: `-1` keeps it forever, `0` does not store it at all,
@@ -103,4 +104,6 @@ export interface Backend {
    * ends it. A hint only: callers keep polling as a fallback.
    */
   watchFinal?(id: string, listener: (notice?: FinalNotice) => void): Promise<() => void>;
+  /** Optional: where schedule records live (`client.schedules`); without it, schedules reject with `ERR_UNSUPPORTED`. */
+  readonly scheduleStore?: ScheduleStore;
 }

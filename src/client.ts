@@ -18,6 +18,7 @@ import { resolveBounds, type ClientBounds, type ClientOptions } from './client-o
 import { TaskResult } from './result.js';
 import type { TaskState } from './state.js';
 import type { TaskId, TaskRef } from './task.js';
+import { Schedules } from './schedule/api.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -39,6 +40,7 @@ interface ClientCore {
 export class Client {
   private readonly core: ClientCore;
   private readonly defaults: SendOptions;
+  private scheduleApi: Schedules | undefined;
 
   /**
    * @param options broker, backend, logger, expiries, send defaults and time bounds. Without a
@@ -77,6 +79,15 @@ export class Client {
   with(options: SendOptions): Client {
     validateSendOptions(options);
     return new Client({ sendDefaults: { ...this.defaults, ...options } }, this.core);
+  }
+
+  /**
+   * Named recurring schedules (cron in an IANA time zone, or intervals): upsert, list, pause,
+   * resume, trigger, remove. Needs a backend with a schedule store (memory, Redis).
+   */
+  get schedules(): Schedules {
+    this.scheduleApi ??= new Schedules(this, this.core.backend, this.core.statusExpires);
+    return this.scheduleApi;
   }
 
   /** Sends a task by group and name (untyped). */

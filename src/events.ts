@@ -29,4 +29,11 @@ export interface ServerEvents {
   aborted: [TaskEvent];
   /** A message was moved to its group's dead-letter store. */
   deadLettered: [{ group: string; id?: string; name?: string; reason: DeadLetterReason }];
+  /** A schedule's tick sent a fire (`id`: the fire's task id). */
+  scheduleFired: [{ schedule: string; fireAt: number; id: string }];
+  /**
+   * Fires of a schedule did not run: `'late'` (missed beyond `graceMs`, outside the catch-up policy)
+   * or `'overlap'` (skipped, the previous fire still running). `latest`: the most recent such fire time, when known.
+   */
+  scheduleMissed: [{ schedule: string; reason: 'late' | 'overlap'; count: number; latest: number | null }];
 }

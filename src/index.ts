@@ -43,4 +43,7 @@ export {
   type PartialIds,
 } from './message.js';
 export { assertName, NAME_PATTERN } from './names.js';
+export { Schedules } from './schedule/api.js';
+export type { ScheduleDefinition, ScheduleTiming, ScheduleOptions, ScheduleCatchup, ScheduleOverlap, ScheduleSendOptions, ScheduleInfo } from './schedule/types.js';
+export type { ScheduleStore, StoredSchedule } from './schedule/store.js';
 export * from './errors.js';

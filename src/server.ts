@@ -13,6 +13,7 @@ import { assertName } from './names.js';
 import { checkMs, resolveServerSettings, type SendOptions, type ServerOptions, type ServerSettings } from './options.js';
 import type { AddOptions, CtlHandler, PlainHandlerCheck, TaskRef } from './task.js';
 import { GroupWorker, type Registration } from './worker.js';
+import { ScheduleTicks } from './schedule/tick.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -36,6 +37,8 @@ export class Server extends EventEmitter<ServerEvents> {
   private readonly workers = new Map<string, GroupWorker>();
   private state: 'open' | 'stopping' | 'closed' = 'open';
   private clientInstance: Client | undefined;
+  /** Tick handlers of schedules, looked up for every group this server runs. */
+  private ticks: ScheduleTicks | undefined;
 
   /** @param options broker, backend, logger, expiries, leases... (see {@link ServerOptions}) */
   constructor(options: ServerOptions = {}) {
@@ -83,13 +86,14 @@ export class Server extends EventEmitter<ServerEvents> {
     assertName('group', group);
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidOptionError(`concurrency must be a whole number ≥ 1, got ${concurrency}`);
     if (this.workers.has(group)) throw new InvalidOptionError(`group "${group}" is already running in this server`);
+    const ticks = (this.ticks ??= new ScheduleTicks({ backend: this.backend, logger: this.logger, client: () => this.client(), emit: (e, ...a) => this.safeEmit(e, ...a) }));
     const worker = new GroupWorker(
       {
         broker: this.broker,
         backend: this.backend,
         logger: this.logger,
         settings: this.settings,
-        lookup: (g, n) => this.registry.get(`${g}\u0000${n}`),
+        lookup: (g, n) => this.registry.get(`${g}\u0000${n}`) ?? ticks.lookup(g, n),
         emit: (event, ...args) => this.safeEmit(event, ...args),
         listens: (event) => this.listenerCount(event) > 0,
       },

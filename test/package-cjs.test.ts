@@ -35,8 +35,8 @@ describe('the packed package from CommonJS', () => {
     const target = join(proj, 'node_modules', 'tasuki');
     mkdirSync(target, { recursive: true });
     await run('tar', ['-xzf', join(work, tgz as string), '-C', target, '--strip-components=1']);
-    // The runtime dependency and the (optional peer) drivers, from this checkout's install.
-    for (const dep of ['superjson', 'ioredis', 'amqplib', 'memjs', 'mongodb', 'pg']) {
+    // The runtime dependencies and the (optional peer) drivers, from this checkout's install.
+    for (const dep of ['superjson', 'croner', 'ioredis', 'amqplib', 'memjs', 'mongodb', 'pg']) {
       symlinkSync(join(root, 'node_modules', dep), join(proj, 'node_modules', dep));
     }
     writeFileSync(join(proj, 'package.json'), JSON.stringify({ name: 'cjs-user', private: true }));
