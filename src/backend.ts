@@ -3,6 +3,7 @@
  * Implementations: `backends/memory`, `backends/redis`, `backends/memcache`, `backends/mongo`; each
  * passes the backend contract suite (`test/contract/backend.ts`).
  */
+import type { FlowJournalStore } from './journal.js';
 import type { TaskState } from './state.js';
 
 /**
@@ -95,4 +96,6 @@ export interface Backend {
    * ends it. A hint only: callers keep polling as a fallback.
    */
   watchFinal?(id: string, listener: (notice?: FinalNotice) => void): Promise<() => void>;
+  /** Optional journal storage of durable flows (`server.flow`); a backend without it cannot run flows. */
+  readonly journal?: FlowJournalStore;
 }

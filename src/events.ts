@@ -29,4 +29,10 @@ export interface ServerEvents {
   aborted: [TaskEvent];
   /** A message was moved to its group's dead-letter store. */
   deadLettered: [{ group: string; id?: string; name?: string; reason: DeadLetterReason }];
+  /** A durable flow ran for the first time. */
+  flowStarted: [TaskEvent];
+  /** A step (or sleep, wait, child call) of a durable flow ended and was journaled. */
+  stepDone: [TaskEvent & { step: string; kind: string; status: 'done' | 'failed'; attempts: number }];
+  /** A durable flow reached a final status and it is stored (before its callbacks run). */
+  flowDone: [TaskEvent & { status: string }];
 }

@@ -41,3 +41,7 @@ export {
 } from './message.js';
 export { assertName, NAME_PATTERN } from './names.js';
 export * from './errors.js';
+export type { Flow, FlowHandler, FlowOptions, FlowCallbackInfo, StepOptions, StepContext, CallOptions, CallManyOptions, MapOptions, WaitOptions, FanOutPolicy } from './flow/types.js';
+export type { FlowInfo, FlowStepInfo, RestartOptions } from './flow/client-ops.js';
+export type { FlowJournalStore, JournalEntry, JournalEntryKind, JournalEntryStatus, JournalPutMode, JournalPutOutcome, JournalSnapshot, SuspendOutcome } from './journal.js';
+export { UnsupportedError, FlowDivergedError, FlowLimitError, FlowRunningError, StepFailedError, ChildFailedError, SignalTimeoutError } from './flow/errors.js';

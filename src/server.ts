@@ -12,6 +12,8 @@ import { assertName } from './names.js';
 import { checkMs, resolveServerSettings, type SendOptions, type ServerOptions, type ServerSettings } from './options.js';
 import type { AddOptions, CtlHandler, PlainHandler, TaskRef } from './task.js';
 import { GroupWorker, type Registration } from './worker.js';
+import { assertFlowsRunnable, registerFlow } from './flow/registry.js';
+import type { FlowHandler, FlowOptions } from './flow/types.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -66,6 +68,15 @@ export class Server extends EventEmitter<ServerEvents> {
   }
 
   /**
+   * Registers a durable flow (see README "Flows"): `fn(flow, ...args)` is run again from the top
+   * after every suspension or crash, its `flow.step`/`sleep`/`call`/`waitFor` results replayed from
+   * the backend's journal. Sent like any task; returns a typed reference.
+   */
+  flow<A extends unknown[], R>(group: string, name: string, fn: FlowHandler<A, R>, options: FlowOptions<Awaited<R>> = {}): TaskRef<A, Awaited<R>> {
+    return registerFlow((marker, o) => this.add(group, name, marker as PlainHandler<unknown[], unknown>, o), fn, options);
+  }
+
+  /**
    * Starts a worker for `group` with at most `concurrency` handlers running at once. Several groups
    * may run in one process; each group once. Resolves when the broker and backend are connected.
    */
@@ -74,6 +85,7 @@ export class Server extends EventEmitter<ServerEvents> {
     assertName('group', group);
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidOptionError(`concurrency must be a whole number ≥ 1, got ${concurrency}`);
     if (this.workers.has(group)) throw new InvalidOptionError(`group "${group}" is already running in this server`);
+    assertFlowsRunnable(this.registry.values(), group, this.backend, this.settings.statusExpires);
     const worker = new GroupWorker(
       {
         broker: this.broker,
