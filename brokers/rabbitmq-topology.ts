@@ -1,49 +1,53 @@
 /**
- * RabbitMQ topology of tasuki: the names and arguments of the queues and exchanges that
- * `brokers/rabbitmq` declares, the plugin-free delay ladder, and the mapping of RabbitMQ's
- * "inequivalent arguments" refusal to {@link TopologyMismatchError}.
+ * RabbitMQ topology of tasuki: the names and arguments of the queues that `brokers/rabbitmq`
+ * declares, the delay levels, and the mapping of RabbitMQ's "inequivalent arguments" refusal to
+ * {@link TopologyMismatchError}.
  *
- * ## Per group `G` (prefix `P`, default `tasuki`)
+ * ## Per group `G` (prefix `P`, default `tasuki`; a prefix holds no `.`, so names never coincide)
  * - `P.work.G` — the work queue (durable; `x-queue-type` classic or quorum).
  * - `P.dead.G` — the dead-letter store (same type).
- * - `P.delay.NN.G` for `NN` = `00`..`31` — delay level queues with a fixed `x-message-ttl` of
- *   2^NN ms, dead-lettering into exchange `P.delay.(NN-1)` (level 00 into the work queue through the
- *   default exchange). Quorum delay queues use `x-dead-letter-strategy: at-least-once` (with
- *   `x-overflow: reject-publish`, which that strategy requires) so that no hop can drop a message.
- *
- * ## Shared by all groups of a prefix
- * - `P.delay.NN` — 32 durable topic exchanges, one per level.
+ * - `P.delay2.NN.G` for `NN` = `00`..`31` — delay level queues (same type, no TTL, no
+ *   dead-lettering). A message in level NN waits 2^NN ms from when it entered (header
+ *   `x-tasuki-hop-due`).
  *
  * ## How a delay travels
- * A delay of `d` ms (1 ≤ d < 2^32) is written in binary, most significant bit first, as 32 words of
- * the routing key followed by the group name: `b31.b30.….b0.G`. The message is published to the
- * exchange of its highest set bit. Exchange `P.delay.N` routes a message whose bit N is 1 into the
- * group's level queue `P.delay.NN.G` (binding `*.….1.*.….G`), where it waits exactly 2^N ms, and
- * a message whose bit N is 0 straight on to exchange `P.delay.(N-1)` (exchange-to-exchange binding
- * `*.….0.#`). Dead-lettering keeps the routing key, so on expiry the message enters the next
- * exchange down. Exchange `P.delay.00` routes bit 0 = 0 into the work queue. Every level queue has
- * one fixed TTL, so its messages expire in the order they entered it: a long delay never holds back a
- * short one (RabbitMQ expires messages only at a queue's head). A message makes one queue hop per set
- * bit of its delay, at most 32; its lateness is the sum of the per-hop dead-lettering latencies
- * (about a millisecond each on an idle local broker). Delays of 2^32 ms (49.7 days) or more take the
- * longest path and are delayed again on arrival (the `x-tasuki-available-at` header).
+ * Hops are made by tasuki itself, never by RabbitMQ's TTL dead-lettering (which moves messages
+ * between classic queues at most once, so a node crash mid-hop lost them): a message still
+ * `r` ms from its `x-tasuki-available-at` is published (persistent, confirmed) to the level of the
+ * highest set bit of `r` (capped at 31), with `x-tasuki-hop-due` = now + 2^level. The delay mover of
+ * each process that fetches from the group (`rabbitmq/delay-mover.ts`) consumes the level queues,
+ * and at a message's hop due publishes it again (confirmed) to the level of what remains, or to the
+ * work queue once it is due, and only then acks it: a crash at any point duplicates a hop, never
+ * loses the message. Every level has one fixed wait, so its messages are due in the order they
+ * entered it: a long delay never holds back a short one, and the mover only needs a queue's head.
+ * A message makes about one hop per set bit of its delay (at most 32 for one pass); since each hop
+ * re-reads the remaining time, hop latencies do not add up. Delays of 2^32 ms or more simply pass
+ * through level 31 several times.
+ *
+ * ## Earlier versions
+ * The first delay ladder (queues `P.delay.NN.G` with `x-message-ttl` dead-lettering through the
+ * shared topic exchanges `P.delay.NN`) is no longer declared. Messages still in it reach the work
+ * queue by themselves; `purge` deletes its queues and `deleteDelayExchanges` its exchanges.
  */
 import { TopologyMismatchError } from '../src/errors.js';
 
 /** Number of delay levels: level N holds messages for 2^N ms. */
 export const DELAY_LEVELS = 32;
 
-/** Longest delay one pass through the delay ladder can express (2^32 - 1 ms, about 49.7 days). */
-export const MAX_LADDER_DELAY_MS = 2 ** DELAY_LEVELS - 1;
 
 /** Queue type of every queue tasuki declares. `quorum` is meant for RabbitMQ clusters. */
 export type RabbitMQQueueType = 'classic' | 'quorum';
 
-/** Allowed prefixes: short enough that every derived queue name stays under RabbitMQ's 255 bytes. */
-export const PREFIX_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
+/**
+ * Allowed prefixes: no `.` (the separator of the name parts, so that two prefixes' names never
+ * coincide), and short enough that every derived queue name stays under RabbitMQ's 255 bytes.
+ */
+export const PREFIX_PATTERN = /^[A-Za-z0-9_:-]{1,64}$/;
 
 /** Header carrying the epoch ms before which a message must not be delivered. */
 export const HEADER_AVAILABLE_AT = 'x-tasuki-available-at';
+/** Header carrying the epoch ms at which a message's wait in its current delay level ends. */
+export const HEADER_HOP_DUE = 'x-tasuki-hop-due';
 /** Header of a dead letter: reason code. */
 export const HEADER_DEAD_CODE = 'x-tasuki-dead-code';
 /** Header of a dead letter: reason message. */
@@ -59,6 +63,8 @@ export interface GroupQueueNames {
   readonly dead: string;
   /** Delay level queues, index = level. */
   readonly delay: readonly string[];
+  /** Level queues of the first delay ladder (no longer declared; deleted by `purge`). */
+  readonly legacyDelay: readonly string[];
 }
 
 /** Two-digit level number used in names. */
@@ -66,14 +72,9 @@ function level2(n: number): string {
   return String(n).padStart(2, '0');
 }
 
-/** Name of the shared topic exchange of delay level `level`. */
-export function delayExchangeName(prefix: string, level: number): string {
-  return `${prefix}.delay.${level2(level)}`;
-}
-
-/** Names of all shared delay exchanges of a prefix, level 0 first. */
+/** Names of the shared topic exchanges of the first delay ladder of a prefix (no longer declared), level 0 first. */
 export function delayExchangeNames(prefix: string): string[] {
-  return Array.from({ length: DELAY_LEVELS }, (_, n) => delayExchangeName(prefix, n));
+  return Array.from({ length: DELAY_LEVELS }, (_, n) => `${prefix}.delay.${level2(n)}`);
 }
 
 /** Names of the queues of `group` under `prefix`. */
@@ -81,7 +82,8 @@ export function groupQueueNames(prefix: string, group: string): GroupQueueNames 
   return {
     work: `${prefix}.work.${group}`,
     dead: `${prefix}.dead.${group}`,
-    delay: Array.from({ length: DELAY_LEVELS }, (_, n) => `${prefix}.delay.${level2(n)}.${group}`),
+    delay: Array.from({ length: DELAY_LEVELS }, (_, n) => `${prefix}.delay2.${level2(n)}.${group}`),
+    legacyDelay: Array.from({ length: DELAY_LEVELS }, (_, n) => `${prefix}.delay.${level2(n)}.${group}`),
   };
 }
 
@@ -95,55 +97,20 @@ export function plainQueueArguments(type: RabbitMQQueueType): Record<string, unk
   return typeArguments(type);
 }
 
-/** Arguments of the delay queue of `level` of a group. */
-export function delayQueueArguments(prefix: string, group: string, level: number, type: RabbitMQQueueType): Record<string, unknown> {
-  const args: Record<string, unknown> = { ...typeArguments(type), 'x-message-ttl': 2 ** level };
-  if (level === 0) {
-    args['x-dead-letter-exchange'] = '';
-    args['x-dead-letter-routing-key'] = groupQueueNames(prefix, group).work;
-  } else {
-    args['x-dead-letter-exchange'] = delayExchangeName(prefix, level - 1);
-  }
-  if (type === 'quorum') {
-    args['x-dead-letter-strategy'] = 'at-least-once';
-    args['x-overflow'] = 'reject-publish';
-  }
-  return args;
+/** Arguments of a delay level queue: a plain queue (the waiting is done by the delay mover). */
+export function delayQueueArguments(type: RabbitMQQueueType): Record<string, unknown> {
+  return typeArguments(type);
 }
 
-/** Binding key on exchange `level` that selects messages of `group` whose bit `level` equals `bit`. */
-export function levelBindingKey(level: number, bit: 0 | 1, group: string): string {
-  const words = new Array<string>(DELAY_LEVELS).fill('*');
-  words[DELAY_LEVELS - 1 - level] = String(bit);
-  return `${words.join('.')}.${group}`;
+/** Where a message that must still wait `remainingMs` (> 0) goes: the level of its highest set bit, capped at the top level. */
+export function delayLevel(remainingMs: number): number {
+  const d = Math.max(1, Math.ceil(remainingMs));
+  return Math.min(DELAY_LEVELS - 1, Math.floor(Math.log2(d)));
 }
 
-/** Binding key of the exchange-to-exchange binding from level `level` (≥ 1) down to `level - 1`. */
-export function passDownBindingKey(level: number): string {
-  return `${'*.'.repeat(DELAY_LEVELS - 1 - level)}0.#`;
-}
-
-/** Where to publish a message of `group` that must wait `delayMs` before it is ready. */
-export interface DelayRoute {
-  /** Exchange to publish to (that of the highest set bit). */
-  readonly exchange: string;
-  /** Routing key: 32 bit words, most significant first, then the group. */
-  readonly routingKey: string;
-  /** The delay the route encodes (ms), after rounding up and capping at {@link MAX_LADDER_DELAY_MS}. */
-  readonly delayMs: number;
-}
-
-/** Computes the delay-ladder route of a delay (> 0 ms; rounded up to whole ms). */
-export function delayRoute(prefix: string, group: string, delayMs: number): DelayRoute {
-  const d = Math.min(MAX_LADDER_DELAY_MS, Math.max(1, Math.ceil(delayMs)));
-  const words: string[] = [];
-  let top = -1;
-  for (let level = DELAY_LEVELS - 1; level >= 0; level--) {
-    const bit = Math.floor(d / 2 ** level) % 2;
-    if (bit === 1 && top < 0) top = level;
-    words.push(String(bit));
-  }
-  return { exchange: delayExchangeName(prefix, Math.max(0, top)), routingKey: `${words.join('.')}.${group}`, delayMs: d };
+/** How long a message waits in delay level `level` (ms). */
+export function levelWaitMs(level: number): number {
+  return 2 ** level;
 }
 
 /** The AMQP reply code and text of an amqplib error, if it carries one. */

@@ -1,20 +1,7 @@
 /**
- * Key layout and Lua scripts of the Redis broker (`brokers/redis.ts`).
- *
- * Every key of one group shares the Redis Cluster hash tag `{group}`, so each script touches a
- * single hash slot:
- *
- * | key                               | type   | content                                                    |
- * |-----------------------------------|--------|------------------------------------------------------------|
- * | `<prefix>:{<group>}:ready`        | LIST   | ids ready now, FIFO; `~<id>` marks a message delivered before |
- * | `<prefix>:{<group>}:delayed`      | ZSET   | id → `availableAt` (epoch ms)                              |
- * | `<prefix>:{<group>}:lease`        | ZSET   | delivery token `<id>:<serial>` → lease deadline (epoch ms) |
- * | `<prefix>:{<group>}:body`         | HASH   | id → body, for ready, delayed and in-flight messages       |
- * | `<prefix>:{<group>}:wake`         | LIST   | wake-up markers that idle fetches block on (BLPOP)         |
- * | `<prefix>:{<group>}:seq`          | STRING | counter for message ids and delivery token serials         |
- * | `<prefix>:{<group>}:dead`         | ZSET   | dead letter id (= message id) → time dead-lettered (ms)    |
- * | `<prefix>:{<group>}:dead:body`    | HASH   | dead letter id → body                                      |
- * | `<prefix>:{<group>}:dead:reason`  | HASH   | dead letter id → JSON `{"code","message"}`                 |
+ * Lua scripts of the Redis broker (`brokers/redis.ts`): one named script per atomic operation. The
+ * keys they touch are described in `./redis-keys.ts`; every key of one group shares the hash tag
+ * `{group}`, so each script touches a single hash slot.
  *
  * Time inside scripts is the Redis server clock (`TIME`), so lease deadlines do not depend on the
  * clocks of worker machines; `availableAt` is compared with that clock too.
@@ -30,49 +17,6 @@ import type { Redis } from 'ioredis';
 export const WAKE_CAP = 256;
 /** Most expired leases / due delayed messages moved per script call (keeps every call short). */
 export const MAINTENANCE_BATCH = 1000;
-
-/** Names of all keys of one group. */
-export interface GroupKeys {
-  /** LIST of ready ids. */
-  readonly ready: string;
-  /** ZSET of delayed ids by due time. */
-  readonly delayed: string;
-  /** ZSET of in-flight tokens by lease deadline. */
-  readonly lease: string;
-  /** HASH id → body. */
-  readonly body: string;
-  /** LIST of wake-up markers. */
-  readonly wake: string;
-  /** Counter for ids and token serials. */
-  readonly seq: string;
-  /** ZSET dead letter id → time. */
-  readonly dead: string;
-  /** HASH dead letter id → body. */
-  readonly deadBody: string;
-  /** HASH dead letter id → reason JSON. */
-  readonly deadReason: string;
-}
-
-/** Builds the key names of `group` under `prefix` (all in the hash slot of `{group}`). */
-export function groupKeys(prefix: string, group: string): GroupKeys {
-  const base = `${prefix}:{${group}}:`;
-  return {
-    ready: base + 'ready',
-    delayed: base + 'delayed',
-    lease: base + 'lease',
-    body: base + 'body',
-    wake: base + 'wake',
-    seq: base + 'seq',
-    dead: base + 'dead',
-    deadBody: base + 'dead:body',
-    deadReason: base + 'dead:reason',
-  };
-}
-
-/** Every key of a group, for `purge`. */
-export function allKeys(keys: GroupKeys): string[] {
-  return [keys.ready, keys.delayed, keys.lease, keys.body, keys.wake, keys.seq, keys.dead, keys.deadBody, keys.deadReason];
-}
 
 /** Lua helpers shared by the scripts (each script is self-contained: the helpers are prepended). */
 const HELPERS = `

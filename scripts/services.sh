@@ -3,9 +3,26 @@
 # Redis (127.0.0.1:6379) and RabbitMQ (127.0.0.1:5672) are expected to run already (they do on
 # developer machines and in CI); memcached is installed from Debian's packages when missing and
 # started on 127.0.0.1:11211 when nothing listens there.
+# `bash scripts/services.sh stop` stops the memcached this script started (found by its pid file),
+# and nothing else. `npm test` leaves it running: other test runs on the machine may use it.
 set -euo pipefail
 
+PIDFILE=/tmp/tasuki-memcached.pid
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && exec 3>&- 3<&-; }
+
+if [ "${1:-}" = "stop" ]; then
+  if [ -s "$PIDFILE" ]; then
+    pid=$(cat "$PIDFILE")
+    if [ "$(ps -o comm= -p "$pid" 2>/dev/null)" = "memcached" ]; then
+      kill "$pid" && echo "services: stopped memcached (pid $pid)" >&2
+    fi
+    rm -f "$PIDFILE"
+  else
+    echo "services: no memcached started by this script is running" >&2
+  fi
+  exit 0
+fi
 
 if ! port_open 11211; then
   if ! command -v memcached >/dev/null 2>&1; then
@@ -15,7 +32,7 @@ if ! port_open 11211; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq memcached >/dev/null
   fi
   echo "services: starting memcached on 127.0.0.1:11211" >&2
-  memcached -d -l 127.0.0.1 -p 11211 -m 128 -u "$(id -un)" -P /tmp/tasuki-memcached.pid
+  memcached -d -l 127.0.0.1 -p 11211 -m 128 -u "$(id -un)" -P "$PIDFILE"
   for _ in $(seq 1 50); do port_open 11211 && break; sleep 0.1; done
 fi
 

@@ -2,31 +2,24 @@
  * The client: sends tasks, reads their state and results, aborts them, manages dead letters.
  */
 import { randomUUID } from 'node:crypto';
-import type { Backend, Expiry, FinalNotice, WriteOutcome } from './backend.js';
+import type { Backend, Expiry, WriteOutcome } from './backend.js';
 import type { Broker, DeadLetter } from './broker.js';
-import { ClosedError, InvalidOptionError, ResultTimeoutError } from './errors.js';
+import { ClosedError, ConnectionError, InvalidOptionError } from './errors.js';
+import { beforeDeadline } from './deadline.js';
+import { waitForResult } from './result-wait.js';
+import { sendIdempotent } from './idempotent.js';
+import { buildMessage, redriveState, sentState, validateSendOptions } from './outgoing.js';
 import { consoleLogger, type Logger } from './logger.js';
-import { decodeMessage, encodeMessage, type Backoff, type TaskMessage } from './message.js';
-import { encodeValueFast } from './plain.js';
+import { decodeMessage, encodeMessage, type TaskMessage } from './message.js';
 import { assertName } from './names.js';
-import {
-  DEFAULT_RETRY_COUNT,
-  checkExpiry,
-  checkMs,
-  DEFAULT_EXPIRES,
-  resolveBackoff,
-  toEpoch,
-  type ClientOptions,
-  type SendOptions,
-} from './options.js';
+import { checkExpiry, checkMs, DEFAULT_EXPIRES, resolveBackoff, type SendOptions } from './options.js';
+import { resolveBounds, type ClientBounds, type ClientOptions } from './client-options.js';
 import { TaskResult } from './result.js';
-import { isFinalStatus, type TaskState } from './state.js';
+import type { TaskState } from './state.js';
 import type { TaskId, TaskRef } from './task.js';
 import { getFlow, restartFlow, signalFlow, type FlowInfo, type RestartOptions } from './flow/client-ops.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
-
-const ID_PATTERN = /^[\x21-\x7e]{1,200}$/;
 
 /** Shared connection holder of a client and its `with()` views. */
 interface ClientCore {
@@ -38,52 +31,8 @@ interface ClientCore {
   closed: boolean;
   /** Whether close() closes broker and backend (false when a server owns them). */
   ownsConnections: boolean;
-}
-
-/** Calls `fn`, ignoring what it throws (ending a push subscription must not fail a read). */
-function safely(fn: () => void): void {
-  try {
-    fn();
-  } catch {
-    // ignored
-  }
-}
-
-/** A sleep that a hint can end early (`wake`); `woken` tells whether a hint came since it was reset. */
-class Waiter {
-  /** True once {@link wake} was called since the caller last reset it. */
-  woken = false;
-  private resolve: (() => void) | undefined;
-  private timer: NodeJS.Timeout | undefined;
-
-  /** Ends the current wait (if any) and sets {@link woken}. Safe to call at any time. */
-  readonly wake = (): void => {
-    this.woken = true;
-    this.end();
-  };
-
-  /** Resolves after `ms` or at the next {@link wake}, whichever first. */
-  wait(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      this.resolve = resolve;
-      this.timer = setTimeout(this.end, ms);
-    });
-  }
-
-  /** Ends a pending wait and clears its timer. */
-  cancel(): void {
-    this.end();
-  }
-
-  private readonly end = (): void => {
-    if (this.timer !== undefined) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-    const resolve = this.resolve;
-    this.resolve = undefined;
-    resolve?.();
-  };
+  /** Time bounds (see {@link ClientOptions}). */
+  bounds: ClientBounds;
 }
 
 /** Sends tasks and reads their results. */
@@ -92,13 +41,21 @@ export class Client {
   private readonly defaults: SendOptions;
 
   /**
-   * @param options broker, backend (defaults: new in-memory ones — only useful in the same process as
-   *   a server built on the same instances), logger, expiries and send defaults.
+   * @param options broker, backend, logger, expiries, send defaults and time bounds. Without a
+   *   broker, a new in-memory one (and, without a backend, a new in-memory backend) is used — only
+   *   useful in the same process as a server built on the same instances. A broker other than the
+   *   in-memory one needs a backend: results live there, and a client-local memory backend would
+   *   never see them (InvalidOptionError).
    */
   constructor(options?: ClientOptions);
   /** @internal */
   constructor(options: ClientOptions, core: ClientCore);
   constructor(options: ClientOptions = {}, core?: ClientCore) {
+    if (core === undefined && options.backend === undefined && options.broker !== undefined && options.broker.kind !== 'memory') {
+      throw new InvalidOptionError(
+        `a client with the ${options.broker.kind} broker needs a backend (e.g. the one its workers write to); without one, results would be looked for in a private in-memory backend`,
+      );
+    }
     this.core = core ?? {
       broker: options.broker ?? new MemoryBroker(),
       backend: options.backend ?? new MemoryBackend(),
@@ -107,6 +64,7 @@ export class Client {
       resultExpires: checkExpiry('resultExpires', options.resultExpires ?? DEFAULT_EXPIRES),
       closed: false,
       ownsConnections: true,
+      bounds: resolveBounds(options),
     };
     this.defaults = { ...(options.sendDefaults ?? {}) };
     validateSendOptions(this.defaults);
@@ -121,10 +79,14 @@ export class Client {
     return new Client({ sendDefaults: { ...this.defaults, ...options } }, this.core);
   }
 
-  /** Sends a task by typed reference; arguments are type-checked. Resolves with the id once the broker holds the message. */
-  send<A extends unknown[], R>(ref: TaskRef<A, R>, ...args: A): Promise<TaskId<R>>;
   /** Sends a task by group and name (untyped). */
   send(group: string, name: string, ...args: unknown[]): Promise<TaskId>;
+  /**
+   * Sends a task by typed reference; arguments are type-checked. Resolves with the id once the broker
+   * holds the message (bounded by `sendTimeoutMs`). (This overload comes last so that a wrong call
+   * reports its error, not the untyped one's.)
+   */
+  send<A extends unknown[], R>(ref: TaskRef<A, R>, ...args: NoInfer<A>): Promise<TaskId<R>>;
   send(first: TaskRef | string, ...rest: unknown[]): Promise<TaskId> {
     if (typeof first === 'string') return this.sendOne(first, rest[0] as string, rest.slice(1), this.defaults);
     // Not a reference: the group check rejects it with a typed error.
@@ -136,23 +98,36 @@ export class Client {
    * Sends many tasks of one kind in one broker round trip where the broker allows. Resolves with
    * their ids in order. The `id` send option cannot be used here (ids are generated).
    */
-  async sendMany<A extends unknown[], R>(ref: TaskRef<A, R>, argsList: ReadonlyArray<A>): Promise<Array<TaskId<R>>> {
+  async sendMany<A extends unknown[], R>(ref: TaskRef<A, R>, argsList: ReadonlyArray<NoInfer<A>>): Promise<Array<TaskId<R>>> {
     this.checkOpen();
     if (this.defaults.id !== undefined) throw new InvalidOptionError('sendMany generates ids: do not set the id option');
     assertName('group', ref.group);
     assertName('task', ref.name);
     const now = Date.now();
     const backoff = resolveBackoff(this.defaults.backoff);
-    const msgs = argsList.map((args, i) => this.buildMessage(ref.group, ref.name, args, this.defaults, randomUUID(), now, i, backoff));
-    await this.core.broker.connect();
-    await Promise.all([
-      this.core.broker.publishBatch(
-        ref.group,
-        msgs.map((m) => ({ body: encodeMessage(m), options: m.runAt === null ? {} : { availableAt: m.runAt } })),
-      ),
-      ...msgs.map((m) => this.recordSent(m)),
-    ]);
+    const msgs = argsList.map((args, i) => buildMessage(ref.group, ref.name, args, this.defaults, randomUUID(), now, i, backoff));
+    const deadline = now + this.core.bounds.sendTimeoutMs;
+    await this.bounded(this.core.broker.connect(), deadline);
+    await this.bounded(
+      Promise.all([
+        this.core.broker.publishBatch(
+          ref.group,
+          msgs.map((m) => ({ body: encodeMessage(m), options: m.runAt === null ? {} : { availableAt: m.runAt } })),
+        ),
+        ...msgs.map((m) => this.recordSent(m)),
+      ]),
+      deadline,
+    );
     return msgs.map((m) => m.id as TaskId<R>);
+  }
+
+  /** Bounds a send step by the send's deadline (ConnectionError after it). */
+  private bounded<T>(work: Promise<T>, deadline: number): Promise<T> {
+    return beforeDeadline(
+      work,
+      deadline,
+      () => new ConnectionError(`send: the broker/backend did not confirm within sendTimeoutMs (${this.core.bounds.sendTimeoutMs} ms); the message may still arrive`),
+    );
   }
 
   private async sendOne(group: string, name: string, args: unknown[], opts: SendOptions): Promise<TaskId> {
@@ -160,14 +135,34 @@ export class Client {
     assertName('group', group);
     assertName('task', name);
     const id = opts.id ?? randomUUID();
-    const msg = this.buildMessage(group, name, args, opts, id, Date.now(), 0);
+    const msg = buildMessage(group, name, args, opts, id, Date.now(), 0);
     const body = encodeMessage(msg);
-    if (opts.id !== undefined) return this.sendIdempotent(msg, body);
+    const deadline = msg.sentAt + this.core.bounds.sendTimeoutMs;
+    const publishOptions = msg.runAt === null ? {} : { availableAt: msg.runAt };
+    if (opts.id !== undefined) {
+      if (this.core.statusExpires === 0) {
+        throw new InvalidOptionError('an explicit id (idempotency key) needs stored states: statusExpires must not be 0');
+      }
+      const core = this.core;
+      return sendIdempotent(
+        {
+          backend: core.backend,
+          logger: core.logger,
+          statusExpires: core.statusExpires,
+          claimTakeoverMs: core.bounds.claimTakeoverMs,
+          claim: (m) => this.bounded(this.recordSent(m) as Promise<WriteOutcome>, Date.now() + core.bounds.sendTimeoutMs),
+          // Each publish attempt (first sender or taker) has its own sendTimeoutMs.
+          publish: () => this.bounded(core.broker.publish(group, body, publishOptions), Date.now() + core.bounds.sendTimeoutMs),
+          bound: (work) => this.bounded(work, Date.now() + core.bounds.sendTimeoutMs),
+        },
+        msg,
+      );
+    }
     // A fresh id cannot collide: record `sent` and publish concurrently. The `absent` guard keeps a
     // worker's `running` (if it got there first) from being overwritten. Both are waited for; the
     // send fails only when the publish failed (the state write is best effort: the worker writes
     // the next state anyway).
-    const publish = this.core.broker.publish(group, body, msg.runAt === null ? {} : { availableAt: msg.runAt });
+    const publish = this.bounded(this.core.broker.publish(group, body, publishOptions), deadline);
     const record = this.recordSent(msg);
     let failure: { reason: unknown } | undefined;
     try {
@@ -177,7 +172,7 @@ export class Client {
     }
     if (record !== null) {
       try {
-        await record;
+        await this.bounded(record, deadline);
       } catch {
         // best effort, see above
       }
@@ -189,81 +184,20 @@ export class Client {
     return id as TaskId;
   }
 
-  /** Explicit id: claim it first; only the sender that created the state publishes. */
-  private async sendIdempotent(msg: TaskMessage, body: string): Promise<TaskId> {
-    if (this.core.statusExpires === 0) {
-      throw new InvalidOptionError('an explicit id (idempotency key) needs stored states: statusExpires must not be 0');
-    }
-    const claim = await this.recordSent(msg);
-    if (claim && !claim.written) {
-      this.core.logger.debug('duplicate send ignored', { id: msg.id, status: claim.previous?.status });
-      return msg.id;
-    }
-    try {
-      await this.core.broker.publish(msg.group, body, msg.runAt === null ? {} : { availableAt: msg.runAt });
-    } catch (err) {
-      // The message is not in the broker: free the id so that a retried send can claim it again.
-      await this.core.backend.delete(msg.id).catch(() => undefined);
-      throw err;
-    }
-    return msg.id;
-  }
-
-  private buildMessage(
-    group: string,
-    name: string,
-    args: unknown[],
-    o: SendOptions,
-    id: string,
-    now: number,
-    index: number,
-    backoff: Backoff = resolveBackoff(o.backoff),
-  ): TaskMessage {
-    // Generated ids (UUIDs) are valid; a given one is checked.
-    if (o.id !== undefined && !ID_PATTERN.test(id)) throw new InvalidOptionError('id must be 1 to 200 printable ASCII characters without spaces');
-    const encoded = encodeValueFast(args, index === 0 ? 'arguments' : `arguments of task #${index}`);
-    let runAt: number | null = null;
-    if (o.runAt !== undefined) runAt = toEpoch('runAt', o.runAt);
-    else if (o.runAfter !== undefined && o.runAfter > 0) runAt = now + o.runAfter;
-    return {
-      v: 1,
-      id,
-      group,
-      name,
-      args: encoded,
-      retriesLeft: o.retryCount ?? DEFAULT_RETRY_COUNT,
-      retriesUsed: 0,
-      backoff,
-      sentAt: now,
-      runAt,
-      expireAt: o.expireAt === undefined ? null : toEpoch('expireAt', o.expireAt),
-      timeoutMs: o.timeout ?? null,
-      firstUnknownAt: null,
-    };
-  }
-
   /** Writes the `sent` state of a new message (guard `absent`); `null` when states are not stored. */
   private recordSent(msg: TaskMessage): Promise<WriteOutcome> | null {
     if (this.core.statusExpires === 0) return null;
-    const state: TaskState = {
-      v: 1,
-      id: msg.id,
-      group: msg.group,
-      name: msg.name,
-      status: 'sent',
-      retriesUsed: 0,
-      retriesLeft: msg.retriesLeft,
-      sentAt: msg.sentAt,
-      updatedAt: msg.sentAt,
-    };
-    if (msg.runAt !== null) state.retryAt = msg.runAt;
-    return this.core.backend.write({ state, stateTtl: this.core.statusExpires, previous: 'refused', guard: 'absent' });
+    return this.core.backend.write({ state: sentState(msg), stateTtl: this.core.statusExpires, previous: 'refused', guard: 'absent' });
   }
 
   /**
    * Waits until the task is finished and resolves with its result; rejects with `ResultTimeoutError`
-   * (code ERR_RESULT_TIMEOUT) when `timeoutMs` passes first. A finished task that failed resolves
-   * too: check `isSuccess()`.
+   * (code ERR_RESULT_TIMEOUT) when `timeoutMs` passes first — also when a backend call hangs (each
+   * read is raced against the time left). A finished task that failed resolves too: check
+   * `isSuccess()`. When states are stored and nothing is stored for the id during `notFoundAfterMs`
+   * (default 2 000), it rejects with `NotFoundError` (ERR_NOT_FOUND) instead of waiting the whole
+   * timeout: the id was never sent, or its state expired. (With `statusExpires: 0` nothing tells an
+   * unknown id from a task still running: it waits the whole timeout.)
    *
    * When the backend can push a hint on final writes (`watchFinal`, e.g. Redis pub/sub), the wait
    * subscribes first and re-reads as soon as a hint arrives, so the latency does not depend on the
@@ -274,65 +208,18 @@ export class Client {
     this.checkOpen();
     checkMs('timeout', timeoutMs, 0);
     checkMs('interval', intervalMs, 1);
-    const deadline = Date.now() + timeoutMs;
-    const waiter = new Waiter();
-    const backend = this.core.backend;
-    let hinted = false;
-    // A notice carries the final write itself: no read is needed (states must be stored for it to
-    // stand for what getStatus would read).
-    let noticed: TaskResult<R> | undefined;
-    const hint = (notice?: FinalNotice): void => {
-      if (notice !== undefined && noticed === undefined && this.core.statusExpires !== 0) {
-        const { state, result } = notice;
-        if (state.id === id && isFinalStatus(state.status)) noticed = new TaskResult<R>(id, state, state.status === 'success' ? result : null);
-      }
-      hinted = true;
-      waiter.wake();
-    };
-    let stop: (() => void) | undefined;
-    let finished = false;
-    // Subscribe first. The subscription's acknowledgement wakes the waiter too: the read that follows
-    // it cannot miss a final write (a later write is announced). A rejection leaves plain polling.
-    let watching: Promise<() => void> | undefined;
-    try {
-      watching = backend.watchFinal?.(id, hint);
-    } catch (err) {
-      watching = Promise.reject(err);
-    }
-    const push = watching !== undefined;
-    watching?.then(
-      (end) => {
-        if (finished) safely(end);
-        else stop = end;
-        waiter.wake();
+    return waitForResult<R>(
+      {
+        backend: this.core.backend,
+        logger: this.core.logger,
+        statusExpires: this.core.statusExpires,
+        notFoundAfterMs: this.core.bounds.notFoundAfterMs,
+        read: (afterHint) => (afterHint ? this.readFinished<R>(id) : this.getStatus<R>(id)),
       },
-      (err: unknown) => {
-        this.core.logger.debug('getResult: no push hints, polling only', { id, error: err });
-        waiter.wake();
-      },
+      id,
+      timeoutMs,
+      intervalMs,
     );
-    let wait = Math.min(2, intervalMs);
-    try {
-      // With push, the first read waits for the subscription (or the first poll delay, whichever first).
-      if (push) await waiter.wait(Math.min(wait, timeoutMs));
-      for (;;) {
-        waiter.woken = false;
-        if (noticed !== undefined) return noticed;
-        // After a hint the task has most likely finished: read state and result in one round trip.
-        const r = hinted ? await this.readFinished<R>(id) : await this.getStatus<R>(id);
-        hinted = false;
-        if (r?.isFinished()) return r;
-        const left = deadline - Date.now();
-        if (left <= 0) throw new ResultTimeoutError(id, timeoutMs);
-        // A hint that arrived during the read means: read again at once.
-        if (!waiter.woken) await waiter.wait(Math.min(wait, left));
-        wait = Math.min(intervalMs, wait * 2);
-      }
-    } finally {
-      finished = true;
-      waiter.cancel();
-      if (stop !== undefined) safely(stop);
-    }
   }
 
   /**
@@ -378,11 +265,14 @@ export class Client {
   /**
    * Aborts a task: if it has not started it never runs; if it is running, its `ctl.signal` fires
    * (within the workers' `abortPollMs`). Resolves `true` when the abort was recorded, `false` when
-   * the task had already finished.
+   * the task had already finished — or, when states are stored, when nothing is stored for the id
+   * (never sent, or expired): then nothing is written, so a later send of that id runs normally.
+   * (With `statusExpires: 0` an unknown id cannot be told apart: the abort marker is stored anyway.)
    */
   async abort(id: TaskId | string): Promise<boolean> {
     this.checkOpen();
     const current = await this.core.backend.read(id);
+    if (current === null && this.core.statusExpires !== 0) return false;
     const now = Date.now();
     const state: TaskState = {
       v: 1,
@@ -437,11 +327,7 @@ export class Client {
     } catch {
       return; // still undecodable: it will be dead-lettered again, with its reason
     }
-    const now = Date.now();
-    const state: TaskState = {
-      v: 1, id: msg.id, group: msg.group, name: msg.name, status: 'sent',
-      retriesUsed: msg.retriesUsed, retriesLeft: msg.retriesLeft, sentAt: msg.sentAt, updatedAt: now,
-    };
+    const state = redriveState(msg, Date.now());
     await this.core.backend.write({ state, stateTtl: this.core.statusExpires, previous: 'refused', guard: 'notSuccess' });
   }
 
@@ -484,21 +370,6 @@ export class Client {
   }
 }
 
-/** Validates per-send options at the call site (typed errors, nothing sent). */
-export function validateSendOptions(o: SendOptions): void {
-  if (o.retryCount !== undefined && (!Number.isInteger(o.retryCount) || o.retryCount < 0)) {
-    throw new InvalidOptionError(`retryCount must be a whole number ≥ 0, got ${String(o.retryCount)}`);
-  }
-  if (o.runAfter !== undefined) checkMs('runAfter', o.runAfter, 0);
-  if (o.runAt !== undefined) toEpoch('runAt', o.runAt);
-  if (o.expireAt !== undefined) toEpoch('expireAt', o.expireAt);
-  if (o.timeout !== undefined) checkMs('timeout', o.timeout, 1);
-  if (o.backoff !== undefined) resolveBackoff(o.backoff);
-  if (o.id !== undefined && (typeof o.id !== 'string' || !ID_PATTERN.test(o.id))) {
-    throw new InvalidOptionError('id must be 1 to 200 printable ASCII characters without spaces');
-  }
-}
-
 /** @internal Builds a client that shares a server's connections (closing it does not close them). */
 export function clientOn(
   broker: Broker,
@@ -508,5 +379,8 @@ export function clientOn(
   resultExpires: Expiry,
   sendDefaults: SendOptions,
 ): Client {
-  return new Client({ sendDefaults }, { broker, backend, logger, statusExpires, resultExpires, closed: false, ownsConnections: false });
+  return new Client(
+    { sendDefaults },
+    { broker, backend, logger, statusExpires, resultExpires, closed: false, ownsConnections: false, bounds: resolveBounds({}) },
+  );
 }

@@ -173,11 +173,16 @@ export class ClosedError extends TasukiError {
   }
 }
 
-/** A broker or backend connection failed and the operation could not complete. */
+/**
+ * A broker or backend connection failed and the operation could not complete. Its message and
+ * `cause` never carry a credential: the driver's error is kept as a {@link safeCause} copy (a
+ * driver error may hold the arguments of the command that failed, e.g. ioredis
+ * `command: { name: 'auth', args: [user, password] }`), and passwords in URLs are masked.
+ */
 export class ConnectionError extends TasukiError {
-  /** @param message details @param cause driver error */
+  /** @param message details @param cause driver error (kept as a copy without credentials) */
   constructor(message: string, cause?: unknown) {
-    super('ERR_CONNECTION', message, { cause });
+    super('ERR_CONNECTION', redactCredentials(message), cause === undefined ? undefined : { cause: safeCause(cause) });
   }
 }
 
@@ -236,4 +241,43 @@ export function describe(value: unknown): string {
 /** Turns anything a handler threw into an `Error` (non-errors are wrapped in {@link NonErrorThrownError}). */
 export function toError(thrown: unknown): Error {
   return thrown instanceof Error ? thrown : new NonErrorThrownError(thrown);
+}
+
+/** `scheme://user:password@` in a URL; the password part is masked by {@link redactCredentials}. */
+const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/)([^\s:@/?#]*):([^\s@/?#]*)@/gi;
+
+/** `text` with the password of every URL in it (`amqp://user:pass@host`, `redis://:pass@host`) replaced by `***`. */
+export function redactCredentials(text: string): string {
+  return text.replace(URL_CREDENTIALS, (_m, scheme: string, user: string) => `${scheme}${user}:***@`);
+}
+
+/** Fields of a driver error that say what failed without carrying data (copied by {@link safeCause}). */
+const SAFE_FIELDS = ['code', 'errno', 'syscall', 'address', 'port', 'hostname'] as const;
+
+/** How many nested causes {@link safeCause} copies. */
+const MAX_CAUSE_DEPTH = 4;
+
+/**
+ * A copy of a driver error that is safe to print and log: an `Error` with the same name, message,
+ * stack (URL passwords masked) and the plain fields {@link SAFE_FIELDS}, and the same treatment for
+ * its own `cause`; every other field (command arguments, connection options, sockets) is dropped. A
+ * `TasukiError` is kept as it is (its cause was made safe when it was built); a thrown non-error
+ * becomes its masked text.
+ */
+export function safeCause(cause: unknown, depth = 0): unknown {
+  if (cause instanceof TasukiError) return cause;
+  if (!(cause instanceof Error)) {
+    return typeof cause === 'string' || typeof cause === 'number' || typeof cause === 'boolean' ? redactCredentials(String(cause)) : undefined;
+  }
+  const nested = depth < MAX_CAUSE_DEPTH && cause.cause !== undefined ? safeCause(cause.cause, depth + 1) : undefined;
+  const copy = new Error(redactCredentials(String(cause.message)), nested === undefined ? undefined : { cause: nested });
+  Object.defineProperty(copy, 'name', { value: String(cause.name), enumerable: false, configurable: true, writable: true });
+  copy.stack = cause.stack === undefined ? `${copy.name}: ${copy.message}` : redactCredentials(String(cause.stack));
+  const fields = cause as unknown as Record<string, unknown>;
+  for (const key of SAFE_FIELDS) {
+    const v = fields[key];
+    if (typeof v === 'string') (copy as unknown as Record<string, unknown>)[key] = redactCredentials(v);
+    else if (typeof v === 'number') (copy as unknown as Record<string, unknown>)[key] = v;
+  }
+  return copy;
 }

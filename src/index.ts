@@ -14,10 +14,11 @@
  */
 export { Server } from './server.js';
 export { Client } from './client.js';
-export { TaskResult, type ResultAt } from './result.js';
+export { DEFAULT_SEND_TIMEOUT_MS, DEFAULT_NOT_FOUND_AFTER_MS, type ClientOptions } from './client-options.js';
+export { TaskResult, type ResultAt, type SucceededResult } from './result.js';
 export type { TaskCtl } from './ctl.js';
-export { taskRef, type TaskRef, type TaskId, type AddOptions, type ArgSpec, type ArgType, type PlainHandler, type CtlHandler, type HandlerArgs, type HandlerResult } from './task.js';
-export type { ServerOptions, ClientOptions, CommonOptions, SendOptions } from './options.js';
+export { taskRef, type TaskRef, type TaskId, type AddOptions, type ArgSpec, type ArgType, type PlainHandler, type PlainHandlerCheck, type FirstIsCtl, type CtlHandler, type HandlerArgs, type HandlerResult } from './task.js';
+export type { ServerOptions, CommonOptions, SendOptions } from './options.js';
 export { DEFAULT_BACKOFF, DEFAULT_RETRY_COUNT, DEFAULT_EXPIRES } from './options.js';
 export type { ServerEvents, TaskEvent } from './events.js';
 export { consoleLogger, silentLogger, type Logger, type LogLevel, type LogFields } from './logger.js';
@@ -26,6 +27,8 @@ export type { Backend, Expiry, StateWrite, WriteGuard, WriteOutcome } from './ba
 export { TASK_STATUSES, FINAL_STATUSES, isFinalStatus, parseTaskState, type TaskState, type TaskStatus, type StoredError } from './state.js';
 export {
   WIRE_VERSION,
+  MAX_WIRE_ID_CHARS,
+  MAX_VALUE_DEPTH,
   encodeMessage,
   decodeMessage,
   encodeValue,

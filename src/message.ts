@@ -17,6 +17,9 @@ import { DecodeError, NotSerializableError } from './errors.js';
 /** Current wire format version. */
 export const WIRE_VERSION = 1;
 
+/** Longest task id a message may carry (explicit ids sent by a client are at most 200). */
+export const MAX_WIRE_ID_CHARS = 1000;
+
 /** Retry backoff policy, carried in each message. */
 export interface Backoff {
   /** `fixed`: always `delayMs`; `exponential`: `delayMs * 2^(retriesUsed)`, capped at `maxDelayMs`. */
@@ -79,14 +82,30 @@ export interface EncodedValue {
   meta?: unknown;
 }
 
+/**
+ * Deepest nesting of arrays, objects, maps and sets a value may have (levels below the top). Deeper
+ * values are refused with {@link NotSerializableError}: encoding and decoding are recursive, and a
+ * stack overflow must not surface as a plain `RangeError` (at `send` or in a worker).
+ */
+export const MAX_VALUE_DEPTH = 1000;
+
+/** Longest path shown in a {@link NotSerializableError} message (a deep path is cut in the middle). */
+const MAX_PATH_CHARS = 200;
+
 /** Encodes any supported value to a superjson document; throws {@link NotSerializableError}. */
 export function encodeValue(value: unknown, what = 'value'): EncodedValue {
-  assertSerializable(value, what, new Set());
+  try {
+    assertSerializable(value, what, new Set(), 0);
+  } catch (err) {
+    if (err instanceof NotSerializableError) throw err;
+    // A getter or proxy trap that throws, or a stack overflow in a walk not bounded by the depth.
+    throw new NotSerializableError(`${what} cannot be read: ${errorText(err)}`, err);
+  }
   try {
     const out = superjson.serialize(value) as EncodedValue;
     return out.meta === undefined ? { json: out.json } : { json: out.json, meta: out.meta };
   } catch (err) {
-    throw new NotSerializableError(`${what} cannot be encoded: ${(err as Error).message}`, err);
+    throw new NotSerializableError(`${what} cannot be encoded: ${errorText(err)}`, err);
   }
 }
 
@@ -117,12 +136,15 @@ export function decodeValueText(text: string): unknown {
   return decodeValue(doc as unknown as EncodedValue);
 }
 
-function assertSerializable(value: unknown, path: string, seen: Set<object>): void {
+/** Prototype tags of the objects the codec carries faithfully (besides Date, RegExp, URL, Error). */
+const CARRIED_TAGS: ReadonlySet<string> = new Set(['Object', 'Array', 'Map', 'Set', 'Arguments']);
+
+function assertSerializable(value: unknown, path: string, seen: Set<object>, depth: number): void {
   switch (typeof value) {
     case 'function':
-      throw new NotSerializableError(`${path} is a function, which cannot be sent`);
+      throw new NotSerializableError(`${shortPath(path)} is a function, which cannot be sent`);
     case 'symbol':
-      throw new NotSerializableError(`${path} is a symbol, which cannot be sent`);
+      throw new NotSerializableError(`${shortPath(path)} is a symbol, which cannot be sent`);
     case 'number':
     case 'string':
     case 'boolean':
@@ -134,26 +156,82 @@ function assertSerializable(value: unknown, path: string, seen: Set<object>): vo
   }
   if (value === null) return;
   const obj = value as object;
-  if (seen.has(obj)) throw new NotSerializableError(`${path} contains a circular reference`);
+  if (seen.has(obj)) throw new NotSerializableError(`${shortPath(path)} contains a circular reference`);
   if (obj instanceof Date || obj instanceof RegExp || obj instanceof URL || obj instanceof Error) return;
-  if (ArrayBuffer.isView(obj)) {
-    throw new NotSerializableError(`${path} is a binary buffer; encode it (e.g. base64) before sending`);
+  if (ArrayBuffer.isView(obj) || obj instanceof ArrayBuffer || isSharedArrayBuffer(obj)) {
+    throw new NotSerializableError(`${shortPath(path)} is a binary buffer; encode it (e.g. base64) before sending`);
+  }
+  // Promise, WeakMap, WeakSet, WeakRef, boxed primitives, generators, Intl objects...: superjson
+  // would carry them as `{}`. Class instances (tag "Object") travel as their own enumerable fields.
+  const tag = Object.prototype.toString.call(obj).slice(8, -1);
+  if (!CARRIED_TAGS.has(tag)) {
+    throw new NotSerializableError(`${shortPath(path)} is a ${tag}, which cannot be sent (it would arrive as {})`);
+  }
+  if (depth >= MAX_VALUE_DEPTH) {
+    throw new NotSerializableError(`${shortPath(path)} is nested deeper than ${MAX_VALUE_DEPTH} levels`);
   }
   seen.add(obj);
+  const next = depth + 1;
   if (obj instanceof Map) {
     for (const [k, v] of obj) {
-      assertSerializable(k, `${path} map key`, seen);
-      assertSerializable(v, `${path}.get(${String(k)})`, seen);
+      assertSerializable(k, `${path} map key`, seen, next);
+      assertSerializable(v, `${path}.get(${String(k)})`, seen, next);
     }
   } else if (obj instanceof Set) {
-    for (const v of obj) assertSerializable(v, `${path} set item`, seen);
+    for (const v of obj) assertSerializable(v, `${path} set item`, seen, next);
   } else if (Array.isArray(obj)) {
-    obj.forEach((v, i) => assertSerializable(v, `${path}[${i}]`, seen));
+    for (let i = 0; i < obj.length; i++) assertSerializable(readField(obj, i, `${path}[${i}]`), `${path}[${i}]`, seen, next);
   } else {
     // Class instances travel as their own enumerable fields; their methods are not sent.
-    for (const [k, v] of Object.entries(obj)) assertSerializable(v, `${path}.${k}`, seen);
+    for (const k of Object.keys(obj)) assertSerializable(readField(obj, k, `${path}.${k}`), `${path}.${k}`, seen, next);
   }
   seen.delete(obj);
+}
+
+/** Reads `obj[key]`; a throwing getter becomes a {@link NotSerializableError} naming the path. */
+function readField(obj: object, key: string | number, path: string): unknown {
+  try {
+    return (obj as Record<string | number, unknown>)[key];
+  } catch (err) {
+    throw new NotSerializableError(`${shortPath(path)} cannot be read: ${errorText(err)}`, err);
+  }
+}
+
+function isSharedArrayBuffer(obj: object): boolean {
+  return typeof SharedArrayBuffer === 'function' && obj instanceof SharedArrayBuffer;
+}
+
+/** A path for a message: at most {@link MAX_PATH_CHARS} characters, cut in the middle with `…`. */
+function shortPath(path: string): string {
+  if (path.length <= MAX_PATH_CHARS) return path;
+  const half = Math.floor(MAX_PATH_CHARS / 2);
+  return `${path.slice(0, half)}…${path.slice(-half)}`;
+}
+
+function errorText(err: unknown): string {
+  return clip(err instanceof Error ? err.message : String(err));
+}
+
+/** Longest quoted text a decode reason or error message carries. */
+const MAX_QUOTED_CHARS = 200;
+
+/**
+ * `text` cut to {@link MAX_QUOTED_CHARS} characters with a marker telling how long it was, so that a
+ * huge field never ends up whole in a reason, a log line or a stored state.
+ */
+export function clip(text: string, max = MAX_QUOTED_CHARS): string {
+  return text.length <= max ? text : `${text.slice(0, max)}…[${text.length - max} more characters]`;
+}
+
+/** A JSON-quoted, {@link clip}ped rendering of a field value for decode reasons. */
+function quote(v: unknown): string {
+  let s: string;
+  try {
+    s = JSON.stringify(v) ?? String(v);
+  } catch {
+    s = Object.prototype.toString.call(v);
+  }
+  return clip(s);
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -178,13 +256,22 @@ export function decodeMessage(body: string): TaskMessage {
   }
   if (!isObject(raw)) throw new MessageDecodeError('message is not a JSON object', {});
   const partial: PartialIds = {};
-  if (typeof raw.id === 'string' && raw.id.length > 0) partial.id = raw.id;
-  if (typeof raw.group === 'string') partial.group = raw.group;
-  if (typeof raw.name === 'string') partial.name = raw.name;
+  // Over-long ids and names are not taken (they would be copied into states, logs and reasons).
+  const tooLong: string[] = [];
+  const take = (k: 'id' | 'group' | 'name', max: number): void => {
+    const v = raw[k];
+    if (typeof v !== 'string' || v.length === 0) return;
+    if (v.length > max) tooLong.push(`message ${k} is longer than ${max} characters (${v.length}): ${quote(v)}`);
+    else partial[k] = v;
+  };
+  take('id', MAX_WIRE_ID_CHARS);
+  take('group', 128);
+  take('name', 128);
   const fail = (why: string): never => {
     throw new MessageDecodeError(why, partial);
   };
-  if (raw.v !== WIRE_VERSION) fail(`unsupported wire version ${JSON.stringify(raw.v)} (this worker reads ${WIRE_VERSION})`);
+  if (tooLong.length > 0) fail(tooLong.join('; '));
+  if (raw.v !== WIRE_VERSION) fail(`unsupported wire version ${quote(raw.v)} (this worker reads ${WIRE_VERSION})`);
   if (partial.id === undefined) fail('message has no id');
   if (partial.group === undefined) fail('message has no group');
   if (partial.name === undefined) fail('message has no name');

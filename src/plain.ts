@@ -45,7 +45,14 @@ export function isPlainJson(v: unknown, depth = 0): boolean {
 
 /** {@link encodeValue} with the plain-JSON fast path. */
 export function encodeValueFast(value: unknown, what?: string): EncodedValue {
-  return isPlainJson(value) ? { json: value } : encodeValue(value, what);
+  let plain: boolean;
+  try {
+    plain = isPlainJson(value);
+  } catch {
+    // A getter or proxy trap threw: the full walk reports it as NotSerializableError with its path.
+    plain = false;
+  }
+  return plain ? { json: value } : encodeValue(value, what);
 }
 
 /** JSON text of {@link encodeValueFast}. */

@@ -8,6 +8,14 @@ import { isFinalStatus, type StoredError, type TaskState, type TaskStatus } from
 /** Element `I` of a tuple result, or the result itself for index 0 of a non-tuple. */
 export type ResultAt<R, I extends number> = R extends readonly unknown[] ? R[I] : I extends 0 ? R : undefined;
 
+/** A {@link TaskResult} that {@link TaskResult.isSuccess | succeeded}: its `value` is typed `R`. */
+export interface SucceededResult<R> extends TaskResult<R> {
+  /** Always `success`. */
+  readonly status: 'success';
+  /** The handler's return value. */
+  readonly value: R;
+}
+
 /** A snapshot of a task's state and, when it succeeded, its return value. */
 export class TaskResult<R = unknown> {
   /** Task id. */
@@ -28,8 +36,11 @@ export class TaskResult<R = unknown> {
     this.status = state?.status ?? 'success';
   }
 
-  /** True when the task succeeded. */
-  isSuccess(): boolean {
+  /**
+   * True when the task succeeded; narrows `value` to `R` (it is `undefined` only when return values
+   * are not stored: `resultExpires: 0`).
+   */
+  isSuccess(): this is SucceededResult<R> {
     return this.status === 'success';
   }
 

@@ -4,13 +4,14 @@
 import { EventEmitter } from 'node:events';
 import type { Backend } from './backend.js';
 import type { Broker } from './broker.js';
-import { Client, clientOn, validateSendOptions } from './client.js';
+import { Client, clientOn } from './client.js';
+import { validateSendOptions } from './outgoing.js';
 import { ClosedError, InvalidOptionError, toError } from './errors.js';
 import type { ServerEvents } from './events.js';
 import { consoleLogger, type Logger } from './logger.js';
 import { assertName } from './names.js';
 import { checkMs, resolveServerSettings, type SendOptions, type ServerOptions, type ServerSettings } from './options.js';
-import type { AddOptions, CtlHandler, PlainHandler, TaskRef } from './task.js';
+import type { AddOptions, CtlHandler, PlainHandlerCheck, TaskRef } from './task.js';
 import { GroupWorker, type Registration } from './worker.js';
 import { assertFlowsRunnable, registerFlow } from './flow/registry.js';
 import type { FlowHandler, FlowOptions } from './flow/types.js';
@@ -42,6 +43,11 @@ export class Server extends EventEmitter<ServerEvents> {
   constructor(options: ServerOptions = {}) {
     super();
     this.settings = resolveServerSettings(options);
+    if (options.backend === undefined && options.broker !== undefined && options.broker.kind !== 'memory') {
+      throw new InvalidOptionError(
+        `a server with the ${options.broker.kind} broker needs a backend (the one its clients read): without one, results would be written to a private in-memory backend no other process sees`,
+      );
+    }
     this.broker = options.broker ?? new MemoryBroker();
     this.backend = options.backend ?? new MemoryBackend();
     this.logger = options.logger ?? consoleLogger('warn');
@@ -54,8 +60,11 @@ export class Server extends EventEmitter<ServerEvents> {
    * `client.send(ref, ...args)`.
    */
   add<A extends unknown[], R>(group: string, name: string, fn: CtlHandler<A, R>, options: AddOptions & { ctl: true }): TaskRef<A, Awaited<R>>;
-  /** Registers a handler. Returns a typed reference for `client.send(ref, ...args)`. */
-  add<A extends unknown[], R>(group: string, name: string, fn: PlainHandler<A, R>, options?: AddOptions & { ctl?: false }): TaskRef<A, Awaited<R>>;
+  /**
+   * Registers a handler. Returns a typed reference for `client.send(ref, ...args)`. A handler whose
+   * first parameter is a `TaskCtl` does not compile here: it needs `{ ctl: true }`.
+   */
+  add<A extends unknown[], R>(group: string, name: string, fn: PlainHandlerCheck<A, R>, options?: AddOptions & { ctl?: false }): TaskRef<A, Awaited<R>>;
   add(group: string, name: string, fn: (...args: never[]) => unknown, options: AddOptions = {}): TaskRef {
     assertName('group', group);
     assertName('task', name);

@@ -28,6 +28,25 @@ export type PlainHandler<A extends unknown[], R> = (...args: A) => R | Promise<R
 /** A handler that receives the task control object first (`server.add(..., { ctl: true })`). */
 export type CtlHandler<A extends unknown[], R> = (ctl: TaskCtl, ...args: A) => R | Promise<R>;
 
+/**
+ * True when the first element of an argument tuple is a {@link TaskCtl} (and not `any`): such a
+ * handler must be registered with `{ ctl: true }`.
+ */
+export type FirstIsCtl<A extends unknown[]> = A extends [infer F, ...unknown[]]
+  ? 0 extends 1 & F
+    ? false
+    : [F] extends [TaskCtl]
+      ? true
+      : false
+  : false;
+
+/**
+ * The type a plain handler must have: the handler itself, or — when its first parameter is a
+ * {@link TaskCtl} — a type no function has, whose text tells what to do (it shows in the compile error).
+ */
+export type PlainHandlerCheck<A extends unknown[], R> =
+  FirstIsCtl<A> extends true ? PlainHandler<A, R> & 'a handler whose first parameter is a TaskCtl must be registered with { ctl: true }' : PlainHandler<A, R>;
+
 /** Argument types of a handler function type (without the leading `TaskCtl`, when there is one). */
 export type HandlerArgs<F> = F extends (ctl: TaskCtl, ...args: infer A) => unknown
   ? A

@@ -25,7 +25,8 @@ export function checkArgs(reg: Registration, args: unknown[]): unknown[] {
   const declared = Math.max(0, reg.fn.length - (reg.options.ctl ? 1 : 0));
   if (spec === undefined) {
     if (args.length < declared) {
-      throw new BadArgumentsError(`task "${reg.name}" expects at least ${declared} argument(s), got ${args.length}`);
+      const hint = reg.options.ctl ? '' : ' (a handler whose first parameter is the TaskCtl must be registered with { ctl: true })';
+      throw new BadArgumentsError(`task "${reg.name}" expects at least ${declared} argument(s), got ${args.length}${hint}`);
     }
     return args;
   }

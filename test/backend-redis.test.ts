@@ -1,11 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, describe, expect, it } from 'vitest';
+import { inspect } from 'node:util';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { backendContract, makeState } from './contract/backend.js';
 import { Redis } from 'ioredis';
 import { RedisBackend, encodeIdForKey, finalChannel, normalizeExpiry, redisKeys, redisReconnectDelay } from '../backends/redis.js';
 import { encodeValueText } from '../src/message.js';
 import type { TaskState } from '../src/state.js';
+import { ConnectionError } from '../src/errors.js';
 import { redisNamespace } from './helpers/redis.js';
+import { startPrivateRedis, type PrivateRedis } from './helpers/redis-server.js';
+import { until } from './core/suite.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const ns = redisNamespace('test');
@@ -46,6 +50,21 @@ describe('redis backend specifics', () => {
     // The encoding is injective: distinct ids never share keys.
     expect(encodeIdForKey('{')).not.toBe(encodeIdForKey('%7B'));
     expect(() => new RedisBackend({ prefix: 'a{b' })).toThrow(/prefix/);
+  });
+
+  it('a ConnectionError carries no credential: URL passwords masked, the driver error copied without its command', () => {
+    const driver = Object.assign(new Error('WRONGPASS for redis://app:s3cret-a@db:6379/0'), {
+      name: 'ReplyError',
+      command: { name: 'auth', args: ['app', 's3cret-b'] },
+      code: 'WRONGPASS',
+      cause: Object.assign(new Error('inner amqp://u:s3cret-c@host'), { options: { password: 's3cret-d' } }),
+    });
+    const err = new ConnectionError('cannot connect to rediss://:s3cret-e@db:6380', driver);
+    const text = inspect(err, { depth: 10 });
+    expect(text).not.toMatch(/s3cret/);
+    expect(err.message).toBe('cannot connect to rediss://:***@db:6380');
+    expect(err.cause).toMatchObject({ name: 'ReplyError', code: 'WRONGPASS', message: 'WRONGPASS for redis://app:***@db:6379/0' });
+    expect((err.cause as Error).cause).toMatchObject({ message: 'inner amqp://u:***@host' });
   });
 
   it('validates expiries', () => {
@@ -481,6 +500,113 @@ describe('redis backend: watchFinal (pub/sub)', () => {
     });
     await expect(b.watchFinal('x', () => undefined)).rejects.toMatchObject({ code: 'ERR_CONNECTION' });
     await b.close();
+  });
+});
+
+describe('redis backend on a private server', () => {
+  let servers: PrivateRedis[] = [];
+  let backends: RedisBackend[] = [];
+  afterEach(async () => {
+    for (const s of servers) s.signal('SIGCONT');
+    await Promise.all(backends.map((b) => b.close()));
+    await Promise.all(servers.map((s) => s.remove()));
+    servers = [];
+    backends = [];
+  });
+  const server = async (args: string[] = [], password?: string): Promise<PrivateRedis> => {
+    const s = await startPrivateRedis({ args, ...(password === undefined ? {} : { password }) });
+    servers.push(s);
+    return s;
+  };
+  const make = (options: ConstructorParameters<typeof RedisBackend>[0]): RedisBackend => {
+    const b = new RedisBackend({ prefix: 'tasuki-private', ...options });
+    backends.push(b);
+    return b;
+  };
+  const recorder = (): { lines: string[]; logger: { warn(msg: string, fields?: Record<string, unknown>): void } } => {
+    const lines: string[] = [];
+    return { lines, logger: { warn: (msg, fields) => lines.push(`${msg} ${inspect(fields, { depth: 10 })}`) } };
+  };
+
+  it('while the server is frozen (SIGSTOP) every operation rejects with ERR_CONNECTION after operationTimeoutMs; after SIGCONT it works again', async () => {
+    const s = await server();
+    const b = make({ connection: { host: '127.0.0.1', port: s.port }, operationTimeoutMs: 300 });
+    const id = randomUUID();
+    await b.write({ state: makeState(id, 'running'), stateTtl: 60, guard: 'absent' });
+    s.signal('SIGSTOP');
+    const connection = { code: 'ERR_CONNECTION' };
+    // getResult's reads: each one bounded (they waited for ever on a frozen server, or ~1 min unreachable).
+    await expect(b.read(id)).rejects.toMatchObject(connection);
+    await expect(b.readResult(id)).rejects.toMatchObject(connection);
+    await expect(b.readMany([id, randomUUID(), randomUUID(), randomUUID(), randomUUID()])).rejects.toMatchObject(connection);
+    await expect(b.write({ state: makeState(randomUUID(), 'sent'), stateTtl: 60, guard: 'absent' })).rejects.toMatchObject(connection);
+    await expect(b.write({ state: makeState(id, 'success'), stateTtl: 60, result: encodeValueText(1), resultTtl: 60, guard: 'notSuccess' })).rejects.toMatchObject(connection);
+    await expect(b.delete(randomUUID())).rejects.toMatchObject(connection);
+    await expect(b.watchFinal(id, () => undefined)).rejects.toMatchObject(connection);
+    const err = await b.read(id).catch((e: unknown) => e);
+    expect(String((err as Error).message)).toContain('operationTimeoutMs');
+    const late = make({ connection: { host: '127.0.0.1', port: s.port }, operationTimeoutMs: 300 });
+    await expect(late.connect()).rejects.toMatchObject(connection);
+    s.signal('SIGCONT');
+    const state = await until(() => b.read(id).catch(() => undefined), 20_000, 'the backend to work again');
+    expect(['running', 'success']).toContain(state.status);
+    await late.connect();
+    expect((await late.read(id))?.id).toBe(id);
+  });
+
+  it('with the server killed, reads reject with ERR_CONNECTION after operationTimeoutMs and work again once it is back', async () => {
+    const s = await server();
+    const b = make({ connection: { host: '127.0.0.1', port: s.port }, operationTimeoutMs: 300 });
+    const id = randomUUID();
+    await b.write({ state: makeState(id, 'running'), stateTtl: 60, guard: 'absent' });
+    await s.kill();
+    await expect(b.read(id)).rejects.toMatchObject({ code: 'ERR_CONNECTION' });
+    await s.restart(); // no persistence: the state is gone, the backend answers again
+    expect(await until(async () => (await b.read(id).then(() => true, () => false)) || undefined, 20_000, 'the reconnect')).toBe(true);
+  });
+
+  it('after a wrong password neither the errors (with their causes) nor what onError gets hold the password', async () => {
+    const secret = `right-${randomUUID()}`;
+    const wrong = `wrong-${randomUUID()}`;
+    const s = await server(['--requirepass', secret], secret);
+    const reported: Error[] = [];
+    const b = make({ connection: `redis://:${wrong}@127.0.0.1:${s.port}`, operationTimeoutMs: 500, onError: (e) => reported.push(e) });
+    const connectErr = await b.connect().catch((e: unknown) => e);
+    expect(connectErr).toMatchObject({ code: 'ERR_CONNECTION' });
+    const readErr = await b.read('x').catch((e: unknown) => e);
+    expect(readErr).toMatchObject({ code: 'ERR_CONNECTION' });
+    expect(reported.length).toBeGreaterThan(0);
+    const texts = [inspect(connectErr, { depth: 10 }), inspect(readErr, { depth: 10 }), ...reported.map((e) => inspect(e, { depth: 10 }))];
+    for (const text of texts) {
+      expect(text).not.toContain(wrong);
+      expect(text).not.toContain(secret);
+    }
+    expect(texts.join('\n')).toMatch(/WRONGPASS|invalid password|NOAUTH/i);
+    const ok = make({ connection: `redis://:${secret}@127.0.0.1:${s.port}` });
+    await ok.write({ state: makeState('y', 'sent'), stateTtl: 60, guard: 'absent' });
+    expect((await ok.read('y'))?.status).toBe('sent');
+  });
+
+  it('warns once when the eviction policy may drop states, not about persistence', async () => {
+    const s = await server(); // appendonly no: the broker's concern, not the backend's
+    const { lines, logger } = recorder();
+    const b = make({ connection: { host: '127.0.0.1', port: s.port }, logger });
+    await b.connect();
+    await b.read('x'); // sent after the check's CONFIG GETs: their answers are in
+    expect(lines).toEqual([]);
+    const admin = new Redis({ host: '127.0.0.1', port: s.port, lazyConnect: true });
+    try {
+      await admin.config('SET', 'maxmemory-policy', 'allkeys-lru');
+    } finally {
+      admin.disconnect();
+    }
+    await make({ connection: { host: '127.0.0.1', port: s.port }, logger }).connect();
+    await make({ connection: { host: '127.0.0.1', port: s.port }, logger }).connect();
+    await until(() => lines.length > 0, 10_000, 'the eviction warning');
+    await b.read('x');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain('maxmemory-policy is "allkeys-lru"');
+    expect(lines[0]).not.toContain('appendonly');
   });
 });
 

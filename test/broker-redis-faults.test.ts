@@ -3,17 +3,12 @@
  * name, so other tests sharing the server are left alone) are killed with CLIENT KILL while work
  * runs; an unreachable server makes calls fail with typed errors, without a busy loop.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { RedisBroker } from '../brokers/redis.js';
 import type { Delivery } from '../src/broker.js';
 import { redisNamespace } from './helpers/redis.js';
+import { startPrivateRedis } from './helpers/redis-server.js';
 
 const ns = redisNamespace('test');
 const { prefix, admin } = ns;
@@ -198,11 +193,10 @@ describe('redis broker connection faults', () => {
   });
 
   it('a private Redis killed with SIGKILL and restarted: work pauses, then goes on with nothing lost', async () => {
-    const port = await freePort();
-    const dir = mkdtempSync(join(tmpdir(), 'tasuki-redis-'));
-    let server = await startRedis(port, dir);
+    // Same data directory on restart: the fsync-always append-only file is replayed.
+    const server = await startPrivateRedis({ args: ['--appendonly', 'yes', '--appendfsync', 'always'] });
     try {
-      const b = make(`tasuki-restart-${randomUUID().slice(0, 8)}`, { connection: { host: '127.0.0.1', port } });
+      const b = make(`tasuki-restart-${randomUUID().slice(0, 8)}`, { connection: { host: '127.0.0.1', port: server.port } });
       const group = 'jobs';
       const idle = 'idle';
       await b.publishBatch(group, [{ body: 'a' }, { body: 'b' }]);
@@ -211,11 +205,10 @@ describe('redis broker connection faults', () => {
       const waiting = b.fetch(idle, 1, { leaseMs: 60_000, waitMs: 20_000 });
       await sleep(100);
 
-      server.kill('SIGKILL');
-      await new Promise((r) => server.once('exit', r));
+      await server.kill();
       const publishing = b.publish(group, 'c'); // queued until Redis is back
       await sleep(300);
-      server = await startRedis(port, dir); // same data directory: the append-only file is replayed
+      await server.restart();
 
       await publishing;
       await b.publish(idle, 'wake-up');
@@ -231,39 +224,7 @@ describe('redis broker connection faults', () => {
       expect(await b.counts(idle)).toEqual({ ready: 0, delayed: 0, inFlight: 0, dead: 0 });
       await b.close();
     } finally {
-      server.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
+      await server.remove();
     }
   });
 });
-
-/** A TCP port nobody listens on right now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Starts `redis-server` on `port` with an fsync-always append-only file in `dir`; resolves once it answers PING. */
-async function startRedis(port: number, dir: string): Promise<ChildProcess> {
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir],
-    { stdio: 'ignore' },
-  );
-  const probe = new Redis({ port, lazyConnect: true, retryStrategy: () => 50, maxRetriesPerRequest: null });
-  probe.on('error', () => undefined);
-  try {
-    await probe.ping();
-  } finally {
-    probe.disconnect();
-  }
-  return child;
-}
-

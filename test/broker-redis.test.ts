@@ -1,7 +1,8 @@
 /**
  * The Redis broker against a real Redis (127.0.0.1:6379): the broker contract suite plus
- * Redis-specific checks (key layout, lease recovery across instances, script flush, validation).
- * Connection faults are in `broker-redis-faults.test.ts`.
+ * Redis-specific checks (key layout, lease recovery across instances, validation). Connection faults
+ * are in `broker-redis-faults.test.ts`; what needs a private server (SCRIPT FLUSH, SIGSTOP, a password,
+ * server settings) in `broker-redis-server.test.ts`.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -90,19 +91,6 @@ describe('redis broker specifics', () => {
     const [retried] = await b.fetch(g, 1, { leaseMs: 30_000, waitMs: 1000 });
     expect(retried).toMatchObject({ body: 'm2', redelivered: false });
     await b.ack(retried as Delivery);
-  });
-
-  it('survives SCRIPT FLUSH', async () => {
-    const b = await make();
-    const g = group();
-    await b.publish(g, 'before');
-    await admin.script('FLUSH');
-    await b.publish(g, 'after');
-    const got = await b.fetch(g, 5, { leaseMs: 30_000, waitMs: 1000 });
-    expect(got.map((d) => d.body)).toEqual(['before', 'after']);
-    await admin.script('FLUSH');
-    for (const d of got) await b.ack(d);
-    expect(await b.counts(g)).toEqual({ ready: 0, delayed: 0, inFlight: 0, dead: 0 });
   });
 
   it('publishBatch of many items is atomic and keeps order', async () => {

@@ -1,0 +1,203 @@
+/**
+ * Idle fetches of the Redis broker: a small pool of blocking connections, one per fetch waiting at
+ * the same moment (normally one per group a worker runs). A wait blocks with BLPOP on the group's
+ * wake list and is ended precisely by a client-side timer that sends `CLIENT UNBLOCK` through the
+ * command connection (Redis itself resolves blocking timeouts only every 1/hz s).
+ */
+import type { Redis } from 'ioredis';
+import { failureText, shutdown, type RedisBrokerLogger, type RedisConnector } from './redis-connection.js';
+import type { Waits } from './redis-waits.js';
+
+/** A connection of the blocking pool. */
+interface BlockingConn {
+  readonly redis: Redis;
+  /** `CLIENT ID` of the current connection (unknown until asked after each (re)connect). */
+  clientId: number | undefined;
+}
+
+/** Waits shorter than this sleep client-side instead of blocking on Redis. */
+const MIN_BLOCK_MS = 20;
+/** Extra time given to Redis' own BLPOP timeout; the client timer normally ends the wait first. */
+const SERVER_TIMEOUT_SLACK_MS = 100;
+/** A blocking connection whose BLPOP has not answered this long after its timeout is dropped. */
+const HUNG_CONNECTION_MS = 10_000;
+/** Pause after an unexpected blocking error with a healthy connection (no busy loop). */
+const ERROR_PAUSE_MS = 250;
+
+/** The blocking connections of one broker and the waits made on them. */
+export class BlockingPool {
+  /** Every blocking connection, and those currently free. */
+  private readonly all = new Set<BlockingConn>();
+  private readonly idle: BlockingConn[] = [];
+
+  /**
+   * @param connector makes the blocking connections
+   * @param cmd the command connection (sends `CLIENT UNBLOCK`)
+   * @param waits the broker's waits (ended on close)
+   * @param logger receives warnings of failed waits
+   * @param opTimeout bound (ms) of the non-blocking commands sent on blocking connections (`CLIENT ID`)
+   */
+  constructor(
+    private readonly connector: RedisConnector,
+    private readonly cmd: Redis,
+    private readonly waits: Waits,
+    private readonly logger: RedisBrokerLogger | undefined,
+    private readonly opTimeout: number,
+  ) {}
+
+  /** Disconnects every blocking connection (after `waits.close()`). */
+  close(): void {
+    for (const conn of this.all) shutdown(conn.redis);
+    this.all.clear();
+    this.idle.length = 0;
+  }
+
+  /**
+   * Waits up to `ms` for a wake-up marker of the group (publish, retry, release, redrive), on a
+   * blocking connection from the pool. Returns early on abort or close. Errors are swallowed: the
+   * caller runs the fetch script again, which reports connection problems.
+   */
+  async waitForWork(wakeKey: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
+    if (ms < MIN_BLOCK_MS) return this.waits.pause(ms, signal);
+    const conn = this.acquire();
+    let blocked = false;
+    try {
+      if (conn.redis.status !== 'ready') {
+        await this.waits.ready(conn.redis, ms, signal);
+        return;
+      }
+      if (conn.clientId === undefined) {
+        conn.clientId = await this.clientId(conn, this.opTimeout);
+        if (conn.clientId === undefined || this.waits.closed || signal?.aborted) return;
+      }
+      blocked = true;
+      await this.blockOn(conn, wakeKey, ms, signal);
+    } catch (err) {
+      if (this.waits.closed || signal?.aborted) return;
+      this.logger?.warn('redis broker blocking wait failed', { error: failureText(err, this.opTimeout) });
+      if (conn.redis.status === 'ready') await this.waits.pause(Math.min(ms, ERROR_PAUSE_MS), signal);
+      else await this.waits.ready(conn.redis, ms, signal);
+    } finally {
+      if (!blocked) this.release(conn);
+    }
+  }
+
+  /**
+   * Issues BLPOP on `conn` and resolves when it returns, when `ms` passed, on abort, on close or when
+   * the connection drops. On timeout/abort the BLPOP is ended with `CLIENT UNBLOCK` (the connection
+   * goes back to the pool once Redis answered it).
+   */
+  private blockOn(conn: BlockingConn, wakeKey: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
+    const r = conn.redis;
+    let returned = false;
+    const hung = setTimeout(() => {
+      // No answer long after the timeout: the TCP connection is dead without having closed.
+      if (!returned) r.disconnect(true);
+    }, ms + HUNG_CONNECTION_MS);
+    hung.unref();
+    const giveBack = (): void => {
+      if (returned) return;
+      returned = true;
+      clearTimeout(hung);
+      r.off('close', giveBack);
+      this.release(conn);
+    };
+    // With autoResendUnfulfilledCommands off, a BLPOP cut by a disconnect never settles: 'close' frees the connection.
+    r.once('close', giveBack);
+    const call = r.blpop(wakeKey, (ms + SERVER_TIMEOUT_SLACK_MS) / 1000);
+    call.then(giveBack, giveBack);
+    return new Promise<void>((resolve) => {
+      let done = false;
+      const finish = (unblock: boolean): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        r.off('close', onClose);
+        unregister();
+        if (unblock && !returned) this.unblock(conn);
+        resolve();
+      };
+      const onAbort = (): void => finish(true);
+      const onClose = (): void => finish(false);
+      const unregister = this.waits.onClose(onAbort);
+      const timer = setTimeout(() => finish(true), ms);
+      timer.unref();
+      call.then(
+        () => finish(false),
+        () => finish(false),
+      );
+      r.once('close', onClose);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /**
+   * Asks `CLIENT ID` of `conn`; undefined when no answer came within `ms` (the connection is then
+   * dropped and reconnects: a server that does not answer would not answer a BLPOP either).
+   */
+  private clientId(conn: BlockingConn, ms: number): Promise<number | undefined> {
+    return new Promise<number | undefined>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        conn.redis.disconnect(true);
+        resolve(undefined);
+      }, ms);
+      timer.unref();
+      conn.redis.client('ID').then(
+        (id) => {
+          clearTimeout(timer);
+          resolve(Number(id));
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  /** Ends the BLPOP of `conn` now: `CLIENT UNBLOCK` through the command connection, else reconnect it. */
+  private unblock(conn: BlockingConn): void {
+    if (this.waits.closed) return; // close() disconnects every blocking connection
+    const id = conn.clientId;
+    if (id !== undefined && this.cmd.status === 'ready') {
+      this.cmd.client('UNBLOCK', id).catch(() => conn.redis.disconnect(true));
+    } else {
+      conn.redis.disconnect(true);
+    }
+  }
+
+  /** Takes a free blocking connection or opens a new one. */
+  private acquire(): BlockingConn {
+    const free = this.idle.pop();
+    if (free) return free;
+    const redis = this.connector.create('block', {
+      enableAutoPipelining: false,
+      // A blocking command must not be replayed after a reconnect (it would eat a wake marker later).
+      autoResendUnfulfilledCommands: false,
+      // The broker bounds its own waits; never fail a queued command because of the retry count.
+      maxRetriesPerRequest: null,
+      // No command timeout here (one given in the connection options included): it would cut BLPOP.
+      commandTimeout: undefined,
+    });
+    const conn: BlockingConn = { redis, clientId: undefined };
+    redis.on('close', () => {
+      conn.clientId = undefined;
+    });
+    this.all.add(conn);
+    return conn;
+  }
+
+  /** Returns a blocking connection to the pool (or closes it when the broker is closed). */
+  private release(conn: BlockingConn): void {
+    if (this.waits.closed || !this.all.has(conn)) {
+      shutdown(conn.redis);
+      return;
+    }
+    if (conn.redis.status === 'end') {
+      this.all.delete(conn);
+      return;
+    }
+    if (!this.idle.includes(conn)) this.idle.push(conn);
+  }
+}

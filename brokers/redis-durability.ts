@@ -1,0 +1,111 @@
+/**
+ * The durability check of the Redis modules. A redis-server restart keeps what tasuki stored only
+ * with append-only persistence (`appendonly yes`; RDB snapshots lose the writes since the last one),
+ * and any `maxmemory-policy` other than `noeviction` lets Redis delete keys under memory pressure —
+ * tasks, delays, leases and states vanish without an error. At its first connection each module
+ * reads both settings (`CONFIG GET`) and warns once when they are unsafe for it; when `CONFIG` is
+ * disabled, renamed or denied it says once that they could not be checked. Each finding is reported
+ * once per process and server, whichever module instance finds it first.
+ */
+import type { Redis } from 'ioredis';
+import { redactCredentials } from '../src/errors.js';
+
+/** Where a durability warning goes. */
+export type DurabilityWarn = (message: string, fields: Record<string, unknown>) => void;
+
+/** What a module needs of the server. */
+export interface DurabilityNeeds {
+  /** Name used in the warning (`redis broker`, `redis backend`). */
+  readonly module: string;
+  /** Whether the module's data must survive a server restart (the broker's tasks must). */
+  readonly persistence: boolean;
+}
+
+/** Findings already reported in this process, by server and setting. */
+const reported = new Set<string>();
+
+/** `host:port` (or the socket path) of the server `redis` talks to. */
+function serverOf(redis: Redis): string {
+  const o = redis.options;
+  return o.path ? o.path : `${o.host ?? '127.0.0.1'}:${o.port ?? 6379}`;
+}
+
+/** A reply of `CONFIG GET name`: its value, or undefined when the server did not name it. */
+function configValue(reply: unknown, name: string): string | undefined {
+  if (!Array.isArray(reply)) return undefined;
+  for (let i = 0; i + 1 < reply.length; i += 2) if (String(reply[i]).toLowerCase() === name) return String(reply[i + 1]);
+  return undefined;
+}
+
+/** Reports `message` unless every one of `keys` was reported before in this process. */
+function reportOnce(keys: string[], warn: DurabilityWarn, message: string, fields: Record<string, unknown>): void {
+  if (keys.every((k) => reported.has(k))) return;
+  for (const k of keys) reported.add(k);
+  warn(message, fields);
+}
+
+/**
+ * Reads the settings and reports what is unsafe. Resolves true when done (checked, or found
+ * uncheckable), false when the connection failed meanwhile (the caller tries again at its next
+ * connection).
+ */
+async function check(redis: Redis, needs: DurabilityNeeds, warn: DurabilityWarn): Promise<boolean> {
+  const server = serverOf(redis);
+  let replies: unknown[];
+  try {
+    // Both at once: they reach the server ahead of whatever the module sends after connecting.
+    replies = await Promise.all([redis.config('GET', 'appendonly'), redis.config('GET', 'maxmemory-policy')]);
+  } catch (err) {
+    if (!(err instanceof Error) || err.name !== 'ReplyError') return false;
+    reportOnce([`${server}|unchecked`], warn, `${needs.module}: could not check the persistence and eviction settings of redis at ${server} (CONFIG GET failed: ${redactCredentials(err.message)}); tasks survive a restart only with appendonly yes, and only maxmemory-policy noeviction never drops them`, { server });
+    return true;
+  }
+  const appendonly = configValue(replies[0], 'appendonly');
+  const policy = configValue(replies[1], 'maxmemory-policy');
+  const problems: string[] = [];
+  const keys: string[] = [];
+  const fields: Record<string, unknown> = { server };
+  if (needs.persistence && appendonly !== undefined && appendonly !== 'yes') {
+    problems.push(`appendonly is "${appendonly}", so a redis-server restart loses tasks (set appendonly yes)`);
+    keys.push(`${server}|appendonly`);
+    fields['appendonly'] = appendonly;
+  }
+  if (policy !== undefined && policy !== 'noeviction') {
+    problems.push(`maxmemory-policy is "${policy}", so Redis may evict tasuki's keys under memory pressure and silently drop tasks or states (set maxmemory-policy noeviction)`);
+    keys.push(`${server}|maxmemory-policy`);
+    fields['maxmemoryPolicy'] = policy;
+  }
+  if (problems.length > 0) {
+    reportOnce(keys, warn, `${needs.module}: redis at ${server} is not safe for tasks: ${problems.join('; ')}`, fields);
+  } else if ((needs.persistence && appendonly === undefined) || policy === undefined) {
+    reportOnce([`${server}|unchecked`], warn, `${needs.module}: could not check the persistence and eviction settings of redis at ${server} (CONFIG GET answered without them); tasks survive a restart only with appendonly yes, and only maxmemory-policy noeviction never drops them`, { server });
+  }
+  return true;
+}
+
+/**
+ * Checks the server's durability settings when `redis` is first ready (again at later connections
+ * until a check could complete) and reports unsafe ones through `warn`.
+ */
+export function watchDurability(redis: Redis, needs: DurabilityNeeds, warn: DurabilityWarn): void {
+  let running = false;
+  const onReady = (): void => {
+    if (running) return;
+    running = true;
+    check(redis, needs, warn).then(
+      (done) => {
+        running = false;
+        if (done) redis.off('ready', onReady);
+      },
+      () => {
+        running = false;
+      },
+    );
+  };
+  redis.on('ready', onReady);
+}
+
+/** The default sink of durability warnings when a module has no logger: one Node process warning. */
+export const emitDurabilityWarning: DurabilityWarn = (message) => {
+  process.emitWarning(message, { code: 'TASUKI_REDIS_DURABILITY' });
+};

@@ -1,0 +1,81 @@
+/**
+ * Key layout of the Redis broker. Every key of one group shares the Redis Cluster hash tag
+ * `{group}`, so every script (`./redis-scripts.ts`) touches a single hash slot:
+ *
+ * | key                               | type   | content                                                    |
+ * |-----------------------------------|--------|------------------------------------------------------------|
+ * | `<prefix>:{<group>}:ready`        | LIST   | ids ready now, FIFO; `~<id>` marks a message delivered before |
+ * | `<prefix>:{<group>}:delayed`      | ZSET   | id → `availableAt` (epoch ms)                              |
+ * | `<prefix>:{<group>}:lease`        | ZSET   | delivery token `<id>:<serial>` → lease deadline (epoch ms) |
+ * | `<prefix>:{<group>}:body`         | HASH   | id → body, for ready, delayed and in-flight messages       |
+ * | `<prefix>:{<group>}:wake`         | LIST   | wake-up markers that idle fetches block on (BLPOP)         |
+ * | `<prefix>:{<group>}:seq`          | STRING | counter for message ids and delivery token serials         |
+ * | `<prefix>:{<group>}:dead`         | ZSET   | dead letter id (= message id) → time dead-lettered (ms)    |
+ * | `<prefix>:{<group>}:dead:body`    | HASH   | dead letter id → body                                      |
+ * | `<prefix>:{<group>}:dead:reason`  | HASH   | dead letter id → JSON `{"code","message"}`                 |
+ */
+
+/** Names of all keys of one group. */
+export interface GroupKeys {
+  /** LIST of ready ids. */
+  readonly ready: string;
+  /** ZSET of delayed ids by due time. */
+  readonly delayed: string;
+  /** ZSET of in-flight tokens by lease deadline. */
+  readonly lease: string;
+  /** HASH id → body. */
+  readonly body: string;
+  /** LIST of wake-up markers. */
+  readonly wake: string;
+  /** Counter for ids and token serials. */
+  readonly seq: string;
+  /** ZSET dead letter id → time. */
+  readonly dead: string;
+  /** HASH dead letter id → body. */
+  readonly deadBody: string;
+  /** HASH dead letter id → reason JSON. */
+  readonly deadReason: string;
+}
+
+/** Builds the key names of `group` under `prefix` (all in the hash slot of `{group}`). */
+export function groupKeys(prefix: string, group: string): GroupKeys {
+  const base = `${prefix}:{${group}}:`;
+  return {
+    ready: base + 'ready',
+    delayed: base + 'delayed',
+    lease: base + 'lease',
+    body: base + 'body',
+    wake: base + 'wake',
+    seq: base + 'seq',
+    dead: base + 'dead',
+    deadBody: base + 'dead:body',
+    deadReason: base + 'dead:reason',
+  };
+}
+
+/** Every key of a group, for `purge`. */
+export function allKeys(keys: GroupKeys): string[] {
+  return [keys.ready, keys.delayed, keys.lease, keys.body, keys.wake, keys.seq, keys.dead, keys.deadBody, keys.deadReason];
+}
+
+/** Most groups whose key names a {@link KeyCache} keeps. */
+const MAX_CACHED_GROUPS = 1000;
+
+/** Key names by group, built once per group instead of once per operation. */
+export class KeyCache {
+  private readonly cache = new Map<string, GroupKeys>();
+
+  /** @param prefix key prefix of the broker */
+  constructor(private readonly prefix: string) {}
+
+  /** The key names of `group`. */
+  get(group: string): GroupKeys {
+    let k = this.cache.get(group);
+    if (k === undefined) {
+      k = groupKeys(this.prefix, group);
+      // Bounded: a worker touches a handful of groups; a client sending to very many is not cached past 1000.
+      if (this.cache.size < MAX_CACHED_GROUPS) this.cache.set(group, k);
+    }
+    return k;
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * Options of the Redis broker and their validation (`brokers/redis.ts`).
+ */
+import type { RedisOptions } from 'ioredis';
+import { InvalidOptionError } from '../src/errors.js';
+import { resolveOperationTimeout, type RedisBrokerLogger } from './redis-connection.js';
+
+/** Options of {@link RedisBroker}. */
+export interface RedisBrokerOptions {
+  /**
+   * Where Redis is: a `redis://` / `rediss://` URL or ioredis options. Default `redis://127.0.0.1:6379`.
+   * A `retryStrategy` given here replaces the default reconnect backoff (50 ms doubling to 2 s).
+   * `lazyConnect` and `connectionName` are set by the broker.
+   */
+  connection?: string | RedisOptions;
+  /** First part of every key (`<prefix>:{<group>}:...`). Default `tasuki`. Must not contain `{` or `}`. */
+  prefix?: string;
+  /**
+   * Client name of the broker's connections as shown by `CLIENT LIST`: `<name>:cmd` for the command
+   * connection, `<name>:block` for blocking ones. Default `tasuki`.
+   */
+  connectionName?: string;
+  /**
+   * Receives connection warnings and the durability warning (unsafe `appendonly` or
+   * `maxmemory-policy`, checked at the first connection). Default: connection warnings are not
+   * logged; the durability warning becomes a Node process warning (`TASUKI_REDIS_DURABILITY`).
+   */
+  logger?: RedisBrokerLogger;
+  /**
+   * How long one operation (publish, ack, fetch script, …, and `connect`) waits for Redis — for its
+   * answer, and for a reconnect while Redis is unreachable — before it rejects with
+   * `ConnectionError` (`ERR_CONNECTION`); reconnecting goes on with backoff. Such an operation's
+   * outcome is unknown (it may still take effect). Idle fetches block for `waitMs`, not bounded by
+   * this. Default: the `commandTimeout` of `connection` when it has one, else 15000. Integer ms.
+   */
+  operationTimeoutMs?: number;
+}
+
+/** The validated settings of a broker. */
+export interface BrokerSettings {
+  /** Key prefix. */
+  readonly prefix: string;
+  /** Client name prefix of the connections. */
+  readonly connectionName: string;
+  /** URL or ioredis options. */
+  readonly connection: string | RedisOptions;
+  /** Bound of one operation (ms). */
+  readonly operationTimeoutMs: number;
+}
+
+/** Validates `options` (throws `InvalidOptionError`) and fills in the defaults. */
+export function brokerSettings(options: RedisBrokerOptions): BrokerSettings {
+  const prefix = options.prefix ?? 'tasuki';
+  if (typeof prefix !== 'string' || prefix.length === 0 || /[{}]/.test(prefix)) {
+    throw new InvalidOptionError(`prefix must be a non-empty string without "{" or "}", got ${JSON.stringify(prefix)}`);
+  }
+  const connectionName = options.connectionName ?? 'tasuki';
+  if (typeof connectionName !== 'string' || !/^[!-~]+$/.test(connectionName)) {
+    throw new InvalidOptionError(`connectionName must be printable ASCII without spaces, got ${JSON.stringify(connectionName)}`);
+  }
+  return {
+    prefix,
+    connectionName,
+    connection: options.connection ?? 'redis://127.0.0.1:6379',
+    operationTimeoutMs: resolveOperationTimeout(options.operationTimeoutMs, options.connection),
+  };
+}
