@@ -82,7 +82,7 @@ export class Server extends EventEmitter<ServerEvents> {
    * the backend's journal. Sent like any task; returns a typed reference.
    */
   flow<A extends unknown[], R>(group: string, name: string, fn: FlowHandler<A, R>, options: FlowOptions<Awaited<R>> = {}): TaskRef<A, Awaited<R>> {
-    return registerFlow((marker, o) => this.add(group, name, marker as PlainHandler<unknown[], unknown>, o), fn, options);
+    return registerFlow((marker, o) => this.add(group, name, marker as () => unknown, o), fn, options);
   }
 
   /**
