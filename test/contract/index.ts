@@ -5,3 +5,4 @@
  */
 export { brokerContract, type BrokerHarness } from './broker.js';
 export { backendContract, makeState, type BackendHarness } from './backend.js';
+export { journalContract, makeEntry } from './journal.js';

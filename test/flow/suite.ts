@@ -227,6 +227,27 @@ export function flowSuite(name: string, makeHarness: () => FlowHarness): void {
       expect((await client.getStatus(`${id}/many#0[6]`))?.value).toBe(14);
     });
 
+    it('wakes the parent when a child\'s worker died after storing the final state and before acking', async () => {
+      const server = newServer({ leaseMs: 300 });
+      const kid = server.add(other, 'kid', (n: number) => n + 1);
+      const f = server.flow(group, 'waker', async (flow) => flow.call('kid', kid, 1), { recheckMs: 600_000 });
+      await server.run(group, 1);
+      const client = server.client();
+      const id = await client.send(f);
+      // A "worker" that stores the child's success and dies before its ack.
+      const d = await until(async () => (await server.broker.fetch(other, 1, { leaseMs: 300, waitMs: 200 }))[0], 10_000, 'the child message');
+      const childId = (JSON.parse(d.body) as { id: string }).id;
+      const now = Date.now();
+      await server.backend.write({
+        state: { v: 1, id: childId, group: other, name: 'kid', status: 'success', retriesUsed: 0, retriesLeft: 3, finishedAt: now, updatedAt: now },
+        stateTtl: 60, result: JSON.stringify({ json: 99 }), resultTtl: 60, guard: 'notSuccess',
+      });
+      // The redelivery finds the child final, acks it — and wakes the parent first.
+      await server.run(other, 1);
+      const r = await result(server, id);
+      expect(r.value).toBe(99);
+    });
+
     it('throws ChildFailedError in the flow, with failFast, waitAll and ignore policies', async () => {
       const server = newServer();
       const maybe = server.add(other, 'maybe', (n: number) => {
