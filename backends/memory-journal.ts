@@ -3,7 +3,7 @@
  * backend on the same {@link MemoryBackendStore}, expiring as a whole.
  */
 import type { Expiry } from '../src/backend.js';
-import type { FlowJournalStore, JournalEntry, JournalPutMode, JournalPutOutcome, JournalSnapshot, SuspendOutcome } from '../src/journal.js';
+import type { EnterOutcome, FlowJournalStore, JournalEntry, JournalPutMode, JournalPutOutcome, JournalSnapshot, SuspendOutcome } from '../src/journal.js';
 import type { MemoryBackendStore } from './memory.js';
 
 /** Everything stored for one flow (entries as JSON text: callers never share objects with the store). */
@@ -13,6 +13,9 @@ interface FlowRecord {
   live: string | undefined;
   liveAt: number;
   wanted: number | undefined;
+  /** Run lease: holder run id and its end (epoch ms). */
+  holder: string | undefined;
+  holderUntil: number;
   /** Epoch ms; Infinity = forever. */
   expiresAt: number;
 }
@@ -50,7 +53,7 @@ export class MemoryJournal implements FlowJournalStore {
     }
     let r = this.get(flowId);
     if (r === undefined) {
-      r = { entries: new Map(), signals: new Map(), live: undefined, liveAt: 0, wanted: undefined, expiresAt: Infinity };
+      r = { entries: new Map(), signals: new Map(), live: undefined, liveAt: 0, wanted: undefined, holder: undefined, holderUntil: 0, expiresAt: Infinity };
       this.flows.set(flowId, r);
     }
     r.expiresAt = ttl < 0 ? Infinity : Date.now() + ttl * 1000;
@@ -93,10 +96,30 @@ export class MemoryJournal implements FlowJournalStore {
   }
 
   /** @inheritdoc */
-  async suspend(flowId: string, token: string, wakeAt: number, ttl: Expiry): Promise<SuspendOutcome> {
+  async enter(flowId: string, runId: string, token: string, now: number, leaseMs: number, ttl: Expiry): Promise<EnterOutcome> {
     const r = this.touch(flowId, ttl);
-    if (r.live === undefined || r.live === token || wakeAt < r.liveAt) {
-      const at = Math.min(wakeAt, r.wanted ?? Infinity);
+    if (r.holder === undefined || r.holderUntil <= now || r.holder === runId) {
+      r.holder = runId;
+      r.holderUntil = now + leaseMs;
+      return { ok: true, until: r.holderUntil };
+    }
+    r.wanted = Math.min(r.wanted ?? Infinity, now);
+    if (r.live === token) r.liveAt = r.holderUntil;
+    return { ok: false, until: r.holderUntil };
+  }
+
+  /** @inheritdoc */
+  async leave(flowId: string, runId: string): Promise<void> {
+    const r = this.get(flowId);
+    if (r !== undefined && r.holder === runId) r.holder = undefined;
+  }
+
+  /** @inheritdoc */
+  async suspend(flowId: string, token: string, wakeAt: number, ttl: Expiry, runId?: string): Promise<SuspendOutcome> {
+    const r = this.touch(flowId, ttl);
+    if (runId !== undefined && r.holder === runId) r.holder = undefined;
+    const at = Math.min(wakeAt, r.wanted ?? Infinity);
+    if (r.live === undefined || r.live === token || at < r.liveAt) {
       r.live = token;
       r.liveAt = at;
       r.wanted = undefined;
@@ -114,6 +137,7 @@ export class MemoryJournal implements FlowJournalStore {
     r.live = undefined;
     r.liveAt = 0;
     r.wanted = undefined;
+    r.holder = undefined;
   }
 
   /** @inheritdoc */

@@ -8,7 +8,7 @@
 import type { Redis } from 'ioredis';
 import type { Expiry } from '../src/backend.js';
 import type { TasukiError } from '../src/errors.js';
-import type { FlowJournalStore, JournalEntry, JournalPutMode, JournalPutOutcome, JournalSnapshot, SuspendOutcome } from '../src/journal.js';
+import type { EnterOutcome, FlowJournalStore, JournalEntry, JournalPutMode, JournalPutOutcome, JournalSnapshot, SuspendOutcome } from '../src/journal.js';
 import { taskTag } from './redis-keys.js';
 
 const TTL = `
@@ -35,34 +35,60 @@ ttl(KEYS[1], ARGV[3])
 return n
 `;
 
-/** KEYS[1] hash; ARGV token, wakeAt, ttl → {reschedule, at}. */
+/** KEYS[1] hash; ARGV runId, token, now, leaseMs, ttl → {ok, until}. */
+const ENTER = `${TTL}
+local holder = redis.call('HGET', KEYS[1], '!holder')
+local untilAt = tonumber(redis.call('HGET', KEYS[1], '!holderUntil') or '0')
+local now = tonumber(ARGV[3])
+ttl(KEYS[1], ARGV[5])
+if (not holder) or untilAt <= now or holder == ARGV[1] then
+  local u = string.format('%.0f', now + tonumber(ARGV[4]))
+  redis.call('HSET', KEYS[1], '!holder', ARGV[1], '!holderUntil', u)
+  return {1, u}
+end
+local wanted = redis.call('HGET', KEYS[1], '!wanted')
+if (not wanted) or now < tonumber(wanted) then redis.call('HSET', KEYS[1], '!wanted', ARGV[3]) end
+if redis.call('HGET', KEYS[1], '!live') == ARGV[2] then redis.call('HSET', KEYS[1], '!liveAt', string.format('%.0f', untilAt)) end
+return {0, string.format('%.0f', untilAt)}
+`;
+
+/** KEYS[1] hash; ARGV runId. */
+const LEAVE = `
+if redis.call('HGET', KEYS[1], '!holder') == ARGV[1] then redis.call('HDEL', KEYS[1], '!holder', '!holderUntil') end
+return 1
+`;
+
+/** KEYS[1] hash; ARGV token, wakeAt, ttl, runId → {reschedule, at}. */
 const SUSPEND = `${TTL}
+if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], '!holder') == ARGV[4] then redis.call('HDEL', KEYS[1], '!holder', '!holderUntil') end
 local live = redis.call('HGET', KEYS[1], '!live')
 local liveAt = tonumber(redis.call('HGET', KEYS[1], '!liveAt') or '0')
 local wanted = redis.call('HGET', KEYS[1], '!wanted')
 local at = tonumber(ARGV[2])
+if wanted and tonumber(wanted) < at then at = tonumber(wanted) end
 if (not live) or live == ARGV[1] or at < liveAt then
-  if wanted and tonumber(wanted) < at then at = tonumber(wanted) end
   redis.call('HSET', KEYS[1], '!live', ARGV[1], '!liveAt', string.format('%.0f', at))
   redis.call('HDEL', KEYS[1], '!wanted')
   ttl(KEYS[1], ARGV[3])
   return {1, string.format('%.0f', at)}
 end
-if (not wanted) or at < tonumber(wanted) then redis.call('HSET', KEYS[1], '!wanted', string.format('%.0f', at)) end
+if (not wanted) or tonumber(ARGV[2]) < tonumber(wanted) then redis.call('HSET', KEYS[1], '!wanted', ARGV[2]) end
 ttl(KEYS[1], ARGV[3])
 return {0, string.format('%.0f', liveAt)}
 `;
 
 /** KEYS[1] hash; ARGV fields to delete (the suspension fields too). */
 const REMOVE = `
-redis.call('HDEL', KEYS[1], '!live', '!liveAt', '!wanted', unpack(ARGV))
+redis.call('HDEL', KEYS[1], '!live', '!liveAt', '!wanted', '!holder', '!holderUntil', unpack(ARGV))
 return 1
 `;
 
 interface JournalCommands {
   tasukiJournalPut(key: string, field: string, value: string, mode: string, ttl: string): Promise<[number, string]>;
   tasukiJournalSignal(key: string, name: string, payload: string, ttl: string): Promise<number>;
-  tasukiJournalSuspend(key: string, token: string, at: string, ttl: string): Promise<[number, string]>;
+  tasukiJournalSuspend(key: string, token: string, at: string, ttl: string, runId: string): Promise<[number, string]>;
+  tasukiJournalEnter(key: string, runId: string, token: string, now: string, leaseMs: string, ttl: string): Promise<[number, string]>;
+  tasukiJournalLeave(key: string, runId: string): Promise<number>;
   tasukiJournalRemove(key: string, ...fields: string[]): Promise<number>;
 }
 
@@ -84,6 +110,8 @@ export class RedisJournal implements FlowJournalStore {
     client.defineCommand('tasukiJournalSignal', { numberOfKeys: 1, lua: SIGNAL });
     client.defineCommand('tasukiJournalSuspend', { numberOfKeys: 1, lua: SUSPEND });
     client.defineCommand('tasukiJournalRemove', { numberOfKeys: 1, lua: REMOVE });
+    client.defineCommand('tasukiJournalEnter', { numberOfKeys: 1, lua: ENTER });
+    client.defineCommand('tasukiJournalLeave', { numberOfKeys: 1, lua: LEAVE });
     this.cmd = client as unknown as JournalCommands;
   }
 
@@ -135,9 +163,28 @@ export class RedisJournal implements FlowJournalStore {
   }
 
   /** @inheritdoc */
-  async suspend(flowId: string, token: string, wakeAt: number, ttl: Expiry): Promise<SuspendOutcome> {
+  async enter(flowId: string, runId: string, token: string, now: number, leaseMs: number, ttl: Expiry): Promise<EnterOutcome> {
     try {
-      const r = await this.cmd.tasukiJournalSuspend(this.key(flowId), token, String(Math.round(wakeAt)), String(ttl));
+      const r = await this.cmd.tasukiJournalEnter(this.key(flowId), runId, token, String(Math.round(now)), String(Math.round(leaseMs)), String(ttl));
+      return { ok: r[0] === 1, until: Number(r[1]) };
+    } catch (err) {
+      throw this.wrap(err, 'journal enter');
+    }
+  }
+
+  /** @inheritdoc */
+  async leave(flowId: string, runId: string): Promise<void> {
+    try {
+      await this.cmd.tasukiJournalLeave(this.key(flowId), runId);
+    } catch (err) {
+      throw this.wrap(err, 'journal leave');
+    }
+  }
+
+  /** @inheritdoc */
+  async suspend(flowId: string, token: string, wakeAt: number, ttl: Expiry, runId = ''): Promise<SuspendOutcome> {
+    try {
+      const r = await this.cmd.tasukiJournalSuspend(this.key(flowId), token, String(Math.round(wakeAt)), String(ttl), runId);
       return { reschedule: r[0] === 1, at: Number(r[1]) };
     } catch (err) {
       throw this.wrap(err, 'journal suspend');

@@ -75,16 +75,29 @@ export interface SuspendOutcome {
   at: number;
 }
 
+/** What {@link FlowJournalStore.enter} decided. */
+export interface EnterOutcome {
+  /** True: the caller holds the flow's run lease until {@link until}. False: another run holds it until then. */
+  ok: boolean;
+  /** End of the lease (epoch ms). */
+  until: number;
+}
+
 /**
  * Journal storage of a backend. Rules (checked by `journalContract`):
+ * - `enter` gives one run of a flow at a time its run lease: granted when no lease is held, the
+ *   held one ended, or the caller holds it (renewal). A refused caller's time is remembered as
+ *   wanted (as by a dropped `suspend`), and when the caller's message is the live one its live time
+ *   becomes the lease's end (it is rescheduled then).
  * - `put` is atomic: with `absent` it writes only when no entry has the key; with `notFinal` only
  *   when none has it or the stored one is `pending`. Of two concurrent puts that both pass alone,
  *   one wins and the other sees the winner's entry.
  * - `signal` appends atomically and returns the payload's index (0, 1, ... per name, never repeated).
- * - `suspend` decides atomically which message of a flow stays scheduled: the caller's (token) is
- *   kept when no live message is recorded, when it is the live one, or when it wants to wake
- *   earlier than the live one; otherwise its wake time is remembered (the live message takes the
- *   earliest remembered time at its own next suspension) and it is to be dropped.
+ * - `suspend` decides atomically which message of a flow stays scheduled. Its time is the earlier of
+ *   `wakeAt` and the remembered wanted time; the caller's message (token) is kept, at that time, when
+ *   no live message is recorded, when it is the live one, or when that time is before the live
+ *   one's (the wanted time is then cleared); otherwise `wakeAt` is remembered as wanted and the
+ *   message is to be dropped.
  * - Every write sets the expiry of the whole journal to `ttl` ({@link Expiry}: -1 forever).
  * - Methods reject with a `TasukiError` (`ValueTooLargeError` when an entry exceeds what the store holds).
  */
@@ -95,8 +108,15 @@ export interface FlowJournalStore {
   put(flowId: string, entry: JournalEntry, mode: JournalPutMode, ttl: Expiry): Promise<JournalPutOutcome>;
   /** Appends a signal payload; resolves with its index among the signals of that name. */
   signal(flowId: string, name: string, payload: string, ttl: Expiry): Promise<number>;
-  /** Records a suspension of the run of the message `token`, wanting to wake at `wakeAt` (see the rules). */
-  suspend(flowId: string, token: string, wakeAt: number, ttl: Expiry): Promise<SuspendOutcome>;
+  /** Takes or renews the run lease of `runId` (message `token`) for `leaseMs` from `now` (see the rules). */
+  enter(flowId: string, runId: string, token: string, now: number, leaseMs: number, ttl: Expiry): Promise<EnterOutcome>;
+  /** Ends the run lease of `runId`, if it holds it. */
+  leave(flowId: string, runId: string): Promise<void>;
+  /**
+   * Records a suspension of the run `runId` of the message `token`, wanting to wake at `wakeAt`
+   * (see the rules; the wanted time counts for the caller too), and ends its run lease.
+   */
+  suspend(flowId: string, token: string, wakeAt: number, ttl: Expiry, runId?: string): Promise<SuspendOutcome>;
   /** Removes entries by key and forgets the live message (restart from a step). */
   remove(flowId: string, keys: ReadonlyArray<string>): Promise<void>;
   /** Deletes the whole journal of a flow. */

@@ -98,7 +98,9 @@ function parseKey(key: string): { occurrence: number; index?: number } {
 }
 
 function stepInfo(e: JournalEntry): FlowStepInfo {
-  const out: FlowStepInfo = { key: e.key, name: e.name, ...parseKey(e.key), kind: e.kind, status: e.status, attempts: e.attempts, startedAt: new Date(e.startedAt) };
+  // A sleep is journaled once, with its end: past that time it is done.
+  const status = e.kind === 'sleep' && e.status === 'pending' && (e.until ?? 0) <= Date.now() ? 'done' : e.status;
+  const out: FlowStepInfo = { key: e.key, name: e.name, ...parseKey(e.key), kind: e.kind, status, attempts: e.attempts, startedAt: new Date(e.startedAt) };
   if (e.finishedAt !== undefined) out.finishedAt = new Date(e.finishedAt);
   if (e.status === 'done' && e.value !== undefined) out.value = decodeValueText(e.value);
   if (e.error !== undefined) out.error = e.error;
@@ -119,7 +121,7 @@ export async function getFlow(c: FlowConnections, id: string): Promise<FlowInfo 
   const signals: Record<string, number> = {};
   for (const [name, list] of Object.entries(snapshot.signals)) signals[name] = list.length;
   const final = state !== null && isFinalStatus(state.status);
-  const waitingOn = final ? [] : steps.filter((s) => s.status === 'pending' && s.kind !== 'map' && s.kind !== 'calls' && (s.kind !== 'sleep' || (s.until?.getTime() ?? 0) > Date.now()));
+  const waitingOn = final ? [] : steps.filter((s) => s.status === 'pending' && s.kind !== 'map' && s.kind !== 'calls' && true);
   return { id, status: state?.status ?? null, state, steps, signals, waitingOn };
 }
 

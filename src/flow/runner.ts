@@ -5,6 +5,7 @@
  * the message through the broker (`retry`, not counted as a failed retry) or drops it when another
  * message of the flow wakes it no later; the slot is free meanwhile.
  */
+import { randomUUID } from 'node:crypto';
 import { BadArgumentsError, TaskTimeoutError, toError } from '../errors.js';
 import { encodeValue } from '../message.js';
 import type { TaskMessage } from '../message.js';
@@ -46,15 +47,26 @@ export class FlowRunner implements HandlerRunner {
     const ttl = this.ctx.settings.statusExpires;
     const info = flowInfo(msg);
 
+    const runId = randomUUID();
+    const leaseMs = this.ctx.settings.leaseMs;
     let view: JournalView;
     let meta: FlowMeta | undefined;
     try {
+      // One run of a flow at a time: a wake-up that arrives while another run holds the flow is
+      // remembered (that run then wakes again at once) and comes back when the lease ends.
+      const entered = await store.enter(msg.id, runId, info.token ?? '', Date.now(), leaseMs, ttl);
+      if (!entered.ok) {
+        this.hooks.handlerDone(job, undefined);
+        await this.rec.retry(job, msg, entered.until + 20, 'wait for the run of the flow in progress');
+        return { kind: 'settled' };
+      }
       const snapshot = await store.read(msg.id);
       view = new JournalView(store, msg.id, ttl, snapshot);
       meta = readMeta(snapshot);
       if (meta === undefined && info.wake === true) {
         // A wake-up for a flow that has not run yet (a signal sent early): its own message runs it.
         this.hooks.handlerDone(job, undefined);
+        await store.leave(msg.id, runId);
         await this.drop(job);
         return { kind: 'settled' };
       }
@@ -74,6 +86,28 @@ export class FlowRunner implements HandlerRunner {
       job.lost();
       return { kind: 'settled' };
     }
+    const renew = setInterval(() => {
+      store.enter(msg.id, runId, info.token ?? '', Date.now(), leaseMs, ttl).catch(() => undefined);
+    }, Math.max(50, Math.floor(leaseMs / 3)));
+    renew.unref();
+    try {
+      const outcome = await this.runFlow(job, reg, def, msg, info.token ?? '', runId, view, meta);
+      if (outcome.kind === 'failure') await store.leave(msg.id, runId).catch(() => undefined);
+      return outcome;
+    } finally {
+      clearInterval(renew);
+    }
+  }
+
+  /** Runs the flow function once the run lease is held and the journal read. */
+  private async runFlow(job: Job, reg: Registration, def: FlowDefinition, msg: TaskMessage, token: string, runId: string, view: JournalView, meta: FlowMeta): Promise<Outcome> {
+    const startedAt = job.startedAt;
+    const ttl = this.ctx.settings.statusExpires;
+    const info = flowInfo(msg);
+    const failure = (error: Error, retryable = false): Outcome => {
+      this.hooks.handlerDone(job, undefined);
+      return { kind: 'failure', error, retryable, deadLetter: false, startedAt };
+    };
     if (info.wake === true) {
       // A wake-up carries no arguments or controls: those of the flow are in its journal.
       Object.assign(msg, { args: meta.args, backoff: meta.backoff, sentAt: meta.sentAt, expireAt: meta.expireAt, timeoutMs: meta.timeoutMs });
@@ -135,18 +169,18 @@ export class FlowRunner implements HandlerRunner {
     if (end.kind === 'aborted') return failure(toError(end.reason));
     this.hooks.handlerDone(job, undefined);
     const wakeAt = Math.min(end.at, deadline, msg.expireAt ?? Infinity);
-    await this.suspend(job, msg, info.token ?? '', Math.max(wakeAt, Date.now()));
+    await this.suspend(job, msg, token, runId, Math.max(wakeAt, Date.now()));
     return { kind: 'settled' };
   }
 
   /** Stores `sent` (due at the wake time) and reschedules or drops the message. */
-  private async suspend(job: Job, msg: TaskMessage, token: string, wakeAt: number): Promise<void> {
+  private async suspend(job: Job, msg: TaskMessage, token: string, runId: string, wakeAt: number): Promise<void> {
     const { rec, ctx } = this;
     const store = ctx.backend.journal;
     if (store === undefined) return;
     let decision: { reschedule: boolean; at: number };
     try {
-      decision = await store.suspend(msg.id, token, wakeAt, ctx.settings.statusExpires);
+      decision = await store.suspend(msg.id, token, wakeAt, ctx.settings.statusExpires, runId);
     } catch (err) {
       ctx.logger.warn('could not record a flow suspension; the flow runs again after its lease', { id: msg.id, error: toError(err) });
       job.lost();

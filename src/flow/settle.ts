@@ -10,6 +10,7 @@ import { decodeValueText, encodeMessage, type TaskMessage } from '../message.js'
 import { isFinalStatus, type TaskState } from '../state.js';
 import type { WorkerContext } from '../worker-context.js';
 import type { Job } from '../worker-job.js';
+import type { JournalEntry } from '../journal.js';
 import { CALLBACKS_KEY } from './journal-view.js';
 import { flowInfo, wakeMessage, type FlowTarget } from './ids.js';
 import { flowOf, type FlowDefinition } from './registry.js';
@@ -56,7 +57,14 @@ async function flowEnded(ctx: WorkerContext, msg: TaskMessage, def: FlowDefiniti
   const state = await ctx.backend.read(msg.id);
   if (state === null || !isFinalStatus(state.status)) return;
   const snapshot = await store.read(msg.id);
-  if (snapshot.entries.some((e) => e.key === CALLBACKS_KEY)) return;
+  // The callbacks are claimed by a pending mark (taken over once it is older than a lease: its
+  // worker died) and marked done after they ran: at least once, normally once.
+  const mark = snapshot.entries.find((e) => e.key === CALLBACKS_KEY);
+  const now = Date.now();
+  if (mark?.status === 'done' || (mark !== undefined && (mark.until ?? 0) > now)) return;
+  const claimMark: JournalEntry = { key: CALLBACKS_KEY, name: CALLBACKS_KEY, kind: 'mark', seq: -1, status: 'pending', attempts: 1, startedAt: now, until: now + ctx.settings.leaseMs };
+  const claimed = await store.put(msg.id, claimMark, mark === undefined ? 'absent' : 'notFinal', ctx.settings.statusExpires);
+  if (!claimed.written) return;
   if (state.status === 'aborted') {
     const children = snapshot.entries.filter((e) => e.kind === 'call' && e.status === 'pending' && e.child !== undefined);
     await Promise.all(children.map((e) => abortChild(ctx, e.child as string)));
@@ -77,6 +85,5 @@ async function flowEnded(ctx: WorkerContext, msg: TaskMessage, def: FlowDefiniti
   } catch (err) {
     ctx.logger.warn('a flow callback threw', { id: msg.id, error: toError(err) });
   }
-  const now = Date.now();
-  await store.put(msg.id, { key: CALLBACKS_KEY, name: CALLBACKS_KEY, kind: 'mark', seq: -1, status: 'done', attempts: 1, startedAt: now }, 'absent', ctx.settings.statusExpires);
+  await store.put(msg.id, { ...claimMark, status: 'done', finishedAt: Date.now() }, 'notFinal', ctx.settings.statusExpires);
 }

@@ -116,6 +116,39 @@ export function journalContract(name: string, makeHarness: () => BackendHarness)
       expect(outs.filter((o) => o.reschedule)).toHaveLength(1);
     });
 
+    it('enter gives the run lease to one run at a time, renews it for its holder, and frees it on leave, suspend or expiry', async () => {
+      const [a, b] = [await make(), await make()];
+      const f = newFlow();
+      const t = 1_700_000_000_000;
+      expect(await a.enter(f, 'run1', 'm1', t, 1000, 60)).toEqual({ ok: true, until: t + 1000 });
+      expect(await b.enter(f, 'run2', 'm2', t + 10, 1000, 60)).toEqual({ ok: false, until: t + 1000 });
+      expect(await a.enter(f, 'run1', 'm1', t + 500, 1000, 60)).toEqual({ ok: true, until: t + 1500 });
+      // Expired: another run takes it.
+      expect(await b.enter(f, 'run2', 'm2', t + 1600, 1000, 60)).toEqual({ ok: true, until: t + 2600 });
+      await b.leave(f, 'nobody');
+      expect((await a.enter(f, 'run3', 'm3', t + 1700, 1000, 60)).ok).toBe(false);
+      await b.leave(f, 'run2');
+      expect((await a.enter(f, 'run3', 'm3', t + 1700, 1000, 60)).ok).toBe(true);
+      await a.suspend(f, 'm3', t + 9000, 60, 'run3');
+      expect((await b.enter(f, 'run4', 'm4', t + 1800, 1000, 60)).ok).toBe(true);
+      // Of concurrent enters, one wins.
+      const g = newFlow();
+      const outs = await Promise.all(['p', 'q', 'r', 's'].map((id, i) => (i % 2 ? a : b).enter(g, id, id, t, 1000, 60)));
+      expect(outs.filter((o) => o.ok)).toHaveLength(1);
+    });
+
+    it('a refused enter is remembered: the live message is moved to the lease end and the next suspension wakes at once', async () => {
+      const j = await make();
+      const f = newFlow();
+      const t = 1_700_000_000_000;
+      expect(await j.suspend(f, 'live', t + 60_000, 60)).toEqual({ reschedule: true, at: t + 60_000 });
+      expect((await j.enter(f, 'run-poke', 'poke', t, 1000, 60)).ok).toBe(true);
+      // The live message wakes (early, say) while the poke's run holds the flow: refused.
+      expect(await j.enter(f, 'run-live', 'live', t + 100, 1000, 60)).toEqual({ ok: false, until: t + 1000 });
+      // The holder suspends wanting later: it is told to wake at the refused run's time instead.
+      expect(await j.suspend(f, 'poke', t + 30_000, 60, 'run-poke')).toEqual({ reschedule: true, at: t + 100 });
+    });
+
     it('remove drops entries and forgets the live message; delete drops everything', async () => {
       const j = await make();
       const f = newFlow();

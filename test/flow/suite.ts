@@ -248,6 +248,37 @@ export function flowSuite(name: string, makeHarness: () => FlowHarness): void {
       expect(r.value).toBe(99);
     });
 
+    it('runs one replay of a flow at a time, however many wake-ups arrive, and its callback once', async () => {
+      const server = newServer();
+      const kid = server.add(other, 'kid', async (n: number) => n);
+      const inStep = new Map<string, number>();
+      let overlap = 0;
+      let bodies = 0;
+      let callbacks = 0;
+      const f = server.flow(group, 'busy', async (flow) => {
+        const xs = await flow.callMany('kids', kid, Array.from({ length: 12 }, (_, i) => [i] as [number]));
+        const slow = await flow.step('slow', async () => {
+          bodies++;
+          inStep.set(flow.id, (inStep.get(flow.id) ?? 0) + 1);
+          if ((inStep.get(flow.id) ?? 0) > 1) overlap++;
+          await sleep(150);
+          inStep.set(flow.id, (inStep.get(flow.id) ?? 0) - 1);
+          return xs.length;
+        });
+        return slow;
+      }, { onSuccess: () => void callbacks++ });
+      await server.run(group, 4);
+      await server.run(other, 12);
+      const client = server.client();
+      const ids = await Promise.all([client.send(f), client.send(f), client.send(f)]);
+      for (const id of ids) expect((await result(server, id)).value).toBe(12);
+      await until(() => callbacks >= 3, 10_000, 'callbacks');
+      await sleep(300);
+      expect(overlap).toBe(0);
+      expect(bodies).toBe(3);
+      expect(callbacks).toBe(3);
+    });
+
     it('throws ChildFailedError in the flow, with failFast, waitAll and ignore policies', async () => {
       const server = newServer();
       const maybe = server.add(other, 'maybe', (n: number) => {
