@@ -119,15 +119,22 @@ export async function callChildren(
     if (kind === 'call') throw childError(failed);
     return finalize({ ...(top as JournalEntry), status: 'failed', finishedAt: Date.now(), error: failed.error ?? { name: 'Error', message: 'child failed' }, child: failed.child ?? '', childStatus: failed.childStatus ?? 'failure' });
   }
+  // Children not sent yet, up to the bound: journaled and sent concurrently.
   let outstanding = entries.filter((e) => e?.status === 'pending').length;
+  const toSend: number[] = [];
   for (let i = 0; i < argsList.length && outstanding < concurrency; i++) {
     if (entries[i] !== undefined) continue;
-    const id = childId(target.id, gen, itemKey(i));
-    const out = await view.put({ key: itemKey(i), name, kind: 'call', seq, status: 'pending', attempts: 1, startedAt: Date.now(), child: id }, 'absent');
-    entries[i] = out.entry;
-    if (out.written) await send(i, id);
+    toSend.push(i);
     outstanding++;
   }
+  await Promise.all(
+    toSend.map(async (i) => {
+      const id = childId(target.id, gen, itemKey(i));
+      const out = await view.put({ key: itemKey(i), name, kind: 'call', seq, status: 'pending', attempts: 1, startedAt: Date.now(), child: id }, 'absent');
+      entries[i] = out.entry;
+      if (out.written) await send(i, id);
+    }),
+  );
   if (entries.every((e) => e !== undefined && e.status !== 'pending')) {
     if (kind === 'call') return values();
     if (failed !== undefined && policy === 'waitAll') {
