@@ -131,7 +131,7 @@ export function flowSuite(name: string, makeHarness: () => FlowHarness): void {
       expect(info?.steps.find((s) => s.key === 'hopeless#0')?.error?.name).toBe('TypeError');
     });
 
-    it('fails a step on its timeout (signal fired) and a flow on its wall-time timeout', async () => {
+    it('fails a step on its timeout (signal fired), a flow on its wall-time timeout, and expires a flow at its expireAt', async () => {
       const server = newServer();
       let aborted = false;
       const f = server.flow(group, 'slow', async (flow) => {
@@ -153,6 +153,9 @@ export function flowSuite(name: string, makeHarness: () => FlowHarness): void {
       const r = await result(server, await client.with({ timeout: 300, retryCount: 0 }).send(g));
       expect(r.status).toBe('failure');
       expect(r.error?.originalCode).toBe('ERR_TASK_TIMEOUT');
+      // expireAt: a flow not finished by then ends expired (its sleep is cut short to that time).
+      const e = await result(server, await client.with({ expireAt: Date.now() + 300 }).send(g));
+      expect(e.status).toBe('expired');
     });
 
     it('fails a replay that diverges with ERR_FLOW_DIVERGED naming both, never retried; flow.patched guards changed code', async () => {
