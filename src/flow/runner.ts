@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { BadArgumentsError, TaskTimeoutError, toError } from '../errors.js';
 import { encodeValue } from '../message.js';
 import type { TaskMessage } from '../message.js';
+import { setLongTimeout } from '../timers.js';
 import { decodeArgs } from '../worker-args.js';
 import type { Registration, WorkerContext } from '../worker-context.js';
 import type { HandlerRunner, Outcome, RunHooks } from '../worker-handler.js';
@@ -125,10 +126,7 @@ export class FlowRunner implements HandlerRunner {
     if (Date.now() >= deadline) return failure(new TaskTimeoutError(meta.timeoutMs ?? 0));
     const controller = new AbortController();
     job.controller = controller;
-    let timer: NodeJS.Timeout | undefined;
-    if (deadline !== Infinity) {
-      timer = setTimeout(() => job.abort(new TaskTimeoutError(meta?.timeoutMs ?? 0)), Math.min(deadline - Date.now(), 2 ** 31 - 1));
-    }
+    const timer = deadline === Infinity ? undefined : setLongTimeout(() => job.abort(new TaskTimeoutError(meta.timeoutMs ?? 0)), deadline - Date.now(), true);
     const run = new FlowRun({
       target: { id: msg.id, group: msg.group, name: msg.name },
       gen: meta.gen,
@@ -149,7 +147,7 @@ export class FlowRunner implements HandlerRunner {
     try {
       end = await run.execute(def.fn, args);
     } finally {
-      if (timer !== undefined) clearTimeout(timer);
+      timer?.clear();
     }
     if (end.kind === 'return') {
       this.hooks.handlerDone(job, undefined);
