@@ -40,6 +40,12 @@ export interface StateWrite {
    * replaced state back). Default `'always'`.
    */
   previous?: 'always' | 'refused';
+  /**
+   * The caller's open transaction (the `tx` send control), passed through opaque. Only a backend with
+   * {@link Backend.transactional} set receives it: the write then exists if and only if that
+   * transaction commits.
+   */
+  tx?: unknown;
 }
 
 /** What {@link Backend.write} did. */
@@ -73,6 +79,8 @@ export interface FinalNotice {
 export interface Backend {
   /** Short name for logs ("memory", "redis", "memcache", "mongo"). */
   readonly kind: string;
+  /** True when `write` honours {@link StateWrite.tx} (writes inside the caller's transaction). */
+  readonly transactional?: boolean;
   /** Opens connections. Idempotent; other methods call it implicitly. */
   connect(): Promise<void>;
   /** Closes connections. Idempotent. */

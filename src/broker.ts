@@ -21,6 +21,12 @@ export interface PublishOptions {
    * at once. The delay is held by the broker (it survives restarts of every process).
    */
   availableAt?: number;
+  /**
+   * The caller's open transaction (the `tx` send control), passed through opaque. Only a broker with
+   * {@link Broker.transactional} set accepts it: the message then exists if and only if that
+   * transaction commits.
+   */
+  tx?: unknown;
 }
 
 /** Options of {@link Broker.fetch}. */
@@ -99,6 +105,8 @@ export interface QueueCounts {
 export interface Broker {
   /** Short name for logs ("memory", "redis", "rabbitmq"). */
   readonly kind: string;
+  /** True when `publish`/`publishBatch` honour {@link PublishOptions.tx} (write inside the caller's transaction). */
+  readonly transactional?: boolean;
   /** Opens connections. Idempotent; other methods call it implicitly. */
   connect(): Promise<void>;
   /** Closes connections. In-flight deliveries not acked return to the queue after their lease (or at once, RabbitMQ). Idempotent. */

@@ -8,6 +8,7 @@ import { ClosedError, ConnectionError, InvalidOptionError } from './errors.js';
 import { beforeDeadline } from './deadline.js';
 import { waitForResult } from './result-wait.js';
 import { sendIdempotent } from './idempotent.js';
+import { sendInTx, sendManyInTx } from './tx-send.js';
 import { buildMessage, redriveState, sentState, validateSendOptions } from './outgoing.js';
 import { consoleLogger, type Logger } from './logger.js';
 import { decodeMessage, encodeMessage, type TaskMessage } from './message.js';
@@ -106,6 +107,10 @@ export class Client {
     const now = Date.now();
     const backoff = resolveBackoff(this.defaults.backoff);
     const msgs = argsList.map((args, i) => buildMessage(ref.group, ref.name, args, this.defaults, randomUUID(), now, i, backoff));
+    if (this.defaults.tx !== undefined) {
+      await sendManyInTx(this.core, ref.group, msgs, this.defaults.tx);
+      return msgs.map((m) => m.id as TaskId<R>);
+    }
     const deadline = now + this.core.bounds.sendTimeoutMs;
     await this.bounded(this.core.broker.connect(), deadline);
     await this.bounded(
@@ -136,6 +141,7 @@ export class Client {
     assertName('task', name);
     const id = opts.id ?? randomUUID();
     const msg = buildMessage(group, name, args, opts, id, Date.now(), 0);
+    if (opts.tx !== undefined) return sendInTx(this.core, msg, opts.tx, opts.id !== undefined);
     const body = encodeMessage(msg);
     const deadline = msg.sentAt + this.core.bounds.sendTimeoutMs;
     const publishOptions = msg.runAt === null ? {} : { availableAt: msg.runAt };

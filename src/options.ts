@@ -26,6 +26,14 @@ export interface SendOptions {
    * starts no second task and returns the same id. 1..200 characters.
    */
   id?: string;
+  /**
+   * The caller's open database transaction (for the PostgreSQL broker: a `pg` client between `BEGIN`
+   * and `COMMIT`). The task, and its `sent` state when the backend is transactional too, are written
+   * in that transaction: workers see the task only once it commits, and nothing exists if it rolls
+   * back. Opaque to the core; a broker that cannot honour it makes the send fail with
+   * `ERR_INVALID_OPTION`. Use it on a `with()` view per transaction: `client.with({ tx }).send(...)`.
+   */
+  tx?: unknown;
 }
 
 /** Options shared by {@link ServerOptions} and {@link ClientOptions}. */
