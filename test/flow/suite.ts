@@ -467,6 +467,18 @@ export function flowSuite(name: string, makeHarness: () => FlowHarness): void {
       expect(u.error?.originalCode).toBe('ERR_UNKNOWN_TASK');
     });
 
+    it('expires the journal with the flow\'s state', async () => {
+      const server = newServer({ statusExpires: 1, resultExpires: 1 });
+      const f = server.flow(group, 'short', async (flow) => flow.step('s', () => 'v'));
+      await server.run(group, 1);
+      const client = server.client();
+      const id = await client.send(f);
+      expect((await result(server, id)).value).toBe('v');
+      expect((await client.getFlow(id))?.steps).toHaveLength(1);
+      await sleep(2300);
+      expect(await client.getFlow(id)).toBeNull();
+    });
+
     it('refuses to run flows on a backend without journal storage', async () => {
       const inner = harness.backend();
       const bare: Backend = {
