@@ -15,10 +15,15 @@ export interface JournalDoc {
   e: Record<string, JournalEntry>;
   /** Signal payloads by name. */
   s: Record<string, string[]>;
+  /** Token of the flow's live message (see `FlowJournalStore.suspend`). */
   live?: string;
+  /** When the live message is due (epoch ms). */
   liveAt?: number;
+  /** Earliest wake time wanted by a dropped or refused message (epoch ms). */
   wanted?: number;
+  /** Run id holding the run lease. */
   holder?: string;
+  /** End of the run lease (epoch ms). */
   holderUntil?: number;
   /** When the document expires (epoch ms); absent: never. */
   x?: number;
@@ -26,7 +31,9 @@ export interface JournalDoc {
 
 /** A stored document and the version to compare against. */
 export interface Versioned<V> {
+  /** The document. */
   doc: JournalDoc;
+  /** Its version (Memcache CAS value, Mongo counter). */
   version: V;
 }
 

@@ -12,9 +12,13 @@ import { isDuplicateKeyError } from './mongo-documents.js';
 
 /** A stored journal document. */
 export interface JournalDocument {
+  /** Flow id. */
   _id: string;
+  /** Version, compared and incremented by every write. */
   v: number;
+  /** JSON text of the journal document. */
   doc: string;
+  /** When the TTL index removes it; null: never. */
   expiresAt: Date | null;
 }
 

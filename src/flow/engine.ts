@@ -39,11 +39,15 @@ export interface RunDeps {
   target: FlowTarget;
   /** Restart generation. */
   gen: number;
+  /** The run's view of the journal. */
   view: JournalView;
+  /** Where child states are read and written. */
   backend: Backend;
+  /** Where child messages are published. */
   broker: Broker;
   /** Expiry of child states (seconds). */
   ttl: number;
+  /** The flow's registration options. */
   options: FlowOptions;
   /** Fires when the run must end (abort, timeout, shutdown). */
   signal: AbortSignal;

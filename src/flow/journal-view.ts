@@ -17,11 +17,15 @@ export const CALLBACKS_KEY = '!callbacks';
 export interface FlowMeta {
   /** The flow's arguments (superjson document). */
   args: EncodedValue;
-  /** Flow-level send controls. */
+  /** Flow-level retries left (send control). */
   retriesLeft: number;
+  /** Flow-level retries used. */
   retriesUsed: number;
+  /** Flow-level backoff. */
   backoff: Backoff;
+  /** When the flow was sent (epoch ms). */
   sentAt: number;
+  /** When the flow expires (epoch ms), if ever. */
   expireAt: number | null;
   /** Flow-level timeout: wall time since {@link startedAt}. */
   timeoutMs: number | null;
