@@ -96,6 +96,29 @@ export function flowSuite(name: string, makeHarness: () => FlowHarness): void {
       expect(info?.steps.find((s) => s.key === 'part#2')).toMatchObject({ name: 'part', occurrence: 2, status: 'done', attempts: 1, value: 14 });
     });
 
+    it('resumes a sleeping flow on another server after its worker shut down, without running done steps again', async () => {
+      let before = 0;
+      let after = 0;
+      const register = (s: Server) =>
+        s.flow(group, 'restart', async (flow, x: number) => {
+          const a = await flow.step('before', () => (before++, x + 1));
+          await flow.sleep('nap', 400);
+          const b = await flow.step('after', () => (after++, a * 10));
+          return b;
+        });
+      const first = newServer();
+      const f = register(first);
+      await first.run(group, 1);
+      const id = await first.client().send(f, 4);
+      await until(async () => (await first.client().getFlow(id))?.waitingOn.some((s) => s.kind === 'sleep'), 10_000, 'the sleep');
+      await first.shutdown(1000);
+      const second = newServer();
+      register(second);
+      await second.run(group, 1);
+      expect((await result(second, id)).value).toBe(50);
+      expect({ before, after }).toEqual({ before: 1, after: 1 });
+    });
+
     it('retries a step per its own retryCount and backoff, then fails the flow unless caught; non-Errors are wrapped', async () => {
       const server = newServer();
       let attempts = 0;
