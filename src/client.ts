@@ -18,7 +18,7 @@ import { resolveBounds, type ClientBounds, type ClientOptions } from './client-o
 import { TaskResult } from './result.js';
 import type { TaskState } from './state.js';
 import type { TaskId, TaskRef } from './task.js';
-import { getFlow, restartFlow, signalFlow, type FlowInfo, type RestartOptions } from './flow/client-ops.js';
+import { getFlow, restartFlow, signalFlow, wakeAbortedFlow, type FlowInfo, type RestartOptions } from './flow/client-ops.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -297,6 +297,8 @@ export class Client {
     // The abort marker must outlive the message even when states are otherwise not stored.
     const ttl = this.core.statusExpires === 0 ? DEFAULT_EXPIRES : this.core.statusExpires;
     const out = await this.core.backend.write({ state, stateTtl: ttl, previous: 'refused', guard: 'notFinal' });
+    // A durable flow waiting on children is woken at once, so that it aborts them now.
+    if (out.written && current !== null) await wakeAbortedFlow(this.core, current);
     return out.written;
   }
 

@@ -171,3 +171,20 @@ export async function restartFlow(c: FlowConnections, id: string, options: Resta
   };
   await c.broker.publish(state.group, encodeMessage(msg));
 }
+
+/**
+ * After `client.abort` of `state`'s task: when it is a durable flow with children pending, wakes it
+ * (its message then finds it aborted and aborts the children). Best effort: without the wake-up the
+ * children are aborted at the flow's next wake-up.
+ */
+export async function wakeAbortedFlow(c: FlowConnections, state: TaskState): Promise<void> {
+  const journal = c.backend.journal;
+  if (journal === undefined) return;
+  try {
+    const snapshot = await journal.read(state.id);
+    if (!snapshot.entries.some((e) => e.kind === 'call' && e.status === 'pending')) return;
+    await c.broker.publish(state.group, encodeMessage(wakeMessage({ id: state.id, group: state.group, name: state.name }, `a:${state.id}`)));
+  } catch {
+    // best effort, see above
+  }
+}
