@@ -4,6 +4,7 @@
  */
 import type { Backend, Expiry, FinalNotice, StateWrite, WriteOutcome } from '../src/backend.js';
 import { ClosedError } from '../src/errors.js';
+import { MemoryJournal } from './memory-journal.js';
 import { isFinalStatus, type TaskState } from '../src/state.js';
 import { MemoryScheduleStore, type MemoryScheduleRecords } from './memory-schedules.js';
 
@@ -161,6 +162,8 @@ export class MemoryBackend implements Backend {
   readonly kind = 'memory';
   /** The store this backend works on. */
   readonly store: MemoryBackendStore;
+  /** Flow journals (shared by the backends of the same store). */
+  readonly journal: MemoryJournal;
   private closed = false;
   /** This instance's watchFinal subscriptions, ended on close. */
   private readonly watches = new Set<Watch>();
@@ -172,6 +175,7 @@ export class MemoryBackend implements Backend {
     this.store = options.store ?? new MemoryBackendStore();
     this.scheduleStore = new MemoryScheduleStore(this.store.schedules, () => this.closed);
     this.store.startSweeper();
+    this.journal = new MemoryJournal(this.store);
   }
 
   /** @inheritdoc */

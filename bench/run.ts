@@ -8,9 +8,9 @@
  * Options: --jobs N (20000) --concurrency C (50) --runs R (3) --latency-jobs L (2000) --json
  * --only NAME[,NAME] (tasuki | tasuki-rabbitmq | tasuki-memory | bullmq | bee-queue; `tasuki` alone
  * selects every tasuki row) --leak-check (afterwards: 100 000 tasuki tasks, heap before/after GC)
- * --leak-jobs N.
+ * --leak-jobs N --flows (afterwards: the flows scenario of `bench/flows.ts`).
  */
-import { fork } from 'node:child_process';
+import { fork, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -29,11 +29,13 @@ interface Options {
   json: boolean;
   only: string[] | null;
   leakCheck: boolean;
+  /** Also run the flows scenario (`bench/flows.ts`). */
+  flows: boolean;
   leakJobs: number;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { jobs: 20_000, concurrency: 50, runs: 3, latencyJobs: 2000, json: false, only: null, leakCheck: false, leakJobs: 100_000 };
+  const o: Options = { jobs: 20_000, concurrency: 50, runs: 3, latencyJobs: 2000, json: false, only: null, leakCheck: false, leakJobs: 100_000, flows: false };
   const int = (name: string, v: string | undefined): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1) throw new Error(`${name} needs a whole number >= 1, got ${String(v)}`);
@@ -61,6 +63,9 @@ function parseArgs(argv: string[]): Options {
         break;
       case '--only':
         o.only = (value() ?? '').split(',').filter(Boolean);
+        break;
+      case '--flows':
+        o.flows = true;
         break;
       case '--leak-check':
         o.leakCheck = true;
@@ -209,6 +214,12 @@ async function main(): Promise<void> {
       leakFailed = true;
       failures.push(`leak check: ${out.error}`);
     }
+  }
+
+  if (o.flows) {
+    log('\nFlows: 1 000 flows × 10 steps, and a fan-out of 100 children beside BullMQ FlowProducer…');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'flows.ts')], { stdio: 'inherit' });
+    if (r.status !== 0) failures.push('flows scenario failed');
   }
 
   const left = await countKeys(`${KEY_PREFIX}-${process.pid}-`);

@@ -3,6 +3,7 @@
  * Implementations: `backends/memory`, `backends/redis`, `backends/memcache`, `backends/mongo`; each
  * passes the backend contract suite (`test/contract/backend.ts`).
  */
+import type { FlowJournalStore } from './journal.js';
 import type { TaskState } from './state.js';
 import type { ScheduleStore } from './schedule/store.js';
 
@@ -106,4 +107,6 @@ export interface Backend {
   watchFinal?(id: string, listener: (notice?: FinalNotice) => void): Promise<() => void>;
   /** Optional: where schedule records live (`client.schedules`); without it, schedules reject with `ERR_UNSUPPORTED`. */
   readonly scheduleStore?: ScheduleStore;
+  /** Optional journal storage of durable flows (`server.flow`); a backend without it cannot run flows. */
+  readonly journal?: FlowJournalStore;
 }

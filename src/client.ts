@@ -19,6 +19,7 @@ import { TaskResult } from './result.js';
 import type { TaskState } from './state.js';
 import type { TaskId, TaskRef } from './task.js';
 import { Schedules } from './schedule/api.js';
+import { getFlow, restartFlow, signalFlow, wakeAbortedFlow, type FlowInfo, type RestartOptions } from './flow/client-ops.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -307,6 +308,8 @@ export class Client {
     // The abort marker must outlive the message even when states are otherwise not stored.
     const ttl = this.core.statusExpires === 0 ? DEFAULT_EXPIRES : this.core.statusExpires;
     const out = await this.core.backend.write({ state, stateTtl: ttl, previous: 'refused', guard: 'notFinal' });
+    // A durable flow waiting on children is woken at once, so that it aborts them now.
+    if (out.written && current !== null) await wakeAbortedFlow(this.core, current);
     return out.written;
   }
 
@@ -352,6 +355,26 @@ export class Client {
     this.checkOpen();
     assertName('group', group);
     return this.core.broker.deleteDeadLetters(group, ids);
+  }
+
+  /** Sends signal `name` with `payload` to a durable flow (kept until its `flow.waitFor(name)`), and wakes it. */
+  signal(id: TaskId | string, name: string, payload?: unknown): Promise<void> {
+    return this.openThen(() => signalFlow(this.core, id, name, payload));
+  }
+
+  /** Reads a durable flow's state and journal (steps, signals, what it waits on); null when unknown. */
+  getFlow(id: TaskId | string): Promise<FlowInfo | null> {
+    return this.openThen(() => getFlow(this.core, id));
+  }
+
+  /** Runs a finished durable flow again from a step (`ERR_FLOW_RUNNING` while it runs). */
+  restartFlow(id: TaskId | string, options?: RestartOptions): Promise<void> {
+    return this.openThen(() => restartFlow(this.core, id, options));
+  }
+
+  private async openThen<T>(fn: () => Promise<T>): Promise<T> {
+    this.checkOpen();
+    return fn();
   }
 
   /** Closes the client's broker and backend (unless a server owns them). Idempotent. */

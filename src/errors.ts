@@ -27,7 +27,14 @@ export type ErrorCode =
   | 'ERR_DUPLICATE_TASK'
   | 'ERR_NOT_FOUND'
   | 'ERR_TOO_MANY_DELIVERIES'
-  | 'ERR_UNSUPPORTED';
+  // Durable flows (classes in src/flow/errors.ts):
+  | 'ERR_UNSUPPORTED'
+  | 'ERR_FLOW_DIVERGED'
+  | 'ERR_FLOW_LIMIT'
+  | 'ERR_FLOW_RUNNING'
+  | 'ERR_STEP_FAILED'
+  | 'ERR_CHILD_FAILED'
+  | 'ERR_SIGNAL_TIMEOUT';
 
 /** Base class of all tasuki errors. */
 export class TasukiError extends Error {

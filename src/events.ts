@@ -36,4 +36,10 @@ export interface ServerEvents {
    * or `'overlap'` (skipped, the previous fire still running). `latest`: the most recent such fire time, when known.
    */
   scheduleMissed: [{ schedule: string; reason: 'late' | 'overlap'; count: number; latest: number | null }];
+  /** A durable flow ran for the first time. */
+  flowStarted: [TaskEvent];
+  /** A step (or sleep, wait, child call) of a durable flow ended and was journaled. */
+  stepDone: [TaskEvent & { step: string; kind: string; status: 'done' | 'failed'; attempts: number }];
+  /** A durable flow reached a final status and it is stored (before its callbacks run). */
+  flowDone: [TaskEvent & { status: string }];
 }

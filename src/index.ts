@@ -47,3 +47,7 @@ export { Schedules } from './schedule/api.js';
 export type { ScheduleDefinition, ScheduleTiming, ScheduleOptions, ScheduleCatchup, ScheduleOverlap, ScheduleSendOptions, ScheduleInfo } from './schedule/types.js';
 export type { ScheduleStore, StoredSchedule } from './schedule/store.js';
 export * from './errors.js';
+export type { Flow, FlowHandler, FlowOptions, FlowCallbackInfo, StepOptions, StepContext, CallOptions, CallManyOptions, MapOptions, WaitOptions, FanOutPolicy } from './flow/types.js';
+export type { FlowInfo, FlowStepInfo, RestartOptions } from './flow/client-ops.js';
+export type { FlowJournalStore, JournalEntry, JournalEntryKind, JournalEntryStatus, JournalPutMode, JournalPutOutcome, JournalSnapshot, SuspendOutcome } from './journal.js';
+export { FlowDivergedError, FlowLimitError, FlowRunningError, StepFailedError, ChildFailedError, SignalTimeoutError } from './flow/errors.js';

@@ -60,6 +60,18 @@ export interface TaskMessage {
   timeoutMs: number | null;
   /** Set by workers that did not know the task name: when that was first seen (rolling deploys). */
   firstUnknownAt: number | null;
+  /** Durable flows only (absent on other messages): see {@link FlowMessageInfo}. */
+  flow?: FlowMessageInfo;
+}
+
+/** What a message of a durable flow, or of a flow's child task, carries (read by `src/flow/`). */
+export interface FlowMessageInfo {
+  /** Which message of the flow this is (wake-ups get their own); absent on the one sent by the client. */
+  token?: string;
+  /** A wake-up: its arguments are those stored in the flow's journal. */
+  wake?: boolean;
+  /** On a child task: the flow to wake when it ends. */
+  parent?: { id: string; group: string; name: string };
 }
 
 /** A superjson document. */
@@ -303,6 +315,7 @@ export function decodeMessage(body: string): TaskMessage {
     expireAt: optNum('expireAt'),
     timeoutMs: optNum('timeoutMs'),
     firstUnknownAt: optNum('firstUnknownAt'),
+    ...(isObject(raw.flow) ? { flow: raw.flow as FlowMessageInfo } : {}),
   };
 }
 

@@ -14,6 +14,8 @@ import { checkMs, resolveServerSettings, type SendOptions, type ServerOptions, t
 import type { AddOptions, CtlHandler, PlainHandlerCheck, TaskRef } from './task.js';
 import { GroupWorker, type Registration } from './worker.js';
 import { ScheduleTicks } from './schedule/tick.js';
+import { assertFlowsRunnable, registerFlow } from './flow/registry.js';
+import type { FlowHandler, FlowOptions } from './flow/types.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -78,6 +80,15 @@ export class Server extends EventEmitter<ServerEvents> {
   }
 
   /**
+   * Registers a durable flow (see README "Flows"): `fn(flow, ...args)` is run again from the top
+   * after every suspension or crash, its `flow.step`/`sleep`/`call`/`waitFor` results replayed from
+   * the backend's journal. Sent like any task; returns a typed reference.
+   */
+  flow<A extends unknown[], R>(group: string, name: string, fn: FlowHandler<A, R>, options: FlowOptions<Awaited<R>> = {}): TaskRef<A, Awaited<R>> {
+    return registerFlow((marker, o) => this.add(group, name, marker as () => unknown, o), fn, options);
+  }
+
+  /**
    * Starts a worker for `group` with at most `concurrency` handlers running at once. Several groups
    * may run in one process; each group once. Resolves when the broker and backend are connected.
    */
@@ -87,6 +98,7 @@ export class Server extends EventEmitter<ServerEvents> {
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidOptionError(`concurrency must be a whole number ≥ 1, got ${concurrency}`);
     if (this.workers.has(group)) throw new InvalidOptionError(`group "${group}" is already running in this server`);
     const ticks = (this.ticks ??= new ScheduleTicks({ backend: this.backend, logger: this.logger, client: () => this.client(), emit: (e, ...a) => this.safeEmit(e, ...a) }));
+    assertFlowsRunnable(this.registry.values(), group, this.backend, this.settings.statusExpires);
     const worker = new GroupWorker(
       {
         broker: this.broker,

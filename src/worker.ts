@@ -12,7 +12,9 @@ import { pause, setLongTimeout } from './timers.js';
 import { AbortPoller } from './worker-aborts.js';
 import { JobClaimer } from './worker-claim.js';
 import type { Registration, WorkerContext } from './worker-context.js';
-import { PlainRunner, type HandlerRunner } from './worker-handler.js';
+import { PlainRunner, type HandlerRunner, type RunHooks } from './worker-handler.js';
+import { FlowRunner, flowOf } from './flow/runner.js';
+import { flowSettleHook } from './flow/settle.js';
 import { Job } from './worker-job.js';
 import { LeaseKeeper, leaseCertainlyExpired } from './worker-leases.js';
 import { OutcomeRecorder } from './worker-outcome.js';
@@ -64,6 +66,9 @@ export class GroupWorker {
   private readonly aborts: AbortPoller;
   /** Runs plain and `ctl` handlers; further kinds of task get runners of their own ({@link runnerFor}). */
   private readonly plain: HandlerRunner;
+  private readonly hooks: RunHooks;
+  /** Runs durable flows (created at the first one). */
+  private flows: HandlerRunner | undefined;
 
   /**
    * @param ctx server context
@@ -82,13 +87,14 @@ export class GroupWorker {
     this.claimer = new JobClaimer(this.rec, this.outcomes);
     this.leases = new LeaseKeeper(ctx, group, () => this.jobs);
     this.aborts = new AbortPoller(ctx, group, () => this.jobs);
-    this.plain = new PlainRunner({
+    this.rec.beforeSettle = flowSettleHook(ctx);
+    this.plain = new PlainRunner((this.hooks = {
       handlerDone: (job, handler) => this.handlerDone(job, handler),
       progress: (job, value) => this.outcomes.progress(job, value),
       started: (msg) => {
         if (ctx.listens('started')) ctx.emit('started', this.rec.event(msg));
       },
-    });
+    }));
   }
 
   /** Starts fetching. */
@@ -109,8 +115,8 @@ export class GroupWorker {
   }
 
   /** The runner of a registration: the seam where kinds of task other than plain handlers plug in. */
-  private runnerFor(_reg: Registration): HandlerRunner {
-    return this.plain;
+  private runnerFor(reg: Registration): HandlerRunner {
+    return flowOf(reg) === undefined ? this.plain : (this.flows ??= new FlowRunner(this.ctx, this.hooks, this.rec));
   }
 
   /**

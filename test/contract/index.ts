@@ -6,3 +6,4 @@
 export { brokerContract, type BrokerHarness } from './broker.js';
 export { backendContract, makeState, type BackendHarness } from './backend.js';
 export { schedulesContract, type SchedulesHarness } from './schedules.js';
+export { journalContract, makeEntry } from './journal.js';
