@@ -10,8 +10,11 @@
  */
 import { beeQueueSystem, bullmqSystem, deleteKeys, tasukiSystem, withTimeout, type BenchSystem } from './systems.js';
 
+/** The PostgreSQL rows (bench/postgres-systems.ts), each round in its own schema. */
+export type PostgresSystem = 'tasuki-postgres' | 'pg-boss' | 'graphile-worker';
+
 export interface RoundConfig {
-  system: 'tasuki' | 'tasuki-rabbitmq' | 'tasuki-memory' | 'bullmq' | 'bee-queue';
+  system: 'tasuki' | 'tasuki-rabbitmq' | 'tasuki-memory' | 'bullmq' | 'bee-queue' | PostgresSystem;
   jobs: number;
   concurrency: number;
   latencyJobs: number;
@@ -59,6 +62,12 @@ async function makeSystem(cfg: RoundConfig): Promise<BenchSystem> {
       return bullmqSystem(cfg.prefix);
     case 'bee-queue':
       return beeQueueSystem(cfg.prefix);
+    case 'tasuki-postgres':
+      return (await import('./postgres-systems.js')).tasukiPostgresSystem(cfg.prefix);
+    case 'pg-boss':
+      return (await import('./postgres-systems.js')).pgBossSystem(cfg.prefix);
+    case 'graphile-worker':
+      return (await import('./postgres-systems.js')).graphileWorkerSystem(cfg.prefix);
   }
 }
 
@@ -66,7 +75,7 @@ export async function runRound(cfg: RoundConfig): Promise<RoundResult> {
   if (PAYLOAD.length !== 64) fail('payload must be 64 bytes');
   const { jobs, concurrency } = cfg;
   const sys = await makeSystem(cfg);
-  const limit = Math.max(60_000, jobs * 5);
+  const limit = Math.max(60_000, jobs * 5, sys.limitMs ?? 0);
   try {
     // 1a. Individual sends, at most 1000 in flight.
     let next = 0;

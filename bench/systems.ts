@@ -39,6 +39,8 @@ export interface BenchSystem {
   readonly backend: string;
   /** Note printed beside the system in the table. */
   readonly note?: string;
+  /** Longest a timed scenario may take, when the round's default (60 s or 5 ms per job) is too short. */
+  readonly limitMs?: number;
   /** Sends one job; resolves when the system holds it. */
   sendOne(queue: string, payload: string): Promise<string>;
   /** Sends many jobs with the system's bulk API. */
