@@ -80,6 +80,10 @@ export async function tasukiPostgresSystem(prefix: string): Promise<BenchSystem>
   const backend = new PostgresBackend({ connection: PG_URL, schema });
   const client = new Client({ broker, backend, logger: silentLogger });
   const servers: ServerT[] = [];
+  // Send call → handler start of the latency jobs (worker and client share this process's clock).
+  const sentAt = new Map<string, number>();
+  const startDelays: number[] = [];
+  let latencyKey = 0;
   return {
     system: 'tasuki',
     broker: 'postgres',
@@ -103,6 +107,13 @@ export async function tasukiPostgresSystem(prefix: string): Promise<BenchSystem>
       const server = new Server({ broker: new PostgresBroker({ connection: PG_URL, schema }), backend: new PostgresBackend({ connection: PG_URL, schema }), logger: silentLogger });
       server.add(queue, 'noop', (payload: string) => payload.length);
       server.on('succeeded', () => onDone(true));
+      server.on('started', (e) => {
+        const t = sentAt.get(e.id);
+        if (t !== undefined) {
+          sentAt.delete(e.id);
+          startDelays.push(performance.now() - t);
+        }
+      });
       server.on('failed', (e) => onDone(false, e.error));
       server.on('deadLettered', (e) => onDone(false, e.reason));
       servers.push(server);
@@ -128,8 +139,17 @@ export async function tasukiPostgresSystem(prefix: string): Promise<BenchSystem>
       return { completed, resultsStored, failed };
     },
     async prepareLatency() {},
+    startLatency() {
+      if (startDelays.length === 0) return undefined;
+      const s = [...startDelays].sort((a, b) => a - b);
+      const at = (p: number): number => s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] as number;
+      return { p50: at(50), p99: at(99) };
+    },
     async roundTrip(queue, payload) {
-      const id = await client.send(queue, 'noop', payload);
+      // An explicit id, so that the send time is known before the worker can start it.
+      const id = `lat-${process.pid}-${++latencyKey}`;
+      sentAt.set(id, performance.now());
+      await client.with({ id }).send(queue, 'noop', payload);
       const r = await client.getResult(id, 10_000);
       if (!r.isSuccess() || r.value !== EXPECTED_RESULT) throw new Error(`task ${id} ended ${r.status}`);
     },

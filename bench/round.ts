@@ -35,6 +35,9 @@ export interface RoundResult {
   peak_rss_mb: number;
   results_stored: boolean;
   note?: string;
+  /** Send call to handler start over the latency jobs (systems that measure it: tasuki on PostgreSQL). */
+  start_latency_p50_ms?: number;
+  start_latency_p99_ms?: number;
 }
 
 /** A 64-byte payload (64 ASCII characters). */
@@ -157,6 +160,11 @@ export async function runRound(cfg: RoundConfig): Promise<RoundResult> {
       results_stored: v.resultsStored !== null,
     };
     if (sys.note) result.note = sys.note;
+    const started = sys.startLatency?.();
+    if (started) {
+      result.start_latency_p50_ms = round2(started.p50);
+      result.start_latency_p99_ms = round2(started.p99);
+    }
     return result;
   } finally {
     await sys.close().catch(() => undefined);
