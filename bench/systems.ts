@@ -39,6 +39,10 @@ export interface BenchSystem {
   readonly backend: string;
   /** Note printed beside the system in the table. */
   readonly note?: string;
+  /** Longest a timed scenario may take, when the round's default (60 s or 5 ms per job) is too short. */
+  readonly limitMs?: number;
+  /** Percentiles of send-call-to-handler-start over the latency round trips, where the system measures it. */
+  startLatency?(): { p50: number; p99: number } | undefined;
   /** Sends one job; resolves when the system holds it. */
   sendOne(queue: string, payload: string): Promise<string>;
   /** Sends many jobs with the system's bulk API. */
