@@ -13,6 +13,7 @@ import { assertName } from './names.js';
 import { checkMs, resolveServerSettings, type SendOptions, type ServerOptions, type ServerSettings } from './options.js';
 import type { AddOptions, CtlHandler, PlainHandlerCheck, TaskRef } from './task.js';
 import { GroupWorker, type Registration } from './worker.js';
+import { resolveInstrumentation, type Instrumentation } from './instrumentation.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -36,6 +37,7 @@ export class Server extends EventEmitter<ServerEvents> {
   private readonly workers = new Map<string, GroupWorker>();
   private state: 'open' | 'stopping' | 'closed' = 'open';
   private clientInstance: Client | undefined;
+  private readonly instrumentation: Instrumentation | undefined;
 
   /** @param options broker, backend, logger, expiries, leases... (see {@link ServerOptions}) */
   constructor(options: ServerOptions = {}) {
@@ -51,6 +53,8 @@ export class Server extends EventEmitter<ServerEvents> {
     this.logger = options.logger ?? consoleLogger('warn');
     this.sendDefaults = { ...(options.sendDefaults ?? {}) };
     validateSendOptions(this.sendDefaults);
+    this.instrumentation = resolveInstrumentation(options.instrumentation, this.logger);
+    this.instrumentation?.server?.(this);
   }
 
   /**
@@ -92,6 +96,7 @@ export class Server extends EventEmitter<ServerEvents> {
         lookup: (g, n) => this.registry.get(`${g}\u0000${n}`),
         emit: (event, ...args) => this.safeEmit(event, ...args),
         listens: (event) => this.listenerCount(event) > 0,
+        instrumentation: this.instrumentation,
       },
       group,
       concurrency,
@@ -115,8 +120,19 @@ export class Server extends EventEmitter<ServerEvents> {
       this.settings.statusExpires,
       this.settings.resultExpires,
       this.sendDefaults,
+      this.instrumentation,
     );
     return this.clientInstance;
+  }
+
+  /** The registered tasks (group and name of each), in registration order. */
+  registered(): Array<TaskRef> {
+    return [...this.registry.values()].map((r) => Object.freeze({ group: r.group, name: r.name }));
+  }
+
+  /** Concurrency slots of each running group: `busy` (handlers holding a slot) of `total` (its concurrency). */
+  slots(): Array<{ group: string; busy: number; total: number }> {
+    return [...this.workers.values()].map((w) => ({ group: w.group, busy: w.running, total: w.concurrency }));
   }
 
   /** Number of handlers running now, over all groups. */

@@ -12,7 +12,9 @@ import { pause, setLongTimeout } from './timers.js';
 import { AbortPoller } from './worker-aborts.js';
 import { JobClaimer } from './worker-claim.js';
 import type { Registration, WorkerContext } from './worker-context.js';
-import { PlainRunner, type HandlerRunner } from './worker-handler.js';
+import { PlainRunner, type HandlerRunner, type Outcome } from './worker-handler.js';
+import type { ProcessScope } from './instrumentation.js';
+import type { TaskMessage } from './message.js';
 import { Job } from './worker-job.js';
 import { LeaseKeeper, leaseCertainlyExpired } from './worker-leases.js';
 import { OutcomeRecorder } from './worker-outcome.js';
@@ -221,7 +223,9 @@ export class GroupWorker {
       if (!this.dropIfExpired(job)) {
         const reg = await (job.preparing ?? this.claimer.prepare(job));
         if (reg !== undefined && job.held && !this.dropIfExpired(job)) {
-          await this.outcomes.conclude(job, await this.runnerFor(reg).run(job, reg));
+          const scope = this.ctx.instrumentation?.process?.(job.msg as TaskMessage);
+          if (scope === undefined) await this.outcomes.conclude(job, await this.runnerFor(reg).run(job, reg));
+          else await this.instrumented(job, reg, scope);
         }
       }
     } catch (err) {
@@ -235,6 +239,19 @@ export class GroupWorker {
     if (job.slot === 'held') this.freeSlot(job, false);
     else this.wake();
     if (this.jobs.size === 0) this.idle?.();
+  }
+
+  /** Runs and concludes `job` inside its instrumentation scope (handler in `scope.run`, then `ran`, settle, `end`). */
+  private async instrumented(job: Job, reg: Registration, scope: ProcessScope): Promise<void> {
+    job.scope = scope;
+    try {
+      const run = (): Promise<Outcome> => this.runnerFor(reg).run(job, reg);
+      const outcome = await (scope.run === undefined ? run() : scope.run(run));
+      scope.ran?.(outcome.kind === 'failure' ? outcome.error : undefined);
+      await this.outcomes.conclude(job, outcome);
+    } finally {
+      scope.end?.();
+    }
   }
 
   /**
