@@ -12,7 +12,7 @@
  * ```
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { Broker } from '../src/broker.js';
 import { InvalidOptionError } from '../src/errors.js';
 import type { Instrumentation, ProcessScope, SendDone } from '../src/instrumentation.js';
@@ -21,6 +21,7 @@ import type { Server } from '../src/server.js';
 import type { TaskRef } from '../src/task.js';
 import { DepthReader, type DepthResult } from './depth.js';
 import { TaskLabels, type LabelPair } from './labels.js';
+import { LocalHistogram, type Buckets } from './local.js';
 
 export { UNKNOWN_LABEL, OTHER_LABEL, type LabelPair } from './labels.js';
 
@@ -48,21 +49,33 @@ export interface MetricsOptions {
   waitBuckets?: ReadonlyArray<number>;
 }
 
-/** The counters of one (group, task), resolved once (the hot path does a map lookup and an increment). */
+/** The counts of one (group, task) label pair, kept locally and exported on scrape. */
 interface Series {
-  sent: Counter.Internal;
-  started: Counter.Internal;
-  succeeded: Counter.Internal;
-  failed: Counter.Internal;
-  retried: Counter.Internal;
-  expired: Counter.Internal;
-  aborted: Counter.Internal;
-  deadLettered: Counter.Internal;
-  run: Histogram.Internal<'group' | 'task'>;
-  wait: Histogram.Internal<'group' | 'task'>;
+  labels: LabelPair;
+  counts: Record<CounterName, number>;
+  run: Buckets;
+  wait: Buckets;
+  /** The send hook's callback for this series (one per series, not per send). */
+  sentDone: SendDone;
 }
 
-type CounterName = Exclude<keyof Series, 'run' | 'wait'>;
+/** The metrics scope of one run: observes its run time. */
+class RunScope implements ProcessScope {
+  constructor(
+    private readonly runTime: Buckets,
+    private readonly start: number,
+  ) {}
+
+  /** Observes the run time. */
+  ran(): void {
+    this.runTime.observe((Date.now() - this.start) / 1000);
+  }
+}
+
+/** The counters, in export order. */
+const COUNTERS = ['sent', 'started', 'succeeded', 'failed', 'retried', 'expired', 'aborted', 'deadLettered'] as const;
+
+type CounterName = (typeof COUNTERS)[number];
 
 /**
  * Metrics of tasuki as an {@link Instrumentation}: pass it as the `instrumentation` option of a
@@ -75,10 +88,14 @@ export class TasukiMetrics implements Instrumentation {
   private readonly labels: TaskLabels;
   private readonly depth: DepthReader;
   private readonly servers: Server[] = [];
-  private readonly counters: Record<CounterName, Counter<'group' | 'task'>>;
-  private readonly runSeconds: Histogram<'group' | 'task'>;
-  private readonly waitSeconds: Histogram<'group' | 'task'>;
+  private readonly runSeconds: LocalHistogram;
+  private readonly waitSeconds: LocalHistogram;
+  /** Series by label pair (bounded by the labels). */
   private readonly series = new Map<string, Series>();
+  /** Series by raw names that are their own labels, as read by workers (registered or declared names only). */
+  private readonly byName = new Map<string, Map<string, Series>>();
+  /** The same for sends (also the undeclared names within the cap). */
+  private readonly sentByName = new Map<string, Map<string, Series>>();
 
   /** @param options registry, declared tasks, label cap, counts timeout, buckets */
   constructor(options: MetricsOptions = {}) {
@@ -93,25 +110,33 @@ export class TasukiMetrics implements Instrumentation {
     this.depth = new DepthReader(countsTimeoutMs);
     const registers = [this.registry];
     const labelNames = ['group', 'task'] as const;
-    const counter = (name: string, help: string): Counter<'group' | 'task'> => new Counter({ name, help, labelNames, registers });
-    this.counters = {
-      sent: counter('tasuki_tasks_sent_total', 'Tasks sent by clients of this process.'),
-      started: counter('tasuki_tasks_started_total', 'Handler runs started.'),
-      succeeded: counter('tasuki_tasks_succeeded_total', 'Tasks that succeeded (result stored).'),
-      failed: counter('tasuki_tasks_failed_total', 'Tasks that failed for good.'),
-      retried: counter('tasuki_tasks_retried_total', 'Failed runs for which a retry was scheduled.'),
-      expired: counter('tasuki_tasks_expired_total', 'Tasks whose expireAt passed before they ran.'),
-      aborted: counter('tasuki_tasks_aborted_total', 'Tasks aborted by a client.'),
-      deadLettered: counter('tasuki_tasks_dead_lettered_total', 'Messages moved to the dead letters.'),
-    };
-    this.runSeconds = new Histogram({ name: 'tasuki_task_run_seconds', help: 'Handler run time (start to end of the run), every run.', labelNames, registers, buckets: [...(options.runBuckets ?? RUN_BUCKETS)] });
-    this.waitSeconds = new Histogram({
-      name: 'tasuki_task_wait_seconds',
-      help: 'Time from send (or the scheduled runAt) to the start of the first run.',
-      labelNames,
-      registers,
-      buckets: [...(options.waitBuckets ?? WAIT_BUCKETS)],
-    });
+    const all = this.series;
+    const counter = (what: CounterName, name: string, help: string): Counter<'group' | 'task'> =>
+      new Counter({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          this.reset();
+          for (const s of all.values()) if (s.counts[what] > 0) this.inc(s.labels, s.counts[what]);
+        },
+      });
+    counter('sent', 'tasuki_tasks_sent_total', 'Tasks sent by clients of this process.');
+    counter('started', 'tasuki_tasks_started_total', 'Handler runs started.');
+    counter('succeeded', 'tasuki_tasks_succeeded_total', 'Tasks that succeeded (result stored).');
+    counter('failed', 'tasuki_tasks_failed_total', 'Tasks that failed for good.');
+    counter('retried', 'tasuki_tasks_retried_total', 'Failed runs for which a retry was scheduled.');
+    counter('expired', 'tasuki_tasks_expired_total', 'Tasks whose expireAt passed before they ran.');
+    counter('aborted', 'tasuki_tasks_aborted_total', 'Tasks aborted by a client.');
+    counter('deadLettered', 'tasuki_tasks_dead_lettered_total', 'Messages moved to the dead letters.');
+    this.runSeconds = new LocalHistogram('tasuki_task_run_seconds', 'Handler run time (start to end of the run), every run.', options.runBuckets ?? RUN_BUCKETS, this.registry);
+    this.waitSeconds = new LocalHistogram(
+      'tasuki_task_wait_seconds',
+      'Time from send (or the scheduled runAt) to the start of the first run.',
+      options.waitBuckets ?? WAIT_BUCKETS,
+      this.registry,
+    );
     // One depth read per scrape, shared by the depth gauge and the error counter (the registry
     // collects metrics concurrently): the errors are counted before either reports.
     let reading: Promise<DepthResult[]> | undefined;
@@ -218,7 +243,9 @@ export class TasukiMetrics implements Instrumentation {
     this.servers.push(server);
     this.labels.addSource(() => server.registered());
     this.depth.watch({ broker: server.broker, groups: () => server.slots().map((s) => s.group) });
-    const count = (what: CounterName) => (e: { group: string; name?: string }): void => this.of(this.labels.worker(e.group, e.name))[what].inc();
+    const count = (what: CounterName) => (e: { group: string; name?: string }): void => {
+      this.worker(e.group, e.name).counts[what]++;
+    };
     server.on('started', count('started'));
     server.on('succeeded', count('succeeded'));
     server.on('failed', count('failed'));
@@ -230,41 +257,43 @@ export class TasukiMetrics implements Instrumentation {
 
   /** @inheritdoc — counts the send once it succeeded. */
   send(msg: TaskMessage): SendDone | undefined {
-    const series = this.of(this.labels.send(msg.group, msg.name));
-    return (error) => {
-      if (error === undefined) series.sent.inc();
-    };
+    const series = this.sentByName.get(msg.group)?.get(msg.name) ?? this.of(this.labels.send(msg.group, msg.name), msg.group, msg.name, this.sentByName);
+    return series.sentDone;
   }
 
   /** @inheritdoc — observes the wait of a first run, and the run time. */
   process(msg: TaskMessage): ProcessScope | undefined {
-    const series = this.of(this.labels.worker(msg.group, msg.name));
+    const series = this.worker(msg.group, msg.name);
     const start = Date.now();
     if (msg.retriesUsed === 0) series.wait.observe(Math.max(0, start - Math.max(msg.sentAt, msg.runAt ?? 0)) / 1000);
-    return {
-      ran: () => series.run.observe((Date.now() - start) / 1000),
-    };
+    return new RunScope(series.run, start);
   }
 
-  /** The resolved series of a label pair. */
-  private of(labels: LabelPair): Series {
+  /** The series of a name read by a worker. */
+  private worker(group: string, name: string | undefined): Series {
+    return (name === undefined ? undefined : this.byName.get(group)?.get(name)) ?? this.of(this.labels.worker(group, name), group, name, this.byName);
+  }
+
+  /**
+   * The series of a label pair (created on first use). When the labels are the names themselves, it
+   * is remembered under them in `byName`, so that the next lookup is two map reads.
+   */
+  private of(labels: LabelPair, group: string, name: string | undefined, byName: Map<string, Map<string, Series>>): Series {
     const key = `${labels.group}\u0000${labels.task}`;
     let s = this.series.get(key);
     if (s === undefined) {
-      const c = this.counters;
-      s = {
-        sent: c.sent.labels(labels),
-        started: c.started.labels(labels),
-        succeeded: c.succeeded.labels(labels),
-        failed: c.failed.labels(labels),
-        retried: c.retried.labels(labels),
-        expired: c.expired.labels(labels),
-        aborted: c.aborted.labels(labels),
-        deadLettered: c.deadLettered.labels(labels),
-        run: this.runSeconds.labels(labels),
-        wait: this.waitSeconds.labels(labels),
+      const counts = {} as Record<CounterName, number>;
+      for (const c of COUNTERS) counts[c] = 0;
+      const sentDone: SendDone = (error) => {
+        if (error === undefined) counts.sent++;
       };
+      s = { labels, counts, run: this.runSeconds.add(labels), wait: this.waitSeconds.add(labels), sentDone };
       this.series.set(key, s);
+    }
+    if (name !== undefined && labels.group === group && labels.task === name) {
+      let names = byName.get(group);
+      if (names === undefined) byName.set(group, (names = new Map()));
+      names.set(name, s);
     }
     return s;
   }

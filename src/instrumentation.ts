@@ -57,63 +57,117 @@ export function resolveInstrumentation(option: InstrumentationOption | undefined
   return combine(list, logger);
 }
 
-/** Several instrumentations as one, each hook call guarded. */
+/** Logs a hook that threw (the task goes on). */
+function hookThrew(logger: Logger, hook: string, err: unknown): void {
+  logger.error('an instrumentation hook threw', { hook, error: toError(err) });
+}
+
+/** Several instrumentations as one, each hook call guarded. Per task: one array and one scope object. */
 function combine(list: ReadonlyArray<Instrumentation>, logger: Logger): Instrumentation {
-  const safely = (hook: string, fn: () => void): void => {
-    try {
-      fn();
-    } catch (err) {
-      logger.error('an instrumentation hook threw', { hook, error: toError(err) });
-    }
-  };
   return {
     server(server) {
-      for (const i of list) safely('server', () => i.server?.(server));
+      for (const i of list) {
+        try {
+          i.server?.(server);
+        } catch (err) {
+          hookThrew(logger, 'server', err);
+        }
+      }
     },
     send(msg) {
-      const done: SendDone[] = [];
+      let done: SendDone[] | undefined;
       for (const i of list) {
-        safely('send', () => {
+        try {
           const d = i.send?.(msg);
-          if (d !== undefined) done.push(d);
-        });
+          if (d !== undefined) (done ??= []).push(d);
+        } catch (err) {
+          hookThrew(logger, 'send', err);
+        }
       }
-      if (done.length === 0) return undefined;
+      if (done === undefined) return undefined;
+      const all = done;
       return (error) => {
-        for (const d of done) safely('send done', () => d(error));
+        for (const d of all) {
+          try {
+            d(error);
+          } catch (err) {
+            hookThrew(logger, 'send done', err);
+          }
+        }
       };
     },
     process(msg) {
-      const scopes: ProcessScope[] = [];
+      let scopes: ProcessScope[] | undefined;
       for (const i of list) {
-        safely('process', () => {
+        try {
           const s = i.process?.(msg);
-          if (s !== undefined) scopes.push(s);
-        });
+          if (s !== undefined) (scopes ??= []).push(s);
+        } catch (err) {
+          hookThrew(logger, 'process', err);
+        }
       }
-      if (scopes.length === 0) return undefined;
-      return {
-        run: <T>(fn: () => T): T => scopes.reduceRight<() => T>((inner, s) => (s.run === undefined ? inner : () => runInside(s, inner, logger)), fn)(),
-        ran: (error) => scopes.forEach((s) => safely('ran', () => s.ran?.(error))),
-        settled: (how) => scopes.forEach((s) => safely('settled', () => s.settled?.(how))),
-        end: () => scopes.forEach((s) => safely('end', () => s.end?.())),
-      };
+      return scopes === undefined ? undefined : new Scopes(scopes, logger);
     },
   };
 }
 
-/** `scope.run(fn)`; when the hook itself throws before calling `fn`, `fn` runs without it (an error of `fn` is `fn`'s). */
-function runInside<T>(scope: ProcessScope, fn: () => T, logger: Logger): T {
-  let called = false;
-  const inner = (): T => {
-    called = true;
-    return fn();
-  };
-  try {
-    return (scope.run as <U>(f: () => U) => U)(inner);
-  } catch (err) {
-    if (called) throw err;
-    logger.error('an instrumentation hook threw', { hook: 'run', error: toError(err) });
-    return fn();
+/** The scopes of one run as one, each call guarded; `run` nests them (the first outermost). */
+class Scopes implements ProcessScope {
+  constructor(
+    private readonly scopes: ProcessScope[],
+    private readonly logger: Logger,
+  ) {}
+
+  run<T>(fn: () => T): T {
+    return this.runFrom(0, fn);
+  }
+
+  private runFrom<T>(index: number, fn: () => T): T {
+    const scope = this.scopes[index];
+    if (scope === undefined) return fn();
+    if (scope.run === undefined) return this.runFrom(index + 1, fn);
+    let called = false;
+    const inner = (): T => {
+      called = true;
+      return this.runFrom(index + 1, fn);
+    };
+    try {
+      return scope.run(inner);
+    } catch (err) {
+      // The hook itself threw before running the handler: run it without that scope.
+      if (called) throw err;
+      hookThrew(this.logger, 'run', err);
+      return inner();
+    }
+  }
+
+  ran(error: Error | undefined): void {
+    for (const s of this.scopes) {
+      try {
+        s.ran?.(error);
+      } catch (err) {
+        hookThrew(this.logger, 'ran', err);
+      }
+    }
+  }
+
+  settled(how: SettleKind): void {
+    for (const s of this.scopes) {
+      try {
+        s.settled?.(how);
+      } catch (err) {
+        hookThrew(this.logger, 'settled', err);
+      }
+    }
+  }
+
+  end(): void {
+    for (const s of this.scopes) {
+      try {
+        s.end?.();
+      } catch (err) {
+        hookThrew(this.logger, 'end', err);
+      }
+    }
   }
 }

@@ -13,7 +13,6 @@ import { AbortPoller } from './worker-aborts.js';
 import { JobClaimer } from './worker-claim.js';
 import type { Registration, WorkerContext } from './worker-context.js';
 import { PlainRunner, type HandlerRunner, type Outcome } from './worker-handler.js';
-import type { ProcessScope } from './instrumentation.js';
 import type { TaskMessage } from './message.js';
 import { Job } from './worker-job.js';
 import { LeaseKeeper, leaseCertainlyExpired } from './worker-leases.js';
@@ -224,8 +223,20 @@ export class GroupWorker {
         const reg = await (job.preparing ?? this.claimer.prepare(job));
         if (reg !== undefined && job.held && !this.dropIfExpired(job)) {
           const scope = this.ctx.instrumentation?.process?.(job.msg as TaskMessage);
-          if (scope === undefined) await this.outcomes.conclude(job, await this.runnerFor(reg).run(job, reg));
-          else await this.instrumented(job, reg, scope);
+          if (scope === undefined) {
+            await this.outcomes.conclude(job, await this.runnerFor(reg).run(job, reg));
+          } else {
+            // Instrumented: the run inside the scope (`run`), then `ran`, the settle hooks, `end`.
+            job.scope = scope;
+            try {
+              const run = (): Promise<Outcome> => this.runnerFor(reg).run(job, reg);
+              const outcome = await (scope.run === undefined ? run() : scope.run(run));
+              scope.ran?.(outcome.kind === 'failure' ? outcome.error : undefined);
+              await this.outcomes.conclude(job, outcome);
+            } finally {
+              scope.end?.();
+            }
+          }
         }
       }
     } catch (err) {
@@ -239,19 +250,6 @@ export class GroupWorker {
     if (job.slot === 'held') this.freeSlot(job, false);
     else this.wake();
     if (this.jobs.size === 0) this.idle?.();
-  }
-
-  /** Runs and concludes `job` inside its instrumentation scope (handler in `scope.run`, then `ran`, settle, `end`). */
-  private async instrumented(job: Job, reg: Registration, scope: ProcessScope): Promise<void> {
-    job.scope = scope;
-    try {
-      const run = (): Promise<Outcome> => this.runnerFor(reg).run(job, reg);
-      const outcome = await (scope.run === undefined ? run() : scope.run(run));
-      scope.ran?.(outcome.kind === 'failure' ? outcome.error : undefined);
-      await this.outcomes.conclude(job, outcome);
-    } finally {
-      scope.end?.();
-    }
   }
 
   /**
