@@ -3,7 +3,8 @@
  * the cost of `tasuki/metrics` (and with `--otel`, `tasuki/otel` without an SDK) on process throughput.
  * In one process, rounds alternate off / on: each publishes N no-op tasks, then starts a fresh
  * server (with or without the instrumentation) and times until all are processed and acked. Prints
- * the median throughput of each mode and the cost in percent.
+ * the median throughput and CPU time per task of each mode and the cost in percent (CPU time is
+ * the steadier figure on a shared machine: it does not count time other processes ran).
  */
 import { randomUUID } from 'node:crypto';
 import type * as Core from '../src/index.js';
@@ -43,8 +44,8 @@ function connections(): { broker: Broker; backend: Backend } {
   return { broker: new MemoryBroker(), backend: new MemoryBackend() };
 }
 
-/** One round: N tasks queued first, then processed by a fresh server; tasks per second. */
-async function round(on: boolean): Promise<number> {
+/** One round: N tasks queued first, then processed by a fresh server; tasks per second and CPU µs per task. */
+async function round(on: boolean): Promise<{ rate: number; cpu: number }> {
   const { broker, backend } = connections();
   const group = `cost-${randomUUID().slice(0, 8)}`;
   const client = new Client({ broker, backend, logger: silentLogger });
@@ -63,6 +64,7 @@ async function round(on: boolean): Promise<number> {
     return x;
   });
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   await server.run(group, concurrency);
   await finished;
   for (;;) {
@@ -71,11 +73,12 @@ async function round(on: boolean): Promise<number> {
     await new Promise((r) => setTimeout(r, 2));
   }
   const secs = (performance.now() - t0) / 1000;
+  const c1 = process.cpuUsage(c0);
   await broker.purge(group);
   await server.shutdown(5000);
   await client.close();
   if (kind === 'redis') await Promise.all([broker.close(), backend.close()]);
-  return jobs / secs;
+  return { rate: jobs / secs, cpu: (c1.user + c1.system) / jobs };
 }
 
 const median = (xs: number[]): number => {
@@ -84,17 +87,23 @@ const median = (xs: number[]): number => {
   return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 };
 
-const off: number[] = [];
-const on: number[] = [];
+const off: Array<{ rate: number; cpu: number }> = [];
+const on: Array<{ rate: number; cpu: number }> = [];
 await round(false); // warm-up (JIT), not counted
+await round(true);
 for (let r = 0; r < rounds; r++) {
   // Alternate the order within each pair so that neither mode always runs second.
   const order = r % 2 === 0 ? [false, true] : [true, false];
   for (const mode of order) (mode ? on : off).push(await round(mode));
 }
-const a = median(off);
-const b = median(on);
+const show = (xs: Array<{ rate: number; cpu: number }>): string =>
+  `${median(xs.map((x) => x.rate)).toFixed(0)} tasks/s (rounds: ${xs.map((x) => x.rate.toFixed(0)).join(' ')}), ${median(xs.map((x) => x.cpu)).toFixed(2)} CPU µs/task`;
+const pct = (a: number, b: number): string => `${(((a - b) / a) * 100).toFixed(1)} %`;
 console.log(`broker ${kind}, ${jobs} jobs, concurrency ${concurrency}, ${rounds} alternating pairs, instrumentation: metrics${otel ? ' + otel (no SDK)' : ''}`);
-console.log(`off: ${off.map((x) => x.toFixed(0)).join(' ')} → median ${a.toFixed(0)} tasks/s`);
-console.log(`on:  ${on.map((x) => x.toFixed(0)).join(' ')} → median ${b.toFixed(0)} tasks/s`);
-console.log(`cost: ${(((a - b) / a) * 100).toFixed(1)} %`);
+console.log(`off: ${show(off)}`);
+console.log(`on:  ${show(on)}`);
+const rateOff = median(off.map((x) => x.rate));
+const rateOn = median(on.map((x) => x.rate));
+const cpuOff = median(off.map((x) => x.cpu));
+const cpuOn = median(on.map((x) => x.cpu));
+console.log(`cost: throughput ${pct(rateOff, rateOn)}, CPU per task ${(((cpuOn - cpuOff) / cpuOff) * 100).toFixed(1)} %`);
