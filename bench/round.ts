@@ -11,7 +11,7 @@
 import { beeQueueSystem, bullmqSystem, deleteKeys, tasukiSystem, withTimeout, type BenchSystem } from './systems.js';
 
 export interface RoundConfig {
-  system: 'tasuki' | 'tasuki-rabbitmq' | 'tasuki-memory' | 'bullmq' | 'bee-queue';
+  system: 'tasuki' | 'tasuki-metrics' | 'tasuki-rabbitmq' | 'tasuki-memory' | 'bullmq' | 'bee-queue';
   jobs: number;
   concurrency: number;
   latencyJobs: number;
@@ -51,6 +51,8 @@ async function makeSystem(cfg: RoundConfig): Promise<BenchSystem> {
   switch (cfg.system) {
     case 'tasuki':
       return tasukiSystem('redis', cfg.prefix);
+    case 'tasuki-metrics':
+      return tasukiSystem('redis', cfg.prefix, true);
     case 'tasuki-rabbitmq':
       return tasukiSystem('rabbitmq', cfg.prefix);
     case 'tasuki-memory':

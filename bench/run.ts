@@ -6,8 +6,8 @@
  * medians over the rounds as a markdown table, then one JSON line per system.
  *
  * Options: --jobs N (20000) --concurrency C (50) --runs R (3) --latency-jobs L (2000) --json
- * --only NAME[,NAME] (tasuki | tasuki-rabbitmq | tasuki-memory | bullmq | bee-queue; `tasuki` alone
- * selects every tasuki row) --leak-check (afterwards: 100 000 tasuki tasks, heap before/after GC)
+ * --only NAME[,NAME] (tasuki | tasuki-metrics | tasuki-rabbitmq | tasuki-memory | bullmq | bee-queue;
+ * `tasuki` alone selects every tasuki row; tasuki-metrics is tasuki on Redis with `tasuki/metrics` on) --leak-check (afterwards: 100 000 tasuki tasks, heap before/after GC)
  * --leak-jobs N.
  */
 import { fork } from 'node:child_process';
@@ -18,7 +18,7 @@ import { countKeys, TASUKI_ROOT } from './systems.js';
 import type { RoundConfig, RoundResult } from './round.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const ALL: Array<RoundConfig['system']> = ['tasuki', 'bullmq', 'bee-queue', 'tasuki-rabbitmq', 'tasuki-memory'];
+const ALL: Array<RoundConfig['system']> = ['tasuki', 'tasuki-metrics', 'bullmq', 'bee-queue', 'tasuki-rabbitmq', 'tasuki-memory'];
 const KEY_PREFIX = 'tasuki-bench';
 
 interface Options {
@@ -185,6 +185,12 @@ async function main(): Promise<void> {
       );
     }
     for (const [s, why] of skipped) console.log(`\nNote: ${s} skipped: ${why}`);
+    const plain = rows.find((x) => x.system === 'tasuki' && x.broker === 'redis');
+    const metered = rows.find((x) => x.system === 'tasuki + metrics');
+    if (plain && metered) {
+      const cost = (1 - metered.process_per_s / plain.process_per_s) * 100;
+      console.log(`\nMetrics cost (tasuki/metrics on vs off, Redis): process ${cost.toFixed(1)} % (goal < 5 %), enqueue ${((1 - metered.enqueue_per_s / plain.enqueue_per_s) * 100).toFixed(1)} %`);
+    }
     const t = rows.find((x) => x.system === 'tasuki' && x.broker === 'redis');
     const b = rows.find((x) => x.system === 'bullmq');
     const q = rows.find((x) => x.system === 'bee-queue');
