@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { Client, Server, silentLogger, type Broker, type Backend, type QueueCounts } from '../src/index.js';
+import { Client, Server, silentLogger, type Broker, type Backend, type QueueCounts, type TaskCtl } from '../src/index.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { RedisBroker } from '../brokers/redis.js';
 import { RedisBackend } from '../backends/redis.js';
@@ -48,7 +48,7 @@ const sample = (s: Map<string, number>, name: string, labels: Record<string, str
 async function scenario(broker: Broker | undefined, backend: Backend | undefined): Promise<void> {
   const group = `m-${randomUUID().slice(0, 8)}`;
   const metrics = new TasukiMetrics();
-  const server = new Server({ broker, backend, logger: silentLogger, instrumentation: metrics, unknownTaskRetryMs: 0 });
+  const server = new Server({ broker, backend, logger: silentLogger, instrumentation: metrics, unknownTaskRetryMs: 0, abortPollMs: 20 });
   const ok = server.add(group, 'ok', (x: number) => x * 2);
   const tries = new Map<number, number>();
   const flaky = server.add(group, 'flaky', (k: number) => {
@@ -61,6 +61,12 @@ async function scenario(broker: Broker | undefined, backend: Backend | undefined
     throw new Error('always');
   });
   server.add(group, 'typed', (a: number) => a, { args: ['number'] });
+  const long = server.add(
+    group,
+    'long',
+    (ctl: TaskCtl) => new Promise<never>((_, reject) => ctl.signal.addEventListener('abort', () => reject(ctl.signal.reason as Error))),
+    { ctl: true },
+  );
   await server.run(group, 4);
   const http = await serve(metrics);
   try {
@@ -74,6 +80,13 @@ async function scenario(broker: Broker | undefined, backend: Backend | undefined
     for (let i = 0; i < 2; i++) ids.push(await noRetry.send(bad));
     for (let i = 0; i < 2; i++) ids.push(await client.send(group, 'typed', 'not a number'));
     ids.push(await client.send(group, 'ghost'));
+    // Expires while delayed: due after its expireAt.
+    ids.push(await client.with({ runAfter: 300, expireAt: Date.now() + 100 }).send(ok, 99));
+    // Aborted while running.
+    const running = await client.send(long);
+    await until(async () => ((await client.getStatus(running))?.status === 'running' ? true : null), 20_000, 'long task running');
+    expect(await client.abort(running)).toBe(true);
+    ids.push(running);
     for (const id of ids) await client.getResult(id, 20_000);
 
     const L = (task: string): Record<string, string> => ({ group, task });
@@ -81,12 +94,15 @@ async function scenario(broker: Broker | undefined, backend: Backend | undefined
     // Outcome events land after the states read above (dead letters after the failure state): wait for the last ones.
     const { samples: s, status, type } = await until(async () => {
       const r = await http.scrape();
-      return sample(r.samples, 'tasuki_tasks_dead_lettered_total', U) === 1 && sample(r.samples, 'tasuki_tasks_dead_lettered_total', L('typed')) === 2 ? r : null;
+      const c = (name: string, labels: Record<string, string>): number | undefined => sample(r.samples, name, labels);
+      const last = c('tasuki_tasks_dead_lettered_total', U) === 1 && c('tasuki_tasks_dead_lettered_total', L('typed')) === 2 && c('tasuki_tasks_aborted_total', L('long')) === 1;
+      return last && c('tasuki_tasks_expired_total', L('ok')) === 1 ? r : null;
     }, 20_000, 'dead letters counted');
     expect(status).toBe(200);
     expect(type).toContain('text/plain');
 
-    expect(sample(s, 'tasuki_tasks_sent_total', L('ok'))).toBe(8);
+    expect(sample(s, 'tasuki_tasks_sent_total', L('ok'))).toBe(9);
+    expect(sample(s, 'tasuki_tasks_sent_total', L('long'))).toBe(1);
     expect(sample(s, 'tasuki_tasks_sent_total', L('flaky'))).toBe(3);
     expect(sample(s, 'tasuki_tasks_sent_total', L('bad'))).toBe(2);
     expect(sample(s, 'tasuki_tasks_sent_total', L('typed'))).toBe(2);
@@ -103,11 +119,13 @@ async function scenario(broker: Broker | undefined, backend: Backend | undefined
     expect(sample(s, 'tasuki_tasks_failed_total', L('typed'))).toBe(2);
     expect(sample(s, 'tasuki_tasks_failed_total', U)).toBe(1);
     expect(sample(s, 'tasuki_tasks_dead_lettered_total', L('bad'))).toBeUndefined();
+    expect(sample(s, 'tasuki_tasks_expired_total', L('ok'))).toBe(1);
+    expect(sample(s, 'tasuki_tasks_started_total', L('long'))).toBe(1);
+    expect(sample(s, 'tasuki_tasks_aborted_total', L('long'))).toBe(1);
     // Nothing the run did not do.
-    for (const t of ['ok', 'flaky', 'bad', 'typed']) {
-      expect(sample(s, 'tasuki_tasks_expired_total', L(t))).toBeUndefined();
-      expect(sample(s, 'tasuki_tasks_aborted_total', L(t))).toBeUndefined();
-    }
+    for (const t of ['flaky', 'bad', 'typed']) expect(sample(s, 'tasuki_tasks_expired_total', L(t))).toBeUndefined();
+    for (const t of ['ok', 'flaky', 'bad', 'typed']) expect(sample(s, 'tasuki_tasks_aborted_total', L(t))).toBeUndefined();
+    expect(sample(s, 'tasuki_tasks_failed_total', L('long'))).toBeUndefined();
     expect(sample(s, 'tasuki_tasks_failed_total', L('ok'))).toBeUndefined();
 
     // Run time: every run (also those refused for bad arguments); wait: first runs only.
