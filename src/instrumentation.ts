@@ -113,11 +113,13 @@ function combine(list: ReadonlyArray<Instrumentation>, logger: Logger): Instrume
 
 /** The scopes of one run as one, each call guarded; `run` nests them (the first outermost). */
 class Scopes implements ProcessScope {
+  /** @param scopes the scopes, outermost first @param logger where a throwing hook is logged */
   constructor(
     private readonly scopes: ProcessScope[],
     private readonly logger: Logger,
   ) {}
 
+  /** Runs `fn` inside every scope's `run`. */
   run<T>(fn: () => T): T {
     return this.runFrom(0, fn);
   }
@@ -141,6 +143,7 @@ class Scopes implements ProcessScope {
     }
   }
 
+  /** Tells every scope how the run ended. */
   ran(error: Error | undefined): void {
     for (const s of this.scopes) {
       try {
@@ -151,6 +154,7 @@ class Scopes implements ProcessScope {
     }
   }
 
+  /** Tells every scope how the delivery was settled. */
   settled(how: SettleKind): void {
     for (const s of this.scopes) {
       try {
@@ -161,6 +165,7 @@ class Scopes implements ProcessScope {
     }
   }
 
+  /** Ends every scope. */
   end(): void {
     for (const s of this.scopes) {
       try {
