@@ -113,15 +113,15 @@ function combine(list: ReadonlyArray<Instrumentation>, logger: Logger): Instrume
 
 /** The scopes of one run as one, each call guarded; `run` nests them (the first outermost). */
 class Scopes implements ProcessScope {
+  /** Runs `fn` inside every scope's `run`; absent when no scope has one (the worker then calls the handler directly). */
+  readonly run: (<T>(fn: () => T) => T) | undefined;
+
   /** @param scopes the scopes, outermost first @param logger where a throwing hook is logged */
   constructor(
     private readonly scopes: ProcessScope[],
     private readonly logger: Logger,
-  ) {}
-
-  /** Runs `fn` inside every scope's `run`. */
-  run<T>(fn: () => T): T {
-    return this.runFrom(0, fn);
+  ) {
+    this.run = scopes.some((x) => x.run !== undefined) ? (fn) => this.runFrom(0, fn) : undefined;
   }
 
   private runFrom<T>(index: number, fn: () => T): T {

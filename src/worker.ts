@@ -229,8 +229,7 @@ export class GroupWorker {
             // Instrumented: the run inside the scope (`run`), then `ran`, the settle hooks, `end`.
             job.scope = scope;
             try {
-              const run = (): Promise<Outcome> => this.runnerFor(reg).run(job, reg);
-              const outcome = await (scope.run === undefined ? run() : scope.run(run));
+              const outcome = await (scope.run === undefined ? this.runnerFor(reg).run(job, reg) : scope.run((): Promise<Outcome> => this.runnerFor(reg).run(job, reg)));
               scope.ran?.(outcome.kind === 'failure' ? outcome.error : undefined);
               await this.outcomes.conclude(job, outcome);
             } finally {
