@@ -14,7 +14,7 @@ import { beeQueueSystem, bullmqSystem, deleteKeys, tasukiSystem, withTimeout, ty
 export type PostgresSystem = 'tasuki-postgres' | 'pg-boss' | 'graphile-worker';
 
 export interface RoundConfig {
-  system: 'tasuki' | 'tasuki-rabbitmq' | 'tasuki-memory' | 'bullmq' | 'bee-queue' | PostgresSystem;
+  system: 'tasuki' | 'tasuki-metrics' | 'tasuki-rabbitmq' | 'tasuki-memory' | 'bullmq' | 'bee-queue' | PostgresSystem;
   jobs: number;
   concurrency: number;
   latencyJobs: number;
@@ -57,6 +57,8 @@ async function makeSystem(cfg: RoundConfig): Promise<BenchSystem> {
   switch (cfg.system) {
     case 'tasuki':
       return tasukiSystem('redis', cfg.prefix);
+    case 'tasuki-metrics':
+      return tasukiSystem('redis', cfg.prefix, true);
     case 'tasuki-rabbitmq':
       return tasukiSystem('rabbitmq', cfg.prefix);
     case 'tasuki-memory':

@@ -6,8 +6,9 @@
  * medians over the rounds as a markdown table, then one JSON line per system.
  *
  * Options: --jobs N (20000) --concurrency C (50) --runs R (3) --latency-jobs L (2000) --json
- * --only NAME[,NAME] (tasuki | tasuki-rabbitmq | tasuki-memory | bullmq | bee-queue; `tasuki` alone
- * selects every tasuki row) --leak-check (afterwards: 100 000 tasuki tasks, heap before/after GC)
+ * --only NAME[,NAME] (tasuki | tasuki-metrics | tasuki-rabbitmq | tasuki-memory | bullmq | bee-queue;
+ * `tasuki` alone selects every tasuki row; tasuki-metrics is tasuki on Redis with `tasuki/metrics` on)
+ * --leak-check (afterwards: 100 000 tasuki tasks, heap before/after GC)
  * --leak-jobs N --flows (afterwards: the flows scenario of `bench/flows.ts`).
  * PostgreSQL rows (tasuki-postgres, pg-boss, graphile-worker; bench/postgres-systems.ts) run only when
  * asked: `--pg` adds them to the selection, `--only postgres` (or `--only pg`) selects just them, and
@@ -21,7 +22,7 @@ import { countKeys, TASUKI_ROOT } from './systems.js';
 import type { RoundConfig, RoundResult } from './round.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const ALL: Array<RoundConfig['system']> = ['tasuki', 'bullmq', 'bee-queue', 'tasuki-rabbitmq', 'tasuki-memory'];
+const ALL: Array<RoundConfig['system']> = ['tasuki', 'tasuki-metrics', 'bullmq', 'bee-queue', 'tasuki-rabbitmq', 'tasuki-memory'];
 /** The PostgreSQL rows: not in the default run (it would take minutes longer); `--pg` or `--only postgres`. */
 const PG: Array<RoundConfig['system']> = ['tasuki-postgres', 'pg-boss', 'graphile-worker'];
 const KEY_PREFIX = 'tasuki-bench';
@@ -205,6 +206,12 @@ async function main(): Promise<void> {
       );
     }
     for (const [s, why] of skipped) console.log(`\nNote: ${s} skipped: ${why}`);
+    const plain = rows.find((x) => x.system === 'tasuki' && x.broker === 'redis');
+    const metered = rows.find((x) => x.system === 'tasuki + metrics');
+    if (plain && metered) {
+      const cost = (1 - metered.process_per_s / plain.process_per_s) * 100;
+      console.log(`\nMetrics cost (tasuki/metrics on vs off, Redis): process ${cost.toFixed(1)} % (goal < 5 %), enqueue ${((1 - metered.enqueue_per_s / plain.enqueue_per_s) * 100).toFixed(1)} %`);
+    }
     const t = rows.find((x) => x.system === 'tasuki' && x.broker === 'redis');
     const b = rows.find((x) => x.system === 'bullmq');
     const q = rows.find((x) => x.system === 'bee-queue');

@@ -16,6 +16,7 @@ import { assertName } from './names.js';
 import { checkExpiry, checkMs, DEFAULT_EXPIRES, resolveBackoff, type SendOptions } from './options.js';
 import { resolveBounds, type ClientBounds, type ClientOptions } from './client-options.js';
 import { TaskResult } from './result.js';
+import { resolveInstrumentation, type Instrumentation, type SendDone } from './instrumentation.js';
 import type { TaskState } from './state.js';
 import type { TaskId, TaskRef } from './task.js';
 import { Schedules } from './schedule/api.js';
@@ -35,6 +36,8 @@ interface ClientCore {
   ownsConnections: boolean;
   /** Time bounds (see {@link ClientOptions}). */
   bounds: ClientBounds;
+  /** Metrics and tracing hooks, when configured. */
+  instrumentation?: Instrumentation | undefined;
 }
 
 /** Sends tasks and reads their results. */
@@ -68,6 +71,7 @@ export class Client {
       closed: false,
       ownsConnections: true,
       bounds: resolveBounds(options),
+      instrumentation: resolveInstrumentation(options.instrumentation, options.logger ?? consoleLogger('warn')),
     };
     this.defaults = { ...(options.sendDefaults ?? {}) };
     validateSendOptions(this.defaults);
@@ -122,19 +126,30 @@ export class Client {
       await sendManyInTx(this.core, ref.group, msgs, this.defaults.tx);
       return msgs.map((m) => m.id as TaskId<R>);
     }
+    const inst = this.core.instrumentation;
+    if (inst !== undefined) {
+      const done = msgs.map((m) => inst.send?.(m));
+      await reported(this.publishMany(ref.group, msgs, now), (error) => done.forEach((d) => d?.(error)));
+    } else {
+      await this.publishMany(ref.group, msgs, now);
+    }
+    return msgs.map((m) => m.id as TaskId<R>);
+  }
+
+  /** Publishes the messages of a `sendMany` and records their `sent` states. */
+  private async publishMany(group: string, msgs: TaskMessage[], now: number): Promise<void> {
     const deadline = now + this.core.bounds.sendTimeoutMs;
     await this.bounded(this.core.broker.connect(), deadline);
     await this.bounded(
       Promise.all([
         this.core.broker.publishBatch(
-          ref.group,
+          group,
           msgs.map((m) => ({ body: encodeMessage(m), options: m.runAt === null ? {} : { availableAt: m.runAt } })),
         ),
         ...msgs.map((m) => this.recordSent(m)),
       ]),
       deadline,
     );
-    return msgs.map((m) => m.id as TaskId<R>);
   }
 
   /** Bounds a send step by the send's deadline (ConnectionError after it). */
@@ -153,6 +168,13 @@ export class Client {
     const id = opts.id ?? randomUUID();
     const msg = buildMessage(group, name, args, opts, id, Date.now(), 0);
     if (opts.tx !== undefined) return sendInTx(this.core, msg, opts.tx, opts.id !== undefined);
+    const done = this.core.instrumentation?.send?.(msg);
+    return done === undefined ? this.deliver(msg, opts) : reported(this.deliver(msg, opts), done);
+  }
+
+  /** Publishes one built message and records its `sent` state (idempotently with an explicit id). */
+  private async deliver(msg: TaskMessage, opts: SendOptions): Promise<TaskId> {
+    const { group, id } = msg;
     const body = encodeMessage(msg);
     const deadline = msg.sentAt + this.core.bounds.sendTimeoutMs;
     const publishOptions = msg.runAt === null ? {} : { availableAt: msg.runAt };
@@ -389,6 +411,18 @@ export class Client {
   }
 }
 
+/** Settles `work` and tells `done` how it went (with the error when it failed); resolves or rejects as `work`. */
+async function reported<T>(work: Promise<T>, done: SendDone): Promise<T> {
+  try {
+    const out = await work;
+    done();
+    return out;
+  } catch (err) {
+    done(err instanceof Error ? err : new Error(String(err)));
+    throw err;
+  }
+}
+
 /** @internal Builds a client that shares a server's connections (closing it does not close them). */
 export function clientOn(
   broker: Broker,
@@ -397,9 +431,10 @@ export function clientOn(
   statusExpires: Expiry,
   resultExpires: Expiry,
   sendDefaults: SendOptions,
+  instrumentation?: Instrumentation,
 ): Client {
   return new Client(
     { sendDefaults },
-    { broker, backend, logger, statusExpires, resultExpires, closed: false, ownsConnections: false, bounds: resolveBounds({}) },
+    { broker, backend, logger, statusExpires, resultExpires, closed: false, ownsConnections: false, bounds: resolveBounds({}), instrumentation },
   );
 }

@@ -21,6 +21,7 @@ export { taskRef, type TaskRef, type TaskId, type AddOptions, type ArgSpec, type
 export type { ServerOptions, CommonOptions, SendOptions } from './options.js';
 export { DEFAULT_BACKOFF, DEFAULT_RETRY_COUNT, DEFAULT_EXPIRES } from './options.js';
 export type { ServerEvents, TaskEvent } from './events.js';
+export type { Instrumentation, InstrumentationOption, ProcessScope, SendDone, SettleKind } from './instrumentation.js';
 export { consoleLogger, silentLogger, type Logger, type LogLevel, type LogFields } from './logger.js';
 export type { Broker, Delivery, DeadLetter, DeadLetterReason, FetchOptions, PublishOptions, QueueCounts } from './broker.js';
 export type { Backend, Expiry, StateWrite, WriteGuard, WriteOutcome } from './backend.js';

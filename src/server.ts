@@ -16,6 +16,7 @@ import { GroupWorker, type Registration } from './worker.js';
 import { ScheduleTicks } from './schedule/tick.js';
 import { assertFlowsRunnable, registerFlow } from './flow/registry.js';
 import type { FlowHandler, FlowOptions } from './flow/types.js';
+import { resolveInstrumentation, type Instrumentation } from './instrumentation.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -41,6 +42,7 @@ export class Server extends EventEmitter<ServerEvents> {
   private clientInstance: Client | undefined;
   /** Tick handlers of schedules, looked up for every group this server runs. */
   private ticks: ScheduleTicks | undefined;
+  private readonly instrumentation: Instrumentation | undefined;
 
   /** @param options broker, backend, logger, expiries, leases... (see {@link ServerOptions}) */
   constructor(options: ServerOptions = {}) {
@@ -56,6 +58,8 @@ export class Server extends EventEmitter<ServerEvents> {
     this.logger = options.logger ?? consoleLogger('warn');
     this.sendDefaults = { ...(options.sendDefaults ?? {}) };
     validateSendOptions(this.sendDefaults);
+    this.instrumentation = resolveInstrumentation(options.instrumentation, this.logger);
+    this.instrumentation?.server?.(this);
   }
 
   /**
@@ -108,6 +112,7 @@ export class Server extends EventEmitter<ServerEvents> {
         lookup: (g, n) => this.registry.get(`${g}\u0000${n}`) ?? ticks.lookup(g, n),
         emit: (event, ...args) => this.safeEmit(event, ...args),
         listens: (event) => this.listenerCount(event) > 0,
+        instrumentation: this.instrumentation,
       },
       group,
       concurrency,
@@ -131,8 +136,19 @@ export class Server extends EventEmitter<ServerEvents> {
       this.settings.statusExpires,
       this.settings.resultExpires,
       this.sendDefaults,
+      this.instrumentation,
     );
     return this.clientInstance;
+  }
+
+  /** The registered tasks (group and name of each), in registration order. */
+  registered(): Array<TaskRef> {
+    return [...this.registry.values()].map((r) => Object.freeze({ group: r.group, name: r.name }));
+  }
+
+  /** Concurrency slots of each running group: `busy` (handlers holding a slot) of `total` (its concurrency). */
+  slots(): Array<{ group: string; busy: number; total: number }> {
+    return [...this.workers.values()].map((w) => ({ group: w.group, busy: w.running, total: w.concurrency }));
   }
 
   /** Number of handlers running now, over all groups. */

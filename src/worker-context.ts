@@ -5,6 +5,7 @@
 import type { Backend } from './backend.js';
 import type { Broker } from './broker.js';
 import type { ServerEvents } from './events.js';
+import type { Instrumentation } from './instrumentation.js';
 import type { Logger } from './logger.js';
 import type { ServerSettings } from './options.js';
 import type { AddOptions } from './task.js';
@@ -37,4 +38,6 @@ export interface WorkerContext {
   emit<K extends keyof ServerEvents>(event: K, ...args: ServerEvents[K]): void;
   /** Whether anyone listens to `event` (so that events nobody hears are not even built). */
   listens(event: keyof ServerEvents): boolean;
+  /** Metrics and tracing hooks, when configured. */
+  instrumentation?: Instrumentation;
 }

@@ -111,6 +111,7 @@ export class JobRecorder {
     try {
       await this.ctx.broker.ack(job.delivery);
       job.settled();
+      job.scope?.settled?.('ack');
     } catch (err) {
       this.ctx.logger.warn('ack failed; the message returns after its lease and is skipped as already done', { id: job.msg?.id, error: toError(err) });
     }
@@ -122,6 +123,7 @@ export class JobRecorder {
     try {
       await this.ctx.broker.retry(job.delivery, encodeMessage(msg), at);
       job.settled();
+      job.scope?.settled?.('retry');
       return true;
     } catch (err) {
       this.ctx.logger.warn(`could not ${what}; the message returns after its lease`, { id: msg.id, error: toError(err) });
@@ -137,6 +139,7 @@ export class JobRecorder {
     try {
       await this.ctx.broker.deadLetter(job.delivery, cut);
       job.settled();
+      job.scope?.settled?.('deadLetter');
     } catch (err) {
       this.ctx.logger.warn('dead-lettering failed; the message returns after its lease', { id, error: toError(err) });
       return;

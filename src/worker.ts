@@ -12,9 +12,10 @@ import { pause, setLongTimeout } from './timers.js';
 import { AbortPoller } from './worker-aborts.js';
 import { JobClaimer } from './worker-claim.js';
 import type { Registration, WorkerContext } from './worker-context.js';
-import { PlainRunner, type HandlerRunner, type RunHooks } from './worker-handler.js';
+import { PlainRunner, type HandlerRunner, type Outcome, type RunHooks } from './worker-handler.js';
 import { FlowRunner, flowOf } from './flow/runner.js';
 import { flowSettleHook } from './flow/settle.js';
+import type { TaskMessage } from './message.js';
 import { Job } from './worker-job.js';
 import { LeaseKeeper, leaseCertainlyExpired } from './worker-leases.js';
 import { OutcomeRecorder } from './worker-outcome.js';
@@ -227,7 +228,20 @@ export class GroupWorker {
       if (!this.dropIfExpired(job)) {
         const reg = await (job.preparing ?? this.claimer.prepare(job));
         if (reg !== undefined && job.held && !this.dropIfExpired(job)) {
-          await this.outcomes.conclude(job, await this.runnerFor(reg).run(job, reg));
+          const scope = this.ctx.instrumentation?.process?.(job.msg as TaskMessage);
+          if (scope === undefined) {
+            await this.outcomes.conclude(job, await this.runnerFor(reg).run(job, reg));
+          } else {
+            // Instrumented: the run inside the scope (`run`), then `ran`, the settle hooks, `end`.
+            job.scope = scope;
+            try {
+              const outcome = await (scope.run === undefined ? this.runnerFor(reg).run(job, reg) : scope.run((): Promise<Outcome> => this.runnerFor(reg).run(job, reg)));
+              scope.ran?.(outcome.kind === 'failure' ? outcome.error : undefined);
+              await this.outcomes.conclude(job, outcome);
+            } finally {
+              scope.end?.();
+            }
+          }
         }
       }
     } catch (err) {
