@@ -32,6 +32,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import memjs from 'memjs';
+import { MemcacheJournal } from './memcache-journal.js';
 import type { Client as MemjsClient, Response as MemjsResponse, Server as MemjsServer, ServerOptions as MemjsServerOptions } from 'memjs';
 import type { Backend, Expiry, StateWrite, WriteGuard, WriteOutcome } from '../src/backend.js';
 import {
@@ -191,6 +192,8 @@ export class MemcacheBackend implements Backend {
   readonly prefix: string;
   /** Largest value stored, in bytes. */
   readonly maxValueBytes: number;
+  /** Flow journals (`P:ID:j`, one CAS-updated item per flow; see `./memcache-journal.ts`). */
+  readonly journal: MemcacheJournal;
   private readonly client: MemjsClient;
   private readonly pending = new Set<(err: Error) => void>();
   private readonly guardMs: number;
@@ -218,6 +221,15 @@ export class MemcacheBackend implements Backend {
       // Failures reach callers as typed errors; memjs would also print them on the console.
       logger: { log: () => undefined },
       failover: false,
+    });
+    const guarded = <T>(op: string, work: () => Promise<T>): Promise<T> => (this.check(), work().catch((err: unknown) => Promise.reject(this.wrap(err, op))));
+    this.journal = new MemcacheJournal({
+      key: (flowId) => memcacheKeys(this.prefix, flowId).state.replace(/:s$/, ':j'),
+      gets: (key) => guarded('journal read', () => this.gets(key)),
+      store: (key, value, exptime, cas) => guarded('journal write', async () => (await this.store(cas === null ? OP_ADD : OP_SET, key, value, exptime, 0, cas)) !== CONFLICT),
+      del: (key) => guarded('journal delete', async () => void (await this.request(OP_DELETE, key, Buffer.alloc(0), Buffer.alloc(0), null, 1))),
+      exptime: (ttl) => memcachedExptime(ttl),
+      maxValueBytes: this.maxValueBytes,
     });
   }
 

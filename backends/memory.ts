@@ -4,8 +4,10 @@
  */
 import type { Backend, Expiry, FinalNotice, StateWrite, WriteOutcome } from '../src/backend.js';
 import { ClosedError } from '../src/errors.js';
+import { MemoryJournal } from './memory-journal.js';
 import { isFinalStatus, type TaskState } from '../src/state.js';
 import { MemoryRecordStore, MemoryTaskIndex } from './memory-index.js';
+import { MemoryScheduleStore, type MemoryScheduleRecords } from './memory-schedules.js';
 
 /**
  * What is stored for one task id: its state (a private copy, see {@link jsonCopy}, never handed to
@@ -43,6 +45,8 @@ export class MemoryBackendStore {
   readonly watches = new Map<string, Set<Watch>>();
   /** @internal Shared records (worker registry, paused groups, claims) of every backend on this store. */
   readonly records = new MemoryRecordStore();
+  /** @internal Schedule records (see `memory-schedules.ts`). */
+  readonly schedules: MemoryScheduleRecords = new Map();
   private sweeper: NodeJS.Timeout | undefined;
 
   /** @internal Starts the periodic removal of expired entries (unref'd). */
@@ -166,6 +170,8 @@ export class MemoryBackend implements Backend {
   readonly kind = 'memory';
   /** The store this backend works on. */
   readonly store: MemoryBackendStore;
+  /** Flow journals (shared by the backends of the same store). */
+  readonly journal: MemoryJournal;
   private closed = false;
   /** This instance's watchFinal subscriptions, ended on close. */
   private readonly watches = new Set<Watch>();
@@ -173,13 +179,16 @@ export class MemoryBackend implements Backend {
   readonly index: MemoryTaskIndex;
   /** @inheritdoc */
   readonly records: MemoryRecordStore;
+  readonly scheduleStore: MemoryScheduleStore;
 
   /** @param options see {@link MemoryBackendOptions} */
   constructor(options: MemoryBackendOptions = {}) {
     this.store = options.store ?? new MemoryBackendStore();
+    this.scheduleStore = new MemoryScheduleStore(this.store.schedules, () => this.closed);
     this.store.startSweeper();
     this.index = new MemoryTaskIndex(this.store);
     this.records = this.store.records;
+    this.journal = new MemoryJournal(this.store);
   }
 
   /** @inheritdoc */

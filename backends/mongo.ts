@@ -13,6 +13,7 @@ import { MongoClient, type Collection, type MongoClientOptions } from 'mongodb';
 import type { Backend, StateWrite, WriteOutcome } from '../src/backend.js';
 import { ClosedError, ConnectionError, InvalidOptionError, ValueTooLargeError } from '../src/errors.js';
 import type { TaskState } from '../src/state.js';
+import { MongoJournal, type JournalDocument } from './mongo-journal.js';
 import {
   MONGO_MAX_VALUE_BYTES,
   TTL_INDEX_NAME,
@@ -58,6 +59,8 @@ export class MongoBackend implements Backend {
   private readonly client: MongoClient;
   private readonly ownsClient: boolean;
   private readonly collection: Collection<TaskDocument>;
+  /** Flow journals (collection `<collection>_journal`, one versioned document per flow; see `./mongo-journal.ts`). */
+  readonly journal: MongoJournal;
   private closed = false;
   private ready: Promise<void> | undefined;
 
@@ -75,6 +78,8 @@ export class MongoBackend implements Backend {
       this.ownsClient = true;
     }
     this.collection = this.client.db(options.dbName).collection<TaskDocument>(this.collectionName);
+    const journals = this.client.db(options.dbName).collection<JournalDocument>(`${this.collectionName}_journal`);
+    this.journal = new MongoJournal(journals, () => this.connect(), (err, op, bytes) => this.wrap(err, op, bytes));
   }
 
   /** Connects (when the client is ours) and creates the TTL index if missing. Idempotent. */

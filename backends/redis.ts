@@ -16,6 +16,8 @@ import { finalChannel, redisKeys, taskTag } from './redis-keys.js';
 import { ReadBatcher } from './redis-reads.js';
 import { WRITE_COMMAND, WRITE_SCRIPT } from './redis-scripts.js';
 import { FinalWatches } from './redis-watch.js';
+import { RedisScheduleStore } from './redis-schedules.js';
+import { RedisJournal } from './redis-journal.js';
 import { failureText, resolveOperationTimeout } from '../brokers/redis-connection.js';
 import { emitDurabilityWarning, watchDurability } from '../brokers/redis-durability.js';
 import { REDIS_MAX_STRING, WriteBatcher, prepareWrite, type PendingWrite, type IndexKeeping } from './redis-writes.js';
@@ -78,6 +80,8 @@ export class RedisBackend implements Backend {
   readonly kind = 'redis';
   /** Key prefix in use. */
   readonly prefix: string;
+  /** Flow journals (`P:{ID}:journal`, see `./redis-journal.ts`). */
+  readonly journal: RedisJournal;
   private readonly client: Redis;
   private readonly onError: ((err: Error) => void) | undefined;
   private closed = false;
@@ -97,6 +101,8 @@ export class RedisBackend implements Backend {
   readonly index: RedisTaskIndex | undefined;
   /** @inheritdoc */
   readonly records: RedisRecordStore;
+  /** @inheritdoc */
+  readonly scheduleStore: RedisScheduleStore;
 
   /** @param options see {@link RedisBackendOptions} */
   constructor(options: RedisBackendOptions = {}) {
@@ -129,6 +135,7 @@ export class RedisBackend implements Backend {
     // surviving a restart is the broker's concern; it checks persistence too.)
     watchDurability(this.client, { module: 'redis backend', persistence: false }, logger ? (msg, fields) => logger.warn(msg, fields) : emitDurabilityWarning);
     this.reads = new ReadBatcher(this.client);
+    this.journal = new RedisJournal(this.client, this.prefix, (err, op, bytes) => this.wrap(err, op, bytes));
     this.writes = new WriteBatcher(this.client, (err, bytes) => this.wrap(err, 'write', bytes));
     this.watches = new FinalWatches(this.client, this.onConnectionError, (err) => this.wrap(err, 'watchFinal'));
     const cap = options.index === false ? 0 : options.index?.cap ?? DEFAULT_INDEX_CAP;
@@ -137,6 +144,7 @@ export class RedisBackend implements Backend {
     const wrap = (err: unknown, op: string): Error => this.wrap(err, op);
     this.index = this.keeping === undefined ? undefined : new RedisTaskIndex(this.client, this.prefix, this.keeping, wrap);
     this.records = new RedisRecordStore(this.client, this.prefix, wrap);
+    this.scheduleStore = new RedisScheduleStore(this.client, this.prefix, () => this.connect(), (err, op) => this.wrap(err, op));
   }
 
   private readonly onConnectionError = (err: Error): void => {

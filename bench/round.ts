@@ -10,8 +10,11 @@
  */
 import { beeQueueSystem, bullmqSystem, deleteKeys, tasukiSystem, withTimeout, type BenchSystem } from './systems.js';
 
+/** The PostgreSQL rows (bench/postgres-systems.ts), each round in its own schema. */
+export type PostgresSystem = 'tasuki-postgres' | 'pg-boss' | 'graphile-worker';
+
 export interface RoundConfig {
-  system: 'tasuki' | 'tasuki-rabbitmq' | 'tasuki-memory' | 'bullmq' | 'bee-queue';
+  system: 'tasuki' | 'tasuki-metrics' | 'tasuki-rabbitmq' | 'tasuki-memory' | 'bullmq' | 'bee-queue' | PostgresSystem;
   jobs: number;
   concurrency: number;
   latencyJobs: number;
@@ -32,6 +35,9 @@ export interface RoundResult {
   peak_rss_mb: number;
   results_stored: boolean;
   note?: string;
+  /** Send call to handler start over the latency jobs (systems that measure it: tasuki on PostgreSQL). */
+  start_latency_p50_ms?: number;
+  start_latency_p99_ms?: number;
 }
 
 /** A 64-byte payload (64 ASCII characters). */
@@ -51,6 +57,8 @@ async function makeSystem(cfg: RoundConfig): Promise<BenchSystem> {
   switch (cfg.system) {
     case 'tasuki':
       return tasukiSystem('redis', cfg.prefix);
+    case 'tasuki-metrics':
+      return tasukiSystem('redis', cfg.prefix, true);
     case 'tasuki-rabbitmq':
       return tasukiSystem('rabbitmq', cfg.prefix);
     case 'tasuki-memory':
@@ -59,6 +67,12 @@ async function makeSystem(cfg: RoundConfig): Promise<BenchSystem> {
       return bullmqSystem(cfg.prefix);
     case 'bee-queue':
       return beeQueueSystem(cfg.prefix);
+    case 'tasuki-postgres':
+      return (await import('./postgres-systems.js')).tasukiPostgresSystem(cfg.prefix);
+    case 'pg-boss':
+      return (await import('./postgres-systems.js')).pgBossSystem(cfg.prefix);
+    case 'graphile-worker':
+      return (await import('./postgres-systems.js')).graphileWorkerSystem(cfg.prefix);
   }
 }
 
@@ -66,7 +80,7 @@ export async function runRound(cfg: RoundConfig): Promise<RoundResult> {
   if (PAYLOAD.length !== 64) fail('payload must be 64 bytes');
   const { jobs, concurrency } = cfg;
   const sys = await makeSystem(cfg);
-  const limit = Math.max(60_000, jobs * 5);
+  const limit = Math.max(60_000, jobs * 5, sys.limitMs ?? 0);
   try {
     // 1a. Individual sends, at most 1000 in flight.
     let next = 0;
@@ -148,6 +162,11 @@ export async function runRound(cfg: RoundConfig): Promise<RoundResult> {
       results_stored: v.resultsStored !== null,
     };
     if (sys.note) result.note = sys.note;
+    const started = sys.startLatency?.();
+    if (started) {
+      result.start_latency_p50_ms = round2(started.p50);
+      result.start_latency_p99_ms = round2(started.p99);
+    }
     return result;
   } finally {
     await sys.close().catch(() => undefined);

@@ -6,11 +6,15 @@
  * medians over the rounds as a markdown table, then one JSON line per system.
  *
  * Options: --jobs N (20000) --concurrency C (50) --runs R (3) --latency-jobs L (2000) --json
- * --only NAME[,NAME] (tasuki | tasuki-rabbitmq | tasuki-memory | bullmq | bee-queue; `tasuki` alone
- * selects every tasuki row) --leak-check (afterwards: 100 000 tasuki tasks, heap before/after GC)
- * --leak-jobs N.
+ * --only NAME[,NAME] (tasuki | tasuki-metrics | tasuki-rabbitmq | tasuki-memory | bullmq | bee-queue;
+ * `tasuki` alone selects every tasuki row; tasuki-metrics is tasuki on Redis with `tasuki/metrics` on)
+ * --leak-check (afterwards: 100 000 tasuki tasks, heap before/after GC)
+ * --leak-jobs N --flows (afterwards: the flows scenario of `bench/flows.ts`).
+ * PostgreSQL rows (tasuki-postgres, pg-boss, graphile-worker; bench/postgres-systems.ts) run only when
+ * asked: `--pg` adds them to the selection, `--only postgres` (or `--only pg`) selects just them, and
+ * each can be named in `--only`.
  */
-import { fork } from 'node:child_process';
+import { fork, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
@@ -18,7 +22,9 @@ import { countKeys, TASUKI_ROOT } from './systems.js';
 import type { RoundConfig, RoundResult } from './round.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const ALL: Array<RoundConfig['system']> = ['tasuki', 'bullmq', 'bee-queue', 'tasuki-rabbitmq', 'tasuki-memory'];
+const ALL: Array<RoundConfig['system']> = ['tasuki', 'tasuki-metrics', 'bullmq', 'bee-queue', 'tasuki-rabbitmq', 'tasuki-memory'];
+/** The PostgreSQL rows: not in the default run (it would take minutes longer); `--pg` or `--only postgres`. */
+const PG: Array<RoundConfig['system']> = ['tasuki-postgres', 'pg-boss', 'graphile-worker'];
 const KEY_PREFIX = 'tasuki-bench';
 
 interface Options {
@@ -29,11 +35,14 @@ interface Options {
   json: boolean;
   only: string[] | null;
   leakCheck: boolean;
+  /** Also run the flows scenario (`bench/flows.ts`). */
+  flows: boolean;
   leakJobs: number;
+  pg: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { jobs: 20_000, concurrency: 50, runs: 3, latencyJobs: 2000, json: false, only: null, leakCheck: false, leakJobs: 100_000 };
+  const o: Options = { jobs: 20_000, concurrency: 50, runs: 3, latencyJobs: 2000, json: false, only: null, leakCheck: false, leakJobs: 100_000, flows: false, pg: false };
   const int = (name: string, v: string | undefined): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1) throw new Error(`${name} needs a whole number >= 1, got ${String(v)}`);
@@ -62,14 +71,20 @@ function parseArgs(argv: string[]): Options {
       case '--only':
         o.only = (value() ?? '').split(',').filter(Boolean);
         break;
+      case '--flows':
+        o.flows = true;
+        break;
       case '--leak-check':
         o.leakCheck = true;
+        break;
+      case '--pg':
+        o.pg = true;
         break;
       case '--leak-jobs':
         o.leakJobs = int(flag, value());
         break;
       case '--help':
-        console.log('usage: npm run bench -- [--jobs N] [--concurrency C] [--runs R] [--latency-jobs L] [--json] [--only tasuki,bullmq,...] [--leak-check] [--leak-jobs N]');
+        console.log('usage: npm run bench -- [--jobs N] [--concurrency C] [--runs R] [--latency-jobs L] [--json] [--only tasuki,bullmq,...|postgres] [--pg] [--flows] [--leak-check] [--leak-jobs N]');
         process.exit(0);
         break;
       default:
@@ -80,8 +95,11 @@ function parseArgs(argv: string[]): Options {
 }
 
 function selected(o: Options): Array<RoundConfig['system']> {
-  let systems = ALL.filter((s) => o.only === null || o.only.some((x) => s === x || s.startsWith(`${x}-`)));
-  if (systems.length === 0) throw new Error(`--only matches no system (known: ${ALL.join(', ')})`);
+  const pgAsked = o.only?.some((x) => x === 'postgres' || x === 'pg') === true;
+  const pool = o.pg || pgAsked || o.only?.some((x) => PG.includes(x as RoundConfig['system'])) === true ? [...ALL, ...PG] : ALL;
+  let systems = pool.filter((s) => o.only === null || (pgAsked && PG.includes(s)) || o.only.some((x) => s === x || s.startsWith(`${x}-`)));
+  if (o.only !== null && !o.pg && !pgAsked && o.only.includes('tasuki')) systems = systems.filter((s) => !PG.includes(s) || o.only?.includes(s));
+  if (systems.length === 0) throw new Error(`--only matches no system (known: ${[...ALL, ...PG].join(', ')}, postgres)`);
   if (!existsSync(join(here, '..', 'brokers', 'rabbitmq.ts'))) systems = systems.filter((s) => s !== 'tasuki-rabbitmq');
   return systems;
 }
@@ -166,6 +184,9 @@ async function main(): Promise<void> {
     const first = list[0] as RoundResult;
     const row: RoundResult = { ...first };
     for (const m of METRICS) row[m] = Math.round(median(list.map((x) => x[m])) * 100) / 100;
+    for (const m of ['start_latency_p50_ms', 'start_latency_p99_ms'] as const) {
+      if (first[m] !== undefined) row[m] = Math.round(median(list.map((x) => x[m] ?? NaN)) * 100) / 100;
+    }
     const notes = [...new Set(list.map((x) => x.note).filter((x): x is string => !!x))];
     if (notes.length > 0) row.note = notes.join('; ');
     else delete row.note;
@@ -185,6 +206,12 @@ async function main(): Promise<void> {
       );
     }
     for (const [s, why] of skipped) console.log(`\nNote: ${s} skipped: ${why}`);
+    const plain = rows.find((x) => x.system === 'tasuki' && x.broker === 'redis');
+    const metered = rows.find((x) => x.system === 'tasuki + metrics');
+    if (plain && metered) {
+      const cost = (1 - metered.process_per_s / plain.process_per_s) * 100;
+      console.log(`\nMetrics cost (tasuki/metrics on vs off, Redis): process ${cost.toFixed(1)} % (goal < 5 %), enqueue ${((1 - metered.enqueue_per_s / plain.enqueue_per_s) * 100).toFixed(1)} %`);
+    }
     const t = rows.find((x) => x.system === 'tasuki' && x.broker === 'redis');
     const b = rows.find((x) => x.system === 'bullmq');
     const q = rows.find((x) => x.system === 'bee-queue');
@@ -197,6 +224,19 @@ async function main(): Promise<void> {
       if (q) check('enqueue (bulk) ≥ bee-queue', t.enqueue_bulk_per_s >= q.enqueue_bulk_per_s, `${(t.enqueue_bulk_per_s / q.enqueue_bulk_per_s).toFixed(2)}×`);
       if (b) check('latency p99 ≤ BullMQ', t.latency_p99_ms <= b.latency_p99_ms, `${fmt(t.latency_p99_ms, 2)} ms vs ${fmt(b.latency_p99_ms, 2)} ms`);
       if (b) check('peak RSS ≤ BullMQ', t.peak_rss_mb <= b.peak_rss_mb, `${fmt(t.peak_rss_mb, 1)} MB vs ${fmt(b.peak_rss_mb, 1)} MB`);
+    }
+    const tp = rows.find((x) => x.system === 'tasuki' && x.broker === 'postgres');
+    const boss = rows.find((x) => x.system === 'pg-boss');
+    const gw = rows.find((x) => x.system === 'graphile-worker');
+    if (tp) {
+      console.log('\nTargets (tasuki on PostgreSQL, this run):');
+      const check = (label: string, ok: boolean, detail: string): void => console.log(`- ${ok ? 'MET    ' : 'NOT MET'} ${label}: ${detail}`);
+      if (boss) check('process ≥ 2× pg-boss', tp.process_per_s >= 2 * boss.process_per_s, `${(tp.process_per_s / boss.process_per_s).toFixed(2)}×`);
+      if (gw) check('process ≥ graphile-worker (unbatched)', tp.process_per_s >= gw.process_per_s, `${(tp.process_per_s / gw.process_per_s).toFixed(2)}×`);
+      if (tp.start_latency_p99_ms !== undefined) {
+        check('commit-to-start p99 < 50 ms (measured from the send call, which includes its commit)', tp.start_latency_p99_ms < 50, `${fmt(tp.start_latency_p99_ms, 2)} ms (p50 ${fmt(tp.start_latency_p50_ms ?? NaN, 2)} ms)`);
+      }
+      check('round trip p99 < 50 ms (send to result read back)', tp.latency_p99_ms < 50, `${fmt(tp.latency_p99_ms, 2)} ms`);
     }
   }
   for (const x of rows) console.log(JSON.stringify(x));
@@ -211,8 +251,20 @@ async function main(): Promise<void> {
     }
   }
 
+  if (o.flows) {
+    log('\nFlows: 1 000 flows × 10 steps, and a fan-out of 100 children beside BullMQ FlowProducer…');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'flows.ts')], { stdio: 'inherit' });
+    if (r.status !== 0) failures.push('flows scenario failed');
+  }
+
   const left = await countKeys(`${KEY_PREFIX}-${process.pid}-`);
   if (left > 0) failures.push(`${left} benchmark key(s) left in Redis`);
+  if (systems.some((s) => PG.includes(s))) {
+    const { countSchemas } = await import('./postgres-systems.js');
+    const schemas = await countSchemas(process.pid);
+    if (schemas > 0) failures.push(`${schemas} benchmark schema(s) left in PostgreSQL`);
+    log(`PostgreSQL schemas left behind by this run: ${schemas}.`);
+  }
   log(`\nRedis keys left behind by this run: ${left}. Total time ${((Date.now() - started) / 1000).toFixed(0)} s.`);
   if (failures.length > 0 || leakFailed) {
     console.error(`\nBENCHMARK FAILED:\n- ${failures.join('\n- ')}`);

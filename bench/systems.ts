@@ -39,6 +39,10 @@ export interface BenchSystem {
   readonly backend: string;
   /** Note printed beside the system in the table. */
   readonly note?: string;
+  /** Longest a timed scenario may take, when the round's default (60 s or 5 ms per job) is too short. */
+  readonly limitMs?: number;
+  /** Percentiles of send-call-to-handler-start over the latency round trips, where the system measures it. */
+  startLatency?(): { p50: number; p99: number } | undefined;
   /** Sends one job; resolves when the system holds it. */
   sendOne(queue: string, payload: string): Promise<string>;
   /** Sends many jobs with the system's bulk API. */
@@ -100,8 +104,10 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 // ---- tasuki ---------------------------------------------------------------------------------------
 
 /** tasuki on Redis broker + Redis backend, RabbitMQ broker + Redis backend, or memory + memory. */
-export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix: string): Promise<BenchSystem> {
+export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix: string, withMetrics = false): Promise<BenchSystem> {
   const { Server, Client, silentLogger, decodeValueText } = await loadTasuki<typeof import('../src/index.js')>('src/index.js');
+  // With metrics: one `tasuki/metrics` instance for the producer and the workers (as in one app).
+  const metrics = withMetrics ? new (await loadTasuki<typeof import('../metrics/index.js')>('metrics/index.js')).TasukiMetrics() : undefined;
   type BrokerT = import('../src/broker.js').Broker;
   type BackendT = import('../src/backend.js').Backend;
   type ServerT = InstanceType<typeof Server>;
@@ -132,7 +138,7 @@ export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix
   const shared = kind === 'memory';
   const producerBroker = await makeBroker();
   const producerBackend = await makeBackend();
-  const client: ClientT = new Client({ broker: producerBroker, backend: producerBackend, logger: silentLogger });
+  const client: ClientT = new Client({ broker: producerBroker, backend: producerBackend, logger: silentLogger, instrumentation: metrics });
   const servers: ServerT[] = [];
   const refs = new Map<string, { group: string; name: string }>();
   const ref = (queue: string): { group: string; name: string } => {
@@ -143,7 +149,7 @@ export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix
   const usedQueues = new Set<string>();
 
   return {
-    system: kind === 'memory' ? 'tasuki (in-process)' : 'tasuki',
+    system: kind === 'memory' ? 'tasuki (in-process)' : metrics ? 'tasuki + metrics' : 'tasuki',
     broker: kind,
     backend: kind === 'memory' ? 'memory' : 'redis',
     async sendOne(queue, payload) {
@@ -169,6 +175,7 @@ export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix
         broker: shared ? producerBroker : await makeBroker(),
         backend: shared ? producerBackend : await makeBackend(),
         logger: silentLogger,
+        instrumentation: metrics,
       });
       server.add(queue, 'noop', (payload: string) => payload.length);
       server.on('succeeded', () => onDone(true));

@@ -3,7 +3,9 @@
  * Implementations: `backends/memory`, `backends/redis`, `backends/memcache`, `backends/mongo`; each
  * passes the backend contract suite (`test/contract/backend.ts`).
  */
+import type { FlowJournalStore } from './journal.js';
 import type { TaskState, TaskStatus } from './state.js';
+import type { ScheduleStore } from './schedule/store.js';
 
 /**
  * Expiry of a stored entry in **seconds**: `-1` keeps it forever, `0` does not store it at all,
@@ -103,6 +105,10 @@ export interface Backend {
    * ends it. A hint only: callers keep polling as a fallback.
    */
   watchFinal?(id: string, listener: (notice?: FinalNotice) => void): Promise<() => void>;
+  /** Optional: where schedule records live (`client.schedules`); without it, schedules reject with `ERR_UNSUPPORTED`. */
+  readonly scheduleStore?: ScheduleStore;
+  /** Optional journal storage of durable flows (`server.flow`); a backend without it cannot run flows. */
+  readonly journal?: FlowJournalStore;
   /**
    * Optional task index (see `src/ops/`): lists a group's tasks by status and time. A backend that
    * cannot keep one leaves it out; the operations API then refuses with `ERR_UNSUPPORTED`.

@@ -16,9 +16,12 @@ import { assertName } from './names.js';
 import { checkExpiry, checkMs, DEFAULT_EXPIRES, resolveBackoff, type SendOptions } from './options.js';
 import { resolveBounds, type ClientBounds, type ClientOptions } from './client-options.js';
 import { TaskResult } from './result.js';
+import { resolveInstrumentation, type Instrumentation, type SendDone } from './instrumentation.js';
 import type { TaskState } from './state.js';
 import type { TaskId, TaskRef } from './task.js';
 import { Operations } from './ops/operations.js';
+import { Schedules } from './schedule/api.js';
+import { getFlow, restartFlow, signalFlow, wakeAbortedFlow, type FlowInfo, type RestartOptions } from './flow/client-ops.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -34,6 +37,8 @@ interface ClientCore {
   ownsConnections: boolean;
   /** Time bounds (see {@link ClientOptions}). */
   bounds: ClientBounds;
+  /** Metrics and tracing hooks, when configured. */
+  instrumentation?: Instrumentation | undefined;
 }
 
 /** Sends tasks and reads their results. */
@@ -47,6 +52,7 @@ export class Client {
     const { broker, backend, statusExpires } = this.core;
     return (this.opsInstance ??= new Operations({ broker, backend, statusExpires, checkOpen: () => this.checkOpen() }));
   }
+  private scheduleApi: Schedules | undefined;
 
   /**
    * @param options broker, backend, logger, expiries, send defaults and time bounds. Without a
@@ -73,6 +79,7 @@ export class Client {
       closed: false,
       ownsConnections: true,
       bounds: resolveBounds(options),
+      instrumentation: resolveInstrumentation(options.instrumentation, options.logger ?? consoleLogger('warn')),
     };
     this.defaults = { ...(options.sendDefaults ?? {}) };
     validateSendOptions(this.defaults);
@@ -85,6 +92,15 @@ export class Client {
   with(options: SendOptions): Client {
     validateSendOptions(options);
     return new Client({ sendDefaults: { ...this.defaults, ...options } }, this.core);
+  }
+
+  /**
+   * Named recurring schedules (cron in an IANA time zone, or intervals): upsert, list, pause,
+   * resume, trigger, remove. Needs a backend with a schedule store (memory, Redis).
+   */
+  get schedules(): Schedules {
+    this.scheduleApi ??= new Schedules(this, this.core.backend, this.core.statusExpires);
+    return this.scheduleApi;
   }
 
   /** Sends a task by group and name (untyped). */
@@ -118,19 +134,30 @@ export class Client {
       await sendManyInTx(this.core, ref.group, msgs, this.defaults.tx);
       return msgs.map((m) => m.id as TaskId<R>);
     }
+    const inst = this.core.instrumentation;
+    if (inst !== undefined) {
+      const done = msgs.map((m) => inst.send?.(m));
+      await reported(this.publishMany(ref.group, msgs, now), (error) => done.forEach((d) => d?.(error)));
+    } else {
+      await this.publishMany(ref.group, msgs, now);
+    }
+    return msgs.map((m) => m.id as TaskId<R>);
+  }
+
+  /** Publishes the messages of a `sendMany` and records their `sent` states. */
+  private async publishMany(group: string, msgs: TaskMessage[], now: number): Promise<void> {
     const deadline = now + this.core.bounds.sendTimeoutMs;
     await this.bounded(this.core.broker.connect(), deadline);
     await this.bounded(
       Promise.all([
         this.core.broker.publishBatch(
-          ref.group,
+          group,
           msgs.map((m) => ({ body: encodeMessage(m), options: m.runAt === null ? {} : { availableAt: m.runAt } })),
         ),
         ...msgs.map((m) => this.recordSent(m)),
       ]),
       deadline,
     );
-    return msgs.map((m) => m.id as TaskId<R>);
   }
 
   /** Bounds a send step by the send's deadline (ConnectionError after it). */
@@ -149,6 +176,13 @@ export class Client {
     const id = opts.id ?? randomUUID();
     const msg = buildMessage(group, name, args, opts, id, Date.now(), 0);
     if (opts.tx !== undefined) return sendInTx(this.core, msg, opts.tx, opts.id !== undefined);
+    const done = this.core.instrumentation?.send?.(msg);
+    return done === undefined ? this.deliver(msg, opts) : reported(this.deliver(msg, opts), done);
+  }
+
+  /** Publishes one built message and records its `sent` state (idempotently with an explicit id). */
+  private async deliver(msg: TaskMessage, opts: SendOptions): Promise<TaskId> {
+    const { group, id } = msg;
     const body = encodeMessage(msg);
     const deadline = msg.sentAt + this.core.bounds.sendTimeoutMs;
     const publishOptions = msg.runAt === null ? {} : { availableAt: msg.runAt };
@@ -304,6 +338,8 @@ export class Client {
     // The abort marker must outlive the message even when states are otherwise not stored.
     const ttl = this.core.statusExpires === 0 ? DEFAULT_EXPIRES : this.core.statusExpires;
     const out = await this.core.backend.write({ state, stateTtl: ttl, previous: 'refused', guard: 'notFinal' });
+    // A durable flow waiting on children is woken at once, so that it aborts them now.
+    if (out.written && current !== null) await wakeAbortedFlow(this.core, current);
     return out.written;
   }
 
@@ -351,6 +387,26 @@ export class Client {
     return this.core.broker.deleteDeadLetters(group, ids);
   }
 
+  /** Sends signal `name` with `payload` to a durable flow (kept until its `flow.waitFor(name)`), and wakes it. */
+  signal(id: TaskId | string, name: string, payload?: unknown): Promise<void> {
+    return this.openThen(() => signalFlow(this.core, id, name, payload));
+  }
+
+  /** Reads a durable flow's state and journal (steps, signals, what it waits on); null when unknown. */
+  getFlow(id: TaskId | string): Promise<FlowInfo | null> {
+    return this.openThen(() => getFlow(this.core, id));
+  }
+
+  /** Runs a finished durable flow again from a step (`ERR_FLOW_RUNNING` while it runs). */
+  restartFlow(id: TaskId | string, options?: RestartOptions): Promise<void> {
+    return this.openThen(() => restartFlow(this.core, id, options));
+  }
+
+  private async openThen<T>(fn: () => Promise<T>): Promise<T> {
+    this.checkOpen();
+    return fn();
+  }
+
   /** Closes the client's broker and backend (unless a server owns them). Idempotent. */
   async close(): Promise<void> {
     if (this.core.closed) return;
@@ -363,6 +419,18 @@ export class Client {
   }
 }
 
+/** Settles `work` and tells `done` how it went (with the error when it failed); resolves or rejects as `work`. */
+async function reported<T>(work: Promise<T>, done: SendDone): Promise<T> {
+  try {
+    const out = await work;
+    done();
+    return out;
+  } catch (err) {
+    done(err instanceof Error ? err : new Error(String(err)));
+    throw err;
+  }
+}
+
 /** @internal Builds a client that shares a server's connections (closing it does not close them). */
 export function clientOn(
   broker: Broker,
@@ -371,9 +439,10 @@ export function clientOn(
   statusExpires: Expiry,
   resultExpires: Expiry,
   sendDefaults: SendOptions,
+  instrumentation?: Instrumentation,
 ): Client {
   return new Client(
     { sendDefaults },
-    { broker, backend, logger, statusExpires, resultExpires, closed: false, ownsConnections: false, bounds: resolveBounds({}) },
+    { broker, backend, logger, statusExpires, resultExpires, closed: false, ownsConnections: false, bounds: resolveBounds({}), instrumentation },
   );
 }

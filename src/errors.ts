@@ -27,7 +27,14 @@ export type ErrorCode =
   | 'ERR_DUPLICATE_TASK'
   | 'ERR_NOT_FOUND'
   | 'ERR_TOO_MANY_DELIVERIES'
-  | 'ERR_UNSUPPORTED';
+  // Durable flows (classes in src/flow/errors.ts):
+  | 'ERR_UNSUPPORTED'
+  | 'ERR_FLOW_DIVERGED'
+  | 'ERR_FLOW_LIMIT'
+  | 'ERR_FLOW_RUNNING'
+  | 'ERR_STEP_FAILED'
+  | 'ERR_CHILD_FAILED'
+  | 'ERR_SIGNAL_TIMEOUT';
 
 /** Base class of all tasuki errors. */
 export class TasukiError extends Error {
@@ -216,9 +223,9 @@ export class TooManyDeliveriesError extends TasukiError {
   }
 }
 
-/** The broker or backend in use cannot do what was asked (e.g. the task index on Memcache). */
+/** A feature was asked of a broker or backend that does not provide it (e.g. schedules on a backend without a schedule store). */
 export class UnsupportedError extends TasukiError {
-  /** @param message what is not supported, and by what */
+  /** @param message what is unsupported, and where */
   constructor(message: string) {
     super('ERR_UNSUPPORTED', message);
   }

@@ -32,4 +32,17 @@ export interface ServerEvents {
   deadLettered: [{ group: string; id?: string; name?: string; reason: DeadLetterReason }];
   /** The watchdog (server option `watchdog`) found abnormal tasks in a group; once per interval over all watching processes. */
   abnormal: [{ group: string; tasks: AbnormalTask[]; at: number }];
+  /** A schedule's tick sent a fire (`id`: the fire's task id). */
+  scheduleFired: [{ schedule: string; fireAt: number; id: string }];
+  /**
+   * Fires of a schedule did not run: `'late'` (missed beyond `graceMs`, outside the catch-up policy)
+   * or `'overlap'` (skipped, the previous fire still running). `latest`: the most recent such fire time, when known.
+   */
+  scheduleMissed: [{ schedule: string; reason: 'late' | 'overlap'; count: number; latest: number | null }];
+  /** A durable flow ran for the first time. */
+  flowStarted: [TaskEvent];
+  /** A step (or sleep, wait, child call) of a durable flow ended and was journaled. */
+  stepDone: [TaskEvent & { step: string; kind: string; status: 'done' | 'failed'; attempts: number }];
+  /** A durable flow reached a final status and it is stored (before its callbacks run). */
+  flowDone: [TaskEvent & { status: string }];
 }

@@ -21,6 +21,7 @@ export { taskRef, type TaskRef, type TaskId, type AddOptions, type ArgSpec, type
 export type { ServerOptions, CommonOptions, SendOptions } from './options.js';
 export { DEFAULT_BACKOFF, DEFAULT_RETRY_COUNT, DEFAULT_EXPIRES } from './options.js';
 export type { ServerEvents, TaskEvent } from './events.js';
+export type { Instrumentation, InstrumentationOption, ProcessScope, SendDone, SettleKind } from './instrumentation.js';
 export { consoleLogger, silentLogger, type Logger, type LogLevel, type LogFields } from './logger.js';
 export type { Broker, Delivery, DeadLetter, DeadLetterReason, FetchOptions, PublishOptions, QueueCounts } from './broker.js';
 export type { Backend, Expiry, StateWrite, WriteGuard, WriteOutcome } from './backend.js';
@@ -49,4 +50,11 @@ export {
   type PartialIds,
 } from './message.js';
 export { assertName, NAME_PATTERN } from './names.js';
+export { Schedules } from './schedule/api.js';
+export type { ScheduleDefinition, ScheduleTiming, ScheduleOptions, ScheduleCatchup, ScheduleOverlap, ScheduleSendOptions, ScheduleInfo } from './schedule/types.js';
+export type { ScheduleStore, StoredSchedule } from './schedule/store.js';
 export * from './errors.js';
+export type { Flow, FlowHandler, FlowOptions, FlowCallbackInfo, StepOptions, StepContext, CallOptions, CallManyOptions, MapOptions, WaitOptions, FanOutPolicy } from './flow/types.js';
+export type { FlowInfo, FlowStepInfo, RestartOptions } from './flow/client-ops.js';
+export type { FlowJournalStore, JournalEntry, JournalEntryKind, JournalEntryStatus, JournalPutMode, JournalPutOutcome, JournalSnapshot, SuspendOutcome } from './journal.js';
+export { FlowDivergedError, FlowLimitError, FlowRunningError, StepFailedError, ChildFailedError, SignalTimeoutError } from './flow/errors.js';

@@ -60,6 +60,42 @@ export interface TaskMessage {
   timeoutMs: number | null;
   /** Set by workers that did not know the task name: when that was first seen (rolling deploys). */
   firstUnknownAt: number | null;
+  /** Durable flows only (absent on other messages): see {@link FlowMessageInfo}. */
+  flow?: FlowMessageInfo;
+  /**
+   * Optional trace context of the send (W3C `traceparent` / `tracestate` keys), set by a tracing
+   * instrumentation (`tasuki/otel`). Readers that do not know it ignore it; a malformed one is dropped.
+   */
+  trace?: Record<string, string>;
+}
+
+/** What a message of a durable flow, or of a flow's child task, carries (read by `src/flow/`). */
+export interface FlowMessageInfo {
+  /** Which message of the flow this is (wake-ups get their own); absent on the one sent by the client. */
+  token?: string;
+  /** A wake-up: its arguments are those stored in the flow's journal. */
+  wake?: boolean;
+  /** On a child task: the flow to wake when it ends. */
+  parent?: { id: string; group: string; name: string };
+}
+
+/** Most keys of a message's `trace` field, their form, and the longest value (characters); beyond them it is dropped. */
+const TRACE_MAX_KEYS = 8;
+const TRACE_KEY = /^[A-Za-z0-9_.-]{1,64}$/;
+const TRACE_MAX_CHARS = 512;
+
+/** The `trace` field of a raw message when well formed (a few short string entries), else undefined. */
+function readTrace(v: unknown): Record<string, string> | undefined {
+  if (!isObject(v)) return undefined;
+  const keys = Object.keys(v);
+  if (keys.length === 0 || keys.length > TRACE_MAX_KEYS) return undefined;
+  const out: Record<string, string> = {};
+  for (const k of keys) {
+    const x = v[k];
+    if (typeof x !== 'string' || !TRACE_KEY.test(k) || k === '__proto__' || x.length > TRACE_MAX_CHARS) return undefined;
+    out[k] = x;
+  }
+  return out;
 }
 
 /** A superjson document. */
@@ -289,7 +325,7 @@ export function decodeMessage(body: string): TaskMessage {
       if (typeof b.jitter === 'number') backoff.jitter = b.jitter;
     }
   }
-  return {
+  const msg: TaskMessage = {
     v: 1,
     id: partial.id as string,
     group: partial.group as string,
@@ -303,7 +339,13 @@ export function decodeMessage(body: string): TaskMessage {
     expireAt: optNum('expireAt'),
     timeoutMs: optNum('timeoutMs'),
     firstUnknownAt: optNum('firstUnknownAt'),
+    ...(isObject(raw.flow) ? { flow: raw.flow as FlowMessageInfo } : {}),
   };
+  if (raw.trace !== undefined) {
+    const trace = readTrace(raw.trace);
+    if (trace !== undefined) msg.trace = trace;
+  }
+  return msg;
 }
 
 /** Identifiers that could be read from a message that failed to decode. */

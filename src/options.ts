@@ -7,6 +7,7 @@ import { InvalidOptionError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Backoff } from './message.js';
 import type { OpsServerOptions } from './ops/server-ops.js';
+import type { Instrumentation, InstrumentationOption } from './instrumentation.js';
 
 /** Controls of one `send` (YTask's `SetTaskCtl`). */
 export interface SendOptions {
@@ -51,6 +52,11 @@ export interface CommonOptions {
   resultExpires?: Expiry;
   /** Defaults applied to every send (per-send options override them). */
   sendDefaults?: SendOptions;
+  /**
+   * Metrics and tracing hooks (`tasuki/metrics`, `tasuki/otel`, or your own {@link Instrumentation}).
+   * A server's clients (`server.client()`) use the server's. Absent: no hook is called.
+   */
+  instrumentation?: InstrumentationOption;
 }
 
 /** Options of a client (`new Client(...)` or `server.client()`). */

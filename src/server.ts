@@ -14,6 +14,10 @@ import { checkMs, resolveServerSettings, type SendOptions, type ServerOptions, t
 import type { AddOptions, CtlHandler, PlainHandlerCheck, TaskRef } from './task.js';
 import { GroupWorker, type Registration } from './worker.js';
 import { ServerOps } from './ops/server-ops.js';
+import { ScheduleTicks } from './schedule/tick.js';
+import { assertFlowsRunnable, registerFlow } from './flow/registry.js';
+import type { FlowHandler, FlowOptions } from './flow/types.js';
+import { resolveInstrumentation, type Instrumentation } from './instrumentation.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -39,6 +43,9 @@ export class Server extends EventEmitter<ServerEvents> {
   private clientInstance: Client | undefined;
   /** Worker registry heartbeat, paused groups, counters and watchdog (`src/ops/server-ops.ts`). */
   private readonly ops: ServerOps;
+  /** Tick handlers of schedules, looked up for every group this server runs. */
+  private ticks: ScheduleTicks | undefined;
+  private readonly instrumentation: Instrumentation | undefined;
 
   /** @param options broker, backend, logger, expiries, leases... (see {@link ServerOptions}) */
   constructor(options: ServerOptions = {}) {
@@ -63,6 +70,8 @@ export class Server extends EventEmitter<ServerEvents> {
       },
       options,
     );
+    this.instrumentation = resolveInstrumentation(options.instrumentation, this.logger);
+    this.instrumentation?.server?.(this);
   }
 
   /**
@@ -87,6 +96,15 @@ export class Server extends EventEmitter<ServerEvents> {
   }
 
   /**
+   * Registers a durable flow (see README "Flows"): `fn(flow, ...args)` is run again from the top
+   * after every suspension or crash, its `flow.step`/`sleep`/`call`/`waitFor` results replayed from
+   * the backend's journal. Sent like any task; returns a typed reference.
+   */
+  flow<A extends unknown[], R>(group: string, name: string, fn: FlowHandler<A, R>, options: FlowOptions<Awaited<R>> = {}): TaskRef<A, Awaited<R>> {
+    return registerFlow((marker, o) => this.add(group, name, marker as () => unknown, o), fn, options);
+  }
+
+  /**
    * Starts a worker for `group` with at most `concurrency` handlers running at once. Several groups
    * may run in one process; each group once. Resolves when the broker and backend are connected.
    */
@@ -95,19 +113,22 @@ export class Server extends EventEmitter<ServerEvents> {
     assertName('group', group);
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidOptionError(`concurrency must be a whole number ≥ 1, got ${concurrency}`);
     if (this.workers.has(group)) throw new InvalidOptionError(`group "${group}" is already running in this server`);
+    const ticks = (this.ticks ??= new ScheduleTicks({ backend: this.backend, logger: this.logger, client: () => this.client(), emit: (e, ...a) => this.safeEmit(e, ...a) }));
+    assertFlowsRunnable(this.registry.values(), group, this.backend, this.settings.statusExpires);
     const worker = new GroupWorker(
       {
         broker: this.broker,
         backend: this.backend,
         logger: this.logger,
         settings: this.settings,
-        lookup: (g, n) => this.registry.get(`${g}\u0000${n}`),
+        lookup: (g, n) => this.registry.get(`${g}\u0000${n}`) ?? ticks.lookup(g, n),
         emit: (event, ...args) => {
           this.ops.count(event);
           this.safeEmit(event, ...args);
         },
         listens: (event) => this.ops.counts(event) || this.listenerCount(event) > 0,
         paused: (g) => this.ops.isPaused(g),
+        instrumentation: this.instrumentation,
       },
       group,
       concurrency,
@@ -133,8 +154,19 @@ export class Server extends EventEmitter<ServerEvents> {
       this.settings.statusExpires,
       this.settings.resultExpires,
       this.sendDefaults,
+      this.instrumentation,
     );
     return this.clientInstance;
+  }
+
+  /** The registered tasks (group and name of each), in registration order. */
+  registered(): Array<TaskRef> {
+    return [...this.registry.values()].map((r) => Object.freeze({ group: r.group, name: r.name }));
+  }
+
+  /** Concurrency slots of each running group: `busy` (handlers holding a slot) of `total` (its concurrency). */
+  slots(): Array<{ group: string; busy: number; total: number }> {
+    return [...this.workers.values()].map((w) => ({ group: w.group, busy: w.running, total: w.concurrency }));
   }
 
   /** Number of handlers running now, over all groups. */

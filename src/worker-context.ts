@@ -5,6 +5,7 @@
 import type { Backend } from './backend.js';
 import type { Broker } from './broker.js';
 import type { ServerEvents } from './events.js';
+import type { Instrumentation } from './instrumentation.js';
 import type { Logger } from './logger.js';
 import type { ServerSettings } from './options.js';
 import type { AddOptions } from './task.js';
@@ -39,4 +40,6 @@ export interface WorkerContext {
   listens(event: keyof ServerEvents): boolean;
   /** Whether `group` is paused now (`client.ops.pause`): no new task of it starts and nothing is fetched. */
   paused?(group: string): boolean;
+  /** Metrics and tracing hooks, when configured. */
+  instrumentation?: Instrumentation;
 }

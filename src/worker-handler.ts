@@ -15,7 +15,9 @@ import type { Job } from './worker-job.js';
 /** What a run ended with, for the outcome recorder. */
 export type Outcome =
   | { kind: 'success'; value: unknown; startedAt: number }
-  | { kind: 'failure'; error: Error; retryable: boolean; deadLetter: boolean; startedAt?: number };
+  | { kind: 'failure'; error: Error; retryable: boolean; deadLetter: boolean; startedAt?: number }
+  /** The runner settled the delivery itself (a durable flow that suspended): nothing to record. */
+  | { kind: 'settled' };
 
 /** What a runner gets from its worker. */
 export interface RunHooks {

@@ -14,6 +14,7 @@
  * - the signal: fired at most once (`abort()`), with the first reason.
  */
 import type { Delivery } from './broker.js';
+import type { ProcessScope } from './instrumentation.js';
 import type { TaskMessage } from './message.js';
 import type { Registration } from './worker-context.js';
 
@@ -54,6 +55,8 @@ export class Job {
   deliveries = 1;
   /** Last progress value the handler stored (superjson text), kept in the final state. */
   progress: string | undefined = undefined;
+  /** The instrumentation scope of the run (only with an instrumentation). */
+  scope: ProcessScope | undefined = undefined;
   private fired = false;
   private reason: unknown = undefined;
 

@@ -24,6 +24,7 @@ export class OutcomeRecorder {
   /** Writes the outcome of a run, then settles the delivery with the broker. */
   async conclude(job: Job, outcome: Outcome): Promise<void> {
     const { rec } = this;
+    if (outcome.kind === 'settled') return;
     const msg = job.msg as TaskMessage;
     const { statusExpires, resultExpires } = rec.ctx.settings;
     const now = Date.now();

@@ -101,12 +101,17 @@ export class JobRecorder {
     if (job.msg !== undefined) this.ctx.emit('failed', { ...this.event(job.msg), error: e });
   }
 
+  /** Runs (never rejecting) after a job's final state is stored, before its delivery is acked or dead-lettered (durable flows' hooks). */
+  beforeSettle: ((job: Job) => Promise<void>) | undefined = undefined;
+
   /** Acks the delivery (after its outcome is written). */
   async ack(job: Job): Promise<void> {
     if (!job.held) return;
+    await this.beforeSettle?.(job);
     try {
       await this.ctx.broker.ack(job.delivery);
       job.settled();
+      job.scope?.settled?.('ack');
     } catch (err) {
       this.ctx.logger.warn('ack failed; the message returns after its lease and is skipped as already done', { id: job.msg?.id, error: toError(err) });
     }
@@ -118,6 +123,7 @@ export class JobRecorder {
     try {
       await this.ctx.broker.retry(job.delivery, encodeMessage(msg), at);
       job.settled();
+      job.scope?.settled?.('retry');
       return true;
     } catch (err) {
       this.ctx.logger.warn(`could not ${what}; the message returns after its lease`, { id: msg.id, error: toError(err) });
@@ -129,9 +135,11 @@ export class JobRecorder {
   async deadLetter(job: Job, reason: DeadLetterReason, id?: string, name?: string): Promise<void> {
     if (!job.held) return;
     const cut: DeadLetterReason = { code: reason.code, message: truncateText(reason.message, STORED_ERROR_TEXT_MAX) };
+    await this.beforeSettle?.(job);
     try {
       await this.ctx.broker.deadLetter(job.delivery, cut);
       job.settled();
+      job.scope?.settled?.('deadLetter');
     } catch (err) {
       this.ctx.logger.warn('dead-lettering failed; the message returns after its lease', { id, error: toError(err) });
       return;

@@ -12,7 +12,10 @@ import { pause, setLongTimeout } from './timers.js';
 import { AbortPoller } from './worker-aborts.js';
 import { JobClaimer } from './worker-claim.js';
 import type { Registration, WorkerContext } from './worker-context.js';
-import { PlainRunner, type HandlerRunner } from './worker-handler.js';
+import { PlainRunner, type HandlerRunner, type Outcome, type RunHooks } from './worker-handler.js';
+import { FlowRunner, flowOf } from './flow/runner.js';
+import { flowSettleHook } from './flow/settle.js';
+import type { TaskMessage } from './message.js';
 import { Job } from './worker-job.js';
 import { LeaseKeeper, leaseCertainlyExpired } from './worker-leases.js';
 import { OutcomeRecorder } from './worker-outcome.js';
@@ -69,6 +72,9 @@ export class GroupWorker {
   private readonly aborts: AbortPoller;
   /** Runs plain and `ctl` handlers; further kinds of task get runners of their own ({@link runnerFor}). */
   private readonly plain: HandlerRunner;
+  private readonly hooks: RunHooks;
+  /** Runs durable flows (created at the first one). */
+  private flows: HandlerRunner | undefined;
 
   /**
    * @param ctx server context
@@ -87,13 +93,14 @@ export class GroupWorker {
     this.claimer = new JobClaimer(this.rec, this.outcomes);
     this.leases = new LeaseKeeper(ctx, group, () => this.jobs);
     this.aborts = new AbortPoller(ctx, group, () => this.jobs);
-    this.plain = new PlainRunner({
+    this.rec.beforeSettle = flowSettleHook(ctx);
+    this.plain = new PlainRunner((this.hooks = {
       handlerDone: (job, handler) => this.handlerDone(job, handler),
       progress: (job, value) => this.outcomes.progress(job, value),
       started: (msg) => {
         if (ctx.listens('started')) ctx.emit('started', this.rec.event(msg));
       },
-    });
+    }));
   }
 
   /** Starts fetching. */
@@ -114,8 +121,8 @@ export class GroupWorker {
   }
 
   /** The runner of a registration: the seam where kinds of task other than plain handlers plug in. */
-  private runnerFor(_reg: Registration): HandlerRunner {
-    return this.plain;
+  private runnerFor(reg: Registration): HandlerRunner {
+    return flowOf(reg) === undefined ? this.plain : (this.flows ??= new FlowRunner(this.ctx, this.hooks, this.rec));
   }
 
   /**
@@ -238,7 +245,20 @@ export class GroupWorker {
       if (!this.dropIfExpired(job)) {
         const reg = await (job.preparing ?? this.claimer.prepare(job));
         if (reg !== undefined && job.held && !this.dropIfExpired(job)) {
-          await this.outcomes.conclude(job, await this.runnerFor(reg).run(job, reg));
+          const scope = this.ctx.instrumentation?.process?.(job.msg as TaskMessage);
+          if (scope === undefined) {
+            await this.outcomes.conclude(job, await this.runnerFor(reg).run(job, reg));
+          } else {
+            // Instrumented: the run inside the scope (`run`), then `ran`, the settle hooks, `end`.
+            job.scope = scope;
+            try {
+              const outcome = await (scope.run === undefined ? this.runnerFor(reg).run(job, reg) : scope.run((): Promise<Outcome> => this.runnerFor(reg).run(job, reg)));
+              scope.ran?.(outcome.kind === 'failure' ? outcome.error : undefined);
+              await this.outcomes.conclude(job, outcome);
+            } finally {
+              scope.end?.();
+            }
+          }
         }
       }
     } catch (err) {

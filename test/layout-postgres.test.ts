@@ -36,6 +36,10 @@ describe('layout: postgres', () => {
     expect([...packagesOf(join(root, file))].filter((p) => DRIVERS.includes(p))).toEqual(['pg']);
   });
 
+  it('the transaction adapters (tasuki/postgres-tx) load no package: not pg, knex, kysely nor drizzle-orm', () => {
+    expect([...packagesOf(join(root, 'postgres/tx-adapters.ts'))]).toEqual([]);
+  });
+
   it('the shared postgres helpers use no any', () => {
     for (const file of [...ts('postgres'), ...ts('brokers').filter((f) => f.includes('postgres')), ...ts('backends').filter((f) => f.includes('postgres'))]) {
       const text = readFileSync(file, 'utf8')

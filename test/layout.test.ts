@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const DRIVERS = ['ioredis', 'amqplib', 'mongodb', 'memjs'];
+/** Optional peer dependencies of the metrics and tracing modules: never reachable from the core. */
+const TELEMETRY = ['prom-client', '@opentelemetry/api'];
 
 /** Every bare package and every project file reachable from `file` through static and dynamic imports. */
 function closure(file: string, seen = new Set<string>(), packages = new Set<string>()): Set<string> {
@@ -50,6 +52,21 @@ describe('layout', () => {
     expect(pk.sort()).toEqual([...own].sort());
   });
 
+  it('importing tasuki never loads prom-client or @opentelemetry/api (nor does any core module)', () => {
+    expect([...closure(join(root, 'src/index.ts'))].filter((p) => TELEMETRY.includes(p) || p.startsWith('@opentelemetry/'))).toEqual([]);
+    for (const file of modules('src')) {
+      expect([...closure(file)].filter((p) => TELEMETRY.includes(p) || p.startsWith('@opentelemetry/')), file).toEqual([]);
+    }
+  });
+
+  it.each([
+    ['metrics/index.ts', ['prom-client']],
+    ['otel/index.ts', ['@opentelemetry/api']],
+  ])('%s loads only its own telemetry library and no driver', (file, own) => {
+    const pk = [...closure(join(root, file))].filter((p) => TELEMETRY.includes(p) || DRIVERS.includes(p) || p.startsWith('@opentelemetry/'));
+    expect(pk.sort()).toEqual([...own].sort());
+  });
+
   it('every package export points at a source module', () => {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { exports: Record<string, { import: string }> };
     for (const [path, target] of Object.entries(pkg.exports)) {
@@ -59,7 +76,7 @@ describe('layout', () => {
   });
 
   it('shipped modules do not use any', () => {
-    for (const file of [...modules('src'), ...modules('brokers'), ...modules('backends')]) {
+    for (const file of [...modules('src'), ...modules('brokers'), ...modules('backends'), ...modules('metrics'), ...modules('otel')]) {
       const text = readFileSync(file, 'utf8')
         .replace(/\/\*[\s\S]*?\*\//g, '')
         .replace(/\/\/.*$/gm, '');

@@ -35,8 +35,8 @@ describe('the packed package from CommonJS', () => {
     const target = join(proj, 'node_modules', 'tasuki');
     mkdirSync(target, { recursive: true });
     await run('tar', ['-xzf', join(work, tgz as string), '-C', target, '--strip-components=1']);
-    // The runtime dependency and the (optional peer) drivers, from this checkout's install.
-    for (const dep of ['superjson', 'ioredis', 'amqplib', 'memjs', 'mongodb', 'pg']) {
+    // The runtime dependencies and the (optional peer) drivers, from this checkout's install.
+    for (const dep of ['superjson', 'croner', 'ioredis', 'amqplib', 'memjs', 'mongodb', 'pg', 'prom-client', '@opentelemetry']) {
       symlinkSync(join(root, 'node_modules', dep), join(proj, 'node_modules', dep));
     }
     writeFileSync(join(proj, 'package.json'), JSON.stringify({ name: 'cjs-user', private: true }));
@@ -46,7 +46,7 @@ describe('the packed package from CommonJS', () => {
 const { Server, TasukiError } = require('tasuki');
 const { MemoryBroker } = require('tasuki/brokers/memory');
 const { MemoryBackend } = require('tasuki/backends/memory');
-for (const p of ['tasuki/brokers/redis', 'tasuki/brokers/rabbitmq', 'tasuki/backends/redis', 'tasuki/backends/memcache', 'tasuki/backends/mongo']) require(p);
+for (const p of ['tasuki/brokers/redis', 'tasuki/brokers/rabbitmq', 'tasuki/backends/redis', 'tasuki/backends/memcache', 'tasuki/backends/mongo', 'tasuki/metrics', 'tasuki/otel']) require(p);
 (async () => {
   const server = new Server({ broker: new MemoryBroker(), backend: new MemoryBackend() });
   const add = server.add('math', 'add', (a, b) => a + b);

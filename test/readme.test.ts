@@ -1,7 +1,7 @@
 /**
  * The README's promises that can be checked mechanically:
  * - every ```ts block compiles (type-checked with tsc against the sources: `tasuki`, `tasuki/brokers/…`,
- *   `tasuki/backends/…` and `tasuki/testing` are mapped to this checkout's modules, `./tasks.js` to
+ *   `tasuki/backends/…`, `tasuki/postgres-tx`, `tasuki/metrics`, `tasuki/otel` and `tasuki/testing` are mapped to this checkout's modules, `./tasks.js` to
  *   `examples/tasks.ts`). How a snippet must be written to pass:
  *   - a complete program: its own imports, top-level `await` allowed (each snippet is a module);
  *   - a fragment (uses names it does not declare): put `<!-- snippet: fragment -->` on a line before
@@ -112,6 +112,9 @@ describe('README', () => {
         'tasuki/testing': ['../../test/contract/index.ts'],
         'tasuki/brokers/*': ['../../brokers/*.ts'],
         'tasuki/backends/*': ['../../backends/*.ts'],
+        'tasuki/postgres-tx': ['../../postgres/tx-adapters.ts'],
+        'tasuki/metrics': ['../../metrics/index.ts'],
+        'tasuki/otel': ['../../otel/index.ts'],
       };
       writeFileSync(
         join(dir, 'tsconfig.json'),

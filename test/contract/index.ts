@@ -6,3 +6,5 @@
 export { brokerContract, type BrokerHarness } from './broker.js';
 export { backendContract, makeState, type BackendHarness } from './backend.js';
 export { opsContract } from './ops.js';
+export { schedulesContract, type SchedulesHarness } from './schedules.js';
+export { journalContract, makeEntry } from './journal.js';
