@@ -8,7 +8,8 @@ import { ClosedError, ConnectionError, InvalidOptionError } from './errors.js';
 import { beforeDeadline } from './deadline.js';
 import { waitForResult } from './result-wait.js';
 import { sendIdempotent } from './idempotent.js';
-import { buildMessage, redriveState, sentState, validateSendOptions } from './outgoing.js';
+import { buildMessage, publishOptionsOf, redriveState, sentState, validateSendOptions } from './outgoing.js';
+import { checkSendSupport } from './limits.js';
 import { consoleLogger, type Logger } from './logger.js';
 import { decodeMessage, encodeMessage, type TaskMessage } from './message.js';
 import { assertName } from './names.js';
@@ -104,6 +105,7 @@ export class Client {
     assertName('task', ref.name);
     const now = Date.now();
     const backoff = resolveBackoff(this.defaults.backoff);
+    checkSendSupport(this.core.broker, this.defaults.priority, this.defaults.key);
     const msgs = argsList.map((args, i) => buildMessage(ref.group, ref.name, args, this.defaults, randomUUID(), now, i, backoff));
     const deadline = now + this.core.bounds.sendTimeoutMs;
     await this.bounded(this.core.broker.connect(), deadline);
@@ -111,7 +113,7 @@ export class Client {
       Promise.all([
         this.core.broker.publishBatch(
           ref.group,
-          msgs.map((m) => ({ body: encodeMessage(m), options: m.runAt === null ? {} : { availableAt: m.runAt } })),
+          msgs.map((m) => ({ body: encodeMessage(m), options: publishOptionsOf(m) })),
         ),
         ...msgs.map((m) => this.recordSent(m)),
       ]),
@@ -133,11 +135,12 @@ export class Client {
     this.checkOpen();
     assertName('group', group);
     assertName('task', name);
+    checkSendSupport(this.core.broker, opts.priority, opts.key);
     const id = opts.id ?? randomUUID();
     const msg = buildMessage(group, name, args, opts, id, Date.now(), 0);
     const body = encodeMessage(msg);
     const deadline = msg.sentAt + this.core.bounds.sendTimeoutMs;
-    const publishOptions = msg.runAt === null ? {} : { availableAt: msg.runAt };
+    const publishOptions = publishOptionsOf(msg);
     if (opts.id !== undefined) {
       if (this.core.statusExpires === 0) {
         throw new InvalidOptionError('an explicit id (idempotency key) needs stored states: statusExpires must not be 0');

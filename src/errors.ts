@@ -25,7 +25,8 @@ export type ErrorCode =
   | 'ERR_TOPOLOGY_MISMATCH'
   | 'ERR_DUPLICATE_TASK'
   | 'ERR_NOT_FOUND'
-  | 'ERR_TOO_MANY_DELIVERIES';
+  | 'ERR_TOO_MANY_DELIVERIES'
+  | 'ERR_UNSUPPORTED';
 
 /** Base class of all tasuki errors. */
 export class TasukiError extends Error {
@@ -211,6 +212,14 @@ export class TooManyDeliveriesError extends TasukiError {
   /** @param deliveries deliveries that started the handler and never concluded @param max the `maxDeliveries` setting */
   constructor(deliveries: number, max: number) {
     super('ERR_TOO_MANY_DELIVERIES', `task was delivered ${deliveries} time(s) without its run concluding (its worker died each time); maxDeliveries is ${max}`);
+  }
+}
+
+/** A feature was asked of a broker (or backend) that cannot enforce it; the message names what. */
+export class UnsupportedError extends TasukiError {
+  /** @param message what is not supported, and where */
+  constructor(message: string) {
+    super('ERR_UNSUPPORTED', message);
   }
 }
 

@@ -60,6 +60,10 @@ export interface TaskMessage {
   timeoutMs: number | null;
   /** Set by workers that did not know the task name: when that was first seen (rolling deploys). */
   firstUnknownAt: number | null;
+  /** Priority 0..9 when sent with one (optional; a reader that does not know it ignores it). */
+  priority?: number;
+  /** Flow-control key when sent with one (optional; a reader that does not know it ignores it). */
+  key?: string;
 }
 
 /** A superjson document. */
@@ -289,7 +293,7 @@ export function decodeMessage(body: string): TaskMessage {
       if (typeof b.jitter === 'number') backoff.jitter = b.jitter;
     }
   }
-  return {
+  const msg: TaskMessage = {
     v: 1,
     id: partial.id as string,
     group: partial.group as string,
@@ -304,6 +308,10 @@ export function decodeMessage(body: string): TaskMessage {
     timeoutMs: optNum('timeoutMs'),
     firstUnknownAt: optNum('firstUnknownAt'),
   };
+  // Optional flow-control fields: kept when well formed (the broker routes by its own copy).
+  if (typeof raw.priority === 'number' && Number.isInteger(raw.priority) && raw.priority >= 0 && raw.priority <= 9) msg.priority = raw.priority;
+  if (typeof raw.key === 'string' && raw.key.length > 0 && raw.key.length <= 200) msg.key = raw.key;
+  return msg;
 }
 
 /** Identifiers that could be read from a message that failed to decode. */

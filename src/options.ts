@@ -26,6 +26,10 @@ export interface SendOptions {
    * starts no second task and returns the same id. 1..200 characters.
    */
   id?: string;
+  /** Priority 0..9, higher first (default 5); strict between levels, FIFO within one. */
+  priority?: number;
+  /** Flow-control key (tenant, user, account): keys are served round-robin and may be limited per group. */
+  key?: string;
 }
 
 /** Options shared by {@link ServerOptions} and {@link ClientOptions}. */

@@ -13,6 +13,7 @@ import { assertName } from './names.js';
 import { checkMs, resolveServerSettings, type SendOptions, type ServerOptions, type ServerSettings } from './options.js';
 import type { AddOptions, CtlHandler, PlainHandlerCheck, TaskRef } from './task.js';
 import { GroupWorker, type Registration } from './worker.js';
+import { checkGroupSupport, resolveGroupFlow, type GroupOptions } from './limits.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -77,12 +78,16 @@ export class Server extends EventEmitter<ServerEvents> {
   /**
    * Starts a worker for `group` with at most `concurrency` handlers running at once. Several groups
    * may run in one process; each group once. Resolves when the broker and backend are connected.
+   * `options`: flow control of the group (rate limits, per-key concurrency, see {@link GroupOptions});
+   * one the broker cannot enforce natively rejects with `UnsupportedError` (ERR_UNSUPPORTED).
    */
-  async run(group: string, concurrency = 1): Promise<void> {
+  async run(group: string, concurrency = 1, options?: GroupOptions): Promise<void> {
     this.checkOpen();
     assertName('group', group);
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidOptionError(`concurrency must be a whole number ≥ 1, got ${concurrency}`);
     if (this.workers.has(group)) throw new InvalidOptionError(`group "${group}" is already running in this server`);
+    const flow = resolveGroupFlow(options);
+    checkGroupSupport(this.broker, group, flow);
     const worker = new GroupWorker(
       {
         broker: this.broker,
@@ -95,6 +100,7 @@ export class Server extends EventEmitter<ServerEvents> {
       },
       group,
       concurrency,
+      flow,
     );
     this.workers.set(group, worker);
     await Promise.all([this.broker.connect(), this.backend.connect()]);
