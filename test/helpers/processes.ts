@@ -12,9 +12,9 @@ export interface WorkerProcess {
   output(): string;
 }
 
-/** Starts `test/fixtures/worker.ts` with the given environment and waits for "ready". */
-export async function startWorker(env: Record<string, string>): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fixture], {
+/** Starts `test/fixtures/worker.ts` (or another fixture) with the given environment and waits for "ready". */
+export async function startWorker(env: Record<string, string>, script: string = fixture): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
