@@ -2,8 +2,9 @@
  * The Redis broker's scripts that know about flow control (priorities, keys, limits; see
  * `FLOW_HELPERS` in `./redis-lua.ts`). Each takes the group's key prefix `base` as its last key. A
  * group that never used a priority, a key or a limit has no `meta` hash: fetch then runs the plain
- * path (one EXISTS more), and settling a plain delivery (token without a flow flag) touches nothing
- * of flow control.
+ * path (the code of before, plus one EXISTS), and settling a plain delivery (token without a flow
+ * flag) runs the code of before plus one check of its token's last character. The flow helpers are
+ * Lua local functions defined inside the flow branches, so a plain call does not even create them.
  */
 import { FLOW_HELPERS, HELPERS } from './redis-lua.js';
 
@@ -19,10 +20,58 @@ const ALL = `${HELPERS}${FLOW_HELPERS}`;
  * (-1: none) — the caller may block at once; else -2. `throttleMs` ≥ 0: the group's bucket is empty,
  * its next token is due in that many ms (the caller sleeps; wake markers do not help); else -1.
  */
-export const FETCH = `${ALL}
+export const FETCH = `${HELPERS}
 local now = now_ms()
 local base = KEYS[7]
 local flow_on = redis.call('EXISTS', base .. 'meta') == 1
+if not flow_on and tonumber(ARGV[3] or '0') == 0 then
+  -- A group without flow data or limits: the plain path.
+  maintain(KEYS[1], KEYS[2], KEYS[3], now)
+  local out = {0, -1}
+  local entries = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
+  if entries then
+    local n = #entries
+    local last = redis.call('INCRBY', KEYS[6], n)
+    local deadline = now + tonumber(ARGV[2])
+    local leases = {}
+    local ids, flags = {}, {}
+    for i = 1, n do
+      local entry = entries[i]
+      if string.byte(entry, 1) == 126 then -- '~': delivered before
+        ids[i] = string.sub(entry, 2)
+        flags[i] = 1
+      else
+        ids[i] = entry
+        flags[i] = 0
+      end
+    end
+    for c = 1, n, 1000 do
+      local stop = math.min(c + 999, n)
+      local bodies = redis.call('HMGET', KEYS[4], unpack(ids, c, stop))
+      for i = c, stop do
+        local body = bodies[i - c + 1]
+        if body then
+          local token = ids[i] .. ':' .. string.format('%d', last - n + i)
+          leases[#leases + 1] = deadline
+          leases[#leases + 1] = token
+          out[#out + 1] = token
+          out[#out + 1] = body
+          out[#out + 1] = flags[i]
+        end
+      end
+    end
+    if #leases > 0 then call_chunked('ZADD', KEYS[3], leases) end
+  end
+  top_up_wake(KEYS[1], KEYS[5], true)
+  if entries == false or entries == nil or #entries < tonumber(ARGV[1]) then
+    -- Ready is drained: tell how long the caller may sleep (even when it took some).
+    out[1] = next_event(KEYS[2], KEYS[3], now)
+  else
+    out[1] = -2
+  end
+  return out
+end
+${FLOW_HELPERS}
 if flow_on then maintain_flow(base, now) else maintain(KEYS[1], KEYS[2], KEYS[3], now) end
 local max = tonumber(ARGV[1])
 local allowed = max
@@ -70,11 +119,15 @@ return out
  * ack — removes a delivery for good if its token still holds the lease (a keyed one frees its key's slot).
  * KEYS: lease, body, base. ARGV: token. Returns 1 if removed, 0 if the token no longer held it.
  */
-export const ACK = `${ALL}
+export const ACK = `${HELPERS}
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 local id = token_id(ARGV[1])
 if id then
-  if token_flag(ARGV[1]) then settle_flow(KEYS[3], ARGV[1], id, true) end
+  local c = string.sub(ARGV[1], -1)
+  if c == 'k' or c == 'f' then
+${FLOW_HELPERS}
+    settle_flow(KEYS[3], ARGV[1], id, true)
+  end
   redis.call('HDEL', KEYS[2], id)
 end
 return 1
@@ -84,15 +137,23 @@ return 1
  * ackMany — ack for several deliveries of one group (the broker coalesces the acks of one tick).
  * KEYS: lease, body, base. ARGV: tokens. Returns how many were removed.
  */
-export const ACK_MANY = `${ALL}
-local ids = {}
+export const ACK_MANY = `${HELPERS}
+local ids, flagged = {}, {}
 for i = 1, #ARGV do
   if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
     local id = token_id(ARGV[i])
     if id then
-      if token_flag(ARGV[i]) then settle_flow(KEYS[3], ARGV[i], id, true) end
+      local c = string.sub(ARGV[i], -1)
+      if c == 'k' or c == 'f' then flagged[#flagged + 1] = i end
       ids[#ids + 1] = id
     end
+  end
+end
+if #flagged > 0 then
+${FLOW_HELPERS}
+  for j = 1, #flagged do
+    local token = ARGV[flagged[j]]
+    settle_flow(KEYS[3], token, token_id(token), true)
   end
 end
 if #ids > 0 then call_chunked('HDEL', KEYS[2], ids) end
@@ -104,20 +165,29 @@ return #ids
  * at `availableAt` (tail of its lane when due, else delayed). A fresh (not redelivered) message.
  * KEYS: lease, body, ready, delayed, wake, base. ARGV: token, body, availableAt. Returns 1 or 0 (not held).
  */
-export const RETRY = `${ALL}
+export const RETRY = `${HELPERS}
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 local id = token_id(ARGV[1])
 if not id then return 0 end
 local now = now_ms()
 local at = tonumber(ARGV[3])
 redis.call('HSET', KEYS[2], id, ARGV[2])
-local m = settle_flow(KEYS[6], ARGV[1], id, false)
+local c = string.sub(ARGV[1], -1)
+if c == 'k' or c == 'f' then
+${FLOW_HELPERS}
+  local m = settle_flow(KEYS[6], ARGV[1], id, false)
+  if at > now then
+    redis.call('ZADD', KEYS[4], at, id)
+    if redis.call('LLEN', KEYS[5]) == 0 then redis.call('RPUSH', KEYS[5], '1') end
+  else
+    push_ready(KEYS[6], id, m, false)
+    top_up_wake_flow(KEYS[6])
+  end
+  return 1
+end
 if at > now then
   redis.call('ZADD', KEYS[4], at, id)
   if redis.call('LLEN', KEYS[5]) == 0 then redis.call('RPUSH', KEYS[5], '1') end
-elseif m then
-  push_ready(KEYS[6], id, m, false)
-  top_up_wake_flow(KEYS[6])
 else
   redis.call('RPUSH', KEYS[3], id)
   top_up_wake(KEYS[3], KEYS[5])
@@ -129,18 +199,20 @@ return 1
  * release — hands a held delivery back unchanged to the head of its lane, marked redelivered.
  * KEYS: lease, ready, wake, base. ARGV: token. Returns 1 or 0 (not held).
  */
-export const RELEASE = `${ALL}
+export const RELEASE = `${HELPERS}
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 local id = token_id(ARGV[1])
 if not id then return 0 end
-local m = settle_flow(KEYS[4], ARGV[1], id, false)
-if m then
+local c = string.sub(ARGV[1], -1)
+if c == 'k' or c == 'f' then
+${FLOW_HELPERS}
+  local m = settle_flow(KEYS[4], ARGV[1], id, false)
   push_ready(KEYS[4], '~' .. id, m, true)
   top_up_wake_flow(KEYS[4])
-else
-  redis.call('LPUSH', KEYS[2], '~' .. id)
-  top_up_wake(KEYS[2], KEYS[3])
+  return 1
 end
+redis.call('LPUSH', KEYS[2], '~' .. id)
+top_up_wake(KEYS[2], KEYS[3])
 return 1
 `;
 
@@ -149,11 +221,15 @@ return 1
  * priority and key stay in `meta` for a redrive.
  * KEYS: lease, body, dead, dead:body, dead:reason, base. ARGV: token, reason JSON. Returns 1 or 0 (not held).
  */
-export const DEAD_LETTER = `${ALL}
+export const DEAD_LETTER = `${HELPERS}
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 local id = token_id(ARGV[1])
 if not id then return 0 end
-settle_flow(KEYS[6], ARGV[1], id, false)
+local c = string.sub(ARGV[1], -1)
+if c == 'k' or c == 'f' then
+${FLOW_HELPERS}
+  settle_flow(KEYS[6], ARGV[1], id, false)
+end
 local body = redis.call('HGET', KEYS[2], id) or ''
 redis.call('HDEL', KEYS[2], id)
 redis.call('ZADD', KEYS[3], now_ms(), id)

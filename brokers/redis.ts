@@ -76,17 +76,7 @@ export class RedisBroker implements Broker {
   /** Single publishes of the current tick, one script call per group (the script takes any number). */
   private readonly publishes = new TickBatches<PendingPublish>(
     MAX_PUBLISH_PER_CALL,
-    (group, items) => {
-      const k = this.keys.get(group);
-      if (items.some((p) => p.lane !== '')) {
-        const flowArgv: Array<string | number> = [k.base, items.length];
-        for (const p of items) flowArgv.push(p.at, p.lane, p.body);
-        return this.cmd.tasukiPublishFlow(...flowArgv);
-      }
-      const args: Array<string | number> = [k.ready, k.delayed, k.body, k.wake, k.seq, items.length];
-      for (const p of items) args.push(p.at, p.body);
-      return this.cmd.tasukiPublish(...args);
-    },
+    (group, items) => this.publishScript(group, items),
     (err) => this.failure('publish', err),
   );
   /** Acks of the current tick, one script call per group (each still removes only what its token holds). */
@@ -183,20 +173,11 @@ export class RedisBroker implements Broker {
     assertName('group', group);
     if (!Array.isArray(items)) throw new InvalidOptionError('publishBatch items must be an array');
     if (items.length === 0) return;
-    const args: Array<string | number> = [items.length];
-    const flowArgv: Array<string | number> = [items.length];
-    let flow = false;
-    for (const item of items) {
+    const pending = items.map((item): PendingPublish => {
       if (typeof item?.body !== 'string') throw new InvalidOptionError('message body must be a string');
-      const at = availableAtArg(item.options?.availableAt);
-      const lane = laneArg(item.options);
-      if (lane !== '') flow = true;
-      args.push(at, item.body);
-      flowArgv.push(at, lane, item.body);
-    }
-    const k = this.keys.get(group);
-    if (flow) await this.run('publish', () => this.cmd.tasukiPublishFlow(k.base, ...flowArgv));
-    else await this.run('publish', () => this.cmd.tasukiPublish(k.ready, k.delayed, k.body, k.wake, k.seq, ...args));
+      return { at: availableAtArg(item.options?.availableAt), body: item.body, lane: laneArg(item.options) };
+    });
+    await this.run('publish', () => this.publishScript(group, pending));
   }
 
   /**
@@ -411,6 +392,19 @@ export class RedisBroker implements Broker {
   }
 
   // ---- internals ---------------------------------------------------------------------------------
+
+  /** One atomic publish script call: the plain one, or the flow one when a message has a priority or key. */
+  private publishScript(group: string, items: ReadonlyArray<PendingPublish>): Promise<unknown> {
+    const k = this.keys.get(group);
+    if (items.some((p) => p.lane !== '')) {
+      const argv: Array<string | number> = [k.base, items.length];
+      for (const p of items) argv.push(p.at, p.lane, p.body);
+      return this.cmd.tasukiPublishFlow(...argv);
+    }
+    const args: Array<string | number> = [k.ready, k.delayed, k.body, k.wake, k.seq, items.length];
+    for (const p of items) args.push(p.at, p.body);
+    return this.cmd.tasukiPublish(...args);
+  }
 
   private assertOpen(): void {
     if (this.closed) throw new ClosedError('redis broker');

@@ -23,6 +23,8 @@ export { DEFAULT_BACKOFF, DEFAULT_RETRY_COUNT, DEFAULT_EXPIRES } from './options
 export type { ServerEvents, TaskEvent } from './events.js';
 export { consoleLogger, silentLogger, type Logger, type LogLevel, type LogFields } from './logger.js';
 export type { Broker, Delivery, DeadLetter, DeadLetterReason, FetchOptions, PublishOptions, QueueCounts } from './broker.js';
+export type { FetchFlow, FlowFeature, RateLimit } from './broker.js';
+export { DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, type GroupOptions } from './limits.js';
 export type { Backend, Expiry, StateWrite, WriteGuard, WriteOutcome } from './backend.js';
 export { TASK_STATUSES, FINAL_STATUSES, isFinalStatus, parseTaskState, type TaskState, type TaskStatus, type StoredError } from './state.js';
 export {

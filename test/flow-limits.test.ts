@@ -139,6 +139,7 @@ describe('flow control across 3 worker processes (redis)', () => {
       const spanS = ((starts.at(-1) as number) - (starts[0] as number)) / 1000;
       // Tokens beyond the first burst, per second of the run: at least 90 % of 50/s.
       expect((starts.length - 10) / spanS).toBeGreaterThanOrEqual(45);
+      console.info(`group limit 50/s burst 10, 3 processes: ${takes.length} taken, most in a 1 s window ${maxInWindow(takes, 1000)} (starts: ${maxInWindow(starts, 1000)}), ${((starts.length - 10) / spanS).toFixed(1)}/s over ${spanS.toFixed(1)} s`);
     } finally {
       await run.close();
     }
@@ -166,6 +167,7 @@ describe('flow control across 3 worker processes (redis)', () => {
         expect(maxInWindow(evs.filter((e) => e.kind === 'take' && e.key === key).map((e) => e.at), 1000)).toBeLessThanOrEqual(25);
         const spanS = ((starts.at(-1) as number) - (starts[0] as number)) / 1000;
         expect((starts.length - 5) / spanS).toBeGreaterThanOrEqual(18);
+        console.info(`key ${key}: most running at once ${maxOverlap(mine)}, most taken in a 1 s window ${maxInWindow(evs.filter((e) => e.kind === 'take' && e.key === key).map((e) => e.at), 1000)}, ${((starts.length - 5) / spanS).toFixed(1)}/s`);
       }
       // The keys ran side by side, not one after another.
       expect(maxOverlap(evs.filter((e) => e.kind !== 'take'))).toBeGreaterThan(2);
