@@ -10,6 +10,7 @@ import { Deque } from '../src/deque.js';
 import { DEFAULT_PRIORITY, checkKey, checkPriority } from '../src/limits.js';
 import { assertName } from '../src/names.js';
 import { FlowState } from './memory-flow.js';
+import { DelayHeap } from './memory-delays.js';
 
 /** Flow-control features the memory broker enforces (all of them). */
 const MEMORY_FLOW_FEATURES: ReadonlySet<FlowFeature> = new Set<FlowFeature>(['priority', 'key', 'rateLimit', 'keyConcurrency', 'keyRateLimit', 'keyBackoff']);
@@ -44,59 +45,6 @@ class Entry {
   ) {}
 }
 
-/** Delayed messages: a binary min-heap on (`at`, `seq`), so equal due times keep publish order. */
-class DelayHeap {
-  private readonly items: Entry[] = [];
-
-  get length(): number {
-    return this.items.length;
-  }
-
-  /** The entry due first, if any. */
-  peek(): Entry | undefined {
-    return this.items[0];
-  }
-
-  push(entry: Entry): void {
-    const items = this.items;
-    let i = items.length;
-    items.push(entry);
-    while (i > 0) {
-      const parent = (i - 1) >>> 1;
-      const p = items[parent] as Entry;
-      if (!before(entry, p)) break;
-      items[i] = p;
-      i = parent;
-    }
-    items[i] = entry;
-  }
-
-  pop(): Entry | undefined {
-    const items = this.items;
-    const top = items[0];
-    const last = items.pop();
-    if (top === undefined || last === undefined || items.length === 0) return top;
-    const n = items.length;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= n) break;
-      const r = l + 1;
-      const c = r < n && before(items[r] as Entry, items[l] as Entry) ? r : l;
-      const child = items[c] as Entry;
-      if (!before(child, last)) break;
-      items[i] = child;
-      i = c;
-    }
-    items[i] = last;
-    return top;
-  }
-}
-
-function before(a: Entry, b: Entry): boolean {
-  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
-}
-
 interface Waiter {
   max: number;
   leaseMs: number;
@@ -127,7 +75,7 @@ function delayDue(g: GroupState): void {
 /** State of one group inside a {@link MemoryBrokerStore}. */
 class GroupState {
   readonly ready = new Deque<Entry>();
-  readonly delayed = new DelayHeap();
+  readonly delayed = new DelayHeap<Entry>();
   readonly inFlight = new Map<string, Entry>();
   dead: DeadLetter[] = [];
   readonly waiters: Waiter[] = [];

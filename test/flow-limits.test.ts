@@ -146,7 +146,7 @@ describe('flow control across 3 worker processes (redis)', () => {
   }, 120_000);
 
   it('per-key limits across processes: keyConcurrency 2 and 20/s (burst 5) per key, each key at ≥ 90 % of its limit', async () => {
-    const run = await setup({ keyConcurrency: 2, keyRateLimit: { limit: 20, periodMs: 1000, burst: 5 } }, { TASUKI_HANDLER_MS: '40' });
+    const run = await setup({ keyConcurrency: 2, keyRateLimit: { limit: 20, periodMs: 1000, burst: 5 } }, { TASUKI_HANDLER_MS: '10' });
     try {
       const ref = taskRef<[string, string], void>(run.group, 'run');
       const keys = ['k1', 'k2', 'k3'];
