@@ -32,8 +32,9 @@
 import { randomUUID } from 'node:crypto';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import type { Channel, Options } from 'amqplib';
-import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, PublishOptions, QueueCounts } from '../src/broker.js';
-import { InvalidOptionError } from '../src/errors.js';
+import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, FlowFeature, PublishOptions, QueueCounts } from '../src/broker.js';
+import { InvalidOptionError, UnsupportedError } from '../src/errors.js';
+import { DEFAULT_PRIORITY, checkPriority, requireFeature } from '../src/limits.js';
 import { assertName } from '../src/names.js';
 import { HEADER_DEAD_AT, HEADER_DEAD_CODE, HEADER_DEAD_MESSAGE, PREFIX_PATTERN, groupQueueNames, type RabbitMQQueueType } from './rabbitmq-topology.js';
 import { RabbitConnection, type Conn } from './rabbitmq/connection.js';
@@ -43,7 +44,7 @@ import { Declarations } from './rabbitmq/declarations.js';
 import { DEFAULT_HOLD_MS, DelayMover } from './rabbitmq/delay-mover.js';
 import { Leases } from './rabbitmq/leases.js';
 import { Publisher } from './rabbitmq/publisher.js';
-import { ackSafe, errText, nackSafe, positiveInt } from './rabbitmq/util.js';
+import { ackSafe, errText, nackSafe, positiveInt, priorityOf } from './rabbitmq/util.js';
 
 export type { RabbitMQQueueType } from './rabbitmq-topology.js';
 
@@ -67,6 +68,13 @@ export interface RabbitMQBrokerOptions {
   prefix?: string;
   /** Type of the declared queues: `classic` (default) or `quorum` (RabbitMQ clusters). */
   queueType?: RabbitMQQueueType;
+  /**
+   * Declare work queues with `x-max-priority` 9, so that the `priority` send control works (classic
+   * queues only; default false). Every process of a group must use the same setting: an existing
+   * work queue declared the other way fails with `TopologyMismatchError`. Quorum queues (RabbitMQ
+   * 3.10) have no priorities: with `queueType: 'quorum'` this option is refused (`UnsupportedError`).
+   */
+  priorities?: boolean;
   /**
    * Fixed per-consumer prefetch (1 to 65 535). Without it the prefetch grows to the deliveries this
    * instance holds in the group plus the largest `max` asked by `fetch` (the core's concurrency).
@@ -126,6 +134,12 @@ export class RabbitMQBroker implements Broker {
   readonly prefix: string;
   /** Type of the declared queues. */
   readonly queueType: RabbitMQQueueType;
+  /**
+   * `priority` when work queues are declared with priorities (option `priorities`). Keys and limits
+   * are not enforced: RabbitMQ pushes messages to consumers and keeps no shared state tasuki could
+   * evaluate a global limit in, so workers refuse them (`UnsupportedError`).
+   */
+  readonly flowFeatures: ReadonlySet<FlowFeature>;
 
   private readonly instanceId = randomUUID().slice(0, 12);
   private readonly connection: RabbitConnection;
@@ -147,6 +161,12 @@ export class RabbitMQBroker implements Broker {
     if (this.queueType !== 'classic' && this.queueType !== 'quorum') {
       throw new InvalidOptionError(`queueType must be "classic" or "quorum", got ${JSON.stringify(this.queueType)}`);
     }
+    const priorities = options.priorities ?? false;
+    if (typeof priorities !== 'boolean') throw new InvalidOptionError('priorities must be a boolean');
+    if (priorities && this.queueType === 'quorum') {
+      throw new UnsupportedError('priorities are not supported on quorum queues (RabbitMQ 3.10 quorum queues have no x-max-priority); use classic queues for prioritised groups');
+    }
+    this.flowFeatures = new Set<FlowFeature>(priorities ? ['priority'] : []);
     const fixedPrefetch = options.prefetch === undefined ? undefined : positiveInt('prefetch', options.prefetch, 1, 1, 65_535);
     const idleMs = positiveInt('consumerIdleMs', options.consumerIdleMs, 250, 1);
     const backoffInitialMs = positiveInt('reconnectInitialDelayMs', options.reconnectInitialDelayMs, 100, 1);
@@ -172,7 +192,7 @@ export class RabbitMQBroker implements Broker {
         lost: (conn) => this.onLost(conn),
       },
     );
-    this.declarations = new Declarations(this.connection, this.prefix, this.queueType);
+    this.declarations = new Declarations(this.connection, this.prefix, this.queueType, priorities);
     this.publisher = new Publisher(this.connection, this.declarations, this.prefix);
     this.leases = new Leases(this.instanceId);
     this.consumers = new Consumers(
@@ -218,7 +238,8 @@ export class RabbitMQBroker implements Broker {
   async publish(group: string, body: string, options?: PublishOptions): Promise<void> {
     this.connection.assertOpen();
     assertName('group', group);
-    await this.publisher.publish(group, [{ body, target: 'work', availableAt: options?.availableAt, messageId: randomUUID() }]);
+    const priority = this.priorityArg(options);
+    await this.publisher.publish(group, [{ body, target: 'work', availableAt: options?.availableAt, messageId: randomUUID(), priority }]);
   }
 
   /** Publishes many bodies to one group, pipelined, awaiting all confirms. */
@@ -226,9 +247,10 @@ export class RabbitMQBroker implements Broker {
     this.connection.assertOpen();
     assertName('group', group);
     if (items.length === 0) return;
+    const priorities = items.map((i) => this.priorityArg(i.options));
     await this.publisher.publish(
       group,
-      items.map((i) => ({ body: i.body, target: 'work' as const, availableAt: i.options?.availableAt, messageId: randomUUID() })),
+      items.map((i, n) => ({ body: i.body, target: 'work' as const, availableAt: i.options?.availableAt, messageId: randomUUID(), priority: priorities[n] })),
     );
   }
 
@@ -243,6 +265,10 @@ export class RabbitMQBroker implements Broker {
     if (!Number.isFinite(max) || max < 1) throw new InvalidOptionError(`fetch max must be ≥ 1, got ${String(max)}`);
     if (!Number.isFinite(options.leaseMs) || options.leaseMs <= 0) throw new InvalidOptionError(`leaseMs must be > 0, got ${String(options.leaseMs)}`);
     if (!Number.isFinite(options.waitMs) || options.waitMs < 0) throw new InvalidOptionError(`waitMs must be ≥ 0, got ${String(options.waitMs)}`);
+    const flow = options.flow;
+    if (flow?.rateLimit) requireFeature(this, 'rateLimit', 'rateLimit');
+    if (flow?.keyConcurrency !== undefined) requireFeature(this, 'keyConcurrency', 'keyConcurrency');
+    if (flow?.keyRateLimit) requireFeature(this, 'keyRateLimit', 'keyRateLimit');
     this.mover.start(group);
     return this.consumers.fetch(group, Math.floor(max), options);
   }
@@ -264,7 +290,7 @@ export class RabbitMQBroker implements Broker {
     if (!h) return;
     const published = await this.publisher.publish(
       h.group,
-      [{ body, target: 'work', availableAt, messageId: randomUUID() }],
+      [{ body, target: 'work', availableAt, messageId: randomUUID(), priority: priorityOf(h.msg) }],
       () => this.leases.get(delivery.token) === h,
     );
     if (!published) return;
@@ -301,7 +327,7 @@ export class RabbitMQBroker implements Broker {
     const headers = { [HEADER_DEAD_CODE]: reason.code, [HEADER_DEAD_MESSAGE]: reason.message, [HEADER_DEAD_AT]: String(Date.now()) };
     const published = await this.publisher.publish(
       h.group,
-      [{ body: h.msg.content.toString('utf8'), target: 'dead', messageId: randomUUID(), headers }],
+      [{ body: h.msg.content.toString('utf8'), target: 'dead', messageId: randomUUID(), headers, priority: priorityOf(h.msg) }],
       () => this.leases.get(delivery.token) === h,
     );
     if (!published) return;
@@ -385,5 +411,15 @@ export class RabbitMQBroker implements Broker {
   async deleteDelayExchanges(): Promise<void> {
     this.connection.assertOpen();
     await this.connection.run('deleting the delay exchanges', (conn) => this.declarations.deleteLegacyExchanges(conn));
+  }
+
+  /** The AMQP priority of a publish: its `priority` (default 5) on a broker with priorities; a priority or key it cannot honour is refused. */
+  private priorityArg(options: PublishOptions | undefined): number | undefined {
+    if (options?.key !== undefined) requireFeature(this, 'key', 'the key send control');
+    if (options?.priority !== undefined) {
+      requireFeature(this, 'priority', 'the priority send control (RabbitMQ broker option priorities: true)');
+      return checkPriority(options.priority);
+    }
+    return this.flowFeatures.has('priority') ? DEFAULT_PRIORITY : undefined;
   }
 }

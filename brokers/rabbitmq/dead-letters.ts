@@ -9,7 +9,7 @@ import type { DeadLetter } from '../../src/broker.js';
 import { HEADER_DEAD_AT, HEADER_DEAD_CODE, HEADER_DEAD_MESSAGE, NOT_FOUND, amqpReplyCode, groupQueueNames } from '../rabbitmq-topology.js';
 import type { Conn, RabbitConnection } from './connection.js';
 import type { Publisher } from './publisher.js';
-import { headerString, noop } from './util.js';
+import { headerString, noop, priorityOf } from './util.js';
 
 /** Stable id of a dead letter: its message id, or a content hash for messages put there by others. */
 export function deadLetterId(msg: Message): string {
@@ -97,7 +97,7 @@ export class DeadLetters {
           // Publish (confirmed) first, then ack: a crash in between duplicates, never loses.
           await this.publisher.publish(
             group,
-            chosen.map((m) => ({ body: m.content.toString('utf8'), target: 'work' as const, messageId: randomUUID() })),
+            chosen.map((m) => ({ body: m.content.toString('utf8'), target: 'work' as const, messageId: randomUUID(), priority: priorityOf(m) })),
           );
           for (const m of chosen) ch.ack(m);
         },

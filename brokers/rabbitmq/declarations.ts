@@ -12,6 +12,7 @@ import {
   groupQueueNames,
   plainQueueArguments,
   toTopologyMismatch,
+  workQueueArguments,
   type RabbitMQQueueType,
 } from '../rabbitmq-topology.js';
 import type { Conn, RabbitConnection } from './connection.js';
@@ -22,6 +23,7 @@ export class Declarations {
     private readonly connection: RabbitConnection,
     private readonly prefix: string,
     private readonly queueType: RabbitMQQueueType,
+    private readonly priorities = false,
   ) {}
 
   /** Declares a group's queues once per connection; a conflicting queue fails with `TopologyMismatchError`. */
@@ -44,13 +46,17 @@ export class Declarations {
       try {
         await ch.assertQueue(queue, { durable: true, exclusive: false, autoDelete: false, arguments: args });
       } catch (err) {
-        throw toTopologyMismatch(err, `queue "${queue}"`, args) ?? err;
+        const mismatch = toTopologyMismatch(err, `queue "${queue}"`, args);
+        if (mismatch && queue === names.work) {
+          mismatch.message += ` (the broker option priorities is ${this.priorities ? 'on' : 'off'} here: every process of the group must use the same setting; to change it, drain and delete the work queue or use another prefix)`;
+        }
+        throw mismatch ?? err;
       }
     };
     const plain = plainQueueArguments(this.queueType);
     const delay = delayQueueArguments(this.queueType);
     const queues: Array<[string, Record<string, unknown>]> = [
-      [names.work, plain],
+      [names.work, workQueueArguments(this.queueType, this.priorities)],
       [names.dead, plain],
       ...names.delay.map((queue): [string, Record<string, unknown>] => [queue, delay]),
     ];
