@@ -4,16 +4,16 @@
  * within one process. Messages live only as long as the process (and the {@link MemoryBrokerStore}).
  */
 import { randomUUID } from 'node:crypto';
-import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchFlow, FetchOptions, FlowFeature, PublishOptions, QueueCounts } from '../src/broker.js';
+import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchLimits, FetchOptions, DispatchFeature, PublishOptions, QueueCounts } from '../src/broker.js';
 import { ClosedError, InvalidOptionError } from '../src/errors.js';
 import { Deque } from '../src/deque.js';
 import { DEFAULT_PRIORITY, checkKey, checkPriority } from '../src/limits.js';
 import { assertName } from '../src/names.js';
-import { FlowState } from './memory-flow.js';
+import { FlowState } from './memory-lanes.js';
 import { DelayHeap } from './memory-delays.js';
 
 /** Flow-control features the memory broker enforces (all of them). */
-const MEMORY_FLOW_FEATURES: ReadonlySet<FlowFeature> = new Set<FlowFeature>(['priority', 'key', 'rateLimit', 'keyConcurrency', 'keyRateLimit', 'keyBackoff']);
+const MEMORY_FLOW_FEATURES: ReadonlySet<DispatchFeature> = new Set<DispatchFeature>(['priority', 'key', 'rateLimit', 'keyConcurrency', 'keyRateLimit', 'keyBackoff']);
 
 /**
  * One message held by the broker. The same object travels through the message's life in its group
@@ -48,7 +48,7 @@ class Entry {
 interface Waiter {
   max: number;
   leaseMs: number;
-  flow: FetchFlow | undefined;
+  flow: FetchLimits | undefined;
   resolve: (ds: Delivery[]) => void;
 }
 
@@ -176,7 +176,7 @@ class GroupState {
   }
 
   /** Leases up to `max` ready messages (within the limits of `flow`). */
-  take(max: number, leaseMs: number, flow: FetchFlow | undefined): Delivery[] {
+  take(max: number, leaseMs: number, flow: FetchLimits | undefined): Delivery[] {
     const out: Delivery[] = [];
     const taken = this.flow === undefined ? undefined : this.flow.take(max, flow, Date.now());
     let i = 0;
@@ -266,7 +266,7 @@ export class MemoryBroker implements Broker {
   /** @inheritdoc */
   readonly kind = 'memory';
   /** Every flow-control feature: priorities, keys, group and key limits, key back-off. */
-  readonly flowFeatures = MEMORY_FLOW_FEATURES;
+  readonly dispatchFeatures = MEMORY_FLOW_FEATURES;
   /** The store this broker works on. */
   readonly store: MemoryBrokerStore;
   private closed = false;

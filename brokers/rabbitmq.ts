@@ -32,7 +32,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import type { Channel, Options } from 'amqplib';
-import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, FlowFeature, PublishOptions, QueueCounts } from '../src/broker.js';
+import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, DispatchFeature, PublishOptions, QueueCounts } from '../src/broker.js';
 import { InvalidOptionError, UnsupportedError } from '../src/errors.js';
 import { DEFAULT_PRIORITY, checkPriority, requireFeature } from '../src/limits.js';
 import { assertName } from '../src/names.js';
@@ -139,7 +139,7 @@ export class RabbitMQBroker implements Broker {
    * are not enforced: RabbitMQ pushes messages to consumers and keeps no shared state tasuki could
    * evaluate a global limit in, so workers refuse them (`UnsupportedError`).
    */
-  readonly flowFeatures: ReadonlySet<FlowFeature>;
+  readonly dispatchFeatures: ReadonlySet<DispatchFeature>;
 
   private readonly instanceId = randomUUID().slice(0, 12);
   private readonly connection: RabbitConnection;
@@ -166,7 +166,7 @@ export class RabbitMQBroker implements Broker {
     if (priorities && this.queueType === 'quorum') {
       throw new UnsupportedError('priorities are not supported on quorum queues (RabbitMQ 3.10 quorum queues have no x-max-priority); use classic queues for prioritised groups');
     }
-    this.flowFeatures = new Set<FlowFeature>(priorities ? ['priority'] : []);
+    this.dispatchFeatures = new Set<DispatchFeature>(priorities ? ['priority'] : []);
     const fixedPrefetch = options.prefetch === undefined ? undefined : positiveInt('prefetch', options.prefetch, 1, 1, 65_535);
     const idleMs = positiveInt('consumerIdleMs', options.consumerIdleMs, 250, 1);
     const backoffInitialMs = positiveInt('reconnectInitialDelayMs', options.reconnectInitialDelayMs, 100, 1);
@@ -420,6 +420,6 @@ export class RabbitMQBroker implements Broker {
       requireFeature(this, 'priority', 'the priority send control (RabbitMQ broker option priorities: true)');
       return checkPriority(options.priority);
     }
-    return this.flowFeatures.has('priority') ? DEFAULT_PRIORITY : undefined;
+    return this.dispatchFeatures.has('priority') ? DEFAULT_PRIORITY : undefined;
   }
 }

@@ -1,5 +1,5 @@
 /**
- * Lua helpers of the Redis broker's scripts (`./redis-scripts.ts`, `./redis-flow-scripts.ts`): each
+ * Lua helpers of the Redis broker's scripts (`./redis-scripts.ts`, `./redis-lane-scripts.ts`): each
  * script is self-contained, these are prepended to it.
  */
 /** Most wake-up markers kept per group (bounds the number of idle fetches one publish burst wakes). */

@@ -12,7 +12,7 @@
  * so that a blocked fetch recomputes how long it may sleep.
  */
 import type { Redis } from 'ioredis';
-import { ACK, ACK_MANY, BACKOFF_KEY, COUNTS, DEAD_LETTER, DELETE_DEAD, FETCH, PUBLISH_FLOW, PURGE_FLOW, REDRIVE_DEAD, RELEASE, RETRY } from './redis-flow-scripts.js';
+import { ACK, ACK_MANY, BACKOFF_KEY, COUNTS, DEAD_LETTER, DELETE_DEAD, FETCH, PUBLISH_FLOW, PURGE_FLOW, REDRIVE_DEAD, RELEASE, RETRY } from './redis-lane-scripts.js';
 import { HELPERS } from './redis-lua.js';
 
 export { MAINTENANCE_BATCH, WAKE_CAP } from './redis-lua.js';

@@ -2,7 +2,7 @@
  * Argument checks and script reply parsing of the Redis broker: what goes into a script call and
  * what comes back out of one, validated with typed errors.
  */
-import type { DeadLetterReason, Delivery, FetchFlow, PublishOptions } from '../src/broker.js';
+import type { DeadLetterReason, Delivery, FetchLimits, PublishOptions } from '../src/broker.js';
 import { DEFAULT_PRIORITY, checkKey, checkPriority } from '../src/limits.js';
 import { ConnectionError, InvalidOptionError } from '../src/errors.js';
 import { assertName } from '../src/names.js';
@@ -69,7 +69,7 @@ export function laneArg(options: PublishOptions | undefined): string {
 }
 
 /** The fetch script's limit arguments (0: none). */
-export function flowArgs(flow: FetchFlow | undefined): number[] {
+export function flowArgs(flow: FetchLimits | undefined): number[] {
   if (flow === undefined) return [];
   const g = flow.rateLimit;
   const k = flow.keyRateLimit;

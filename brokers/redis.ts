@@ -14,7 +14,7 @@
  * check of the server's persistence and eviction settings (`./redis-durability.ts`). This file holds
  * the broker class: its life cycle and the operations of the `Broker` interface.
  */
-import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, FlowFeature, PublishOptions, QueueCounts } from '../src/broker.js';
+import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, DispatchFeature, PublishOptions, QueueCounts } from '../src/broker.js';
 import { checkKey } from '../src/limits.js';
 import { ClosedError, ConnectionError, InvalidOptionError, TasukiError } from '../src/errors.js';
 import { assertName } from '../src/names.js';
@@ -40,7 +40,7 @@ interface PendingPublish {
 }
 
 /** Flow-control features the Redis broker enforces (all of them, in its scripts). */
-const REDIS_FLOW_FEATURES: ReadonlySet<FlowFeature> = new Set<FlowFeature>(['priority', 'key', 'rateLimit', 'keyConcurrency', 'keyRateLimit', 'keyBackoff']);
+const REDIS_FLOW_FEATURES: ReadonlySet<DispatchFeature> = new Set<DispatchFeature>(['priority', 'key', 'rateLimit', 'keyConcurrency', 'keyRateLimit', 'keyBackoff']);
 
 /** Most messages of coalesced single publishes sent in one script call. */
 const MAX_PUBLISH_PER_CALL = 500;
@@ -62,7 +62,7 @@ export class RedisBroker implements Broker {
   /** @inheritdoc */
   readonly kind = 'redis';
   /** Every flow-control feature, evaluated inside the fetch script (global across processes). */
-  readonly flowFeatures = REDIS_FLOW_FEATURES;
+  readonly dispatchFeatures = REDIS_FLOW_FEATURES;
   /** Key prefix of this broker. */
   readonly prefix: string;
   private readonly cmd: ScriptedRedis;

@@ -29,7 +29,7 @@ export interface PublishOptions {
   tx?: unknown;
   /**
    * Priority 0..9 (higher first, default 5 when absent), for brokers that declare the `priority`
-   * feature in {@link Broker.flowFeatures}. Kept through delays, retries and redeliveries.
+   * feature in {@link Broker.dispatchFeatures}. Kept through delays, retries and redeliveries.
    */
   priority?: number;
   /** Flow-control key (tenant, user, account), for brokers that declare the `key` feature. */
@@ -47,7 +47,7 @@ export interface RateLimit {
 }
 
 /** Flow control a worker asks of {@link Broker.fetch} for its group (see `src/limits.ts`). */
-export interface FetchFlow {
+export interface FetchLimits {
   /** Rate limit of the whole group, global across every worker. */
   rateLimit?: RateLimit;
   /** Most deliveries of one key in flight at once, across every worker. */
@@ -56,8 +56,8 @@ export interface FetchFlow {
   keyRateLimit?: RateLimit;
 }
 
-/** Flow-control features a broker may enforce natively (declared in {@link Broker.flowFeatures}). */
-export type FlowFeature = 'priority' | 'key' | 'rateLimit' | 'keyConcurrency' | 'keyRateLimit' | 'keyBackoff';
+/** Flow-control features a broker may enforce natively (declared in {@link Broker.dispatchFeatures}). */
+export type DispatchFeature = 'priority' | 'key' | 'rateLimit' | 'keyConcurrency' | 'keyRateLimit' | 'keyBackoff';
 
 /** Options of {@link Broker.fetch}. */
 export interface FetchOptions {
@@ -74,7 +74,7 @@ export interface FetchOptions {
    * Flow control of the group, evaluated atomically where messages are taken. Only passed when the
    * worker's group options ask for it, and only to brokers that declare the features.
    */
-  flow?: FetchFlow;
+  flow?: FetchLimits;
 }
 
 /** One delivery of a message to a worker. Opaque to the core except `body`. */
@@ -190,7 +190,7 @@ export interface Broker {
    * Flow-control features this broker enforces natively (absent: none). Senders and workers refuse
    * (UnsupportedError) a priority, key or group limit the broker does not declare.
    */
-  readonly flowFeatures?: ReadonlySet<FlowFeature>;
+  readonly dispatchFeatures?: ReadonlySet<DispatchFeature>;
   /** Gives no delivery of `key` in `group` for `ms` (feature `keyBackoff`). */
   backoffKey?(group: string, key: string, ms: number): Promise<void>;
 }

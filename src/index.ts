@@ -24,7 +24,7 @@ export type { ServerEvents, TaskEvent } from './events.js';
 export type { Instrumentation, InstrumentationOption, ProcessScope, SendDone, SettleKind } from './instrumentation.js';
 export { consoleLogger, silentLogger, type Logger, type LogLevel, type LogFields } from './logger.js';
 export type { Broker, Delivery, DeadLetter, DeadLetterReason, FetchOptions, PublishOptions, QueueCounts } from './broker.js';
-export type { FetchFlow, FlowFeature, RateLimit } from './broker.js';
+export type { FetchLimits, DispatchFeature, RateLimit } from './broker.js';
 export { DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, type GroupOptions } from './limits.js';
 export type { Backend, Expiry, StateWrite, WriteGuard, WriteOutcome } from './backend.js';
 export { TASK_STATUSES, FINAL_STATUSES, isFinalStatus, parseTaskState, type TaskState, type TaskStatus, type StoredError } from './state.js';

@@ -3,7 +3,7 @@
  * passes to its broker, the token bucket the in-memory broker evaluates, and the refusal
  * ({@link UnsupportedError}) of a feature a broker does not enforce natively.
  */
-import type { Broker, FetchFlow, FlowFeature, RateLimit } from './broker.js';
+import type { Broker, FetchLimits, DispatchFeature, RateLimit } from './broker.js';
 import { InvalidOptionError, UnsupportedError } from './errors.js';
 
 /** Lowest priority. */
@@ -58,10 +58,10 @@ export function checkRateLimit(name: string, v: unknown): Required<RateLimit> {
 }
 
 /** Checks group options and returns the fetch flow they ask for (`undefined`: none). */
-export function resolveGroupFlow(o: GroupOptions | undefined): FetchFlow | undefined {
+export function resolveGroupLimits(o: GroupOptions | undefined): FetchLimits | undefined {
   if (o === undefined) return undefined;
   if (typeof o !== 'object' || o === null) throw new InvalidOptionError('group options must be an object');
-  const flow: FetchFlow = {};
+  const flow: FetchLimits = {};
   if (o.rateLimit !== undefined) flow.rateLimit = checkRateLimit('rateLimit', o.rateLimit);
   if (o.keyRateLimit !== undefined) flow.keyRateLimit = checkRateLimit('keyRateLimit', o.keyRateLimit);
   if (o.keyConcurrency !== undefined) {
@@ -74,13 +74,13 @@ export function resolveGroupFlow(o: GroupOptions | undefined): FetchFlow | undef
 }
 
 /** Throws {@link UnsupportedError} unless `broker` declares `feature`. */
-export function requireFeature(broker: Broker, feature: FlowFeature, what: string): void {
-  if (broker.flowFeatures?.has(feature)) return;
+export function requireFeature(broker: Broker, feature: DispatchFeature, what: string): void {
+  if (broker.dispatchFeatures?.has(feature)) return;
   throw new UnsupportedError(`${what} is not supported by the ${broker.kind} broker (it cannot enforce "${feature}" natively); see the support table in the README`);
 }
 
 /** Refuses (UnsupportedError) group options the broker cannot enforce: called by the worker at `run()`. */
-export function checkGroupSupport(broker: Broker, group: string, flow: FetchFlow | undefined): void {
+export function checkGroupSupport(broker: Broker, group: string, flow: FetchLimits | undefined): void {
   if (flow === undefined) return;
   if (flow.rateLimit) requireFeature(broker, 'rateLimit', `group "${group}": rateLimit`);
   if (flow.keyConcurrency !== undefined) requireFeature(broker, 'keyConcurrency', `group "${group}": keyConcurrency`);

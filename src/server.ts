@@ -17,7 +17,7 @@ import { ScheduleTicks } from './schedule/tick.js';
 import { assertFlowsRunnable, registerFlow } from './flow/registry.js';
 import type { FlowHandler, FlowOptions } from './flow/types.js';
 import { resolveInstrumentation, type Instrumentation } from './instrumentation.js';
-import { checkGroupSupport, resolveGroupFlow, type GroupOptions } from './limits.js';
+import { checkGroupSupport, resolveGroupLimits, type GroupOptions } from './limits.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -106,7 +106,7 @@ export class Server extends EventEmitter<ServerEvents> {
     if (this.workers.has(group)) throw new InvalidOptionError(`group "${group}" is already running in this server`);
     const ticks = (this.ticks ??= new ScheduleTicks({ backend: this.backend, logger: this.logger, client: () => this.client(), emit: (e, ...a) => this.safeEmit(e, ...a) }));
     assertFlowsRunnable(this.registry.values(), group, this.backend, this.settings.statusExpires);
-    const flow = resolveGroupFlow(options);
+    const flow = resolveGroupLimits(options);
     checkGroupSupport(this.broker, group, flow);
     const worker = new GroupWorker(
       {

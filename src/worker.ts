@@ -5,8 +5,8 @@
  * (`worker-outcome.ts`, `worker-record.ts`), lease renewal (`worker-leases.ts`) and abort polling
  * (`worker-aborts.ts`). A job's states are in `worker-job.ts`.
  */
-import type { Delivery, FetchFlow, FetchOptions } from './broker.js';
-import { backoffKey } from './worker-flow.js';
+import type { Delivery, FetchLimits, FetchOptions } from './broker.js';
+import { backoffKey } from './worker-limits.js';
 import { Deque } from './deque.js';
 import { ShutdownError, toError } from './errors.js';
 import { pause, setLongTimeout } from './timers.js';
@@ -82,7 +82,7 @@ export class GroupWorker {
     private readonly ctx: WorkerContext,
     readonly group: string,
     readonly concurrency: number,
-    private readonly flow?: FetchFlow,
+    private readonly flow?: FetchLimits,
   ) {
     // A limited group takes a task from the broker only for a free slot, so that a take (where the
     // limit is counted) and the handler's start stay close together.

@@ -1,6 +1,6 @@
 /** The token bucket and option checks of `src/limits.ts` (simulated clock: no timing in the test). */
 import { describe, expect, it } from 'vitest';
-import { TokenBucket, checkRateLimit, resolveGroupFlow } from '../src/limits.js';
+import { TokenBucket, checkRateLimit, resolveGroupLimits } from '../src/limits.js';
 
 describe('TokenBucket', () => {
   it('takes at most limit + burst in any window of periodMs and about limit per period over time', () => {
@@ -36,8 +36,8 @@ describe('TokenBucket', () => {
 
 describe('group options', () => {
   it('resolve burst to limit and drop empty options', () => {
-    expect(resolveGroupFlow(undefined)).toBeUndefined();
-    expect(resolveGroupFlow({})).toBeUndefined();
-    expect(resolveGroupFlow({ rateLimit: { limit: 5, periodMs: 100 }, keyConcurrency: 3 })).toEqual({ rateLimit: { limit: 5, periodMs: 100, burst: 5 }, keyConcurrency: 3 });
+    expect(resolveGroupLimits(undefined)).toBeUndefined();
+    expect(resolveGroupLimits({})).toBeUndefined();
+    expect(resolveGroupLimits({ rateLimit: { limit: 5, periodMs: 100 }, keyConcurrency: 3 })).toEqual({ rateLimit: { limit: 5, periodMs: 100, burst: 5 }, keyConcurrency: 3 });
   });
 });

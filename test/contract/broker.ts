@@ -11,7 +11,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import type { Broker, Delivery } from '../../src/broker.js';
-import { brokerFlowContract } from './broker-flow.js';
+import { brokerFlowContract } from './broker-limits.js';
 
 /** What a broker factory provides to the suite. */
 export interface BrokerHarness {

@@ -1,5 +1,5 @@
 /**
- * `npx tsx bench/flow.ts [--jobs N] [--redis URL]`: the broker cost of priorities and keys. On the
+ * `npx tsx bench/limits.ts [--jobs N] [--redis URL]`: the broker cost of priorities and keys. On the
  * Redis and the memory broker, N messages are published (1 000 per batch), then fetched 50 at a
  * time and acked, in four scenarios: plain (no flow data), priorities (random 0..9), keys (100 keys,
  * fair dispatch), and keys with keyConcurrency 10. Prints messages/s of the fetch+ack phase per
@@ -7,7 +7,7 @@
  */
 import { RedisBroker } from '../brokers/redis.js';
 import { MemoryBroker } from '../brokers/memory.js';
-import type { Broker, FetchFlow, PublishOptions } from '../src/broker.js';
+import type { Broker, FetchLimits, PublishOptions } from '../src/broker.js';
 
 const arg = (name: string, dflt: string): string => {
   const i = process.argv.indexOf(name);
@@ -19,7 +19,7 @@ const url = arg('--redis', 'redis://127.0.0.1:6379');
 interface Scenario {
   name: string;
   options(i: number): PublishOptions;
-  flow?: FetchFlow;
+  flow?: FetchLimits;
 }
 const scenarios: Scenario[] = [
   { name: 'plain', options: () => ({}) },

@@ -15,7 +15,7 @@ import { redisNamespace } from './helpers/redis.js';
 import { killAll, startWorker, type WorkerProcess } from './helpers/processes.js';
 import { fileURLToPath } from 'node:url';
 
-const fixture = fileURLToPath(new URL('./fixtures/flow-worker.ts', import.meta.url));
+const fixture = fileURLToPath(new URL('./fixtures/limits-worker.ts', import.meta.url));
 
 const ns = redisNamespace('flow-limits');
 

@@ -1,10 +1,10 @@
 /**
  * Flow-control part of the broker contract: priorities, fair dispatch between keys, per-key
  * concurrency, rate limits and key back-off. Each test runs only when the broker declares the
- * feature in `flowFeatures` (a broker without it must refuse the feature, which the core checks).
+ * feature in `dispatchFeatures` (a broker without it must refuse the feature, which the core checks).
  */
 import { expect, it } from 'vitest';
-import type { Broker, Delivery, FlowFeature } from '../../src/broker.js';
+import type { Broker, Delivery, DispatchFeature } from '../../src/broker.js';
 
 /** What the flow tests need from the suite. */
 export interface FlowSuite {
@@ -29,10 +29,10 @@ async function drainOneByOne(b: Broker, group: string, n: number, totalMs = 10_0
 
 /** Registers the flow-control contract tests (inside the broker contract's describe). */
 export function brokerFlowContract(s: FlowSuite): void {
-  const when = (feature: FlowFeature, name: string, fn: (b: Broker, group: string) => Promise<void>): void => {
+  const when = (feature: DispatchFeature, name: string, fn: (b: Broker, group: string) => Promise<void>): void => {
     it(`flow (${feature}): ${name}`, async (ctx) => {
       const b = await s.make();
-      if (!b.flowFeatures?.has(feature)) {
+      if (!b.dispatchFeatures?.has(feature)) {
         ctx.skip();
         return;
       }

@@ -11,7 +11,7 @@
  * tokens) is parked on its key: until a timer (back-off, next token) or until a delivery of the key
  * settles (concurrency), then it rejoins its ring.
  */
-import type { FetchFlow, RateLimit } from '../src/broker.js';
+import type { FetchLimits, RateLimit } from '../src/broker.js';
 import { Deque } from '../src/deque.js';
 import { DEFAULT_PRIORITY, MAX_PRIORITY, TokenBucket } from '../src/limits.js';
 
@@ -83,7 +83,7 @@ export class FlowState<E extends FlowEntry> {
   }
 
   /** Takes up to `max` messages by priority, keys round-robin, within the limits of `flow`. */
-  take(max: number, flow: FetchFlow | undefined, now: number): E[] {
+  take(max: number, flow: FetchLimits | undefined, now: number): E[] {
     let allowed = max;
     let bucket: TokenBucket | undefined;
     if (flow?.rateLimit) {
@@ -174,7 +174,7 @@ export class FlowState<E extends FlowEntry> {
   }
 
   /** 0 when `ks` may run a message now; else ms until it may (-1: until one of its deliveries settles). */
-  private blockedFor(ks: KeyState<E>, flow: FetchFlow | undefined, now: number): number {
+  private blockedFor(ks: KeyState<E>, flow: FetchLimits | undefined, now: number): number {
     if (ks.backoffUntil > now) return ks.backoffUntil - now;
     if (flow?.keyConcurrency !== undefined && ks.running >= flow.keyConcurrency) return -1;
     if (flow?.keyRateLimit) {
