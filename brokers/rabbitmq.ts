@@ -49,8 +49,14 @@ export type { RabbitMQQueueType } from './rabbitmq-topology.js';
 
 /** Options of {@link RabbitMQBroker}. */
 export interface RabbitMQBrokerOptions {
-  /** `amqp://` or `amqps://` URL (default `amqp://guest:guest@127.0.0.1:5672`). Ignored when `connection` is given. */
+  /** `amqp://` or `amqps://` URL (default `amqp://guest:guest@127.0.0.1:5672`). Ignored when `connection` or `urls` is given. */
   url?: string;
+  /**
+   * URLs of the nodes of a RabbitMQ cluster, instead of `url`. Each (re)connection tries them in turn,
+   * starting at a random one (which spreads instances over the nodes) and, after a lost connection,
+   * at the node after the one lost; a full round of failed attempts backs off like a single URL.
+   */
+  urls?: readonly string[];
   /** Connection fields as amqplib takes them (hostname, port, username, password, vhost, heartbeat...), instead of `url`. */
   connection?: Options.Connect;
   /** Virtual host; overrides the one of `url` / `connection`. */
@@ -67,6 +73,15 @@ export interface RabbitMQBrokerOptions {
   prefix?: string;
   /** Type of the declared queues: `classic` (default) or `quorum` (RabbitMQ clusters). */
   queueType?: RabbitMQQueueType;
+  /**
+   * Quorum queues only: declare work queues with `x-delivery-limit` = this and dead-letter a message
+   * over the limit into the group's dead-letter queue (`x-dead-letter-exchange` `""`,
+   * `x-dead-letter-routing-key` `P.dead.G`) instead of letting RabbitMQ drop it. RabbitMQ counts every
+   * return (lease expiry, release, a worker's lost connection, an idle consumer's hand-back), so keep
+   * it well above the core's `maxDeliveries` (default 5), e.g. 100. Default: no limit (RabbitMQ 3.10
+   * has no default delivery limit). Changing it on an existing queue is a `TopologyMismatchError`.
+   */
+  deliveryLimit?: number;
   /**
    * Fixed per-consumer prefetch (1 to 65 535). Without it the prefetch grows to the deliveries this
    * instance holds in the group plus the largest `max` asked by `fetch` (the core's concurrency).
@@ -88,25 +103,39 @@ export interface RabbitMQBrokerOptions {
   operationTimeoutMs?: number;
 }
 
-/** The connection target (URL or fields) with heartbeat and vhost applied. */
-function connectionTarget(options: RabbitMQBrokerOptions, heartbeat: number): string | Options.Connect {
+/** The connection targets (URLs or fields) with heartbeat and vhost applied. */
+function connectionTargets(options: RabbitMQBrokerOptions, heartbeat: number): Array<string | Options.Connect> {
   if (options.connection) {
-    return {
-      ...options.connection,
-      heartbeat: options.connection.heartbeat ?? heartbeat,
-      ...(options.vhost !== undefined ? { vhost: options.vhost } : {}),
-    };
+    return [
+      {
+        ...options.connection,
+        heartbeat: options.connection.heartbeat ?? heartbeat,
+        ...(options.vhost !== undefined ? { vhost: options.vhost } : {}),
+      },
+    ];
   }
+  if (options.urls !== undefined) {
+    if (!Array.isArray(options.urls) || options.urls.length === 0) throw new InvalidOptionError('urls must be a non-empty array of amqp:// or amqps:// URLs');
+    return options.urls.map((u: unknown) => {
+      if (typeof u !== 'string') throw new InvalidOptionError(`urls must hold strings, got ${typeof u}`);
+      return connectionUrl(u, options.vhost, heartbeat);
+    });
+  }
+  return [connectionUrl(options.url ?? 'amqp://guest:guest@127.0.0.1:5672', options.vhost, heartbeat)];
+}
+
+/** One URL checked, with heartbeat and vhost applied. */
+function connectionUrl(raw: string, vhost: string | undefined, heartbeat: number): string {
   let url: URL;
   try {
-    url = new URL(options.url ?? 'amqp://guest:guest@127.0.0.1:5672');
+    url = new URL(raw);
   } catch (err) {
     throw new InvalidOptionError(`url is not a valid URL: ${errText(err)}`);
   }
   if (url.protocol !== 'amqp:' && url.protocol !== 'amqps:') {
     throw new InvalidOptionError(`url must use amqp:// or amqps://, got ${url.protocol}//`);
   }
-  if (options.vhost !== undefined) url.pathname = `/${encodeURIComponent(options.vhost)}`;
+  if (vhost !== undefined) url.pathname = `/${encodeURIComponent(vhost)}`;
   if (!url.searchParams.has('heartbeat')) url.searchParams.set('heartbeat', String(heartbeat));
   return url.toString();
 }
@@ -154,7 +183,12 @@ export class RabbitMQBroker implements Broker {
     const operationTimeoutMs = positiveInt('operationTimeoutMs', options.operationTimeoutMs, 15_000, 1);
     const holdMs = positiveInt('delayHoldMs', options.delayHoldMs, DEFAULT_HOLD_MS, 1000);
     const heartbeat = positiveInt('heartbeatSeconds', options.heartbeatSeconds, 10, 0, 65_535);
-    const target = connectionTarget(options, heartbeat);
+    const targets = connectionTargets(options, heartbeat);
+    let deliveryLimit: number | undefined;
+    if (options.deliveryLimit !== undefined) {
+      if (this.queueType !== 'quorum') throw new InvalidOptionError('deliveryLimit needs queueType "quorum" (classic queues have no delivery limit)');
+      deliveryLimit = positiveInt('deliveryLimit', options.deliveryLimit, 1, 1, 2 ** 31 - 1);
+    }
     const socketOptions = {
       ...(options.tls ?? {}),
       noDelay: true,
@@ -163,7 +197,7 @@ export class RabbitMQBroker implements Broker {
     };
 
     this.connection = new RabbitConnection(
-      { target, socketOptions, backoffInitialMs, backoffMaxMs, operationTimeoutMs },
+      { targets, socketOptions, backoffInitialMs, backoffMaxMs, operationTimeoutMs },
       {
         connected: () => {
           this.consumers.onConnected();
@@ -172,7 +206,7 @@ export class RabbitMQBroker implements Broker {
         lost: (conn) => this.onLost(conn),
       },
     );
-    this.declarations = new Declarations(this.connection, this.prefix, this.queueType);
+    this.declarations = new Declarations(this.connection, this.prefix, this.queueType, deliveryLimit);
     this.publisher = new Publisher(this.connection, this.declarations, this.prefix);
     this.leases = new Leases(this.instanceId);
     this.consumers = new Consumers(

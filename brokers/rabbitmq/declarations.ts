@@ -9,6 +9,7 @@ import {
   amqpReplyCode,
   delayExchangeNames,
   delayQueueArguments,
+  deliveryLimitArguments,
   groupQueueNames,
   plainQueueArguments,
   toTopologyMismatch,
@@ -22,6 +23,8 @@ export class Declarations {
     private readonly connection: RabbitConnection,
     private readonly prefix: string,
     private readonly queueType: RabbitMQQueueType,
+    /** Quorum work queues' `x-delivery-limit`, if any (see `deliveryLimitArguments`). */
+    private readonly deliveryLimit?: number,
   ) {}
 
   /** Declares a group's queues once per connection; a conflicting queue fails with `TopologyMismatchError`. */
@@ -50,7 +53,7 @@ export class Declarations {
     const plain = plainQueueArguments(this.queueType);
     const delay = delayQueueArguments(this.queueType);
     const queues: Array<[string, Record<string, unknown>]> = [
-      [names.work, plain],
+      [names.work, this.deliveryLimit === undefined ? plain : { ...plain, ...deliveryLimitArguments(names.dead, this.deliveryLimit) }],
       [names.dead, plain],
       ...names.delay.map((queue): [string, Record<string, unknown>] => [queue, delay]),
     ];
