@@ -230,6 +230,14 @@ export class RabbitMQBroker implements Broker {
   // ---------------------------------------------------------------------------------------------
   // Connection
 
+  /**
+   * Index into `urls` (0 with a single `url` or `connection`) of the node this instance is connected
+   * to right now, or -1 while it is (re)connecting: for logs and monitoring of a cluster.
+   */
+  connectedNode(): number {
+    return this.connection.currentNode;
+  }
+
   /** Opens the connection (waits up to `operationTimeoutMs`). Idempotent. */
   async connect(): Promise<void> {
     await this.connection.get();
