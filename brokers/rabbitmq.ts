@@ -24,9 +24,16 @@
  *   and hands them back by closing that channel (RabbitMQ requeues them in their original order).
  * - Declarations and counts are spread over a few channels so RabbitMQ handles them in parallel.
  *
+ * - Clusters: `urls` lists the nodes; each (re)connection tries them in turn (see the option), so
+ *   after a node dies the broker reconnects to a surviving one. With `queueType: 'quorum'` the queues
+ *   are replicated and a confirmed publish is on a majority of nodes; `deliveryLimit` sets a quorum
+ *   work queue's `x-delivery-limit`, with the group's dead-letter queue as RabbitMQ's dead-letter target.
+ *
  * Limits worth knowing: RabbitMQ's `consumer_timeout` (30 min by default) closes a channel whose
  * delivery stays unacked longer — for handlers that run longer, raise it in `rabbitmq.conf`
- * (`extend` then reports the lease lost, and the message is redelivered). A message prefetched into
+ * (`extend` then reports the lease lost, and the message is redelivered). RabbitMQ 3.10 has no
+ * per-queue value (the `x-consumer-timeout` argument and `consumer-timeout` policy key came with
+ * 3.11.15/3.12), so tasuki does not declare one. A message prefetched into
  * an idle consumer's buffer and handed back is marked redelivered by RabbitMQ although no handler saw it.
  */
 import { randomUUID } from 'node:crypto';
@@ -105,6 +112,9 @@ export interface RabbitMQBrokerOptions {
 
 /** The connection targets (URLs or fields) with heartbeat and vhost applied. */
 function connectionTargets(options: RabbitMQBrokerOptions, heartbeat: number): Array<string | Options.Connect> {
+  if (options.urls !== undefined && (options.url !== undefined || options.connection !== undefined)) {
+    throw new InvalidOptionError('give either urls or url / connection, not both');
+  }
   if (options.connection) {
     return [
       {

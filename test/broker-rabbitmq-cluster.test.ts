@@ -128,6 +128,8 @@ describe.runIf(clusterTestsEnabled)('RabbitMQ broker on a 3-node cluster, quorum
     })();
 
     await sleep(Math.max(0, t1 + 2500 - Date.now()));
+    const leaders = await victim.ctl('list_queues', '-q', '--no-table-headers', 'name', 'leader');
+    const workLeader = leaders.split('\n').find((l) => l.startsWith(`${prefix}.work.${group}`))?.trim().split(/\s+/)[1];
     killedAt = Date.now();
     await victim.crash();
     const lastBeforeKill = Math.max(0, ...[...seenAt.values()].filter((t) => t <= killedAt));
@@ -148,15 +150,19 @@ describe.runIf(clusterTestsEnabled)('RabbitMQ broker on a 3-node cluster, quorum
     const firstAfterKill = Math.min(...[...seenAt.values()].filter((t) => t > killedAt));
     const times = [...seenAt.values()].sort((a, b) => a - b);
     let longestGap = 0;
-    for (let i = 1; i < times.length; i++) longestGap = Math.max(longestGap, (times[i] as number) - (times[i - 1] as number));
+    let gapStart = 0;
+    for (let i = 1; i < times.length; i++) {
+      const gap = (times[i] as number) - (times[i - 1] as number);
+      if (gap > longestGap) [longestGap, gapStart] = [gap, times[i - 1] as number];
+    }
     const movedDeliveries = [...victimConsumers].map((c) => byConsumerAfterKill.get(c) ?? 0);
     const lastDelayed = Math.max(...[...seenAt].filter(([b]) => b.startsWith('d')).map(([, t]) => t));
     console.log(
       `rabbitmq cluster failover: ${confirmed.size} confirmed (${delayedCount} delayed), ${unconfirmed.size} rejected during the kill ` +
         `(${[...unconfirmed].filter((b) => seenAt.has(b)).length} of them delivered anyway), ${missing.length} confirmed lost; ` +
-        `${consumers.length} consumers, ${victimConsumers.size} on the killed node, which took ${movedDeliveries.join('/')} deliveries from a surviving node before the restart; ` +
-        `first delivery ${firstAfterKill - killedAt} ms after the kill (last before it ${killedAt - lastBeforeKill} ms before), longest gap between deliveries ${longestGap} ms; ` +
-        `node restart took ${restartedAt - restartBegan} ms; last delayed message delivered ${lastDelayed - t1} ms after they were sent (due by 6000 ms)`,
+        `work queue leader ${workLeader === victim.node ? 'on' : 'not on'} the killed node; ${consumers.length} consumers, ${victimConsumers.size} on the killed node, which took ${movedDeliveries.join('/')} deliveries from a surviving node before the restart; ` +
+        `first delivery ${firstAfterKill - killedAt} ms after the kill (last before it ${killedAt - lastBeforeKill} ms before), longest gap between deliveries ${longestGap} ms, from ${gapStart - killedAt} ms after the kill; ` +
+        `node restart took ${restartedAt - restartBegan} ms (began ${restartBegan - killedAt} ms after the kill); last delayed message delivered ${lastDelayed - t1} ms after they were sent (due by 6000 ms)`,
     );
     expect(missing).toEqual([]);
     // Consumers of the killed node moved to a surviving one and went on working there.

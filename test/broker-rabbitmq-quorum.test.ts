@@ -77,6 +77,7 @@ describe('RabbitMQ broker: quorum delivery limit and node lists', () => {
     expect(() => new RabbitMQBroker({ queueType: 'quorum', deliveryLimit: 0 })).toThrow(InvalidOptionError);
     expect(() => new RabbitMQBroker({ urls: [] })).toThrow(InvalidOptionError);
     expect(() => new RabbitMQBroker({ urls: ['http://127.0.0.1:5672'] })).toThrow(InvalidOptionError);
+    expect(() => new RabbitMQBroker({ urls: [rabbitUrl], url: rabbitUrl })).toThrow(InvalidOptionError);
   });
 
   it('connects through a list whose other nodes refuse connections, whichever it tries first', async () => {
