@@ -87,6 +87,7 @@ describe('RabbitMQ broker: quorum delivery limit and node lists', () => {
     const others = Array.from({ length: 5 }, () => make({ urls: [down[0] as string, rabbitUrl, down[1] as string] }));
     await list.publish('urls', 'via-list');
     await Promise.all(others.map((b) => b.connect()));
+    expect([list, ...others].map((b) => b.connectedNode())).toEqual(Array.from({ length: 6 }, () => 1));
     const [d] = await others[0]!.fetch('urls', 1, { leaseMs: 30_000, waitMs: 5000 });
     expect(d?.body).toBe('via-list');
     if (d) await others[0]!.ack(d);
