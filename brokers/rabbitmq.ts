@@ -24,9 +24,16 @@
  *   and hands them back by closing that channel (RabbitMQ requeues them in their original order).
  * - Declarations and counts are spread over a few channels so RabbitMQ handles them in parallel.
  *
+ * - Clusters: `urls` lists the nodes; each (re)connection tries them in turn (see the option), so
+ *   after a node dies the broker reconnects to a surviving one. With `queueType: 'quorum'` the queues
+ *   are replicated and a confirmed publish is on a majority of nodes; `deliveryLimit` sets a quorum
+ *   work queue's `x-delivery-limit`, with the group's dead-letter queue as RabbitMQ's dead-letter target.
+ *
  * Limits worth knowing: RabbitMQ's `consumer_timeout` (30 min by default) closes a channel whose
  * delivery stays unacked longer — for handlers that run longer, raise it in `rabbitmq.conf`
- * (`extend` then reports the lease lost, and the message is redelivered). A message prefetched into
+ * (`extend` then reports the lease lost, and the message is redelivered). RabbitMQ 3.10 has no
+ * per-queue value (the `x-consumer-timeout` argument and `consumer-timeout` policy key came with
+ * 3.11.15/3.12), so tasuki does not declare one. A message prefetched into
  * an idle consumer's buffer and handed back is marked redelivered by RabbitMQ although no handler saw it.
  */
 import { randomUUID } from 'node:crypto';
@@ -44,14 +51,21 @@ import { Declarations } from './rabbitmq/declarations.js';
 import { DEFAULT_HOLD_MS, DelayMover } from './rabbitmq/delay-mover.js';
 import { Leases } from './rabbitmq/leases.js';
 import { Publisher } from './rabbitmq/publisher.js';
+import { connectionTargets } from './rabbitmq/targets.js';
 import { ackSafe, errText, nackSafe, positiveInt, priorityOf } from './rabbitmq/util.js';
 
 export type { RabbitMQQueueType } from './rabbitmq-topology.js';
 
 /** Options of {@link RabbitMQBroker}. */
 export interface RabbitMQBrokerOptions {
-  /** `amqp://` or `amqps://` URL (default `amqp://guest:guest@127.0.0.1:5672`). Ignored when `connection` is given. */
+  /** `amqp://` or `amqps://` URL (default `amqp://guest:guest@127.0.0.1:5672`). Ignored when `connection` or `urls` is given. */
   url?: string;
+  /**
+   * URLs of the nodes of a RabbitMQ cluster, instead of `url`. Each (re)connection tries them in turn,
+   * starting at a random one (which spreads instances over the nodes) and, after a lost connection,
+   * at the node after the one lost; a full round of failed attempts backs off like a single URL.
+   */
+  urls?: readonly string[];
   /** Connection fields as amqplib takes them (hostname, port, username, password, vhost, heartbeat...), instead of `url`. */
   connection?: Options.Connect;
   /** Virtual host; overrides the one of `url` / `connection`. */
@@ -76,6 +90,15 @@ export interface RabbitMQBrokerOptions {
    */
   priorities?: boolean;
   /**
+   * Quorum queues only: declare work queues with `x-delivery-limit` = this and dead-letter a message
+   * over the limit into the group's dead-letter queue (`x-dead-letter-exchange` `""`,
+   * `x-dead-letter-routing-key` `P.dead.G`) instead of letting RabbitMQ drop it. RabbitMQ counts every
+   * return (lease expiry, release, a worker's lost connection, an idle consumer's hand-back), so keep
+   * it well above the core's `maxDeliveries` (default 5), e.g. 100. Default: no limit (RabbitMQ 3.10
+   * has no default delivery limit). Changing it on an existing queue is a `TopologyMismatchError`.
+   */
+  deliveryLimit?: number;
+  /**
    * Fixed per-consumer prefetch (1 to 65 535). Without it the prefetch grows to the deliveries this
    * instance holds in the group plus the largest `max` asked by `fetch` (the core's concurrency).
    */
@@ -94,29 +117,6 @@ export interface RabbitMQBrokerOptions {
   reconnectMaxDelayMs?: number;
   /** How long publish, counts, dead-letter and purge operations wait for a (re)connection before rejecting with `ConnectionError` (ms, default 15 000). */
   operationTimeoutMs?: number;
-}
-
-/** The connection target (URL or fields) with heartbeat and vhost applied. */
-function connectionTarget(options: RabbitMQBrokerOptions, heartbeat: number): string | Options.Connect {
-  if (options.connection) {
-    return {
-      ...options.connection,
-      heartbeat: options.connection.heartbeat ?? heartbeat,
-      ...(options.vhost !== undefined ? { vhost: options.vhost } : {}),
-    };
-  }
-  let url: URL;
-  try {
-    url = new URL(options.url ?? 'amqp://guest:guest@127.0.0.1:5672');
-  } catch (err) {
-    throw new InvalidOptionError(`url is not a valid URL: ${errText(err)}`);
-  }
-  if (url.protocol !== 'amqp:' && url.protocol !== 'amqps:') {
-    throw new InvalidOptionError(`url must use amqp:// or amqps://, got ${url.protocol}//`);
-  }
-  if (options.vhost !== undefined) url.pathname = `/${encodeURIComponent(options.vhost)}`;
-  if (!url.searchParams.has('heartbeat')) url.searchParams.set('heartbeat', String(heartbeat));
-  return url.toString();
 }
 
 /**
@@ -174,7 +174,12 @@ export class RabbitMQBroker implements Broker {
     const operationTimeoutMs = positiveInt('operationTimeoutMs', options.operationTimeoutMs, 15_000, 1);
     const holdMs = positiveInt('delayHoldMs', options.delayHoldMs, DEFAULT_HOLD_MS, 1000);
     const heartbeat = positiveInt('heartbeatSeconds', options.heartbeatSeconds, 10, 0, 65_535);
-    const target = connectionTarget(options, heartbeat);
+    const targets = connectionTargets(options, heartbeat);
+    let deliveryLimit: number | undefined;
+    if (options.deliveryLimit !== undefined) {
+      if (this.queueType !== 'quorum') throw new InvalidOptionError('deliveryLimit needs queueType "quorum" (classic queues have no delivery limit)');
+      deliveryLimit = positiveInt('deliveryLimit', options.deliveryLimit, 1, 1, 2 ** 31 - 1);
+    }
     const socketOptions = {
       ...(options.tls ?? {}),
       noDelay: true,
@@ -183,7 +188,7 @@ export class RabbitMQBroker implements Broker {
     };
 
     this.connection = new RabbitConnection(
-      { target, socketOptions, backoffInitialMs, backoffMaxMs, operationTimeoutMs },
+      { targets, socketOptions, backoffInitialMs, backoffMaxMs, operationTimeoutMs },
       {
         connected: () => {
           this.consumers.onConnected();
@@ -192,7 +197,7 @@ export class RabbitMQBroker implements Broker {
         lost: (conn) => this.onLost(conn),
       },
     );
-    this.declarations = new Declarations(this.connection, this.prefix, this.queueType, priorities);
+    this.declarations = new Declarations(this.connection, this.prefix, this.queueType, priorities, deliveryLimit);
     this.publisher = new Publisher(this.connection, this.declarations, this.prefix);
     this.leases = new Leases(this.instanceId);
     this.consumers = new Consumers(
@@ -215,6 +220,14 @@ export class RabbitMQBroker implements Broker {
 
   // ---------------------------------------------------------------------------------------------
   // Connection
+
+  /**
+   * Index into `urls` (0 with a single `url` or `connection`) of the node this instance is connected
+   * to right now, or -1 while it is (re)connecting: for logs and monitoring of a cluster.
+   */
+  connectedNode(): number {
+    return this.connection.currentNode;
+  }
 
   /** Opens the connection (waits up to `operationTimeoutMs`). Idempotent. */
   async connect(): Promise<void> {

@@ -9,6 +9,7 @@ import {
   amqpReplyCode,
   delayExchangeNames,
   delayQueueArguments,
+  deliveryLimitArguments,
   groupQueueNames,
   plainQueueArguments,
   toTopologyMismatch,
@@ -24,6 +25,8 @@ export class Declarations {
     private readonly prefix: string,
     private readonly queueType: RabbitMQQueueType,
     private readonly priorities = false,
+    /** Quorum work queues' `x-delivery-limit`, if any (see `deliveryLimitArguments`). */
+    private readonly deliveryLimit?: number,
   ) {}
 
   /** Declares a group's queues once per connection; a conflicting queue fails with `TopologyMismatchError`. */
@@ -56,7 +59,7 @@ export class Declarations {
     const plain = plainQueueArguments(this.queueType);
     const delay = delayQueueArguments(this.queueType);
     const queues: Array<[string, Record<string, unknown>]> = [
-      [names.work, workQueueArguments(this.queueType, this.priorities)],
+      [names.work, { ...workQueueArguments(this.queueType, this.priorities), ...(this.deliveryLimit === undefined ? {} : deliveryLimitArguments(names.dead, this.deliveryLimit)) }],
       [names.dead, plain],
       ...names.delay.map((queue): [string, Record<string, unknown>] => [queue, delay]),
     ];
