@@ -4,6 +4,8 @@
  * removed by a periodic, bounded delete. Every write is one guarded `INSERT ... ON CONFLICT DO
  * UPDATE ... WHERE` statement; a final write sends a `NOTIFY` that wakes `getResult` at once (one
  * LISTEN connection per backend instance). Writes can join the caller's transaction (`tx`).
+ * Flow journals (`<schema>.journals`, see `./postgres-journal.ts`) and schedules
+ * (`<schema>.schedules`, see `./postgres-schedules.ts`) live in the same schema.
  */
 import { randomUUID } from 'node:crypto';
 import type { Backend, FinalNotice, StateWrite, WriteOutcome } from '../src/backend.js';
@@ -12,6 +14,8 @@ import { isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
 import { PostgresBase } from '../postgres/base.js';
 import { isQueryable, run, type PostgresCommonOptions } from '../postgres/connection.js';
 import { Listener } from '../postgres/listener.js';
+import { journalSweepSql, PostgresJournal } from './postgres-journal.js';
+import { PostgresScheduleStore } from './postgres-schedules.js';
 import { deleteSql, readManySql, readResultSql, readSql, sweepSql, sweepWatchesSql, unwatchAllSql, unwatchSql, watchSql, writeSql } from './postgres-sql.js';
 
 export type { PostgresConnection } from '../postgres/connection.js';
@@ -39,8 +43,12 @@ export class PostgresBackend implements Backend {
   readonly kind = 'postgres';
   /** Writes honour the `tx` send control. */
   readonly transactional = true;
+  /** Flow journals (`<schema>.journals`, one compare-and-set row per flow; see `./postgres-journal.ts`). */
+  readonly journal: PostgresJournal;
+  /** Schedule records (`<schema>.schedules`; see `./postgres-schedules.ts`). */
+  readonly scheduleStore: PostgresScheduleStore;
   private readonly base: PostgresBase;
-  private readonly sql: Record<'write' | 'read' | 'readMany' | 'readResult' | 'delete' | 'sweep' | 'watch' | 'unwatch' | 'unwatchAll' | 'sweepWatches', string>;
+  private readonly sql: Record<'write' | 'read' | 'readMany' | 'readResult' | 'delete' | 'sweep' | 'sweepJournals' | 'watch' | 'unwatch' | 'unwatchAll' | 'sweepWatches', string>;
   /** This instance's token in `<schema>.watches`. */
   private readonly watchToken = randomUUID();
   private readonly watchers = new Map<string, Set<(notice?: FinalNotice) => void>>();
@@ -60,11 +68,14 @@ export class PostgresBackend implements Backend {
       readResult: readResultSql(s),
       delete: deleteSql(s),
       sweep: sweepSql(s),
+      sweepJournals: journalSweepSql(s),
       watch: watchSql(s),
       unwatch: unwatchSql(s),
       unwatchAll: unwatchAllSql(s),
       sweepWatches: sweepWatchesSql(s),
     };
+    this.journal = new PostgresJournal(this.base.pool, s, () => this.ready());
+    this.scheduleStore = new PostgresScheduleStore(this.base.pool, s, () => this.ready());
     this.sweepIntervalMs = options.sweepIntervalMs ?? 60_000;
     this.sweepLimit = options.sweepLimit ?? 1000;
     if (!Number.isInteger(this.sweepIntervalMs) || this.sweepIntervalMs < 0) throw new InvalidOptionError('sweepIntervalMs must be a whole number ≥ 0');
@@ -107,12 +118,13 @@ export class PostgresBackend implements Backend {
   }
 
   /**
-   * Deletes up to `sweepLimit` rows whose state and result have both expired (resolves with how many),
-   * renews this instance's watches and removes watches of processes that died.
+   * Deletes up to `sweepLimit` rows whose state and result have both expired (resolves with how many)
+   * and up to `sweepLimit` expired flow journals, renews this instance's watches and removes watches of processes that died.
    */
   async sweep(): Promise<number> {
     await this.ready();
     const res = await run(this.base.pool, 'sweep', this.sql.sweep, [this.sweepLimit], ATTEMPTS);
+    await run(this.base.pool, 'sweep', this.sql.sweepJournals, [this.sweepLimit], ATTEMPTS);
     if (this.watchers.size > 0) await this.register([...this.watchers.keys()]);
     await run(this.base.pool, 'sweep', this.sql.sweepWatches, [this.sweepLimit], ATTEMPTS);
     return res.rowCount ?? 0;

@@ -4,10 +4,16 @@
  * within one process. Messages live only as long as the process (and the {@link MemoryBrokerStore}).
  */
 import { randomUUID } from 'node:crypto';
-import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, PublishOptions, QueueCounts } from '../src/broker.js';
-import { ClosedError } from '../src/errors.js';
+import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchLimits, FetchOptions, DispatchFeature, PublishOptions, QueueCounts } from '../src/broker.js';
+import { ClosedError, InvalidOptionError } from '../src/errors.js';
 import { Deque } from '../src/deque.js';
+import { DEFAULT_PRIORITY, checkKey, checkPriority } from '../src/limits.js';
 import { assertName } from '../src/names.js';
+import { FlowState } from './memory-lanes.js';
+import { DelayHeap } from './memory-delays.js';
+
+/** Flow-control features the memory broker enforces (all of them). */
+const MEMORY_FLOW_FEATURES: ReadonlySet<DispatchFeature> = new Set<DispatchFeature>(['priority', 'key', 'rateLimit', 'keyConcurrency', 'keyRateLimit', 'keyBackoff']);
 
 /**
  * One message held by the broker. The same object travels through the message's life in its group
@@ -25,6 +31,12 @@ class Entry {
   timer: NodeJS.Timeout | undefined = undefined;
   /** Lease length of the current delivery (ms). */
   leaseMs = 0;
+  /** Priority level (flow control). */
+  level = DEFAULT_PRIORITY;
+  /** Flow-control key, if any. */
+  key: string | undefined = undefined;
+  /** Counted in its key's running deliveries. */
+  counted = false;
 
   constructor(
     readonly g: GroupState,
@@ -33,62 +45,10 @@ class Entry {
   ) {}
 }
 
-/** Delayed messages: a binary min-heap on (`at`, `seq`), so equal due times keep publish order. */
-class DelayHeap {
-  private readonly items: Entry[] = [];
-
-  get length(): number {
-    return this.items.length;
-  }
-
-  /** The entry due first, if any. */
-  peek(): Entry | undefined {
-    return this.items[0];
-  }
-
-  push(entry: Entry): void {
-    const items = this.items;
-    let i = items.length;
-    items.push(entry);
-    while (i > 0) {
-      const parent = (i - 1) >>> 1;
-      const p = items[parent] as Entry;
-      if (!before(entry, p)) break;
-      items[i] = p;
-      i = parent;
-    }
-    items[i] = entry;
-  }
-
-  pop(): Entry | undefined {
-    const items = this.items;
-    const top = items[0];
-    const last = items.pop();
-    if (top === undefined || last === undefined || items.length === 0) return top;
-    const n = items.length;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= n) break;
-      const r = l + 1;
-      const c = r < n && before(items[r] as Entry, items[l] as Entry) ? r : l;
-      const child = items[c] as Entry;
-      if (!before(child, last)) break;
-      items[i] = child;
-      i = c;
-    }
-    items[i] = last;
-    return top;
-  }
-}
-
-function before(a: Entry, b: Entry): boolean {
-  return a.at < b.at || (a.at === b.at && a.seq < b.seq);
-}
-
 interface Waiter {
   max: number;
   leaseMs: number;
+  flow: FetchLimits | undefined;
   resolve: (ds: Delivery[]) => void;
 }
 
@@ -99,7 +59,8 @@ function expireLease(entry: Entry): void {
   g.inFlight.delete(entry.token);
   entry.timer = undefined;
   entry.redelivered = true;
-  g.ready.unshift(entry);
+  g.flow?.release(entry);
+  g.toReady(entry, true);
   g.wake();
 }
 
@@ -114,7 +75,7 @@ function delayDue(g: GroupState): void {
 /** State of one group inside a {@link MemoryBrokerStore}. */
 class GroupState {
   readonly ready = new Deque<Entry>();
-  readonly delayed = new DelayHeap();
+  readonly delayed = new DelayHeap<Entry>();
   readonly inFlight = new Map<string, Entry>();
   dead: DeadLetter[] = [];
   readonly waiters: Waiter[] = [];
@@ -122,6 +83,10 @@ class GroupState {
   delayTimerAt = Infinity;
   /** False once purged: timers of a dropped group do nothing. */
   live = true;
+  /** Flow-controlled ready set, once the group uses priorities, keys or limits (then `ready` stays empty). */
+  flow: FlowState<Entry> | undefined;
+  /** Priority and key of dead letters that had them (by dead letter id), for redrive. */
+  deadFlow: Map<string, { level: number; key: string | undefined }> | undefined;
 
   constructor(
     readonly store: MemoryBrokerStore,
@@ -137,8 +102,32 @@ class GroupState {
       this.armDelayTimer();
       return;
     }
-    this.ready.push(entry);
+    this.toReady(entry, false);
     if (this.waiters.length > 0) this.wake();
+  }
+
+  /** Turns flow control on: the plain ready messages move into the flow state, in order. */
+  startFlow(): FlowState<Entry> {
+    if (this.flow === undefined) {
+      const flow = new FlowState<Entry>(() => {
+        if (this.live) this.wake();
+      });
+      for (let e = this.ready.shift(); e !== undefined; e = this.ready.shift()) flow.add(e, false);
+      this.flow = flow;
+    }
+    return this.flow;
+  }
+
+  /** A ready message, at the back (or `front`) of the plain list or of its flow lane. */
+  toReady(entry: Entry, front: boolean): void {
+    if (this.flow !== undefined) this.flow.add(entry, front);
+    else if (front) this.ready.unshift(entry);
+    else this.ready.push(entry);
+  }
+
+  /** Ready messages (plain and flow-controlled). */
+  get readyCount(): number {
+    return this.ready.length + (this.flow?.size ?? 0);
   }
 
   /** Moves due delayed messages to ready. */
@@ -149,7 +138,7 @@ class GroupState {
     if (next.at > now) return;
     do {
       this.delayed.pop();
-      this.ready.push(next);
+      this.toReady(next, false);
       next = this.delayed.peek();
     } while (next !== undefined && next.at <= now);
     if (this.waiters.length > 0) this.wake();
@@ -165,19 +154,34 @@ class GroupState {
     this.delayTimer.unref();
   }
 
-  /** Serves waiting fetches, oldest first, while messages are ready. */
+  /** Serves waiting fetches, oldest first, while messages are ready (and, with flow control, may be taken). */
   wake(): void {
+    if (this.flow !== undefined) {
+      for (let i = 0; i < this.waiters.length && this.flow.size > 0; ) {
+        const w = this.waiters[i] as Waiter;
+        const ds = this.take(w.max, w.leaseMs, w.flow);
+        if (ds.length === 0) {
+          i++;
+          continue;
+        }
+        this.waiters.splice(i, 1);
+        w.resolve(ds);
+      }
+      return;
+    }
     while (this.ready.length > 0 && this.waiters.length > 0) {
       const w = this.waiters.shift() as Waiter;
-      w.resolve(this.take(w.max, w.leaseMs));
+      w.resolve(this.take(w.max, w.leaseMs, w.flow));
     }
   }
 
-  /** Leases up to `max` ready messages. */
-  take(max: number, leaseMs: number): Delivery[] {
+  /** Leases up to `max` ready messages (within the limits of `flow`). */
+  take(max: number, leaseMs: number, flow: FetchLimits | undefined): Delivery[] {
     const out: Delivery[] = [];
+    const taken = this.flow === undefined ? undefined : this.flow.take(max, flow, Date.now());
+    let i = 0;
     while (out.length < max) {
-      const entry = this.ready.shift();
+      const entry = taken === undefined ? this.ready.shift() : taken[i++];
       if (entry === undefined) break;
       const token = this.store.nextToken();
       entry.token = token;
@@ -197,6 +201,7 @@ class GroupState {
     clearTimeout(entry.timer);
     entry.timer = undefined;
     this.inFlight.delete(token);
+    this.flow?.release(entry);
     return entry;
   }
 }
@@ -234,6 +239,7 @@ export class MemoryBrokerStore {
     g.live = false;
     for (const entry of g.inFlight.values()) clearTimeout(entry.timer);
     if (g.delayTimer) clearTimeout(g.delayTimer);
+    g.flow?.stop();
     for (const w of g.waiters.splice(0)) w.resolve([]);
     this.groups.delete(name);
   }
@@ -259,6 +265,8 @@ export interface MemoryBrokerOptions {
 export class MemoryBroker implements Broker {
   /** @inheritdoc */
   readonly kind = 'memory';
+  /** Every flow-control feature: priorities, keys, group and key limits, key back-off. */
+  readonly dispatchFeatures = MEMORY_FLOW_FEATURES;
   /** The store this broker works on. */
   readonly store: MemoryBrokerStore;
   private closed = false;
@@ -285,22 +293,26 @@ export class MemoryBroker implements Broker {
   async publish(group: string, body: string, options?: PublishOptions): Promise<void> {
     this.check();
     const g = this.store.group(group);
-    g.enqueue(new Entry(g, body, false), options?.availableAt);
+    g.enqueue(flowEntry(g, new Entry(g, body, false), options), options?.availableAt);
   }
 
   /** @inheritdoc */
   async publishBatch(group: string, items: ReadonlyArray<{ body: string; options?: PublishOptions }>): Promise<void> {
     this.check();
     const g = this.store.group(group);
-    for (const item of items) g.enqueue(new Entry(g, item.body, false), item.options?.availableAt);
+    // Checked (and built) before any is enqueued: all or an error.
+    const entries = items.map((item) => flowEntry(g, new Entry(g, item.body, false), item.options));
+    items.forEach((item, i) => g.enqueue(entries[i] as Entry, item.options?.availableAt));
   }
 
   /** @inheritdoc */
   async fetch(group: string, max: number, options: FetchOptions): Promise<Delivery[]> {
     this.check();
     const g = this.store.group(group);
+    const flow = options.flow;
+    if (flow !== undefined) g.startFlow();
     g.promote();
-    const now = g.take(max, options.leaseMs);
+    const now = g.take(max, options.leaseMs, flow);
     if (now.length > 0 || options.waitMs <= 0 || options.signal?.aborted) return now;
     return new Promise<Delivery[]>((resolve) => {
       let done = false;
@@ -314,7 +326,7 @@ export class MemoryBroker implements Broker {
         this.pending.delete(finish);
         resolve(ds);
       };
-      const waiter: Waiter = { max, leaseMs: options.leaseMs, resolve: finish };
+      const waiter: Waiter = { max, leaseMs: options.leaseMs, flow, resolve: finish };
       const onAbort = (): void => finish([]);
       const timer = setTimeout(finish, options.waitMs, []);
       timer.unref();
@@ -346,7 +358,7 @@ export class MemoryBroker implements Broker {
     const entry = this.store.find(delivery.group)?.settle(delivery.token);
     if (entry === undefined) return;
     entry.redelivered = true;
-    entry.g.ready.unshift(entry);
+    entry.g.toReady(entry, true);
     entry.g.wake();
   }
 
@@ -377,8 +389,10 @@ export class MemoryBroker implements Broker {
     this.check();
     const entry = this.store.find(delivery.group)?.settle(delivery.token);
     if (entry === undefined) return;
+    const id = randomUUID();
+    if (entry.level !== DEFAULT_PRIORITY || entry.key !== undefined) (entry.g.deadFlow ??= new Map()).set(id, { level: entry.level, key: entry.key });
     entry.g.dead.push({
-      id: randomUUID(),
+      id,
       group: entry.g.name,
       body: entry.body,
       reason: { code: reason.code, message: reason.message },
@@ -402,7 +416,17 @@ export class MemoryBroker implements Broker {
     this.check();
     const g = this.store.group(group);
     const moved = removeDead(g, ids);
-    for (const d of moved) g.ready.push(new Entry(g, d.body, false));
+    for (const d of moved) {
+      const entry = new Entry(g, d.body, false);
+      const meta = g.deadFlow?.get(d.id);
+      if (meta !== undefined) {
+        g.deadFlow?.delete(d.id);
+        entry.level = meta.level;
+        entry.key = meta.key;
+        g.startFlow();
+      }
+      g.toReady(entry, false);
+    }
     g.wake();
     return moved.length;
   }
@@ -410,7 +434,10 @@ export class MemoryBroker implements Broker {
   /** @inheritdoc */
   async deleteDeadLetters(group: string, ids?: ReadonlyArray<string>): Promise<number> {
     this.check();
-    return removeDead(this.store.group(group), ids).length;
+    const g = this.store.group(group);
+    const removed = removeDead(g, ids);
+    for (const d of removed) g.deadFlow?.delete(d.id);
+    return removed.length;
   }
 
   /** @inheritdoc */
@@ -418,7 +445,7 @@ export class MemoryBroker implements Broker {
     this.check();
     const g = this.store.group(group);
     g.promote();
-    return { ready: g.ready.length, delayed: g.delayed.length, inFlight: g.inFlight.size, dead: g.dead.length };
+    return { ready: g.readyCount, delayed: g.delayed.length, inFlight: g.inFlight.size, dead: g.dead.length };
   }
 
   /** @inheritdoc */
@@ -428,9 +455,29 @@ export class MemoryBroker implements Broker {
     this.store.drop(group);
   }
 
+  /** Gives no message of `key` in `group` for `ms` (feature `keyBackoff`). */
+  async backoffKey(group: string, key: string, ms: number): Promise<void> {
+    this.check();
+    checkKey(key);
+    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0) throw new InvalidOptionError(`backoff ms must be a number > 0, got ${String(ms)}`);
+    this.store.group(group).startFlow().backoff(key, ms, Date.now());
+  }
+
   private check(): void {
     if (this.closed) throw new ClosedError('memory broker');
   }
+}
+
+/** Sets the priority and key of a new entry from its publish options (turning the group's flow control on when set). */
+function flowEntry(g: GroupState, entry: Entry, options: PublishOptions | undefined): Entry {
+  if (options === undefined) return entry;
+  const { priority, key } = options;
+  if (priority !== undefined || key !== undefined) {
+    if (priority !== undefined) entry.level = checkPriority(priority);
+    if (key !== undefined) entry.key = checkKey(key);
+    g.startFlow();
+  }
+  return entry;
 }
 
 /** Removes dead letters (the given ids, or all) in one pass; returns them oldest first. */

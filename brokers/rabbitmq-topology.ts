@@ -97,6 +97,29 @@ export function plainQueueArguments(type: RabbitMQQueueType): Record<string, unk
   return typeArguments(type);
 }
 
+/** Highest AMQP priority of a work queue declared with priorities (tasuki's 0..9). */
+export const MAX_QUEUE_PRIORITY = 9;
+
+/**
+ * Arguments of a work queue: with `priorities` (classic queues only) `x-max-priority` 9. A work
+ * queue that already exists without it (or with it, when the option is off) is refused by RabbitMQ
+ * and reported as {@link TopologyMismatchError}: every process of a group must agree on the option.
+ */
+export function workQueueArguments(type: RabbitMQQueueType, priorities: boolean): Record<string, unknown> {
+  return priorities ? { ...typeArguments(type), 'x-max-priority': MAX_QUEUE_PRIORITY } : typeArguments(type);
+}
+
+/**
+ * Extra arguments of a quorum work queue with a delivery limit: `x-delivery-limit`, and
+ * dead-lettering into the group's dead-letter queue (default exchange, routing key = its name) so
+ * that RabbitMQ never drops a message over the limit. Only the work queue gets them: the delay mover
+ * and the dead-letter listing return messages to their queues as a matter of course, and RabbitMQ
+ * counts each return as a delivery.
+ */
+export function deliveryLimitArguments(deadQueue: string, limit: number): Record<string, unknown> {
+  return { 'x-delivery-limit': limit, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': deadQueue };
+}
+
 /** Arguments of a delay level queue: a plain queue (the waiting is done by the delay mover). */
 export function delayQueueArguments(type: RabbitMQQueueType): Record<string, unknown> {
   return typeArguments(type);

@@ -24,16 +24,24 @@
  *   and hands them back by closing that channel (RabbitMQ requeues them in their original order).
  * - Declarations and counts are spread over a few channels so RabbitMQ handles them in parallel.
  *
+ * - Clusters: `urls` lists the nodes; each (re)connection tries them in turn (see the option), so
+ *   after a node dies the broker reconnects to a surviving one. With `queueType: 'quorum'` the queues
+ *   are replicated and a confirmed publish is on a majority of nodes; `deliveryLimit` sets a quorum
+ *   work queue's `x-delivery-limit`, with the group's dead-letter queue as RabbitMQ's dead-letter target.
+ *
  * Limits worth knowing: RabbitMQ's `consumer_timeout` (30 min by default) closes a channel whose
  * delivery stays unacked longer — for handlers that run longer, raise it in `rabbitmq.conf`
- * (`extend` then reports the lease lost, and the message is redelivered). A message prefetched into
+ * (`extend` then reports the lease lost, and the message is redelivered). RabbitMQ 3.10 has no
+ * per-queue value (the `x-consumer-timeout` argument and `consumer-timeout` policy key came with
+ * 3.11.15/3.12), so tasuki does not declare one. A message prefetched into
  * an idle consumer's buffer and handed back is marked redelivered by RabbitMQ although no handler saw it.
  */
 import { randomUUID } from 'node:crypto';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import type { Channel, Options } from 'amqplib';
-import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, PublishOptions, QueueCounts } from '../src/broker.js';
-import { InvalidOptionError } from '../src/errors.js';
+import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, DispatchFeature, PublishOptions, QueueCounts } from '../src/broker.js';
+import { InvalidOptionError, UnsupportedError } from '../src/errors.js';
+import { DEFAULT_PRIORITY, checkPriority, requireFeature } from '../src/limits.js';
 import { assertName } from '../src/names.js';
 import { HEADER_DEAD_AT, HEADER_DEAD_CODE, HEADER_DEAD_MESSAGE, PREFIX_PATTERN, groupQueueNames, type RabbitMQQueueType } from './rabbitmq-topology.js';
 import { RabbitConnection, type Conn } from './rabbitmq/connection.js';
@@ -43,14 +51,21 @@ import { Declarations } from './rabbitmq/declarations.js';
 import { DEFAULT_HOLD_MS, DelayMover } from './rabbitmq/delay-mover.js';
 import { Leases } from './rabbitmq/leases.js';
 import { Publisher } from './rabbitmq/publisher.js';
-import { ackSafe, errText, nackSafe, positiveInt } from './rabbitmq/util.js';
+import { connectionTargets } from './rabbitmq/targets.js';
+import { ackSafe, errText, nackSafe, positiveInt, priorityOf } from './rabbitmq/util.js';
 
 export type { RabbitMQQueueType } from './rabbitmq-topology.js';
 
 /** Options of {@link RabbitMQBroker}. */
 export interface RabbitMQBrokerOptions {
-  /** `amqp://` or `amqps://` URL (default `amqp://guest:guest@127.0.0.1:5672`). Ignored when `connection` is given. */
+  /** `amqp://` or `amqps://` URL (default `amqp://guest:guest@127.0.0.1:5672`). Ignored when `connection` or `urls` is given. */
   url?: string;
+  /**
+   * URLs of the nodes of a RabbitMQ cluster, instead of `url`. Each (re)connection tries them in turn,
+   * starting at a random one (which spreads instances over the nodes) and, after a lost connection,
+   * at the node after the one lost; a full round of failed attempts backs off like a single URL.
+   */
+  urls?: readonly string[];
   /** Connection fields as amqplib takes them (hostname, port, username, password, vhost, heartbeat...), instead of `url`. */
   connection?: Options.Connect;
   /** Virtual host; overrides the one of `url` / `connection`. */
@@ -67,6 +82,22 @@ export interface RabbitMQBrokerOptions {
   prefix?: string;
   /** Type of the declared queues: `classic` (default) or `quorum` (RabbitMQ clusters). */
   queueType?: RabbitMQQueueType;
+  /**
+   * Declare work queues with `x-max-priority` 9, so that the `priority` send control works (classic
+   * queues only; default false). Every process of a group must use the same setting: an existing
+   * work queue declared the other way fails with `TopologyMismatchError`. Quorum queues (RabbitMQ
+   * 3.10) have no priorities: with `queueType: 'quorum'` this option is refused (`UnsupportedError`).
+   */
+  priorities?: boolean;
+  /**
+   * Quorum queues only: declare work queues with `x-delivery-limit` = this and dead-letter a message
+   * over the limit into the group's dead-letter queue (`x-dead-letter-exchange` `""`,
+   * `x-dead-letter-routing-key` `P.dead.G`) instead of letting RabbitMQ drop it. RabbitMQ counts every
+   * return (lease expiry, release, a worker's lost connection, an idle consumer's hand-back), so keep
+   * it well above the core's `maxDeliveries` (default 5), e.g. 100. Default: no limit (RabbitMQ 3.10
+   * has no default delivery limit). Changing it on an existing queue is a `TopologyMismatchError`.
+   */
+  deliveryLimit?: number;
   /**
    * Fixed per-consumer prefetch (1 to 65 535). Without it the prefetch grows to the deliveries this
    * instance holds in the group plus the largest `max` asked by `fetch` (the core's concurrency).
@@ -88,29 +119,6 @@ export interface RabbitMQBrokerOptions {
   operationTimeoutMs?: number;
 }
 
-/** The connection target (URL or fields) with heartbeat and vhost applied. */
-function connectionTarget(options: RabbitMQBrokerOptions, heartbeat: number): string | Options.Connect {
-  if (options.connection) {
-    return {
-      ...options.connection,
-      heartbeat: options.connection.heartbeat ?? heartbeat,
-      ...(options.vhost !== undefined ? { vhost: options.vhost } : {}),
-    };
-  }
-  let url: URL;
-  try {
-    url = new URL(options.url ?? 'amqp://guest:guest@127.0.0.1:5672');
-  } catch (err) {
-    throw new InvalidOptionError(`url is not a valid URL: ${errText(err)}`);
-  }
-  if (url.protocol !== 'amqp:' && url.protocol !== 'amqps:') {
-    throw new InvalidOptionError(`url must use amqp:// or amqps://, got ${url.protocol}//`);
-  }
-  if (options.vhost !== undefined) url.pathname = `/${encodeURIComponent(options.vhost)}`;
-  if (!url.searchParams.has('heartbeat')) url.searchParams.set('heartbeat', String(heartbeat));
-  return url.toString();
-}
-
 /**
  * A {@link Broker} on RabbitMQ. Several instances (processes, machines) with the same `prefix` and
  * vhost share the queues of their groups.
@@ -126,6 +134,12 @@ export class RabbitMQBroker implements Broker {
   readonly prefix: string;
   /** Type of the declared queues. */
   readonly queueType: RabbitMQQueueType;
+  /**
+   * `priority` when work queues are declared with priorities (option `priorities`). Keys and limits
+   * are not enforced: RabbitMQ pushes messages to consumers and keeps no shared state tasuki could
+   * evaluate a global limit in, so workers refuse them (`UnsupportedError`).
+   */
+  readonly dispatchFeatures: ReadonlySet<DispatchFeature>;
 
   private readonly instanceId = randomUUID().slice(0, 12);
   private readonly connection: RabbitConnection;
@@ -147,6 +161,12 @@ export class RabbitMQBroker implements Broker {
     if (this.queueType !== 'classic' && this.queueType !== 'quorum') {
       throw new InvalidOptionError(`queueType must be "classic" or "quorum", got ${JSON.stringify(this.queueType)}`);
     }
+    const priorities = options.priorities ?? false;
+    if (typeof priorities !== 'boolean') throw new InvalidOptionError('priorities must be a boolean');
+    if (priorities && this.queueType === 'quorum') {
+      throw new UnsupportedError('priorities are not supported on quorum queues (RabbitMQ 3.10 quorum queues have no x-max-priority); use classic queues for prioritised groups');
+    }
+    this.dispatchFeatures = new Set<DispatchFeature>(priorities ? ['priority'] : []);
     const fixedPrefetch = options.prefetch === undefined ? undefined : positiveInt('prefetch', options.prefetch, 1, 1, 65_535);
     const idleMs = positiveInt('consumerIdleMs', options.consumerIdleMs, 250, 1);
     const backoffInitialMs = positiveInt('reconnectInitialDelayMs', options.reconnectInitialDelayMs, 100, 1);
@@ -154,7 +174,12 @@ export class RabbitMQBroker implements Broker {
     const operationTimeoutMs = positiveInt('operationTimeoutMs', options.operationTimeoutMs, 15_000, 1);
     const holdMs = positiveInt('delayHoldMs', options.delayHoldMs, DEFAULT_HOLD_MS, 1000);
     const heartbeat = positiveInt('heartbeatSeconds', options.heartbeatSeconds, 10, 0, 65_535);
-    const target = connectionTarget(options, heartbeat);
+    const targets = connectionTargets(options, heartbeat);
+    let deliveryLimit: number | undefined;
+    if (options.deliveryLimit !== undefined) {
+      if (this.queueType !== 'quorum') throw new InvalidOptionError('deliveryLimit needs queueType "quorum" (classic queues have no delivery limit)');
+      deliveryLimit = positiveInt('deliveryLimit', options.deliveryLimit, 1, 1, 2 ** 31 - 1);
+    }
     const socketOptions = {
       ...(options.tls ?? {}),
       noDelay: true,
@@ -163,7 +188,7 @@ export class RabbitMQBroker implements Broker {
     };
 
     this.connection = new RabbitConnection(
-      { target, socketOptions, backoffInitialMs, backoffMaxMs, operationTimeoutMs },
+      { targets, socketOptions, backoffInitialMs, backoffMaxMs, operationTimeoutMs },
       {
         connected: () => {
           this.consumers.onConnected();
@@ -172,7 +197,7 @@ export class RabbitMQBroker implements Broker {
         lost: (conn) => this.onLost(conn),
       },
     );
-    this.declarations = new Declarations(this.connection, this.prefix, this.queueType);
+    this.declarations = new Declarations(this.connection, this.prefix, this.queueType, priorities, deliveryLimit);
     this.publisher = new Publisher(this.connection, this.declarations, this.prefix);
     this.leases = new Leases(this.instanceId);
     this.consumers = new Consumers(
@@ -196,6 +221,14 @@ export class RabbitMQBroker implements Broker {
   // ---------------------------------------------------------------------------------------------
   // Connection
 
+  /**
+   * Index into `urls` (0 with a single `url` or `connection`) of the node this instance is connected
+   * to right now, or -1 while it is (re)connecting: for logs and monitoring of a cluster.
+   */
+  connectedNode(): number {
+    return this.connection.currentNode;
+  }
+
   /** Opens the connection (waits up to `operationTimeoutMs`). Idempotent. */
   async connect(): Promise<void> {
     await this.connection.get();
@@ -218,7 +251,8 @@ export class RabbitMQBroker implements Broker {
   async publish(group: string, body: string, options?: PublishOptions): Promise<void> {
     this.connection.assertOpen();
     assertName('group', group);
-    await this.publisher.publish(group, [{ body, target: 'work', availableAt: options?.availableAt, messageId: randomUUID() }]);
+    const priority = this.priorityArg(options);
+    await this.publisher.publish(group, [{ body, target: 'work', availableAt: options?.availableAt, messageId: randomUUID(), priority }]);
   }
 
   /** Publishes many bodies to one group, pipelined, awaiting all confirms. */
@@ -226,9 +260,10 @@ export class RabbitMQBroker implements Broker {
     this.connection.assertOpen();
     assertName('group', group);
     if (items.length === 0) return;
+    const priorities = items.map((i) => this.priorityArg(i.options));
     await this.publisher.publish(
       group,
-      items.map((i) => ({ body: i.body, target: 'work' as const, availableAt: i.options?.availableAt, messageId: randomUUID() })),
+      items.map((i, n) => ({ body: i.body, target: 'work' as const, availableAt: i.options?.availableAt, messageId: randomUUID(), priority: priorities[n] })),
     );
   }
 
@@ -243,6 +278,10 @@ export class RabbitMQBroker implements Broker {
     if (!Number.isFinite(max) || max < 1) throw new InvalidOptionError(`fetch max must be ≥ 1, got ${String(max)}`);
     if (!Number.isFinite(options.leaseMs) || options.leaseMs <= 0) throw new InvalidOptionError(`leaseMs must be > 0, got ${String(options.leaseMs)}`);
     if (!Number.isFinite(options.waitMs) || options.waitMs < 0) throw new InvalidOptionError(`waitMs must be ≥ 0, got ${String(options.waitMs)}`);
+    const flow = options.flow;
+    if (flow?.rateLimit) requireFeature(this, 'rateLimit', 'rateLimit');
+    if (flow?.keyConcurrency !== undefined) requireFeature(this, 'keyConcurrency', 'keyConcurrency');
+    if (flow?.keyRateLimit) requireFeature(this, 'keyRateLimit', 'keyRateLimit');
     this.mover.start(group);
     return this.consumers.fetch(group, Math.floor(max), options);
   }
@@ -264,7 +303,7 @@ export class RabbitMQBroker implements Broker {
     if (!h) return;
     const published = await this.publisher.publish(
       h.group,
-      [{ body, target: 'work', availableAt, messageId: randomUUID() }],
+      [{ body, target: 'work', availableAt, messageId: randomUUID(), priority: priorityOf(h.msg) }],
       () => this.leases.get(delivery.token) === h,
     );
     if (!published) return;
@@ -301,7 +340,7 @@ export class RabbitMQBroker implements Broker {
     const headers = { [HEADER_DEAD_CODE]: reason.code, [HEADER_DEAD_MESSAGE]: reason.message, [HEADER_DEAD_AT]: String(Date.now()) };
     const published = await this.publisher.publish(
       h.group,
-      [{ body: h.msg.content.toString('utf8'), target: 'dead', messageId: randomUUID(), headers }],
+      [{ body: h.msg.content.toString('utf8'), target: 'dead', messageId: randomUUID(), headers, priority: priorityOf(h.msg) }],
       () => this.leases.get(delivery.token) === h,
     );
     if (!published) return;
@@ -385,5 +424,15 @@ export class RabbitMQBroker implements Broker {
   async deleteDelayExchanges(): Promise<void> {
     this.connection.assertOpen();
     await this.connection.run('deleting the delay exchanges', (conn) => this.declarations.deleteLegacyExchanges(conn));
+  }
+
+  /** The AMQP priority of a publish: its `priority` (default 5) on a broker with priorities; a priority or key it cannot honour is refused. */
+  private priorityArg(options: PublishOptions | undefined): number | undefined {
+    if (options?.key !== undefined) requireFeature(this, 'key', 'the key send control');
+    if (options?.priority !== undefined) {
+      requireFeature(this, 'priority', 'the priority send control (RabbitMQ broker option priorities: true)');
+      return checkPriority(options.priority);
+    }
+    return this.dispatchFeatures.has('priority') ? DEFAULT_PRIORITY : undefined;
   }
 }

@@ -13,6 +13,20 @@
  * | `<prefix>:{<group>}:dead`         | ZSET   | dead letter id (= message id) → time dead-lettered (ms)    |
  * | `<prefix>:{<group>}:dead:body`    | HASH   | dead letter id → body                                      |
  * | `<prefix>:{<group>}:dead:reason`  | HASH   | dead letter id → JSON `{"code","message"}`                 |
+ *
+ * Flow control (only once the group used a priority, a key or a limit; see `./redis-lua.ts`):
+ *
+ * | key                               | type   | content                                                    |
+ * |-----------------------------------|--------|------------------------------------------------------------|
+ * | `<prefix>:{<group>}:meta`         | HASH   | id → lane (level digit + key) of messages with a priority or key |
+ * | `<prefix>:{<group>}:lane:<lane>`  | LIST   | ready ids of one lane (`ready` is lane `5`)                |
+ * | `<prefix>:{<group>}:lanes`        | ZSET   | servable lanes → (9 − level)·2^44 + turn                   |
+ * | `<prefix>:{<group>}:laneset`      | SET    | every non-empty lane (counts, purge)                       |
+ * | `<prefix>:{<group>}:tpark`        | ZSET   | lanes parked until a time (key back-off, key rate)         |
+ * | `<prefix>:{<group>}:cpark:<key>`  | SET    | lanes of a key parked at its concurrency bound             |
+ * | `<prefix>:{<group>}:running`      | HASH   | key → deliveries in flight                                 |
+ * | `<prefix>:{<group>}:kstate`       | HASH   | `g` group bucket, `b<key>` key bucket (`tokens:at`), `o<key>` back-off until |
+ * | `<prefix>:{<group>}:turn`         | STRING | round-robin turn counter                                   |
  */
 
 /** Names of all keys of one group. */
@@ -35,6 +49,8 @@ export interface GroupKeys {
   readonly deadBody: string;
   /** HASH dead letter id → reason JSON. */
   readonly deadReason: string;
+  /** Prefix of every key of the group (flow-control scripts derive their keys from it). */
+  readonly base: string;
 }
 
 /** Builds the key names of `group` under `prefix` (all in the hash slot of `{group}`). */
@@ -50,12 +66,15 @@ export function groupKeys(prefix: string, group: string): GroupKeys {
     dead: base + 'dead',
     deadBody: base + 'dead:body',
     deadReason: base + 'dead:reason',
+    base,
   };
 }
 
 /** Every key of a group, for `purge`. */
 export function allKeys(keys: GroupKeys): string[] {
-  return [keys.ready, keys.delayed, keys.lease, keys.body, keys.wake, keys.seq, keys.dead, keys.deadBody, keys.deadReason];
+  const b = keys.base;
+  return [keys.ready, keys.delayed, keys.lease, keys.body, keys.wake, keys.seq, keys.dead, keys.deadBody, keys.deadReason,
+    b + 'meta', b + 'lanes', b + 'laneset', b + 'tpark', b + 'running', b + 'kstate', b + 'turn'];
 }
 
 /** Most groups whose key names a {@link KeyCache} keeps. */

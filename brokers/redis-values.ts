@@ -2,7 +2,8 @@
  * Argument checks and script reply parsing of the Redis broker: what goes into a script call and
  * what comes back out of one, validated with typed errors.
  */
-import type { DeadLetterReason, Delivery } from '../src/broker.js';
+import type { DeadLetterReason, Delivery, FetchLimits, PublishOptions } from '../src/broker.js';
+import { DEFAULT_PRIORITY, checkKey, checkPriority } from '../src/limits.js';
 import { ConnectionError, InvalidOptionError } from '../src/errors.js';
 import { assertName } from '../src/names.js';
 
@@ -45,16 +46,38 @@ export function stringArray(reply: unknown, what: string): string[] {
   return reply.map((x) => String(x));
 }
 
-/** Parses the reply of the fetch script: `[nextEventMs, token, body, redelivered, ...]`. */
-export function parseFetchReply(group: string, reply: unknown): { deliveries: Delivery[]; nextEventMs: number } {
-  if (!Array.isArray(reply) || reply.length < 1 || (reply.length - 1) % 3 !== 0) {
+/** Parses the reply of the fetch script: `[nextEventMs, throttleMs, token, body, redelivered, ...]`. */
+export function parseFetchReply(group: string, reply: unknown): { deliveries: Delivery[]; nextEventMs: number; throttleMs: number } {
+  if (!Array.isArray(reply) || reply.length < 2 || (reply.length - 2) % 3 !== 0) {
     throw new ConnectionError('unexpected reply of the fetch script');
   }
   const deliveries: Delivery[] = [];
-  for (let i = 1; i < reply.length; i += 3) {
+  for (let i = 2; i < reply.length; i += 3) {
     deliveries.push({ group, token: String(reply[i]), body: String(reply[i + 1]), redelivered: Number(reply[i + 2]) === 1 });
   }
-  return { deliveries, nextEventMs: Number(reply[0]) };
+  return { deliveries, nextEventMs: Number(reply[0]), throttleMs: Number(reply[1]) };
+}
+
+/** The lane of a message (level digit + key), or '' for a plain one (default priority, no key). */
+export function laneArg(options: PublishOptions | undefined): string {
+  if (options === undefined) return '';
+  const { priority, key } = options;
+  if (priority === undefined && key === undefined) return '';
+  const level = priority === undefined ? DEFAULT_PRIORITY : checkPriority(priority);
+  if (key === undefined) return level === DEFAULT_PRIORITY ? '' : String(level);
+  return String(level) + checkKey(key);
+}
+
+/** The fetch script's limit arguments (0: none). */
+export function flowArgs(flow: FetchLimits | undefined): number[] {
+  if (flow === undefined) return [];
+  const g = flow.rateLimit;
+  const k = flow.keyRateLimit;
+  return [
+    g ? g.limit : 0, g ? g.periodMs : 1, g ? (g.burst ?? g.limit) : 1,
+    flow.keyConcurrency ?? 0,
+    k ? k.limit : 0, k ? k.periodMs : 1, k ? (k.burst ?? k.limit) : 1,
+  ];
 }
 
 /** Parses a stored dead-letter reason (tolerates foreign or damaged values). */

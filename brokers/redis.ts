@@ -14,7 +14,8 @@
  * check of the server's persistence and eviction settings (`./redis-durability.ts`). This file holds
  * the broker class: its life cycle and the operations of the `Broker` interface.
  */
-import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, PublishOptions, QueueCounts } from '../src/broker.js';
+import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, DispatchFeature, PublishOptions, QueueCounts } from '../src/broker.js';
+import { checkKey } from '../src/limits.js';
 import { ClosedError, ConnectionError, InvalidOptionError, TasukiError } from '../src/errors.js';
 import { assertName } from '../src/names.js';
 import { BlockingPool } from './redis-blocking.js';
@@ -24,7 +25,7 @@ import { KeyCache, allKeys } from './redis-keys.js';
 import { brokerSettings, type RedisBrokerOptions } from './redis-options.js';
 import { registerScripts, type ScriptedRedis } from './redis-scripts.js';
 import { TickBatches } from './redis-tick-batches.js';
-import { availableAtArg, deliveryGroup, idList, parseFetchReply, parseReason, positiveMs, stringArray } from './redis-values.js';
+import { availableAtArg, deliveryGroup, flowArgs, idList, laneArg, parseFetchReply, parseReason, positiveMs, stringArray } from './redis-values.js';
 import { Waits } from './redis-waits.js';
 
 export type { RedisBrokerLogger } from './redis-connection.js';
@@ -34,7 +35,12 @@ export type { RedisBrokerOptions } from './redis-options.js';
 interface PendingPublish {
   at: number;
   body: string;
+  /** Lane (priority and key), '' for a plain message. */
+  lane: string;
 }
+
+/** Flow-control features the Redis broker enforces (all of them, in its scripts). */
+const REDIS_FLOW_FEATURES: ReadonlySet<DispatchFeature> = new Set<DispatchFeature>(['priority', 'key', 'rateLimit', 'keyConcurrency', 'keyRateLimit', 'keyBackoff']);
 
 /** Most messages of coalesced single publishes sent in one script call. */
 const MAX_PUBLISH_PER_CALL = 500;
@@ -55,6 +61,8 @@ const noop = (): void => undefined;
 export class RedisBroker implements Broker {
   /** @inheritdoc */
   readonly kind = 'redis';
+  /** Every flow-control feature, evaluated inside the fetch script (global across processes). */
+  readonly dispatchFeatures = REDIS_FLOW_FEATURES;
   /** Key prefix of this broker. */
   readonly prefix: string;
   private readonly cmd: ScriptedRedis;
@@ -68,12 +76,7 @@ export class RedisBroker implements Broker {
   /** Single publishes of the current tick, one script call per group (the script takes any number). */
   private readonly publishes = new TickBatches<PendingPublish>(
     MAX_PUBLISH_PER_CALL,
-    (group, items) => {
-      const k = this.keys.get(group);
-      const args: Array<string | number> = [k.ready, k.delayed, k.body, k.wake, k.seq, items.length];
-      for (const p of items) args.push(p.at, p.body);
-      return this.cmd.tasukiPublish(...args);
-    },
+    (group, items) => this.publishScript(group, items),
     (err) => this.failure('publish', err),
   );
   /** Acks of the current tick, one script call per group (each still removes only what its token holds). */
@@ -82,8 +85,8 @@ export class RedisBroker implements Broker {
     (group, tokens) => {
       const k = this.keys.get(group);
       return tokens.length === 1
-        ? this.cmd.tasukiAck(k.lease, k.body, tokens[0] as string)
-        : this.cmd.tasukiAckMany(k.lease, k.body, ...tokens);
+        ? this.cmd.tasukiAck(k.lease, k.body, k.base, tokens[0] as string)
+        : this.cmd.tasukiAckMany(k.lease, k.body, k.base, ...tokens);
     },
     (err) => this.failure('ack', err),
   );
@@ -91,6 +94,8 @@ export class RedisBroker implements Broker {
   private readonly drained = new Map<string, { at: number; nextEventMs: number }>();
   /** Key names by group. */
   private readonly keys: KeyCache;
+  /** Groups whose last fetch emptied their rate-limit bucket: when the next token is due (epoch ms). */
+  private readonly throttled = new Map<string, number>();
 
   /** @param options connection, key prefix, connection names, logger */
   constructor(options: RedisBrokerOptions = {}) {
@@ -147,17 +152,19 @@ export class RedisBroker implements Broker {
   /** @inheritdoc */
   publish(group: string, body: string, options: PublishOptions = {}): Promise<void> {
     let at: number;
+    let lane: string;
     try {
       this.assertOpen();
       assertName('group', group);
       if (typeof body !== 'string') throw new InvalidOptionError('message body must be a string');
       at = availableAtArg(options?.availableAt);
+      lane = laneArg(options);
     } catch (err) {
       return Promise.reject(err);
     }
     // The publishes of one tick to one group travel in one atomic script call; each resolves once
     // Redis holds its message.
-    return this.publishes.add(group, { at, body });
+    return this.publishes.add(group, { at, body, lane });
   }
 
   /** Publishes every item in one atomic script call (one round trip). */
@@ -166,13 +173,11 @@ export class RedisBroker implements Broker {
     assertName('group', group);
     if (!Array.isArray(items)) throw new InvalidOptionError('publishBatch items must be an array');
     if (items.length === 0) return;
-    const args: Array<string | number> = [items.length];
-    for (const item of items) {
+    const pending = items.map((item): PendingPublish => {
       if (typeof item?.body !== 'string') throw new InvalidOptionError('message body must be a string');
-      args.push(availableAtArg(item.options?.availableAt), item.body);
-    }
-    const k = this.keys.get(group);
-    await this.run('publish', () => this.cmd.tasukiPublish(k.ready, k.delayed, k.body, k.wake, k.seq, ...args));
+      return { at: availableAtArg(item.options?.availableAt), body: item.body, lane: laneArg(item.options) };
+    });
+    await this.run('publish', () => this.publishScript(group, pending));
   }
 
   /**
@@ -192,6 +197,14 @@ export class RedisBroker implements Broker {
     const { signal } = options;
     const k = this.keys.get(group);
     const deadline = Date.now() + waitMs;
+    const limits = flowArgs(options.flow);
+    // The previous fetch emptied the group's token bucket: sleep until its next token first.
+    const tokenAt = this.throttled.get(group);
+    if (tokenAt !== undefined) {
+      this.throttled.delete(group);
+      const ms = Math.min(tokenAt - Date.now(), waitMs);
+      if (ms > 0) await this.waits.pause(ms, signal);
+    }
     // The previous fetch of this group drained the ready list: block at once instead of running the
     // script for an empty answer (any publish since then left a wake marker; the sleep is bounded by
     // the next delayed message or lease deadline that script saw).
@@ -215,15 +228,21 @@ export class RedisBroker implements Broker {
         }
       }
       const reply = await this.run('fetch', () =>
-        this.cmd.tasukiFetch(k.ready, k.delayed, k.lease, k.body, k.wake, k.seq, max, leaseMs),
+        this.cmd.tasukiFetch(k.ready, k.delayed, k.lease, k.body, k.wake, k.seq, k.base, max, leaseMs, ...limits),
       );
-      const { deliveries, nextEventMs } = parseFetchReply(group, reply);
+      const { deliveries, nextEventMs, throttleMs } = parseFetchReply(group, reply);
       if (deliveries.length > 0) {
-        if (nextEventMs >= -1) this.drained.set(group, { at: Date.now(), nextEventMs });
+        if (throttleMs >= 0) this.throttled.set(group, Date.now() + throttleMs);
+        else if (nextEventMs >= -1) this.drained.set(group, { at: Date.now(), nextEventMs });
         return deliveries;
       }
       const remaining = deadline - Date.now();
       if (remaining <= 0) return [];
+      if (throttleMs >= 0) {
+        // Out of tokens: wake markers would not help (messages are there), a timer does.
+        await this.waits.pause(Math.min(remaining, throttleMs + 1), signal);
+        continue;
+      }
       await this.pool.waitForWork(k.wake, nextEventMs >= 0 ? Math.min(remaining, nextEventMs + 1) : remaining, signal);
     }
   }
@@ -249,14 +268,14 @@ export class RedisBroker implements Broker {
     const k = this.keys.get(deliveryGroup(delivery));
     if (typeof body !== 'string') throw new InvalidOptionError('message body must be a string');
     const at = availableAtArg(availableAt);
-    await this.run('retry', () => this.cmd.tasukiRetry(k.lease, k.body, k.ready, k.delayed, k.wake, delivery.token, body, at));
+    await this.run('retry', () => this.cmd.tasukiRetry(k.lease, k.body, k.ready, k.delayed, k.wake, k.base, delivery.token, body, at));
   }
 
   /** @inheritdoc */
   async release(delivery: Delivery): Promise<void> {
     this.assertOpen();
     const k = this.keys.get(deliveryGroup(delivery));
-    await this.run('release', () => this.cmd.tasukiRelease(k.lease, k.ready, k.wake, delivery.token));
+    await this.run('release', () => this.cmd.tasukiRelease(k.lease, k.ready, k.wake, k.base, delivery.token));
   }
 
   /** Renews leases with one script call per group (all groups in parallel). */
@@ -285,7 +304,7 @@ export class RedisBroker implements Broker {
     const k = this.keys.get(deliveryGroup(delivery));
     const json = JSON.stringify({ code: String(reason?.code ?? ''), message: String(reason?.message ?? '') });
     await this.run('deadLetter', () =>
-      this.cmd.tasukiDeadLetter(k.lease, k.body, k.dead, k.deadBody, k.deadReason, delivery.token, json),
+      this.cmd.tasukiDeadLetter(k.lease, k.body, k.dead, k.deadBody, k.deadReason, k.base, delivery.token, json),
     );
   }
 
@@ -322,7 +341,7 @@ export class RedisBroker implements Broker {
     if (list && list.length === 0) return 0;
     const k = this.keys.get(group);
     const reply = await this.run('redriveDeadLetters', () =>
-      this.cmd.tasukiRedriveDead(k.dead, k.deadBody, k.deadReason, k.body, k.ready, k.wake, ...(list ?? [])),
+      this.cmd.tasukiRedriveDead(k.dead, k.deadBody, k.deadReason, k.body, k.ready, k.wake, k.base, ...(list ?? [])),
     );
     return Number(reply);
   }
@@ -334,7 +353,7 @@ export class RedisBroker implements Broker {
     const list = idList(ids);
     if (list && list.length === 0) return 0;
     const k = this.keys.get(group);
-    const reply = await this.run('deleteDeadLetters', () => this.cmd.tasukiDeleteDead(k.dead, k.deadBody, k.deadReason, ...(list ?? [])));
+    const reply = await this.run('deleteDeadLetters', () => this.cmd.tasukiDeleteDead(k.dead, k.deadBody, k.deadReason, k.base, ...(list ?? [])));
     return Number(reply);
   }
 
@@ -343,7 +362,7 @@ export class RedisBroker implements Broker {
     this.assertOpen();
     assertName('group', group);
     const k = this.keys.get(group);
-    const reply = await this.run('counts', () => this.cmd.tasukiCounts(k.ready, k.delayed, k.lease, k.dead, k.wake));
+    const reply = await this.run('counts', () => this.cmd.tasukiCounts(k.ready, k.delayed, k.lease, k.dead, k.wake, k.base));
     if (!Array.isArray(reply) || reply.length !== 4) throw new ConnectionError('unexpected reply of the counts script');
     const [ready, delayed, inFlight, dead] = reply.map(Number) as [number, number, number, number];
     return { ready, delayed, inFlight, dead };
@@ -353,11 +372,39 @@ export class RedisBroker implements Broker {
   async purge(group: string): Promise<void> {
     this.assertOpen();
     assertName('group', group);
-    const keys = allKeys(this.keys.get(group));
-    await this.run('purge', () => this.cmd.del(...keys));
+    const k = this.keys.get(group);
+    const keys = allKeys(k);
+    await this.run('purge', async () => {
+      await this.cmd.tasukiPurgeFlow(k.base);
+      await this.cmd.del(...keys);
+    });
+    this.throttled.delete(group);
+  }
+
+  /** Gives no message of `key` in `group` for `ms` (every worker process: the back-off is stored in Redis). */
+  async backoffKey(group: string, key: string, ms: number): Promise<void> {
+    this.assertOpen();
+    assertName('group', group);
+    checkKey(key);
+    const wait = positiveMs('backoff ms', ms);
+    const k = this.keys.get(group);
+    await this.run('backoffKey', () => this.cmd.tasukiBackoffKey(k.base, key, wait));
   }
 
   // ---- internals ---------------------------------------------------------------------------------
+
+  /** One atomic publish script call: the plain one, or the flow one when a message has a priority or key. */
+  private publishScript(group: string, items: ReadonlyArray<PendingPublish>): Promise<unknown> {
+    const k = this.keys.get(group);
+    if (items.some((p) => p.lane !== '')) {
+      const argv: Array<string | number> = [k.base, items.length];
+      for (const p of items) argv.push(p.at, p.lane, p.body);
+      return this.cmd.tasukiPublishFlow(...argv);
+    }
+    const args: Array<string | number> = [k.ready, k.delayed, k.body, k.wake, k.seq, items.length];
+    for (const p of items) args.push(p.at, p.body);
+    return this.cmd.tasukiPublish(...args);
+  }
 
   private assertOpen(): void {
     if (this.closed) throw new ClosedError('redis broker');

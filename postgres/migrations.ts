@@ -88,6 +88,28 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 4,
+    name: 'flow journals, schedules',
+    // One journal document per flow (JSON text), written by compare-and-set on v; expires_at NULL:
+    // forever (removed by the backend's sweep once past). One schedule record per name, by
+    // compare-and-set on rev; never expires.
+    sql: (s) => `
+      CREATE TABLE ${s}.journals (
+        flow_id text PRIMARY KEY,
+        v bigint NOT NULL,
+        doc text NOT NULL,
+        expires_at bigint
+      );
+      CREATE INDEX journals_expiry ON ${s}.journals (expires_at) WHERE expires_at IS NOT NULL;
+
+      CREATE TABLE ${s}.schedules (
+        name text PRIMARY KEY,
+        rev integer NOT NULL,
+        data text NOT NULL
+      );
+    `,
+  },
 ];
 
 /** The newest schema version this code knows. */

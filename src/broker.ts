@@ -27,7 +27,37 @@ export interface PublishOptions {
    * transaction commits.
    */
   tx?: unknown;
+  /**
+   * Priority 0..9 (higher first, default 5 when absent), for brokers that declare the `priority`
+   * feature in {@link Broker.dispatchFeatures}. Kept through delays, retries and redeliveries.
+   */
+  priority?: number;
+  /** Flow-control key (tenant, user, account), for brokers that declare the `key` feature. */
+  key?: string;
 }
+
+/** A token-bucket rate limit: `limit` takes per `periodMs`, bursts of up to `burst` (default `limit`). */
+export interface RateLimit {
+  /** Takes allowed per period (whole number ≥ 1). */
+  limit: number;
+  /** Length of the period in ms. */
+  periodMs: number;
+  /** Bucket size: the most takes at once after a quiet time (default `limit`). */
+  burst?: number;
+}
+
+/** Flow control a worker asks of {@link Broker.fetch} for its group (see `src/limits.ts`). */
+export interface FetchLimits {
+  /** Rate limit of the whole group, global across every worker. */
+  rateLimit?: RateLimit;
+  /** Most deliveries of one key in flight at once, across every worker. */
+  keyConcurrency?: number;
+  /** Rate limit of each key, global across every worker. */
+  keyRateLimit?: RateLimit;
+}
+
+/** Flow-control features a broker may enforce natively (declared in {@link Broker.dispatchFeatures}). */
+export type DispatchFeature = 'priority' | 'key' | 'rateLimit' | 'keyConcurrency' | 'keyRateLimit' | 'keyBackoff';
 
 /** Options of {@link Broker.fetch}. */
 export interface FetchOptions {
@@ -40,6 +70,11 @@ export interface FetchOptions {
   waitMs: number;
   /** Aborts the wait early (shutdown): `fetch` then resolves with whatever it has, possibly `[]`. */
   signal?: AbortSignal;
+  /**
+   * Flow control of the group, evaluated atomically where messages are taken. Only passed when the
+   * worker's group options ask for it, and only to brokers that declare the features.
+   */
+  flow?: FetchLimits;
 }
 
 /** One delivery of a message to a worker. Opaque to the core except `body`. */
@@ -150,4 +185,12 @@ export interface Broker {
   counts(group: string): Promise<QueueCounts>;
   /** Deletes every message and key of a group (tests, tear-down). */
   purge(group: string): Promise<void>;
+
+  /**
+   * Flow-control features this broker enforces natively (absent: none). Senders and workers refuse
+   * (UnsupportedError) a priority, key or group limit the broker does not declare.
+   */
+  readonly dispatchFeatures?: ReadonlySet<DispatchFeature>;
+  /** Gives no delivery of `key` in `group` for `ms` (feature `keyBackoff`). */
+  backoffKey?(group: string, key: string, ms: number): Promise<void>;
 }

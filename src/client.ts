@@ -9,7 +9,8 @@ import { beforeDeadline } from './deadline.js';
 import { waitForResult } from './result-wait.js';
 import { sendIdempotent } from './idempotent.js';
 import { sendInTx, sendManyInTx } from './tx-send.js';
-import { buildMessage, redriveState, sentState, validateSendOptions } from './outgoing.js';
+import { buildMessage, publishOptionsOf, redriveState, sentState, validateSendOptions } from './outgoing.js';
+import { checkSendSupport } from './limits.js';
 import { consoleLogger, type Logger } from './logger.js';
 import { decodeMessage, encodeMessage, type TaskMessage } from './message.js';
 import { assertName } from './names.js';
@@ -129,6 +130,7 @@ export class Client {
     assertName('task', ref.name);
     const now = Date.now();
     const backoff = resolveBackoff(this.defaults.backoff);
+    checkSendSupport(this.core.broker, this.defaults.priority, this.defaults.key);
     const msgs = argsList.map((args, i) => buildMessage(ref.group, ref.name, args, this.defaults, randomUUID(), now, i, backoff));
     if (this.defaults.tx !== undefined) {
       await sendManyInTx(this.core, ref.group, msgs, this.defaults.tx);
@@ -152,7 +154,7 @@ export class Client {
       Promise.all([
         this.core.broker.publishBatch(
           group,
-          msgs.map((m) => ({ body: encodeMessage(m), options: m.runAt === null ? {} : { availableAt: m.runAt } })),
+          msgs.map((m) => ({ body: encodeMessage(m), options: publishOptionsOf(m) })),
         ),
         ...msgs.map((m) => this.recordSent(m)),
       ]),
@@ -173,6 +175,7 @@ export class Client {
     this.checkOpen();
     assertName('group', group);
     assertName('task', name);
+    checkSendSupport(this.core.broker, opts.priority, opts.key);
     const id = opts.id ?? randomUUID();
     const msg = buildMessage(group, name, args, opts, id, Date.now(), 0);
     if (opts.tx !== undefined) return sendInTx(this.core, msg, opts.tx, opts.id !== undefined);
@@ -185,7 +188,7 @@ export class Client {
     const { group, id } = msg;
     const body = encodeMessage(msg);
     const deadline = msg.sentAt + this.core.bounds.sendTimeoutMs;
-    const publishOptions = msg.runAt === null ? {} : { availableAt: msg.runAt };
+    const publishOptions = publishOptionsOf(msg);
     if (opts.id !== undefined) {
       if (this.core.statusExpires === 0) {
         throw new InvalidOptionError('an explicit id (idempotency key) needs stored states: statusExpires must not be 0');

@@ -31,6 +31,14 @@ export interface TaskCtl {
   setRetryCount(n: number): void;
   /** Stores a progress value (any superjson-encodable value) in the backend, visible to `getStatus`/`getResult`. */
   progress(value: unknown): Promise<void>;
+  /**
+   * Pushes this task's key back for `ms` (an upstream answered 429): no worker gets a task of the
+   * key before then, and when the handler returns this task is handed back to wait with them — not
+   * failed, not retried, not counted as an attempt. The handler should return right after it
+   * resolves. Rejects with `UnsupportedError` on a broker without per-key flow control, and with
+   * `InvalidOptionError` for a task sent without a key.
+   */
+  backoffKey(ms: number): Promise<void>;
 }
 
 /** @internal Mutable state behind a {@link TaskCtl}, read by the worker when the handler settles. */
@@ -39,6 +47,8 @@ export class TaskCtlImpl implements TaskCtl {
   retryRequested = false;
   /** @internal error given to retry() */
   retryError: unknown = undefined;
+  /** @internal set by a successful backoffKey(): the run ends by handing the task back */
+  handBackRequested = false;
 
   /** @internal */
   constructor(
@@ -49,6 +59,7 @@ export class TaskCtlImpl implements TaskCtl {
     public retriesLeft: number,
     readonly signal: AbortSignal,
     private readonly onProgress: (value: unknown) => Promise<void>,
+    private readonly onBackoffKey?: (ms: number) => Promise<void>,
   ) {}
 
   /** @inheritdoc */
@@ -66,5 +77,12 @@ export class TaskCtlImpl implements TaskCtl {
   /** @inheritdoc */
   progress(value: unknown): Promise<void> {
     return this.onProgress(value);
+  }
+
+  /** @inheritdoc */
+  async backoffKey(ms: number): Promise<void> {
+    if (this.onBackoffKey === undefined) throw new InvalidOptionError('backoffKey is not available here');
+    await this.onBackoffKey(ms);
+    this.handBackRequested = true;
   }
 }

@@ -24,6 +24,8 @@ export type { ServerEvents, TaskEvent } from './events.js';
 export type { Instrumentation, InstrumentationOption, ProcessScope, SendDone, SettleKind } from './instrumentation.js';
 export { consoleLogger, silentLogger, type Logger, type LogLevel, type LogFields } from './logger.js';
 export type { Broker, Delivery, DeadLetter, DeadLetterReason, FetchOptions, PublishOptions, QueueCounts } from './broker.js';
+export type { FetchLimits, DispatchFeature, RateLimit } from './broker.js';
+export { DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, type GroupOptions } from './limits.js';
 export type { Backend, Expiry, StateWrite, WriteGuard, WriteOutcome } from './backend.js';
 export type { IndexQuery, IndexPage, TaskIndex, RecordStore, StoredRecord } from './backend.js';
 export { Operations } from './ops/operations.js';

@@ -67,6 +67,10 @@ export interface TaskMessage {
    * instrumentation (`tasuki/otel`). Readers that do not know it ignore it; a malformed one is dropped.
    */
   trace?: Record<string, string>;
+  /** Priority 0..9 when sent with one (optional; a reader that does not know it ignores it). */
+  priority?: number;
+  /** Flow-control key when sent with one (optional; a reader that does not know it ignores it). */
+  key?: string;
 }
 
 /** What a message of a durable flow, or of a flow's child task, carries (read by `src/flow/`). */
@@ -345,6 +349,9 @@ export function decodeMessage(body: string): TaskMessage {
     const trace = readTrace(raw.trace);
     if (trace !== undefined) msg.trace = trace;
   }
+  // Optional flow-control fields: kept when well formed (the broker routes by its own copy).
+  if (typeof raw.priority === 'number' && Number.isInteger(raw.priority) && raw.priority >= 0 && raw.priority <= 9) msg.priority = raw.priority;
+  if (typeof raw.key === 'string' && raw.key.length > 0 && raw.key.length <= 200) msg.key = raw.key;
   return msg;
 }
 

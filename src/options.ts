@@ -36,6 +36,10 @@ export interface SendOptions {
    * `ERR_INVALID_OPTION`. Use it on a `with()` view per transaction: `client.with({ tx }).send(...)`.
    */
   tx?: unknown;
+  /** Priority 0..9, higher first (default 5); strict between levels, FIFO within one. */
+  priority?: number;
+  /** Flow-control key (tenant, user, account): keys are served round-robin and may be limited per group. */
+  key?: string;
 }
 
 /** Options shared by {@link ServerOptions} and {@link ClientOptions}. */

@@ -3,6 +3,8 @@
  * `sent` state a client records for it.
  */
 import { InvalidOptionError } from './errors.js';
+import { checkKey, checkPriority } from './limits.js';
+import type { PublishOptions } from './broker.js';
 import type { Backoff, TaskMessage } from './message.js';
 import { DEFAULT_RETRY_COUNT, checkMs, resolveBackoff, toEpoch, type SendOptions } from './options.js';
 import { encodeValueFast } from './plain.js';
@@ -31,7 +33,7 @@ export function buildMessage(
   let runAt: number | null = null;
   if (o.runAt !== undefined) runAt = toEpoch('runAt', o.runAt);
   else if (o.runAfter !== undefined && o.runAfter > 0) runAt = now + o.runAfter;
-  return {
+  const msg: TaskMessage = {
     v: 1,
     id,
     group,
@@ -46,6 +48,18 @@ export function buildMessage(
     timeoutMs: o.timeout ?? null,
     firstUnknownAt: null,
   };
+  if (o.priority !== undefined) msg.priority = o.priority;
+  if (o.key !== undefined) msg.key = o.key;
+  return msg;
+}
+
+/** The broker publish options of a message: its delay, priority and key. */
+export function publishOptionsOf(msg: TaskMessage): PublishOptions {
+  const o: PublishOptions = {};
+  if (msg.runAt !== null) o.availableAt = msg.runAt;
+  if (msg.priority !== undefined) o.priority = msg.priority;
+  if (msg.key !== undefined) o.key = msg.key;
+  return o;
 }
 
 /** The `sent` state recorded for a new message. */
@@ -75,6 +89,8 @@ export function validateSendOptions(o: SendOptions): void {
   if (o.expireAt !== undefined) toEpoch('expireAt', o.expireAt);
   if (o.timeout !== undefined) checkMs('timeout', o.timeout, 1);
   if (o.backoff !== undefined) resolveBackoff(o.backoff);
+  if (o.priority !== undefined) checkPriority(o.priority);
+  if (o.key !== undefined) checkKey(o.key);
   if (o.id !== undefined && (typeof o.id !== 'string' || !ID_PATTERN.test(o.id))) {
     throw new InvalidOptionError('id must be 1 to 200 printable ASCII characters without spaces');
   }

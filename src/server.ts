@@ -18,6 +18,7 @@ import { ScheduleTicks } from './schedule/tick.js';
 import { assertFlowsRunnable, registerFlow } from './flow/registry.js';
 import type { FlowHandler, FlowOptions } from './flow/types.js';
 import { resolveInstrumentation, type Instrumentation } from './instrumentation.js';
+import { checkGroupSupport, resolveGroupLimits, type GroupOptions } from './limits.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -107,14 +108,18 @@ export class Server extends EventEmitter<ServerEvents> {
   /**
    * Starts a worker for `group` with at most `concurrency` handlers running at once. Several groups
    * may run in one process; each group once. Resolves when the broker and backend are connected.
+   * `options`: flow control of the group (rate limits, per-key concurrency, see {@link GroupOptions});
+   * one the broker cannot enforce natively rejects with `UnsupportedError` (ERR_UNSUPPORTED).
    */
-  async run(group: string, concurrency = 1): Promise<void> {
+  async run(group: string, concurrency = 1, options?: GroupOptions): Promise<void> {
     this.checkOpen();
     assertName('group', group);
     if (!Number.isInteger(concurrency) || concurrency < 1) throw new InvalidOptionError(`concurrency must be a whole number ≥ 1, got ${concurrency}`);
     if (this.workers.has(group)) throw new InvalidOptionError(`group "${group}" is already running in this server`);
     const ticks = (this.ticks ??= new ScheduleTicks({ backend: this.backend, logger: this.logger, client: () => this.client(), emit: (e, ...a) => this.safeEmit(e, ...a) }));
     assertFlowsRunnable(this.registry.values(), group, this.backend, this.settings.statusExpires);
+    const flow = resolveGroupLimits(options);
+    checkGroupSupport(this.broker, group, flow);
     const worker = new GroupWorker(
       {
         broker: this.broker,
@@ -132,6 +137,7 @@ export class Server extends EventEmitter<ServerEvents> {
       },
       group,
       concurrency,
+      flow,
     );
     this.workers.set(group, worker);
     await Promise.all([this.broker.connect(), this.backend.connect()]);

@@ -10,7 +10,7 @@ import type { Broker, PublishOptions } from './broker.js';
 import { InvalidOptionError } from './errors.js';
 import type { Logger } from './logger.js';
 import { encodeMessage, type TaskMessage } from './message.js';
-import { sentState } from './outgoing.js';
+import { publishOptionsOf, sentState } from './outgoing.js';
 import type { TaskId } from './task.js';
 
 /** What a transactional send needs from its client. */
@@ -37,7 +37,7 @@ export function checkTx(ctx: TxSendContext, explicitId: boolean): boolean {
 }
 
 function publishOptions(msg: TaskMessage, tx: unknown): PublishOptions {
-  return msg.runAt === null ? { tx } : { availableAt: msg.runAt, tx };
+  return { ...publishOptionsOf(msg), tx };
 }
 
 function recordSentInTx(ctx: TxSendContext, msg: TaskMessage, tx: unknown): Promise<WriteOutcome> {

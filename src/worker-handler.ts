@@ -16,6 +16,7 @@ import type { Job } from './worker-job.js';
 export type Outcome =
   | { kind: 'success'; value: unknown; startedAt: number }
   | { kind: 'failure'; error: Error; retryable: boolean; deadLetter: boolean; startedAt?: number }
+  | { kind: 'handBack'; startedAt: number }
   /** The runner settled the delivery itself (a durable flow that suspended): nothing to record. */
   | { kind: 'settled' };
 
@@ -31,6 +32,8 @@ export interface RunHooks {
   progress(job: Job, value: unknown): Promise<void>;
   /** Emits `started` (when anyone listens). */
   started(msg: TaskMessage): void;
+  /** Backs off the key of the task (`ctl.backoffKey`). */
+  backoffKey?(msg: TaskMessage, ms: number): Promise<void>;
 }
 
 /** Runs the function of a claimed job (in its slot); never rejects. */
@@ -74,8 +77,11 @@ export class PlainRunner implements HandlerRunner {
     let ctl: TaskCtlImpl | undefined;
     if (reg.options.ctl) {
       job.controller = new AbortController();
-      ctl = new TaskCtlImpl(msg.id, msg.group, msg.name, msg.retriesUsed, msg.retriesLeft, job.controller.signal, (value) =>
-        this.hooks.progress(job, value),
+      const hooks = this.hooks;
+      ctl = new TaskCtlImpl(
+        msg.id, msg.group, msg.name, msg.retriesUsed, msg.retriesLeft, job.controller.signal,
+        (value) => hooks.progress(job, value),
+        hooks.backoffKey ? (ms) => (hooks.backoffKey as NonNullable<RunHooks['backoffKey']>)(msg, ms) : undefined,
       );
     }
     this.hooks.started(msg);
@@ -103,6 +109,7 @@ export class PlainRunner implements HandlerRunner {
       const e = ctl.retryError === undefined ? new Error('handler asked for a retry') : toError(ctl.retryError);
       return { kind: 'failure', error: e, retryable: retriesLeft > 0, deadLetter: false, startedAt: now };
     }
+    if (!threw && ctl?.handBackRequested) return { kind: 'handBack', startedAt: now };
     if (!threw) return { kind: 'success', value, startedAt: now };
     const e = toError(error);
     const code = (e as { code?: unknown }).code;

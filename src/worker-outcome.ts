@@ -28,6 +28,11 @@ export class OutcomeRecorder {
     const msg = job.msg as TaskMessage;
     const { statusExpires, resultExpires } = rec.ctx.settings;
     const now = Date.now();
+    if (outcome.kind === 'handBack') {
+      // ctl.backoffKey(): the task waits with its key (not failed, not counted as an attempt).
+      await rec.handBack(job, new Error('its key was backed off: the task was handed back to wait'));
+      return;
+    }
     if (outcome.kind === 'success') {
       let result: string | undefined;
       try {

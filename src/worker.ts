@@ -5,7 +5,8 @@
  * (`worker-outcome.ts`, `worker-record.ts`), lease renewal (`worker-leases.ts`) and abort polling
  * (`worker-aborts.ts`). A job's states are in `worker-job.ts`.
  */
-import type { Delivery } from './broker.js';
+import type { Delivery, FetchLimits, FetchOptions } from './broker.js';
+import { backoffKey } from './worker-limits.js';
 import { Deque } from './deque.js';
 import { ShutdownError, toError } from './errors.js';
 import { pause, setLongTimeout } from './timers.js';
@@ -80,13 +81,17 @@ export class GroupWorker {
    * @param ctx server context
    * @param group group to run
    * @param concurrency hard bound on handlers running at once
+   * @param flow flow control passed to every fetch (group options); with a limit, prefetch defaults to 0
    */
   constructor(
     private readonly ctx: WorkerContext,
     readonly group: string,
     readonly concurrency: number,
+    private readonly flow?: FetchLimits,
   ) {
-    this.prefetch = ctx.settings.prefetch ?? concurrency;
+    // A limited group takes a task from the broker only for a free slot, so that a take (where the
+    // limit is counted) and the handler's start stay close together.
+    this.prefetch = ctx.settings.prefetch ?? (flow === undefined ? concurrency : 0);
     this.maxConcluding = Math.max(64, 4 * concurrency);
     this.rec = new JobRecorder(ctx, group, this.stopFetch.signal);
     this.outcomes = new OutcomeRecorder(this.rec);
@@ -100,6 +105,7 @@ export class GroupWorker {
       started: (msg) => {
         if (ctx.listens('started')) ctx.emit('started', this.rec.event(msg));
       },
+      backoffKey: (msg, ms) => backoffKey(ctx, msg.group, msg.key, ms),
     }));
   }
 
@@ -182,7 +188,9 @@ export class GroupWorker {
       }
       let deliveries: Delivery[];
       try {
-        deliveries = await this.ctx.broker.fetch(this.group, want, { leaseMs, waitMs: fetchWaitMs, signal: this.stopFetch.signal });
+        const options: FetchOptions = { leaseMs, waitMs: fetchWaitMs, signal: this.stopFetch.signal };
+        if (this.flow !== undefined) options.flow = this.flow;
+        deliveries = await this.ctx.broker.fetch(this.group, want, options);
         failures = 0;
       } catch (err) {
         if (this.stopping) break;

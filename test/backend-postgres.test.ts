@@ -6,6 +6,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { PostgresBackend } from '../backends/postgres.js';
 import { backendContract, makeState } from './contract/backend.js';
+import { journalContract, makeEntry } from './contract/journal.js';
 import { encodeValueText } from '../src/message.js';
 import { PG_URL, adminPool, dropSchema, schemaExists, schemaName } from './helpers/postgres.js';
 
@@ -14,6 +15,14 @@ afterAll(() => admin.end());
 
 backendContract('postgres', () => {
   const schema = schemaName('bc');
+  return {
+    create: () => new PostgresBackend({ connection: PG_URL, schema }),
+    teardown: () => dropSchema(admin, schema),
+  };
+});
+
+journalContract('postgres', () => {
+  const schema = schemaName('jc');
   return {
     create: () => new PostgresBackend({ connection: PG_URL, schema }),
     teardown: () => dropSchema(admin, schema),
@@ -40,9 +49,9 @@ describe('postgres backend specifics', () => {
     const many = Array.from({ length: 6 }, () => make({ schema }));
     await Promise.all(many.map((b) => b.connect()));
     const res = await admin.query(`SELECT version FROM "${schema}".migrations`);
-    expect(res.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }]);
+    expect(res.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }]);
     const tables = await admin.query(`SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1`, [schema]);
-    expect(tables.rows.map((r: { tablename: string }) => r.tablename)).toEqual(['dead_letters', 'messages', 'migrations', 'outbox', 'states', 'watches']);
+    expect(tables.rows.map((r: { tablename: string }) => r.tablename)).toEqual(['dead_letters', 'journals', 'messages', 'migrations', 'outbox', 'schedules', 'states', 'watches']);
   });
 
   it('uses a pg.Pool given to it and never ends it', async () => {
@@ -88,6 +97,19 @@ describe('postgres backend specifics', () => {
     expect(await b.sweep()).toBe(1);
     const rows = await admin.query(`SELECT id FROM "${b.schema}".states ORDER BY id`);
     expect(rows.rows.map((r: { id: string }) => r.id).sort()).toEqual([kept, resultKept].sort());
+  });
+
+  it('the sweep deletes flow journals whose expiry passed, and only those', async () => {
+    const b = make({ sweepIntervalMs: 0 });
+    const [gone, kept, forever] = [randomUUID(), randomUUID(), randomUUID()];
+    await b.journal.put(gone, makeEntry('a#0', 'done'), 'absent', 1);
+    await b.journal.put(kept, makeEntry('a#0', 'done'), 'absent', 60);
+    await b.journal.put(forever, makeEntry('a#0', 'done'), 'absent', -1);
+    await new Promise((r) => setTimeout(r, 1200));
+    await b.sweep();
+    const rows = await admin.query(`SELECT flow_id FROM "${b.schema}".journals`);
+    expect(rows.rows.map((r: { flow_id: string }) => r.flow_id).sort()).toEqual([kept, forever].sort());
+    expect((await b.journal.read(kept)).entries.map((e) => e.key)).toEqual(['a#0']);
   });
 
   it('writes in the caller transaction exist only if it commits', async () => {

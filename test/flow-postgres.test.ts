@@ -1,13 +1,14 @@
 /**
- * The flow suite with the PostgreSQL broker (Redis backend: the Postgres backend has no journal
- * storage yet, so flows on it are refused with ERR_UNSUPPORTED — checked here too).
+ * The flow suite on PostgreSQL: Postgres broker + Redis backend, Postgres broker + Postgres backend
+ * (journal in `<schema>.journals`), Redis broker + Postgres backend. Every test gets its own schema,
+ * dropped afterwards.
  */
-import { afterAll, expect, it } from 'vitest';
+import { afterAll, expect } from 'vitest';
 import { flowSuite } from './flow/suite.js';
 import { PostgresBroker } from '../brokers/postgres.js';
 import { PostgresBackend } from '../backends/postgres.js';
+import { RedisBroker } from '../brokers/redis.js';
 import { RedisBackend } from '../backends/redis.js';
-import { Server, silentLogger } from '../src/index.js';
 import { redisNamespace } from './helpers/redis.js';
 import { PG_URL, adminPool, dropSchema, schemaName } from './helpers/postgres.js';
 
@@ -35,9 +36,23 @@ flowSuite('postgres broker + redis backend', () => {
   };
 });
 
-it('refuses flows on the Postgres backend (no journal storage) with ERR_UNSUPPORTED', async () => {
-  const server = new Server({ backend: new PostgresBackend({ connection: PG_URL, schema: schemaName('flow') }), logger: silentLogger });
-  server.flow('flow-pg-refused', 'f', async () => 1);
-  await expect(server.run('flow-pg-refused', 1)).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED' });
-  await server.shutdown(100);
+flowSuite('postgres broker + postgres backend', () => {
+  const schema = schemaName('flow');
+  return {
+    broker: () => new PostgresBroker({ connection: PG_URL, schema }),
+    backend: () => new PostgresBackend({ connection: PG_URL, schema }),
+    teardown: () => dropSchema(admin, schema),
+  };
+});
+
+flowSuite('redis broker + postgres backend', () => {
+  const schema = schemaName('flow');
+  return {
+    broker: () => new RedisBroker({ prefix: ns.prefix }),
+    backend: () => new PostgresBackend({ connection: PG_URL, schema }),
+    teardown: async () => {
+      await dropSchema(admin, schema);
+      await ns.sweep();
+    },
+  };
 });

@@ -35,7 +35,8 @@ export interface ConnectionEvents {
 
 /** Settings of {@link RabbitConnection}. */
 export interface ConnectionSettings {
-  readonly target: string | Options.Connect;
+  /** The nodes to connect to (one, or the nodes of a cluster); tried in turn. */
+  readonly targets: ReadonlyArray<string | Options.Connect>;
   readonly socketOptions: Record<string, unknown>;
   readonly backoffInitialMs: number;
   readonly backoffMaxMs: number;
@@ -64,11 +65,22 @@ export class RabbitConnection {
   private backoffTimer: NodeJS.Timeout | null = null;
   private backoffWake: (() => void) | null = null;
   private readonly waiters = new Set<ConnWaiter>();
+  /** Index into `targets` of the next attempt (starts at a random node). */
+  private nextTarget: number;
+  /** Index of the target of the current connection. */
+  private currentTarget = 0;
 
   constructor(
     private readonly settings: ConnectionSettings,
     private readonly events: ConnectionEvents,
-  ) {}
+  ) {
+    this.nextTarget = Math.floor(Math.random() * settings.targets.length);
+  }
+
+  /** Index into the targets of the live connection's node (for tests and logs); -1 while down. */
+  get currentNode(): number {
+    return this.current ? this.currentTarget : -1;
+  }
 
   /** Throws `ClosedError` once closed. */
   assertOpen(): void {
@@ -127,11 +139,15 @@ export class RabbitConnection {
 
   private async connectLoop(): Promise<void> {
     let delay = this.settings.backoffInitialMs;
+    const targets = this.settings.targets;
+    let failedInRound = 0;
     try {
       while (!this.closed) {
         let model: ChannelModel | undefined;
+        const index = this.nextTarget % targets.length;
+        this.nextTarget = (index + 1) % targets.length;
         try {
-          model = await amqpConnect(this.settings.target, this.settings.socketOptions);
+          model = await amqpConnect(targets[index] as string | Options.Connect, this.settings.socketOptions);
         } catch (err) {
           this.lastError = err;
           this.downSince ??= Date.now();
@@ -143,10 +159,14 @@ export class RabbitConnection {
         if (model) {
           const conn = this.adopt(model);
           if (conn) {
+            this.currentTarget = index;
             this.onConnected(conn);
             return;
           }
         }
+        // Another node of the list first; back off once every node failed in this round.
+        if (++failedInRound < targets.length) continue;
+        failedInRound = 0;
         // Back off (jittered, cancellable by close) before the next attempt: no busy loop while down.
         const wait = Math.round(delay * (0.5 + Math.random() / 2));
         delay = Math.min(this.settings.backoffMaxMs, delay * 2);

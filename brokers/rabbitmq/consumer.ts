@@ -14,7 +14,7 @@ import type { Conn, RabbitConnection } from './connection.js';
 import type { Declarations } from './declarations.js';
 import type { Leases } from './leases.js';
 import type { Publisher } from './publisher.js';
-import { ackSafe, errText, headerString, nackSafe, noop } from './util.js';
+import { ackSafe, errText, headerString, nackSafe, noop, priorityOf } from './util.js';
 
 /** A message pushed to this instance and not yet handed out. */
 interface Buffered {
@@ -295,7 +295,7 @@ export class Consumers {
   private async delayAgain(g: GroupState, ch: Channel, msg: ConsumeMessage, at: number): Promise<void> {
     try {
       const messageId = typeof msg.properties.messageId === 'string' ? msg.properties.messageId : randomUUID();
-      await this.publisher.publish(g.name, [{ body: msg.content.toString('utf8'), target: 'work', availableAt: at, messageId }]);
+      await this.publisher.publish(g.name, [{ body: msg.content.toString('utf8'), target: 'work', availableAt: at, messageId, priority: priorityOf(msg) }]);
       ackSafe(ch, msg);
     } catch {
       // Leave it to RabbitMQ: hand it back after a pause (not in a tight loop).

@@ -9,7 +9,7 @@ import type { DeadLetter } from '../../src/broker.js';
 import { HEADER_DEAD_AT, HEADER_DEAD_CODE, HEADER_DEAD_MESSAGE, NOT_FOUND, amqpReplyCode, groupQueueNames } from '../rabbitmq-topology.js';
 import type { Conn, RabbitConnection } from './connection.js';
 import type { Publisher } from './publisher.js';
-import { headerString, noop } from './util.js';
+import { headerString, noop, priorityOf } from './util.js';
 
 /** Stable id of a dead letter: its message id, or a content hash for messages put there by others. */
 export function deadLetterId(msg: Message): string {
@@ -18,14 +18,35 @@ export function deadLetterId(msg: Message): string {
   return `sha256:${createHash('sha256').update(msg.content).digest('hex').slice(0, 32)}`;
 }
 
+/** Reason code of a message RabbitMQ dead-lettered itself at a quorum queue's `x-delivery-limit`. */
+export const DELIVERY_LIMIT_CODE = 'ERR_DELIVERY_LIMIT';
+
+/** The `x-death` entry RabbitMQ adds when it dead-letters a message, if any (reason and time). */
+function rabbitDeath(msg: Message): { reason: string; time: number } | undefined {
+  const deaths = msg.properties.headers?.['x-death'] as unknown;
+  if (!Array.isArray(deaths) || deaths.length === 0) return undefined;
+  const first = deaths[0] as { reason?: unknown; time?: unknown };
+  const time = first.time as { value?: unknown } | number | undefined;
+  const seconds = typeof time === 'number' ? time : typeof time?.value === 'number' ? time.value : 0;
+  return { reason: typeof first.reason === 'string' ? first.reason : 'unknown', time: seconds * 1000 };
+}
+
 function toDeadLetter(group: string, msg: Message): DeadLetter {
   const at = Number(headerString(msg, HEADER_DEAD_AT));
+  const code = headerString(msg, HEADER_DEAD_CODE);
+  const death = code === undefined ? rabbitDeath(msg) : undefined;
+  const reason =
+    code !== undefined
+      ? { code, message: headerString(msg, HEADER_DEAD_MESSAGE) ?? '' }
+      : death?.reason === 'delivery_limit'
+        ? { code: DELIVERY_LIMIT_CODE, message: 'RabbitMQ dead-lettered the message at the work queue\'s x-delivery-limit (broker option deliveryLimit)' }
+        : { code: 'ERR_UNKNOWN', message: death ? `dead-lettered by RabbitMQ (${death.reason})` : '' };
   return {
     id: deadLetterId(msg),
     group,
     body: msg.content.toString('utf8'),
-    reason: { code: headerString(msg, HEADER_DEAD_CODE) ?? 'ERR_UNKNOWN', message: headerString(msg, HEADER_DEAD_MESSAGE) ?? '' },
-    at: Number.isFinite(at) ? at : 0,
+    reason,
+    at: Number.isFinite(at) && at > 0 ? at : (death?.time ?? 0),
   };
 }
 
@@ -97,7 +118,7 @@ export class DeadLetters {
           // Publish (confirmed) first, then ack: a crash in between duplicates, never loses.
           await this.publisher.publish(
             group,
-            chosen.map((m) => ({ body: m.content.toString('utf8'), target: 'work' as const, messageId: randomUUID() })),
+            chosen.map((m) => ({ body: m.content.toString('utf8'), target: 'work' as const, messageId: randomUUID(), priority: priorityOf(m) })),
           );
           for (const m of chosen) ch.ack(m);
         },

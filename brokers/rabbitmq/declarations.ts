@@ -9,9 +9,11 @@ import {
   amqpReplyCode,
   delayExchangeNames,
   delayQueueArguments,
+  deliveryLimitArguments,
   groupQueueNames,
   plainQueueArguments,
   toTopologyMismatch,
+  workQueueArguments,
   type RabbitMQQueueType,
 } from '../rabbitmq-topology.js';
 import type { Conn, RabbitConnection } from './connection.js';
@@ -22,6 +24,9 @@ export class Declarations {
     private readonly connection: RabbitConnection,
     private readonly prefix: string,
     private readonly queueType: RabbitMQQueueType,
+    private readonly priorities = false,
+    /** Quorum work queues' `x-delivery-limit`, if any (see `deliveryLimitArguments`). */
+    private readonly deliveryLimit?: number,
   ) {}
 
   /** Declares a group's queues once per connection; a conflicting queue fails with `TopologyMismatchError`. */
@@ -44,13 +49,17 @@ export class Declarations {
       try {
         await ch.assertQueue(queue, { durable: true, exclusive: false, autoDelete: false, arguments: args });
       } catch (err) {
-        throw toTopologyMismatch(err, `queue "${queue}"`, args) ?? err;
+        const mismatch = toTopologyMismatch(err, `queue "${queue}"`, args);
+        if (mismatch && queue === names.work) {
+          mismatch.message += ` (the broker option priorities is ${this.priorities ? 'on' : 'off'} here: every process of the group must use the same setting; to change it, drain and delete the work queue or use another prefix)`;
+        }
+        throw mismatch ?? err;
       }
     };
     const plain = plainQueueArguments(this.queueType);
     const delay = delayQueueArguments(this.queueType);
     const queues: Array<[string, Record<string, unknown>]> = [
-      [names.work, plain],
+      [names.work, { ...workQueueArguments(this.queueType, this.priorities), ...(this.deliveryLimit === undefined ? {} : deliveryLimitArguments(names.dead, this.deliveryLimit)) }],
       [names.dead, plain],
       ...names.delay.map((queue): [string, Record<string, unknown>] => [queue, delay]),
     ];

@@ -24,7 +24,7 @@ import { HEADER_AVAILABLE_AT, HEADER_HOP_DUE, groupQueueNames } from '../rabbitm
 import type { RabbitConnection } from './connection.js';
 import type { Declarations } from './declarations.js';
 import type { Publisher } from './publisher.js';
-import { ackSafe, headerString, nackSafe, noop } from './util.js';
+import { ackSafe, headerString, nackSafe, noop, priorityOf } from './util.js';
 
 /** Messages a level consumer may hold unacked. */
 export const MOVER_PREFETCH = 256;
@@ -301,6 +301,7 @@ export class DelayMover {
         target: 'work' as const,
         availableAt: Number.isFinite(at) ? at : undefined,
         messageId: randomUUID(),
+        priority: priorityOf(h.msg),
       };
     });
     void this.publisher.publish(m.group, items, () => m.channel === ch).then(

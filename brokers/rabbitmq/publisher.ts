@@ -19,6 +19,8 @@ export interface Outgoing {
   readonly availableAt?: number | undefined;
   readonly headers?: Record<string, string>;
   readonly messageId: string;
+  /** AMQP priority property (work queues declared with `x-max-priority`); kept through delays and retries. */
+  readonly priority?: number | undefined;
 }
 
 type Outcome = 'ok' | 'returned' | { error: unknown };
@@ -108,7 +110,9 @@ export class Publisher {
               '',
               queue,
               Buffer.from(item.body, 'utf8'),
-              { persistent: true, mandatory: true, messageId: id, headers },
+              item.priority === undefined
+                ? { persistent: true, mandatory: true, messageId: id, headers }
+                : { persistent: true, mandatory: true, messageId: id, headers, priority: item.priority },
               (err: unknown) => settle(err ? { error: err } : this.returned.has(id) ? 'returned' : 'ok'),
             );
           } catch (err) {

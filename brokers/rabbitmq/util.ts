@@ -54,3 +54,9 @@ export function nackSafe(ch: Channel, msg: Message): void {
     // channel closed
   }
 }
+
+/** The AMQP priority property of a consumed message, to carry it on when the message is published again. */
+export function priorityOf(msg: { properties: { priority?: unknown } }): number | undefined {
+  const p = msg.properties.priority;
+  return typeof p === 'number' ? p : undefined;
+}

@@ -3,7 +3,7 @@
  * by every process of a deployment. The store only keeps opaque JSON text with a revision number and
  * offers compare-and-set; every schedule rule (atomic idempotent upsert, the tick's bookkeeping) is
  * built on that in the core. Implementations: `backends/memory-schedules.ts`,
- * `backends/redis-schedules.ts`; each passes `test/contract/schedules.ts`.
+ * `backends/redis-schedules.ts`, `backends/postgres-schedules.ts`; each passes `test/contract/schedules.ts`.
  */
 
 /** One stored schedule record. */

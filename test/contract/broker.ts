@@ -11,6 +11,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import type { Broker, Delivery } from '../../src/broker.js';
+import { brokerFlowContract } from './broker-limits.js';
 
 /** What a broker factory provides to the suite. */
 export interface BrokerHarness {
@@ -297,5 +298,7 @@ export function brokerContract(name: string, makeHarness: () => BrokerHarness): 
       await b.close();
       await expect(b.publish(group, 'x')).rejects.toMatchObject({ code: 'ERR_CLOSED' });
     });
+
+    brokerFlowContract({ make, group: () => group });
   });
 }

@@ -65,16 +65,24 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Options of {@link startPrivateRabbit}. */
+export interface PrivateRabbitOptions {
+  /** Erlang cookie (default: a fresh random one). Nodes that are to form a cluster share one. */
+  cookie?: string;
+  /** Extra `rabbitmq.conf` lines. */
+  conf?: string;
+}
+
 /** Starts a private RabbitMQ node and waits until it runs. */
-export async function startPrivateRabbit(): Promise<PrivateRabbit> {
+export async function startPrivateRabbit(options: PrivateRabbitOptions = {}): Promise<PrivateRabbit> {
   const dir = mkdtempSync(join(tmpdir(), 'tasuki-rabbit-'));
   const node = `tasuki-test-${process.pid}-${randomUUID().slice(0, 6)}@localhost`;
   const amqpPort = await freePort(new Set());
   const distPort = await freePort(new Set([amqpPort]));
   const pidFile = join(dir, 'node.pid');
   writeFileSync(join(dir, 'enabled_plugins'), '[].\n');
-  writeFileSync(join(dir, 'rabbitmq.conf'), '# private tasuki test node\n');
-  writeFileSync(join(dir, '.erlang.cookie'), randomUUID().replace(/-/g, '').toUpperCase());
+  writeFileSync(join(dir, 'rabbitmq.conf'), `# private tasuki test node\n${options.conf ?? ''}`);
+  writeFileSync(join(dir, '.erlang.cookie'), options.cookie ?? randomUUID().replace(/-/g, '').toUpperCase());
   chmodSync(join(dir, '.erlang.cookie'), 0o400);
   const env: NodeJS.ProcessEnv = {
     ...process.env,
