@@ -16,6 +16,7 @@ import { GroupWorker, type Registration } from './worker.js';
 import { ScheduleTicks } from './schedule/tick.js';
 import { assertFlowsRunnable, registerFlow } from './flow/registry.js';
 import type { FlowHandler, FlowOptions } from './flow/types.js';
+import { WorkflowFlows } from './workflow/flow.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -41,6 +42,8 @@ export class Server extends EventEmitter<ServerEvents> {
   private clientInstance: Client | undefined;
   /** Tick handlers of schedules, looked up for every group this server runs. */
   private ticks: ScheduleTicks | undefined;
+  /** The built-in workflow flow (chain, group, chord), in every group this server runs. */
+  private readonly workflows = new WorkflowFlows();
 
   /** @param options broker, backend, logger, expiries, leases... (see {@link ServerOptions}) */
   constructor(options: ServerOptions = {}) {
@@ -105,7 +108,7 @@ export class Server extends EventEmitter<ServerEvents> {
         backend: this.backend,
         logger: this.logger,
         settings: this.settings,
-        lookup: (g, n) => this.registry.get(`${g}\u0000${n}`) ?? ticks.lookup(g, n),
+        lookup: (g, n) => this.registry.get(`${g}\u0000${n}`) ?? ticks.lookup(g, n) ?? this.workflows.lookup(g, n),
         emit: (event, ...args) => this.safeEmit(event, ...args),
         listens: (event) => this.listenerCount(event) > 0,
       },

@@ -1,0 +1,96 @@
+/**
+ * Client side of workflows: `client.chain` / `group` / `chord` send the workflow flow (in the group
+ * of the workflow's first task) with the node tree as its argument; `client.getWorkflow` reads the
+ * flow's state and journal and the states of its tasks.
+ */
+import type { Backend } from '../backend.js';
+import { InvalidOptionError } from '../errors.js';
+import { UnsupportedError } from '../flow/errors.js';
+import { readMeta } from '../flow/journal-view.js';
+import { decodeValue, decodeValueText } from '../message.js';
+import { taskRef, type TaskId, type TaskRef } from '../task.js';
+import { WORKFLOW_TASK } from './flow.js';
+import type { Step, WorkflowInfo, WorkflowNode, WorkflowStepInfo } from './types.js';
+
+/** What sending a workflow needs from a client (its `send`, with its defaults and `with()` options). */
+export interface WorkflowSender {
+  /** The client's typed send. */
+  send<A extends unknown[], R>(ref: TaskRef<A, R>, ...args: A): Promise<TaskId<R>>;
+}
+
+/** The first task of a tree (the workflow runs in its group). */
+function firstTask(node: WorkflowNode): Extract<WorkflowNode, { kind: 'task' }> {
+  switch (node.kind) {
+    case 'task':
+      return node;
+    case 'chain':
+      return firstTask(node.steps[0] as WorkflowNode);
+    default:
+      return firstTask(node.items[0] as WorkflowNode);
+  }
+}
+
+/** Sends the workflow whose root is `root`; resolves with its id. */
+export async function sendWorkflow<R>(client: WorkflowSender, backend: Backend, root: Step): Promise<TaskId<R>> {
+  if (backend.journal === undefined) throw new UnsupportedError(`workflows need a backend with flow journal storage; the ${backend.kind} backend has none`);
+  if (root?.node === undefined) throw new InvalidOptionError('a workflow needs steps made with task(), chain(), group() or chord()');
+  const ref = taskRef<[WorkflowNode], R>(firstTask(root.node).group, WORKFLOW_TASK);
+  return client.send(ref, root.node);
+}
+
+/** Leaf tasks of a tree with their paths, in the order written. */
+function leaves(node: WorkflowNode, path: string, out: Array<{ path: string; node: Extract<WorkflowNode, { kind: 'task' }> }>): void {
+  const sub = (p: string | number): string => (path === '' ? String(p) : `${path}.${p}`);
+  if (node.kind === 'task') out.push({ path, node });
+  else if (node.kind === 'chain') node.steps.forEach((s, i) => leaves(s, sub(i), out));
+  else {
+    node.items.forEach((s, i) => leaves(s, sub(i), out));
+    if (node.kind === 'chord') leaves(node.callback, sub('cb'), out);
+  }
+}
+
+/** Reads a workflow (`client.getWorkflow`); null when neither its state nor its journal is stored. */
+export async function getWorkflow(backend: Backend, id: string): Promise<WorkflowInfo | null> {
+  const journal = backend.journal;
+  if (journal === undefined) throw new UnsupportedError(`the ${backend.kind} backend has no flow journal storage`);
+  const [state, snapshot] = await Promise.all([backend.read(id), journal.read(id)]);
+  const meta = readMeta(snapshot);
+  if (state === null && meta === undefined) return null;
+  const info: WorkflowInfo = { id, status: state?.status ?? null, steps: [] };
+  if (state?.error !== undefined) info.error = state.error;
+  if (state?.status === 'success') {
+    const text = await backend.readResult(id);
+    if (text !== null) info.value = decodeValueText(text);
+  }
+  if (meta === undefined) return info;
+  const [root] = decodeValue(meta.args) as [WorkflowNode];
+  const list: Array<{ path: string; node: Extract<WorkflowNode, { kind: 'task' }> }> = [];
+  leaves(root, '', list);
+  // The newest generation's entry of each path (keys are `path#0`).
+  const entries = list.map(({ path }) => snapshot.entries.find((e) => e.key === `${path}#0` && e.kind === 'call'));
+  const childIds = entries.map((e) => e?.child).filter((c): c is string => c !== undefined);
+  const states = childIds.length === 0 ? [] : await backend.readMany(childIds);
+  const byId = new Map(childIds.map((c, i) => [c, states[i] ?? null]));
+  info.steps = list.map(({ path, node }, i): WorkflowStepInfo => {
+    const e = entries[i];
+    const s = e?.child === undefined ? null : (byId.get(e.child) ?? null);
+    const step: WorkflowStepInfo = { path, group: node.group, name: node.name, status: s?.status ?? 'waiting', attempts: 0 };
+    if (e?.child !== undefined) step.id = e.child;
+    if (s !== null) {
+      step.attempts = s.status === 'sent' ? s.retriesUsed : s.retriesUsed + 1;
+      if (s.sentAt !== undefined) step.sentAt = new Date(s.sentAt);
+      if (s.startedAt !== undefined) step.startedAt = new Date(s.startedAt);
+      if (s.finishedAt !== undefined) step.finishedAt = new Date(s.finishedAt);
+      if (s.error !== undefined) step.error = s.error;
+    }
+    if (e?.status === 'done' && e.value !== undefined) step.value = decodeValueText(e.value);
+    return step;
+  });
+  // Steps that succeeded and are not journaled yet (the workflow has not woken since).
+  await Promise.all(info.steps.map(async (step) => {
+    if (step.status !== 'success' || 'value' in step || step.id === undefined) return;
+    const text = await backend.readResult(step.id);
+    if (text !== null) step.value = decodeValueText(text);
+  }));
+  return info;
+}

@@ -1,0 +1,103 @@
+/**
+ * The built-in workflow flow: one durable flow (`tasuki.workflow`, available in every group a
+ * server runs) that interprets a {@link WorkflowNode} tree. Each task is a child of the flow whose
+ * journal key is its position (`0`, `1.0`, `2.cb`), never its name — so one task may appear any
+ * number of times — and whose id is deterministic (`workflowId/1#0`). The worker that stores a
+ * child's final state wakes the workflow (push-driven fan-in, no polling); a failed, expired or
+ * aborted child throws and ends the workflow with it.
+ */
+import type { Flow } from '../flow/types.js';
+import { ChildFailedError } from '../flow/errors.js';
+import { registerFlow } from '../flow/registry.js';
+import { toError } from '../errors.js';
+import type { StoredError } from '../state.js';
+import { taskRef } from '../task.js';
+import type { Registration } from '../worker-context.js';
+import type { CallOptions } from '../flow/types.js';
+import type { Settled, WorkflowNode } from './types.js';
+
+/** Name of the workflow flow in every group. */
+export const WORKFLOW_TASK = 'tasuki.workflow';
+
+/** The value handed to a step: absent for a first step. */
+type Input = { value: unknown } | undefined;
+
+function sub(path: string, part: string | number): string {
+  return path === '' ? String(part) : `${path}.${part}`;
+}
+
+function settledError(err: unknown): Settled<unknown> {
+  if (err instanceof ChildFailedError) {
+    const status = err.childStatus === 'expired' || err.childStatus === 'aborted' ? err.childStatus : 'failure';
+    const error: StoredError = { name: err.originalName, message: err.message };
+    if (err.originalCode !== undefined) error.code = err.originalCode;
+    return { status, error };
+  }
+  throw err;
+}
+
+/** Runs `node` at `path` with `input`; resolves with its value. */
+export async function runNode(flow: Flow, node: WorkflowNode, path: string, input: Input): Promise<unknown> {
+  switch (node.kind) {
+    case 'task': {
+      const o = node.options;
+      if (o.runAfter !== undefined && o.runAfter > 0) await flow.sleep(`${path}:after`, o.runAfter);
+      const call: CallOptions = {};
+      if (o.retryCount !== undefined) call.retryCount = o.retryCount;
+      if (o.backoff !== undefined) call.backoff = o.backoff;
+      if (o.timeout !== undefined) call.timeout = o.timeout;
+      if (o.expireAt !== undefined) call.expireAt = o.expireAt;
+      const args = input === undefined ? node.args : [...node.args, input.value];
+      return flow.callWith(path, taskRef(node.group, node.name), args, call);
+    }
+    case 'chain': {
+      let cur = input;
+      for (let i = 0; i < node.steps.length; i++) cur = { value: await runNode(flow, node.steps[i] as WorkflowNode, sub(path, i), cur) };
+      return cur?.value;
+    }
+    case 'group':
+      return runItems(flow, node.items, path, input, node.onFailure === 'settled');
+    case 'chord': {
+      const values = await runItems(flow, node.items, path, input, node.onFailure === 'settled');
+      return runNode(flow, node.callback, sub(path, 'cb'), { value: values });
+    }
+  }
+}
+
+/** Runs items in parallel (operations in a fixed order, so replays line up). */
+function runItems(flow: Flow, items: WorkflowNode[], path: string, input: Input, settled: boolean): Promise<unknown[]> {
+  return Promise.all(
+    items.map((item, i) => {
+      const p = runNode(flow, item, sub(path, i), input);
+      return settled ? p.then((value): Settled<unknown> => ({ status: 'success', value }), settledError) : p;
+    }),
+  );
+}
+
+/** The flow function of a workflow. */
+async function workflow(flow: Flow, root: WorkflowNode): Promise<unknown> {
+  try {
+    return await runNode(flow, root, '', undefined);
+  } catch (err) {
+    throw toError(err);
+  }
+}
+
+/** The workflow flow registration of each group, made on first lookup (as schedule ticks). */
+export class WorkflowFlows {
+  private readonly regs = new Map<string, Registration>();
+
+  /** The registration of the workflow flow in `group`; undefined for any other name. */
+  lookup(group: string, name: string): Registration | undefined {
+    if (name !== WORKFLOW_TASK) return undefined;
+    let reg = this.regs.get(group);
+    if (reg === undefined) {
+      registerFlow((fn) => {
+        reg = { group, name, fn, options: { args: ['object'] } };
+        return taskRef(group, name);
+      }, workflow, {});
+      this.regs.set(group, reg as unknown as Registration);
+    }
+    return reg;
+  }
+}
