@@ -8,6 +8,7 @@ import { InvalidOptionError } from '../errors.js';
 import { UnsupportedError } from '../flow/errors.js';
 import { readMeta } from '../flow/journal-view.js';
 import { decodeValue, decodeValueText } from '../message.js';
+import type { SendOptions } from '../options.js';
 import { taskRef, type TaskId, type TaskRef } from '../task.js';
 import { WORKFLOW_TASK } from './flow.js';
 import type { Step, WorkflowInfo, WorkflowNode, WorkflowStepInfo } from './types.js';
@@ -16,6 +17,8 @@ import type { Step, WorkflowInfo, WorkflowNode, WorkflowStepInfo } from './types
 export interface WorkflowSender {
   /** The client's typed send. */
   send<A extends unknown[], R>(ref: TaskRef<A, R>, ...args: A): Promise<TaskId<R>>;
+  /** A view with more send options. */
+  with(options: SendOptions): WorkflowSender;
 }
 
 /** The first task of a tree (the workflow runs in its group). */
@@ -35,7 +38,8 @@ export async function sendWorkflow<R>(client: WorkflowSender, backend: Backend, 
   if (backend.journal === undefined) throw new UnsupportedError(`workflows need a backend with flow journal storage; the ${backend.kind} backend has none`);
   if (root?.node === undefined) throw new InvalidOptionError('a workflow needs steps made with task(), chain(), group() or chord()');
   const ref = taskRef<[WorkflowNode], R>(firstTask(root.node).group, WORKFLOW_TASK);
-  return client.send(ref, root.node);
+  // No retries of the workflow itself: a step's failure is final (steps have their own retries).
+  return client.with({ retryCount: 0 }).send(ref, root.node);
 }
 
 /** Leaf tasks of a tree with their paths, in the order written. */

@@ -74,12 +74,23 @@ function runItems(flow: Flow, items: WorkflowNode[], path: string, input: Input,
   );
 }
 
+/**
+ * The error a workflow ends with when a step failed, expired or was aborted: the step's own error
+ * (its name and code), its message prefixed with the step's position and final status.
+ */
+export function stepError(err: ChildFailedError): Error {
+  const e = new Error(`step ${err.step.replace(/#\d+$/, '')} ended ${err.childStatus}: ${err.message.replace(/^child .*? ended \w+: /, '')}`);
+  e.name = err.originalName;
+  if (err.originalCode !== undefined) Object.assign(e, { code: err.originalCode });
+  return e;
+}
+
 /** The flow function of a workflow. */
 async function workflow(flow: Flow, root: WorkflowNode): Promise<unknown> {
   try {
     return await runNode(flow, root, '', undefined);
   } catch (err) {
-    throw toError(err);
+    throw err instanceof ChildFailedError ? stepError(err) : toError(err);
   }
 }
 
