@@ -19,6 +19,9 @@ import type { Settled, WorkflowNode } from './types.js';
 /** Name of the workflow flow in every group. */
 export const WORKFLOW_TASK = 'tasuki.workflow';
 
+/** Most tasks (and `runAfter` waits) one workflow may hold. */
+export const MAX_WORKFLOW_STEPS = 100_000;
+
 /** The value handed to a step: absent for a first step. */
 type Input = { value: unknown } | undefined;
 
@@ -106,7 +109,7 @@ export class WorkflowFlows {
       registerFlow((fn) => {
         reg = { group, name, fn, options: { args: ['object'] } };
         return taskRef(group, name);
-      }, workflow, {});
+      }, workflow, { maxSteps: MAX_WORKFLOW_STEPS });
       this.regs.set(group, reg as unknown as Registration);
     }
     return reg;
