@@ -10,7 +10,7 @@ import { readMeta } from '../flow/journal-view.js';
 import { decodeValue, decodeValueText } from '../message.js';
 import type { SendOptions } from '../options.js';
 import { taskRef, type TaskId, type TaskRef } from '../task.js';
-import { WORKFLOW_TASK } from './flow.js';
+import { WORKFLOW_TASK, batched } from './flow.js';
 import type { Step, WorkflowInfo, WorkflowNode, WorkflowStepInfo } from './types.js';
 
 /** What sending a workflow needs from a client (its `send`, with its defaults and `with()` options). */
@@ -42,13 +42,17 @@ export async function sendWorkflow<R>(client: WorkflowSender, backend: Backend, 
   return client.with({ retryCount: 0 }).send(ref, root.node);
 }
 
-/** Leaf tasks of a tree with their paths, in the order written. */
-function leaves(node: WorkflowNode, path: string, out: Array<{ path: string; node: Extract<WorkflowNode, { kind: 'task' }> }>): void {
+type Leaf = { path: string; key: string; node: Extract<WorkflowNode, { kind: 'task' }> };
+
+/** Leaf tasks of a tree with their paths and journal keys, in the order written. */
+function leaves(node: WorkflowNode, path: string, out: Leaf[]): void {
   const sub = (p: string | number): string => (path === '' ? String(p) : `${path}.${p}`);
-  if (node.kind === 'task') out.push({ path, node });
+  if (node.kind === 'task') out.push({ path, key: `${path}#0`, node });
   else if (node.kind === 'chain') node.steps.forEach((s, i) => leaves(s, sub(i), out));
   else {
-    node.items.forEach((s, i) => leaves(s, sub(i), out));
+    if (batched(node.items, node.onFailure === 'settled')) {
+      node.items.forEach((s, i) => out.push({ path: sub(i), key: `${path === '' ? 'items' : path}#0[${i}]`, node: s as Leaf['node'] }));
+    } else node.items.forEach((s, i) => leaves(s, sub(i), out));
     if (node.kind === 'chord') leaves(node.callback, sub('cb'), out);
   }
 }
@@ -68,10 +72,10 @@ export async function getWorkflow(backend: Backend, id: string): Promise<Workflo
   }
   if (meta === undefined) return info;
   const [root] = decodeValue(meta.args) as [WorkflowNode];
-  const list: Array<{ path: string; node: Extract<WorkflowNode, { kind: 'task' }> }> = [];
+  const list: Leaf[] = [];
   leaves(root, '', list);
-  // The newest generation's entry of each path (keys are `path#0`).
-  const entries = list.map(({ path }) => snapshot.entries.find((e) => e.key === `${path}#0` && e.kind === 'call'));
+  const byKey = new Map(snapshot.entries.filter((e) => e.kind === 'call').map((e) => [e.key, e]));
+  const entries = list.map(({ key }) => byKey.get(key));
   const childIds = entries.map((e) => e?.child).filter((c): c is string => c !== undefined);
   const states = childIds.length === 0 ? [] : await backend.readMany(childIds);
   const byId = new Map(childIds.map((c, i) => [c, states[i] ?? null]));

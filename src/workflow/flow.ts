@@ -14,7 +14,7 @@ import type { StoredError } from '../state.js';
 import { taskRef } from '../task.js';
 import type { Registration } from '../worker-context.js';
 import type { CallOptions } from '../flow/types.js';
-import type { Settled, WorkflowNode } from './types.js';
+import type { Settled, WireControls, WorkflowNode } from './types.js';
 
 /** Name of the workflow flow in every group. */
 export const WORKFLOW_TASK = 'tasuki.workflow';
@@ -39,17 +39,22 @@ function settledError(err: unknown): Settled<unknown> {
   throw err;
 }
 
+function callOptions(o: WireControls): CallOptions {
+  const call: CallOptions = {};
+  if (o.retryCount !== undefined) call.retryCount = o.retryCount;
+  if (o.backoff !== undefined) call.backoff = o.backoff;
+  if (o.timeout !== undefined) call.timeout = o.timeout;
+  if (o.expireAt !== undefined) call.expireAt = o.expireAt;
+  return call;
+}
+
 /** Runs `node` at `path` with `input`; resolves with its value. */
 export async function runNode(flow: Flow, node: WorkflowNode, path: string, input: Input): Promise<unknown> {
   switch (node.kind) {
     case 'task': {
       const o = node.options;
       if (o.runAfter !== undefined && o.runAfter > 0) await flow.sleep(`${path}:after`, o.runAfter);
-      const call: CallOptions = {};
-      if (o.retryCount !== undefined) call.retryCount = o.retryCount;
-      if (o.backoff !== undefined) call.backoff = o.backoff;
-      if (o.timeout !== undefined) call.timeout = o.timeout;
-      if (o.expireAt !== undefined) call.expireAt = o.expireAt;
+      const call = callOptions(o);
       const args = input === undefined ? node.args : [...node.args, input.value];
       return flow.callWith(path, taskRef(node.group, node.name), args, call);
     }
@@ -67,8 +72,28 @@ export async function runNode(flow: Flow, node: WorkflowNode, path: string, inpu
   }
 }
 
+/**
+ * Whether a fail-fast group's items are sent as one fan-out (`flow.callMany`, one state read per
+ * replay for all of them): all tasks of one kind with the same controls and no `runAfter`. Their
+ * journal keys are then `path#0[i]` (else each item's own `path.i#0`).
+ */
+export function batched(items: WorkflowNode[], settled: boolean): boolean {
+  const first = items[0];
+  if (settled || first?.kind !== 'task' || first.options.runAfter !== undefined) return false;
+  const controls = JSON.stringify(first.options);
+  return items.every((n) => n.kind === 'task' && n.group === first.group && n.name === first.name && JSON.stringify(n.options) === controls);
+}
+
 /** Runs items in parallel (operations in a fixed order, so replays line up). */
 function runItems(flow: Flow, items: WorkflowNode[], path: string, input: Input, settled: boolean): Promise<unknown[]> {
+  if (batched(items, settled)) {
+    const first = items[0] as Extract<WorkflowNode, { kind: 'task' }>;
+    const argsList = items.map((n) => {
+      const args = (n as Extract<WorkflowNode, { kind: 'task' }>).args;
+      return input === undefined ? args : [...args, input.value];
+    });
+    return flow.callMany(path === '' ? 'items' : path, taskRef(first.group, first.name), argsList, { ...callOptions(first.options), onFailure: 'failFast' });
+  }
   return Promise.all(
     items.map((item, i) => {
       const p = runNode(flow, item, sub(path, i), input);
@@ -82,10 +107,18 @@ function runItems(flow: Flow, items: WorkflowNode[], path: string, input: Input,
  * (its name and code), its message prefixed with the step's position and final status.
  */
 export function stepError(err: ChildFailedError): Error {
-  const e = new Error(`step ${err.step.replace(/#\d+$/, '')} ended ${err.childStatus}: ${err.message.replace(/^child .*? ended \w+: /, '')}`);
+  const e = new Error(`step ${stepPath(err)} ended ${err.childStatus}: ${err.message.replace(/^child .*? ended \w+: /, '')}`);
   e.name = err.originalName;
   if (err.originalCode !== undefined) Object.assign(e, { code: err.originalCode });
   return e;
+}
+
+/** The position of the failed step: from its key (`1.2#0`), or its fan-out item (`items#0[3]` → `3`, `1#0[3]` → `1.3`). */
+function stepPath(err: ChildFailedError): string {
+  const item = /\[(\d+)\]$/.exec(err.childId);
+  const base = err.step.replace(/#\d+$/, '');
+  if (item === null) return base;
+  return base === 'items' ? (item[1] as string) : `${base}.${item[1] as string}`;
 }
 
 /** The flow function of a workflow. */

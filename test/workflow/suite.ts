@@ -44,6 +44,10 @@ export function workflowSuite(name: string, makeHarness: () => WorkflowHarness):
         count('fail');
         throw Object.assign(new Error('boom'), { code: 'E_BOOM' });
       });
+      const even = server.add(g1, 'even', (n: number): number => {
+        if (n % 2 === 1) throw Object.assign(new Error(`odd ${n}`), { code: 'E_ODD' });
+        return n;
+      });
       let flaky = 0;
       const flakyDouble = server.add(g1, 'flaky', (n: number) => {
         count('flaky');
@@ -56,7 +60,7 @@ export function workflowSuite(name: string, makeHarness: () => WorkflowHarness):
         void resolve; void n;
       }), { ctl: true });
       await Promise.all([server.run(g1, 8), server.run(g2, 8)]);
-      return { server, client: server.client(), calls, add, double, toLabel, sum, fail, flakyDouble, block };
+      return { server, client: server.client(), calls, even, add, double, toLabel, sum, fail, flakyDouble, block };
     };
 
     beforeEach(() => {
@@ -177,6 +181,18 @@ export function workflowSuite(name: string, makeHarness: () => WorkflowHarness):
       expect(s.status).toBe('success');
       expect(s.value?.[0]).toEqual({ status: 'success', value: 2 });
       expect(s.value?.[1]).toMatchObject({ status: 'failure', error: { code: 'E_BOOM', name: 'Error' } });
+    });
+
+    it('a fan-out of one task (sent as one batch) fails fast with the failed item\'s position and error', async () => {
+      const { server, client, calls, even, sum } = await setup();
+      const id = await client.chord([0, 2, 3, 4].map((n) => task(even, n).with({ retryCount: 0 })), task(sum));
+      const r = await result(server, id);
+      expect(r.status).toBe('failure');
+      expect(r.error).toMatchObject({ originalCode: 'E_ODD', message: 'step 2 ended failure: odd 3' });
+      expect(calls.get('sum')).toBeUndefined();
+      await until(async () => (await client.getWorkflow(id))?.steps.filter((s) => s.status === 'success').length === 3, 20_000, 'the siblings');
+      const w = await client.getWorkflow(id);
+      expect(w?.steps.map((s) => [s.path, s.status])).toEqual([['0', 'success'], ['1', 'success'], ['2', 'failure'], ['3', 'success'], ['cb', 'waiting']]);
     });
 
     it('nests groups, chords and chains inside a chain', async () => {
