@@ -8,7 +8,7 @@
  * Options: --jobs N (20000) --concurrency C (50) --runs R (3) --latency-jobs L (2000) --json
  * --only NAME[,NAME] (tasuki | tasuki-rabbitmq | tasuki-memory | bullmq | bee-queue; `tasuki` alone
  * selects every tasuki row) --leak-check (afterwards: 100 000 tasuki tasks, heap before/after GC)
- * --leak-jobs N --flows (afterwards: the flows scenario of `bench/flows.ts`).
+ * --leak-jobs N --flows (afterwards: the flows scenario of `bench/flows.ts`) --workflows (`bench/workflows.ts`).
  */
 import { fork, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -31,11 +31,13 @@ interface Options {
   leakCheck: boolean;
   /** Also run the flows scenario (`bench/flows.ts`). */
   flows: boolean;
+  /** Also run the workflows scenario (`bench/workflows.ts`). */
+  workflows: boolean;
   leakJobs: number;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { jobs: 20_000, concurrency: 50, runs: 3, latencyJobs: 2000, json: false, only: null, leakCheck: false, leakJobs: 100_000, flows: false };
+  const o: Options = { jobs: 20_000, concurrency: 50, runs: 3, latencyJobs: 2000, json: false, only: null, leakCheck: false, leakJobs: 100_000, flows: false, workflows: false };
   const int = (name: string, v: string | undefined): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1) throw new Error(`${name} needs a whole number >= 1, got ${String(v)}`);
@@ -63,6 +65,9 @@ function parseArgs(argv: string[]): Options {
         break;
       case '--only':
         o.only = (value() ?? '').split(',').filter(Boolean);
+        break;
+      case '--workflows':
+        o.workflows = true;
         break;
       case '--flows':
         o.flows = true;
@@ -220,6 +225,11 @@ async function main(): Promise<void> {
     log('\nFlows: 1 000 flows × 10 steps, and a fan-out of 100 children beside BullMQ FlowProducer…');
     const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'flows.ts')], { stdio: 'inherit' });
     if (r.status !== 0) failures.push('flows scenario failed');
+  }
+  if (o.workflows) {
+    log('\nWorkflows: a chord of 1 000 children + callback beside BullMQ FlowProducer…');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'workflows.ts')], { stdio: 'inherit' });
+    if (r.status !== 0) failures.push('workflows scenario failed');
   }
 
   const left = await countKeys(`${KEY_PREFIX}-${process.pid}-`);
