@@ -1,6 +1,6 @@
 /**
- * Crash run of workflows: 50 chains of 5 steps (one task used three times, steps in two groups, a nested chord last) and
- * 30 chords of 20 children + callback, run by 3 worker processes (`test/fixtures/workflow-worker.ts`)
+ * Crash run of workflows: 100 chains of 5 steps (one task used three times, steps in two groups, a nested chord last) and
+ * 100 chords of 20 children + callback, run by 3 worker processes (`test/fixtures/workflow-worker.ts`)
  * that are SIGKILLed at random instants and replaced. Every workflow must end `success` with the
  * right value, no chord callback may run with a partial set, no workflow may be left waiting.
  */
@@ -18,6 +18,7 @@ import { killAll, killAtRandom, startWorker, type WorkerProcess } from './helper
 const fixture = fileURLToPath(new URL('./fixtures/workflow-worker.ts', import.meta.url));
 const ns = redisNamespace('e2e-wf');
 const rabbit = rabbitNamespace('e2e-wf');
+const N = 100;
 let workers: WorkerProcess[] = [];
 let clients: Client[] = [];
 
@@ -52,25 +53,21 @@ async function crashRun(brokerKind: 'redis' | 'rabbitmq'): Promise<void> {
   const sum = taskRef<[ns: number[]], number>(`${group}-b`, 'sum');
   const retry = { retryCount: 5, backoff: { type: 'fixed' as const, delayMs: 50 } };
 
-  const chains: Array<TaskId<number>> = [];
-  for (let i = 0; i < 50; i++) {
-    // ((i + 1) + 10) * 2 + 3, then into a one-item chord: sum([x]) = x
-    chains.push(await client.chain(task(add, i, 1), task(add, 10).with(retry), task(double).with(retry), task(add, 3).with(retry), chord([task(add, 0).with(retry)], task(sum).with(retry))));
-  }
-  const chords: Array<TaskId<number>> = [];
-  for (let c = 0; c < 30; c++) {
-    chords.push(await client.chord(Array.from({ length: 20 }, (_, k) => task(add, c, k).with(retry)), task(sum).with(retry)));
-  }
-  const killer = killAtRandom(workers, spawn, 10);
+  const killer = killAtRandom(workers, spawn, 15);
+  // ((i + 1) + 10) * 2 + 3, then into a one-item chord: sum([x]) = x
+  const chains: Array<TaskId<number>> = await Promise.all(Array.from({ length: N }, (_, i) =>
+    client.chain(task(add, i, 1), task(add, 10).with(retry), task(double).with(retry), task(add, 3).with(retry), chord([task(add, 0).with(retry)], task(sum).with(retry)))));
+  const chords: Array<TaskId<number>> = await Promise.all(Array.from({ length: N }, (_, c) =>
+    client.chord(Array.from({ length: 20 }, (_, k) => task(add, c, k).with(retry)), task(sum).with(retry))));
   const chainResults = [];
   for (const id of chains) chainResults.push(await client.getResult(id, 240_000, 100));
   const chordResults = [];
   for (const id of chords) chordResults.push(await client.getResult(id, 240_000, 100));
   const kills = await killer.stop();
 
-  expect(chainResults.map((r) => r.status)).toEqual(Array(50).fill('success'));
+  expect(chainResults.map((r) => r.status)).toEqual(Array(N).fill('success'));
   chainResults.forEach((r, i) => expect(r.value).toBe((i + 11) * 2 + 3));
-  expect(chordResults.map((r) => r.status)).toEqual(Array(30).fill('success'));
+  expect(chordResults.map((r) => r.status)).toEqual(Array(N).fill('success'));
   // sum over k of (c + k) = 20c + 190
   chordResults.forEach((r, c) => expect(r.value).toBe(20 * c + 190));
   for (const id of [...chains, ...chords]) {
@@ -83,8 +80,8 @@ async function crashRun(brokerKind: 'redis' | 'rabbitmq'): Promise<void> {
   await admin.quit();
   // Chains' callbacks get one value; chords' get 20; never a partial set.
   expect(sizes.filter((s) => s !== '1' && s !== '20')).toEqual([]);
-  expect(sizes.filter((s) => s === '20').length).toBeGreaterThanOrEqual(30);
-  console.log(`workflow crash run (${brokerKind}): 50 chains × 5 + 30 chords × 21, ${kills} SIGKILLs, ${sizes.length} sum runs for 80 (${sizes.length - 80} re-run)`);
+  expect(sizes.filter((s) => s === '20').length).toBeGreaterThanOrEqual(N);
+  console.log(`workflow crash run (${brokerKind}): ${N} chains × 5 + ${N} chords × 21, ${kills} SIGKILLs, ${sizes.length} sum runs for ${2 * N} (${sizes.length - 2 * N} re-run)`);
   expect(kills).toBeGreaterThan(0);
   await broker.purge(group).catch(() => undefined);
   await broker.purge(`${group}-b`).catch(() => undefined);
