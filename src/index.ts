@@ -52,5 +52,5 @@ export type { FlowInfo, FlowStepInfo, RestartOptions } from './flow/client-ops.j
 export type { FlowJournalStore, JournalEntry, JournalEntryKind, JournalEntryStatus, JournalPutMode, JournalPutOutcome, JournalSnapshot, SuspendOutcome } from './journal.js';
 export { FlowDivergedError, FlowLimitError, FlowRunningError, StepFailedError, ChildFailedError, SignalTimeoutError } from './flow/errors.js';
 export { task, chain, group, chord, type BindablePrefix, type DropArgs, type CallbackCheck } from './workflow/build.js';
-export type { Step, TaskStep, StepControls, StepIn, StepOut, StepOuts, StepMismatch, StepNeedsArguments, ChainCheck, ItemsCheck, LastOut, GroupValue, GroupPolicy, GroupOptions, Settled, WorkflowNode, WireControls, WorkflowInfo, WorkflowStepInfo } from './workflow/types.js';
+export type { Step, TaskStep, StepControls, StepIn, StepOut, StepOuts, StepMismatch, StepNeedsArguments, ChainCheck, NestedChainCheck, ItemsCheck, LastOut, GroupValue, GroupPolicy, GroupOptions, Settled, WorkflowNode, WireControls, WorkflowInfo, WorkflowStepInfo } from './workflow/types.js';
 export { WORKFLOW_TASK } from './workflow/flow.js';

@@ -9,7 +9,7 @@ import { assertName } from '../names.js';
 import { checkMs } from '../options.js';
 import type { TaskRef } from '../task.js';
 import type {
-  ChainCheck, GroupOptions, GroupPolicy, GroupValue, ItemsCheck, LastOut, Step, StepControls, StepIn, StepMismatch, StepOut, StepOuts, TaskStep, WireControls, WorkflowNode,
+  GroupOptions, NestedChainCheck, GroupPolicy, GroupValue, ItemsCheck, LastOut, Step, StepControls, StepIn, StepMismatch, StepOut, StepOuts, TaskStep, WireControls, WorkflowNode,
 } from './types.js';
 
 /** The leading parts of an argument tuple that may be bound: `[]`, `[A0]`, `[A0, A1]`... */
@@ -76,7 +76,7 @@ function policy(options: GroupOptions | undefined): GroupPolicy {
 }
 
 /** A nested chain: the first step takes what the chain is given, each next one the previous value. */
-export function chain<const S extends readonly [Step, ...Step[]]>(...steps: S & ChainCheck<S, never, false>): Step<StepIn<S[0]>, LastOut<S>> {
+export function chain<const S extends readonly [Step, ...Step[]]>(...steps: S & NestedChainCheck<S>): Step<StepIn<S[0]>, LastOut<S>> {
   return Object.freeze({ node: { kind: 'chain' as const, steps: nodes(steps, 'chain') } });
 }
 

@@ -19,6 +19,9 @@ import type { Settled, WireControls, WorkflowNode } from './types.js';
 /** Name of the workflow flow in every group. */
 export const WORKFLOW_TASK = 'tasuki.workflow';
 
+/** Journal name of a task at the root of a (child) workflow. */
+export const ROOT_TASK = 'step';
+
 /** Most tasks (and `runAfter` waits) one workflow may hold. */
 export const MAX_WORKFLOW_STEPS = 100_000;
 
@@ -52,6 +55,8 @@ function callOptions(o: WireControls): CallOptions {
 export async function runNode(flow: Flow, node: WorkflowNode, path: string, input: Input): Promise<unknown> {
   switch (node.kind) {
     case 'task': {
+      // A task at the root (a branch run as a child workflow) is journaled as `step`.
+      if (path === '') path = ROOT_TASK;
       const o = node.options;
       if (o.runAfter !== undefined && o.runAfter > 0) await flow.sleep(`${path}:after`, o.runAfter);
       const call = callOptions(o);
@@ -96,7 +101,13 @@ function runItems(flow: Flow, items: WorkflowNode[], path: string, input: Input,
   }
   return Promise.all(
     items.map((item, i) => {
-      const p = runNode(flow, item, sub(path, i), input);
+      // A task item starts its one operation now, in item order; any other item (a nested chain,
+      // group or chord, or a task with runAfter) has operations that start after awaits, in an
+      // order timing would decide: it runs as a child workflow, with its own journal.
+      const inline = item.kind === 'task' && item.options.runAfter === undefined;
+      const p = inline
+        ? runNode(flow, item, sub(path, i), input)
+        : flow.callWith(sub(path, i), taskRef(firstTask(item).group, WORKFLOW_TASK), input === undefined ? [item] : [item, input], { retryCount: 0 });
       return settled ? p.then((value): Settled<unknown> => ({ status: 'success', value }), settledError) : p;
     }),
   );
@@ -107,7 +118,12 @@ function runItems(flow: Flow, items: WorkflowNode[], path: string, input: Input,
  * (its name and code), its message prefixed with the step's position and final status.
  */
 export function stepError(err: ChildFailedError): Error {
-  const e = new Error(`step ${stepPath(err)} ended ${err.childStatus}: ${err.message.replace(/^child .*? ended \w+: /, '')}`);
+  const text = err.message.replace(/^child .*? ended \w+: /, '');
+  // A nested branch (a child workflow) failed with its own step's error: name that step.
+  const inner = /^step (\S+) ended (\w+): ([\s\S]*)$/.exec(text);
+  const e = inner === null
+    ? new Error(`step ${stepPath(err)} ended ${err.childStatus}: ${text}`)
+    : new Error(`step ${stepPath(err)}${inner[1] === ROOT_TASK ? '' : `.${inner[1] as string}`} ended ${inner[2] as string}: ${inner[3] as string}`);
   e.name = err.originalName;
   if (err.originalCode !== undefined) Object.assign(e, { code: err.originalCode });
   return e;
@@ -121,10 +137,22 @@ function stepPath(err: ChildFailedError): string {
   return base === 'items' ? (item[1] as string) : `${base}.${item[1] as string}`;
 }
 
-/** The flow function of a workflow. */
-async function workflow(flow: Flow, root: WorkflowNode): Promise<unknown> {
+/** The first task of a tree (a workflow runs in its group). */
+export function firstTask(node: WorkflowNode): Extract<WorkflowNode, { kind: 'task' }> {
+  switch (node.kind) {
+    case 'task':
+      return node;
+    case 'chain':
+      return firstTask(node.steps[0] as WorkflowNode);
+    default:
+      return firstTask(node.items[0] as WorkflowNode);
+  }
+}
+
+/** The flow function of a workflow (`input`: the value given to a nested branch run as a child workflow). */
+async function workflow(flow: Flow, root: WorkflowNode, input?: { value: unknown }): Promise<unknown> {
   try {
-    return await runNode(flow, root, '', undefined);
+    return await runNode(flow, root, '', input);
   } catch (err) {
     throw err instanceof ChildFailedError ? stepError(err) : toError(err);
   }
@@ -140,7 +168,7 @@ export class WorkflowFlows {
     let reg = this.regs.get(group);
     if (reg === undefined) {
       registerFlow((fn) => {
-        reg = { group, name, fn, options: { args: ['object'] } };
+        reg = { group, name, fn, options: { args: ['object', 'object?'] } };
         return taskRef(group, name);
       }, workflow, { maxSteps: MAX_WORKFLOW_STEPS });
       this.regs.set(group, reg as unknown as Registration);

@@ -104,6 +104,9 @@ export type ChainCheck<S extends readonly unknown[], Prev = never, First extends
     ]
   : [];
 
+/** Checks a nested chain's steps: its first step takes what the chain is given (unchecked), the rest as in {@link ChainCheck}. */
+export type NestedChainCheck<S extends readonly unknown[]> = S extends readonly [infer H, ...infer T] ? [H, ...ChainCheck<T, StepOut<H>, false>] : [];
+
 /** Checks items of a top-level group or chord: each must need no arguments. */
 export type ItemsCheck<S extends readonly unknown[]> = { [K in keyof S]: [] extends StepIn<S[K]> ? S[K] : StepNeedsArguments<StepIn<S[K]>> };
 

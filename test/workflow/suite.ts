@@ -210,6 +210,35 @@ export function workflowSuite(name: string, makeHarness: () => WorkflowHarness):
       expect(w?.steps.map((s) => s.path)).toEqual(['0', '1.0', '1.1', '2', '3.0', '3.1.0', '3.1.1', '3.cb', '4']);
     });
 
+    it('runs parallel nested branches (chains of different lengths, a delayed task) as child workflows, replay-safe', async () => {
+      const { server, client, add, double, sum, fail } = await setup();
+      const ids = await Promise.all(Array.from({ length: 10 }, () =>
+        client.chord([chain(task(add, 1, 1), task(double), task(double)), chain(task(add, 2, 2), task(add, 1)), task(add, 5, 5).with({ runAfter: 50 })], task(sum))));
+      const rs = await Promise.all(ids.map((id) => result(server, id)));
+      expect(rs.map((r) => [r.status, r.value])).toEqual(Array(10).fill(['success', 23]));
+      const w = await client.getWorkflow(ids[0] as string);
+      expect(w?.steps.map((s) => [s.path, s.name, s.status, s.value])).toEqual([
+        ['0.0', 'add', 'success', 2], ['0.1', 'double', 'success', 4], ['0.2', 'double', 'success', 8],
+        ['1.0', 'add', 'success', 4], ['1.1', 'add', 'success', 5], ['2', 'add', 'success', 10], ['cb', 'sum', 'success', 23],
+      ]);
+      const bad = await client.group([chain(task(add, 1, 1), task(fail).with({ retryCount: 0 })), task(add, 1, 1)]);
+      const r = await result(server, bad);
+      expect(r.status).toBe('failure');
+      expect(r.error).toMatchObject({ originalCode: 'E_BOOM', message: 'step 0.1 ended failure: boom' });
+      expect((await client.getWorkflow(bad))?.steps.map((s) => s.status)).toEqual(['success', 'failure', 'success']);
+    });
+
+    it('a flow called as a child that ends in a wake-up run wakes its parent at once (not at its re-check)', async () => {
+      const server = new Server({ broker: harness.broker(), backend: harness.backend(), ...fast });
+      servers.push(server);
+      const plus = server.add(g1, 'plus', async (n: number) => (await new Promise((r) => setTimeout(r, 300)), n + 1));
+      // Woken by its child's wake-up message (which names no parent), it ends in that run.
+      const inner = server.flow(g1, 'inner', async (flow, n: number) => flow.call('plus', plus, n));
+      const outer = server.flow(g1, 'outer', async (flow, n: number) => flow.call('inner', inner, n), { recheckMs: 600_000 });
+      await server.run(g1, 4);
+      expect((await result(server, await server.client().send(outer, 1))).value).toBe(2);
+    });
+
     it('a chain sent twice with one explicit id runs once', async () => {
       const { server, client, calls, add, double } = await setup();
       const id = `wf-${randomUUID()}`;
