@@ -9,7 +9,7 @@
  * --only NAME[,NAME] (tasuki | tasuki-metrics | tasuki-rabbitmq | tasuki-memory | bullmq | bee-queue;
  * `tasuki` alone selects every tasuki row; tasuki-metrics is tasuki on Redis with `tasuki/metrics` on)
  * --leak-check (afterwards: 100 000 tasuki tasks, heap before/after GC)
- * --leak-jobs N --flows (afterwards: the flows scenario of `bench/flows.ts`).
+ * --leak-jobs N --flows (afterwards: the flows scenario of `bench/flows.ts`) --workflows (`bench/workflows.ts`).
  * PostgreSQL rows (tasuki-postgres, pg-boss, graphile-worker; bench/postgres-systems.ts) run only when
  * asked: `--pg` adds them to the selection, `--only postgres` (or `--only pg`) selects just them, and
  * each can be named in `--only`.
@@ -37,12 +37,14 @@ interface Options {
   leakCheck: boolean;
   /** Also run the flows scenario (`bench/flows.ts`). */
   flows: boolean;
+  /** Also run the workflows scenario (`bench/workflows.ts`). */
+  workflows: boolean;
   leakJobs: number;
   pg: boolean;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { jobs: 20_000, concurrency: 50, runs: 3, latencyJobs: 2000, json: false, only: null, leakCheck: false, leakJobs: 100_000, flows: false, pg: false };
+  const o: Options = { jobs: 20_000, concurrency: 50, runs: 3, latencyJobs: 2000, json: false, only: null, leakCheck: false, leakJobs: 100_000, flows: false, workflows: false, pg: false };
   const int = (name: string, v: string | undefined): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1) throw new Error(`${name} needs a whole number >= 1, got ${String(v)}`);
@@ -70,6 +72,9 @@ function parseArgs(argv: string[]): Options {
         break;
       case '--only':
         o.only = (value() ?? '').split(',').filter(Boolean);
+        break;
+      case '--workflows':
+        o.workflows = true;
         break;
       case '--flows':
         o.flows = true;
@@ -255,6 +260,11 @@ async function main(): Promise<void> {
     log('\nFlows: 1 000 flows × 10 steps, and a fan-out of 100 children beside BullMQ FlowProducer…');
     const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'flows.ts')], { stdio: 'inherit' });
     if (r.status !== 0) failures.push('flows scenario failed');
+  }
+  if (o.workflows) {
+    log('\nWorkflows: a chord of 1 000 children + callback beside BullMQ FlowProducer…');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'workflows.ts')], { stdio: 'inherit' });
+    if (r.status !== 0) failures.push('workflows scenario failed');
   }
 
   const left = await countKeys(`${KEY_PREFIX}-${process.pid}-`);

@@ -23,6 +23,10 @@ import type { TaskId, TaskRef } from './task.js';
 import { Operations } from './ops/operations.js';
 import { Schedules } from './schedule/api.js';
 import { getFlow, restartFlow, signalFlow, wakeAbortedFlow, type FlowInfo, type RestartOptions } from './flow/client-ops.js';
+import { getWorkflow, sendWorkflow } from './workflow/client-ops.js';
+import { chain as chainOf, chord as chordOf, group as groupOf } from './workflow/build.js';
+import type { CallbackCheck } from './workflow/build.js';
+import type { ChainCheck, GroupOptions, GroupPolicy, GroupValue, ItemsCheck, LastOut, Step, StepOut, WorkflowInfo } from './workflow/types.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -403,6 +407,33 @@ export class Client {
   /** Runs a finished durable flow again from a step (`ERR_FLOW_RUNNING` while it runs). */
   restartFlow(id: TaskId | string, options?: RestartOptions): Promise<void> {
     return this.openThen(() => restartFlow(this.core, id, options));
+  }
+
+  /**
+   * Sends a chain (YTask's workflow): each step gets the previous step's value as its last argument
+   * (compile-time checked); one id, whose result is the last step's value. See README "Workflows".
+   */
+  chain<const S extends readonly [Step, ...Step[]]>(...steps: S & ChainCheck<S>): Promise<TaskId<LastOut<S>>> {
+    return this.openThen(() => sendWorkflow<LastOut<S>>(this, this.core.backend, chainOf(...(steps as unknown as [Step]))));
+  }
+
+  /** Sends a group: its tasks run in parallel; one id, whose result is their values in order. */
+  group<const S extends readonly Step[], P extends GroupPolicy = 'failFast'>(items: S & ItemsCheck<S>, options?: GroupOptions<P>): Promise<TaskId<GroupValue<S, P>>> {
+    return this.openThen(() => sendWorkflow<GroupValue<S, P>>(this, this.core.backend, groupOf(items as readonly Step[], options)));
+  }
+
+  /** Sends a chord: a group whose array of values is passed to `callback`; one id, the callback's value. */
+  chord<const S extends readonly Step[], C extends Step, P extends GroupPolicy = 'failFast'>(
+    items: S & ItemsCheck<S>,
+    callback: C & CallbackCheck<C, GroupValue<S, P>>,
+    options?: GroupOptions<P>,
+  ): Promise<TaskId<StepOut<C>>> {
+    return this.openThen(() => sendWorkflow<StepOut<C>>(this, this.core.backend, chordOf(items as readonly Step[], callback as Step, options)));
+  }
+
+  /** Reads a workflow: its status and value or error, and every task's group, name, status, attempts, times, value | error. */
+  getWorkflow(id: TaskId | string): Promise<WorkflowInfo | null> {
+    return this.openThen(() => getWorkflow(this.core.backend, id));
   }
 
   private async openThen<T>(fn: () => Promise<T>): Promise<T> {

@@ -60,3 +60,6 @@ export type { Flow, FlowHandler, FlowOptions, FlowCallbackInfo, StepOptions, Ste
 export type { FlowInfo, FlowStepInfo, RestartOptions } from './flow/client-ops.js';
 export type { FlowJournalStore, JournalEntry, JournalEntryKind, JournalEntryStatus, JournalPutMode, JournalPutOutcome, JournalSnapshot, SuspendOutcome } from './journal.js';
 export { FlowDivergedError, FlowLimitError, FlowRunningError, StepFailedError, ChildFailedError, SignalTimeoutError } from './flow/errors.js';
+export { task, chain, group, chord, type BindablePrefix, type DropArgs, type CallbackCheck } from './workflow/build.js';
+export type { Step, TaskStep, StepControls, StepIn, StepOut, StepOuts, StepMismatch, StepNeedsArguments, ChainCheck, NestedChainCheck, ItemsCheck, LastOut, GroupValue, GroupPolicy, GroupOptions as WorkflowGroupOptions, Settled, WorkflowNode, WireControls, WorkflowInfo, WorkflowStepInfo } from './workflow/types.js';
+export { WORKFLOW_TASK } from './workflow/flow.js';

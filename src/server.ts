@@ -19,6 +19,7 @@ import { assertFlowsRunnable, registerFlow } from './flow/registry.js';
 import type { FlowHandler, FlowOptions } from './flow/types.js';
 import { resolveInstrumentation, type Instrumentation } from './instrumentation.js';
 import { checkGroupSupport, resolveGroupLimits, type GroupOptions } from './limits.js';
+import { WorkflowFlows } from './workflow/flow.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -47,6 +48,8 @@ export class Server extends EventEmitter<ServerEvents> {
   /** Tick handlers of schedules, looked up for every group this server runs. */
   private ticks: ScheduleTicks | undefined;
   private readonly instrumentation: Instrumentation | undefined;
+  /** The built-in workflow flow (chain, group, chord), in every group this server runs. */
+  private readonly workflows = new WorkflowFlows();
 
   /** @param options broker, backend, logger, expiries, leases... (see {@link ServerOptions}) */
   constructor(options: ServerOptions = {}) {
@@ -126,7 +129,7 @@ export class Server extends EventEmitter<ServerEvents> {
         backend: this.backend,
         logger: this.logger,
         settings: this.settings,
-        lookup: (g, n) => this.registry.get(`${g}\u0000${n}`) ?? ticks.lookup(g, n),
+        lookup: (g, n) => this.registry.get(`${g}\u0000${n}`) ?? ticks.lookup(g, n) ?? this.workflows.lookup(g, n),
         emit: (event, ...args) => {
           this.ops.count(event);
           this.safeEmit(event, ...args);

@@ -79,7 +79,7 @@ export async function callChildren(
       backoff: resolveBackoff(options.backoff),
       sentAt: now,
       runAt: null,
-      expireAt: null,
+      expireAt: options.expireAt ?? null,
       timeoutMs: options.timeout ?? null,
       firstUnknownAt: null,
       flow: { parent: { id: target.id, group: target.group, name: target.name } },

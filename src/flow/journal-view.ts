@@ -33,6 +33,8 @@ export interface FlowMeta {
   startedAt: number;
   /** Restart generation (child ids include it, so a restarted flow sends new children). */
   gen: number;
+  /** The flow that called this one as a child (kept so that a wake-up run that ends the flow wakes it). */
+  parent?: { id: string; group: string; name: string };
 }
 
 /** Parses the meta entry of a snapshot, or undefined. */

@@ -75,6 +75,7 @@ export class FlowRunner implements HandlerRunner {
         const fresh: FlowMeta = {
           args: msg.args, retriesLeft: msg.retriesLeft, retriesUsed: msg.retriesUsed, backoff: msg.backoff,
           sentAt: msg.sentAt, expireAt: msg.expireAt, timeoutMs: msg.timeoutMs, startedAt, gen: 0,
+          ...(info.parent !== undefined ? { parent: info.parent } : {}),
         };
         const out = await view.put(metaEntry(fresh), 'absent');
         meta = JSON.parse(out.entry.value ?? '{}') as FlowMeta;
@@ -113,6 +114,8 @@ export class FlowRunner implements HandlerRunner {
       // A wake-up carries no arguments or controls: those of the flow are in its journal.
       Object.assign(msg, { args: meta.args, backoff: meta.backoff, sentAt: meta.sentAt, expireAt: meta.expireAt, timeoutMs: meta.timeoutMs });
       if (msg.retriesLeft === 0 && msg.retriesUsed === 0) Object.assign(msg, { retriesLeft: meta.retriesLeft, retriesUsed: meta.retriesUsed });
+      // A flow called as a child: the run that ends it must wake its parent, whichever message it runs on.
+      if (meta.parent !== undefined) msg.flow = { ...(msg.flow ?? {}), parent: meta.parent };
     }
 
     let args: unknown[];

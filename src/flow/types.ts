@@ -34,6 +34,8 @@ export interface CallOptions {
   backoff?: Backoff | 'fixed' | 'exponential';
   /** Per-run handler timeout of each child in ms. */
   timeout?: number;
+  /** Epoch ms after which a child still waiting ends `expired` (absent: never). */
+  expireAt?: number;
 }
 
 /** Options of `flow.callMany`. */
