@@ -21,6 +21,7 @@
 import type { Backend, Expiry } from './backend.js';
 import { sleep } from './deadline.js';
 import type { Logger } from './logger.js';
+import { sentState } from './outgoing.js';
 import type { TaskMessage } from './message.js';
 import type { TaskState } from './state.js';
 
@@ -118,15 +119,6 @@ async function publishOrFree(ctx: IdempotentSendContext, msg: TaskMessage, freeI
 }
 
 function markerState(msg: TaskMessage, now: number): TaskState {
-  return {
-    v: 1,
-    id: publishedMarkerId(msg.id),
-    group: msg.group,
-    name: msg.name,
-    status: 'sent',
-    retriesUsed: 0,
-    retriesLeft: msg.retriesLeft,
-    sentAt: msg.sentAt,
-    updatedAt: now,
-  };
+  const { retryAt: _unused, ...sent } = sentState(msg);
+  return { ...sent, id: publishedMarkerId(msg.id), updatedAt: now };
 }
