@@ -14,7 +14,7 @@ import type * as RedisBrokerModule from '../brokers/redis.js';
 import type * as RedisBackendModule from '../backends/redis.js';
 import type * as MetricsModule from '../metrics/index.js';
 import type * as OtelModule from '../otel/index.js';
-import { loadTasuki } from './systems.js';
+import { deleteKeys, loadTasuki } from './systems.js';
 
 // The compiled package (`npm run build` first), as users run it; TASUKI_BENCH_SOURCE=1: the sources.
 const { Client, Server, silentLogger } = await loadTasuki<typeof Core>('src/index.js');
@@ -107,3 +107,5 @@ const rateOn = median(on.map((x) => x.rate));
 const cpuOff = median(off.map((x) => x.cpu));
 const cpuOn = median(on.map((x) => x.cpu));
 console.log(`cost: throughput ${pct(rateOff, rateOn)}, CPU per task ${(((cpuOn - cpuOff) / cpuOff) * 100).toFixed(1)} %`);
+// The task states and results of every round live under this run's prefix: remove them.
+if (kind === 'redis') await deleteKeys(prefix);

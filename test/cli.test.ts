@@ -63,8 +63,17 @@ async function until(check: () => Promise<boolean>, ms = 30_000): Promise<void> 
   }
 }
 
+/** The RabbitMQ case's prefix: RabbitMQ names take at most 40 characters of it (its keys are swept too). */
+const AMQP_PREFIX = ns.prefix.slice(0, 40);
+
 afterAll(async () => {
   await ns.sweep();
+  let cursor = '0';
+  do {
+    const [next, keys] = await ns.admin.scan(cursor, 'MATCH', `${AMQP_PREFIX}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await ns.admin.del(...keys);
+  } while (cursor !== '0');
   await ns.quit();
 });
 
@@ -205,7 +214,7 @@ describe('tasuki command', () => {
   }, 60_000);
 
   it('status on RabbitMQ (with the Redis backend) shows the depth of a queued task', async () => {
-    const amqp = ['--amqp', 'amqp://guest:guest@127.0.0.1:5672', '--backend', 'redis://127.0.0.1:6379', '--prefix', `${ns.prefix.slice(0, 40)}`];
+    const amqp = ['--amqp', 'amqp://guest:guest@127.0.0.1:5672', '--backend', 'redis://127.0.0.1:6379', '--prefix', AMQP_PREFIX];
     const g = `${group}-amqp`;
     const sent = await run([...amqp, 'send', g, 'add', '1', '2']);
     expect(sent.code).toBe(0);
