@@ -2,17 +2,16 @@
  * The client: sends tasks, reads their state and results, aborts them, manages dead letters.
  */
 import { randomUUID } from 'node:crypto';
-import type { Backend, Expiry, WriteOutcome } from './backend.js';
+import type { Backend, Expiry } from './backend.js';
 import type { Broker, DeadLetter } from './broker.js';
-import { ClosedError, ConnectionError, InvalidOptionError } from './errors.js';
-import { beforeDeadline } from './deadline.js';
+import { ClosedError, InvalidOptionError } from './errors.js';
 import { waitForResult } from './result-wait.js';
-import { sendIdempotent } from './idempotent.js';
+import { deliver, publishMany } from './deliver.js';
 import { sendInTx, sendManyInTx } from './tx-send.js';
-import { buildMessage, publishOptionsOf, redriveState, sentState, validateSendOptions } from './outgoing.js';
+import { buildMessage, redriveState, validateSendOptions } from './outgoing.js';
 import { checkSendSupport } from './limits.js';
 import { consoleLogger, type Logger } from './logger.js';
-import { decodeMessage, encodeMessage, type TaskMessage } from './message.js';
+import { decodeMessage, type TaskMessage } from './message.js';
 import { assertName } from './names.js';
 import { checkExpiry, checkMs, DEFAULT_EXPIRES, resolveBackoff, type SendOptions } from './options.js';
 import { resolveBounds, type ClientBounds, type ClientOptions } from './client-options.js';
@@ -143,36 +142,11 @@ export class Client {
     const inst = this.core.instrumentation;
     if (inst !== undefined) {
       const done = msgs.map((m) => inst.send?.(m));
-      await reported(this.publishMany(ref.group, msgs, now), (error) => done.forEach((d) => d?.(error)));
+      await reported(publishMany(this.core, ref.group, msgs, now), (error) => done.forEach((d) => d?.(error)));
     } else {
-      await this.publishMany(ref.group, msgs, now);
+      await publishMany(this.core, ref.group, msgs, now);
     }
     return msgs.map((m) => m.id as TaskId<R>);
-  }
-
-  /** Publishes the messages of a `sendMany` and records their `sent` states. */
-  private async publishMany(group: string, msgs: TaskMessage[], now: number): Promise<void> {
-    const deadline = now + this.core.bounds.sendTimeoutMs;
-    await this.bounded(this.core.broker.connect(), deadline);
-    await this.bounded(
-      Promise.all([
-        this.core.broker.publishBatch(
-          group,
-          msgs.map((m) => ({ body: encodeMessage(m), options: publishOptionsOf(m) })),
-        ),
-        ...msgs.map((m) => this.recordSent(m)),
-      ]),
-      deadline,
-    );
-  }
-
-  /** Bounds a send step by the send's deadline (ConnectionError after it). */
-  private bounded<T>(work: Promise<T>, deadline: number): Promise<T> {
-    return beforeDeadline(
-      work,
-      deadline,
-      () => new ConnectionError(`send: the broker/backend did not confirm within sendTimeoutMs (${this.core.bounds.sendTimeoutMs} ms); the message may still arrive`),
-    );
   }
 
   private async sendOne(group: string, name: string, args: unknown[], opts: SendOptions): Promise<TaskId> {
@@ -184,64 +158,8 @@ export class Client {
     const msg = buildMessage(group, name, args, opts, id, Date.now(), 0);
     if (opts.tx !== undefined) return sendInTx(this.core, msg, opts.tx, opts.id !== undefined);
     const done = this.core.instrumentation?.send?.(msg);
-    return done === undefined ? this.deliver(msg, opts) : reported(this.deliver(msg, opts), done);
-  }
-
-  /** Publishes one built message and records its `sent` state (idempotently with an explicit id). */
-  private async deliver(msg: TaskMessage, opts: SendOptions): Promise<TaskId> {
-    const { group, id } = msg;
-    const body = encodeMessage(msg);
-    const deadline = msg.sentAt + this.core.bounds.sendTimeoutMs;
-    const publishOptions = publishOptionsOf(msg);
-    if (opts.id !== undefined) {
-      if (this.core.statusExpires === 0) {
-        throw new InvalidOptionError('an explicit id (idempotency key) needs stored states: statusExpires must not be 0');
-      }
-      const core = this.core;
-      return sendIdempotent(
-        {
-          backend: core.backend,
-          logger: core.logger,
-          statusExpires: core.statusExpires,
-          claimTakeoverMs: core.bounds.claimTakeoverMs,
-          claim: (m) => this.bounded(this.recordSent(m) as Promise<WriteOutcome>, Date.now() + core.bounds.sendTimeoutMs),
-          // Each publish attempt (first sender or taker) has its own sendTimeoutMs.
-          publish: () => this.bounded(core.broker.publish(group, body, publishOptions), Date.now() + core.bounds.sendTimeoutMs),
-          bound: (work) => this.bounded(work, Date.now() + core.bounds.sendTimeoutMs),
-        },
-        msg,
-      );
-    }
-    // A fresh id cannot collide: record `sent` and publish concurrently. The `absent` guard keeps a
-    // worker's `running` (if it got there first) from being overwritten. Both are waited for; the
-    // send fails only when the publish failed (the state write is best effort: the worker writes
-    // the next state anyway).
-    const publish = this.bounded(this.core.broker.publish(group, body, publishOptions), deadline);
-    const record = this.recordSent(msg);
-    let failure: { reason: unknown } | undefined;
-    try {
-      await publish;
-    } catch (reason) {
-      failure = { reason };
-    }
-    if (record !== null) {
-      try {
-        await this.bounded(record, deadline);
-      } catch {
-        // best effort, see above
-      }
-    }
-    if (failure !== undefined) {
-      await this.core.backend.delete(id).catch(() => undefined);
-      throw failure.reason;
-    }
-    return id as TaskId;
-  }
-
-  /** Writes the `sent` state of a new message (guard `absent`); `null` when states are not stored. */
-  private recordSent(msg: TaskMessage): Promise<WriteOutcome> | null {
-    if (this.core.statusExpires === 0) return null;
-    return this.core.backend.write({ state: sentState(msg), stateTtl: this.core.statusExpires, previous: 'refused', guard: 'absent' });
+    const explicitId = opts.id !== undefined;
+    return done === undefined ? deliver(this.core, msg, explicitId) : reported(deliver(this.core, msg, explicitId), done);
   }
 
   /**
