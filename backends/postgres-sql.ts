@@ -17,17 +17,21 @@ const expiry = (s: string, p: string): string => `CASE WHEN ${p}::bigint < 0 THE
  *
  * Parameters: $1 id, $2 status (NULL: not stored), $3 state JSON (NULL: not stored), $4 state TTL,
  * $5 whether the result is set by this write, $6 result (NULL: none), $7 result TTL, $8 guard,
- * $9 notification payload (NULL: not final), $10 channel.
+ * $9 notification payload (NULL: not final), $10 channel; the task index columns (see
+ * `./postgres-index.ts`): $11 group (NULL: not indexed), $12 name, $13 updatedAt (epoch ms).
  */
 export function writeSql(s: string): string {
   return `
 WITH w AS (
-  INSERT INTO ${s}.states AS t (id, status, state, expires_at, result, result_expires_at)
-  VALUES ($1, $2, $3, ${expiry(s, '$4')}, $6, ${expiry(s, '$7')})
+  INSERT INTO ${s}.states AS t (id, status, state, expires_at, result, result_expires_at, grp, name, updated_at)
+  VALUES ($1, $2, $3, ${expiry(s, '$4')}, $6, ${expiry(s, '$7')}, $11, $12, $13)
   ON CONFLICT (id) DO UPDATE SET
     status = EXCLUDED.status,
     state = EXCLUDED.state,
     expires_at = EXCLUDED.expires_at,
+    grp = EXCLUDED.grp,
+    name = EXCLUDED.name,
+    updated_at = EXCLUDED.updated_at,
     result = CASE WHEN $5::boolean THEN EXCLUDED.result ELSE t.result END,
     result_expires_at = CASE WHEN $5::boolean THEN EXCLUDED.result_expires_at ELSE t.result_expires_at END
   WHERE NOT (${live(s, 't')} AND (t.status = 'success' OR $8::text = 'absent'

@@ -4,8 +4,10 @@
  * removed by a periodic, bounded delete. Every write is one guarded `INSERT ... ON CONFLICT DO
  * UPDATE ... WHERE` statement; a final write sends a `NOTIFY` that wakes `getResult` at once (one
  * LISTEN connection per backend instance). Writes can join the caller's transaction (`tx`).
- * Flow journals (`<schema>.journals`, see `./postgres-journal.ts`) and schedules
- * (`<schema>.schedules`, see `./postgres-schedules.ts`) live in the same schema.
+ * Flow journals (`<schema>.journals`, see `./postgres-journal.ts`), schedules
+ * (`<schema>.schedules`, see `./postgres-schedules.ts`) and the operations layer's records
+ * (`<schema>.records`) live in the same schema; the task index is kept by the write statement itself
+ * (see `./postgres-index.ts`).
  */
 import { randomUUID } from 'node:crypto';
 import type { Backend, FinalNotice, StateWrite, WriteOutcome } from '../src/backend.js';
@@ -14,6 +16,7 @@ import { isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
 import { PostgresBase } from '../postgres/base.js';
 import { isQueryable, run, type PostgresCommonOptions } from '../postgres/connection.js';
 import { Listener } from '../postgres/listener.js';
+import { indexColumns, PostgresRecordStore, PostgresTaskIndex, recordSweepSql } from './postgres-index.js';
 import { journalSweepSql, PostgresJournal } from './postgres-journal.js';
 import { PostgresScheduleStore } from './postgres-schedules.js';
 import { deleteSql, readManySql, readResultSql, readSql, sweepSql, sweepWatchesSql, unwatchAllSql, unwatchSql, watchSql, writeSql } from './postgres-sql.js';
@@ -26,6 +29,12 @@ export interface PostgresBackendOptions extends PostgresCommonOptions {
   sweepIntervalMs?: number;
   /** Most rows one sweep deletes (default 1 000). */
   sweepLimit?: number;
+  /**
+   * The task index (`client.ops.list`, counts by status, the watchdog): three columns of the state
+   * row, written by the same statement as the state (see `./postgres-index.ts`). Default on;
+   * `false` writes no index columns (two fewer index entries per write) and leaves `index` undefined.
+   */
+  index?: false;
 }
 
 /** Largest NOTIFY payload PostgreSQL accepts is 8000 bytes; bigger notices carry only the id. */
@@ -47,8 +56,12 @@ export class PostgresBackend implements Backend {
   readonly journal: PostgresJournal;
   /** Schedule records (`<schema>.schedules`; see `./postgres-schedules.ts`). */
   readonly scheduleStore: PostgresScheduleStore;
+  /** The task index (undefined with `index: false`). */
+  readonly index: PostgresTaskIndex | undefined;
+  /** Shared records of the operations layer (worker registry, paused groups, watchdog claims). */
+  readonly records: PostgresRecordStore;
   private readonly base: PostgresBase;
-  private readonly sql: Record<'write' | 'read' | 'readMany' | 'readResult' | 'delete' | 'sweep' | 'sweepJournals' | 'watch' | 'unwatch' | 'unwatchAll' | 'sweepWatches', string>;
+  private readonly sql: Record<'write' | 'read' | 'readMany' | 'readResult' | 'delete' | 'sweep' | 'sweepJournals' | 'sweepRecords' | 'watch' | 'unwatch' | 'unwatchAll' | 'sweepWatches', string>;
   /** This instance's token in `<schema>.watches`. */
   private readonly watchToken = randomUUID();
   private readonly watchers = new Map<string, Set<(notice?: FinalNotice) => void>>();
@@ -69,6 +82,7 @@ export class PostgresBackend implements Backend {
       delete: deleteSql(s),
       sweep: sweepSql(s),
       sweepJournals: journalSweepSql(s),
+      sweepRecords: recordSweepSql(s),
       watch: watchSql(s),
       unwatch: unwatchSql(s),
       unwatchAll: unwatchAllSql(s),
@@ -76,6 +90,9 @@ export class PostgresBackend implements Backend {
     };
     this.journal = new PostgresJournal(this.base.pool, s, () => this.ready());
     this.scheduleStore = new PostgresScheduleStore(this.base.pool, s, () => this.ready());
+    if (options.index !== undefined && options.index !== false) throw new InvalidOptionError('index must be false or left out');
+    this.index = options.index === false ? undefined : new PostgresTaskIndex(this.base.pool, s, () => this.ready());
+    this.records = new PostgresRecordStore(this.base.pool, s, () => this.ready());
     this.sweepIntervalMs = options.sweepIntervalMs ?? 60_000;
     this.sweepLimit = options.sweepLimit ?? 1000;
     if (!Number.isInteger(this.sweepIntervalMs) || this.sweepIntervalMs < 0) throw new InvalidOptionError('sweepIntervalMs must be a whole number ≥ 0');
@@ -119,12 +136,13 @@ export class PostgresBackend implements Backend {
 
   /**
    * Deletes up to `sweepLimit` rows whose state and result have both expired (resolves with how many)
-   * and up to `sweepLimit` expired flow journals, renews this instance's watches and removes watches of processes that died.
+   * and up to `sweepLimit` expired flow journals and records, renews this instance's watches and removes watches of processes that died.
    */
   async sweep(): Promise<number> {
     await this.ready();
     const res = await run(this.base.pool, 'sweep', this.sql.sweep, [this.sweepLimit], ATTEMPTS);
     await run(this.base.pool, 'sweep', this.sql.sweepJournals, [this.sweepLimit], ATTEMPTS);
+    await run(this.base.pool, 'sweep', this.sql.sweepRecords, [this.sweepLimit], ATTEMPTS);
     if (this.watchers.size > 0) await this.register([...this.watchers.keys()]);
     await run(this.base.pool, 'sweep', this.sql.sweepWatches, [this.sweepLimit], ATTEMPTS);
     return res.rowCount ?? 0;
@@ -141,7 +159,19 @@ export class PostgresBackend implements Backend {
     const resultTtl = hasResult ? (w.resultTtl ?? 0) : 0;
     const result = hasResult && resultTtl !== 0 ? (w.result as string) : null;
     const payload = isFinalStatus(w.state.status) ? noticePayload(id, stateText ?? JSON.stringify(w.state), result) : null;
-    const values = [id, stateText === null ? null : w.state.status, stateText, w.stateTtl, hasResult, result, resultTtl, w.guard, payload, this.base.channel('final')];
+    const values = [
+      id,
+      stateText === null ? null : w.state.status,
+      stateText,
+      w.stateTtl,
+      hasResult,
+      result,
+      resultTtl,
+      w.guard,
+      payload,
+      this.base.channel('final'),
+      ...indexColumns(w.state, stateText !== null, this.index !== undefined),
+    ];
     // Repeated after a lost connection except in the caller's transaction (theirs to retry) and for
     // `absent` writes: one that did commit would be refused by its own guard and taken for a
     // duplicate. A repeated `notFinal`/`notSuccess` write that had committed passes again or finds
