@@ -49,9 +49,9 @@ describe('postgres backend specifics', () => {
     const many = Array.from({ length: 6 }, () => make({ schema }));
     await Promise.all(many.map((b) => b.connect()));
     const res = await admin.query(`SELECT version FROM "${schema}".migrations`);
-    expect(res.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }]);
+    expect(res.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }]);
     const tables = await admin.query(`SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1`, [schema]);
-    expect(tables.rows.map((r: { tablename: string }) => r.tablename)).toEqual(['dead_letters', 'journals', 'messages', 'migrations', 'outbox', 'schedules', 'states', 'watches']);
+    expect(tables.rows.map((r: { tablename: string }) => r.tablename)).toEqual(['dead_letters', 'journals', 'messages', 'migrations', 'outbox', 'records', 'schedules', 'states', 'watches']);
   });
 
   it('uses a pg.Pool given to it and never ends it', async () => {

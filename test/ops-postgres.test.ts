@@ -21,3 +21,154 @@ opsContract('postgres', () => {
     teardown: () => dropSchema(admin, schema),
   };
 });
+
+type Plan = { 'Node Type': string; 'Index Name'?: string; 'Scan Direction'?: string; Plans?: Plan[] };
+/** Every node of a plan tree. */
+const nodes = (p: Plan): Plan[] => [p, ...(p.Plans ?? []).flatMap(nodes)];
+
+describe('postgres task index specifics', () => {
+  const schemas: string[] = [];
+  const backends: PostgresBackend[] = [];
+  const make = (options: ConstructorParameters<typeof PostgresBackend>[0] = {}): PostgresBackend => {
+    const schema = options.schema ?? schemaName('opx');
+    if (!schemas.includes(schema)) schemas.push(schema);
+    const b = new PostgresBackend({ connection: PG_URL, schema, ...options });
+    backends.push(b);
+    return b;
+  };
+  afterEach(async () => {
+    await Promise.all(backends.splice(0).map((b) => b.close()));
+    for (const s of schemas.splice(0)) await dropSchema(admin, s);
+  });
+
+  it('every index query is an index scan: newest first without a sort, keyset pages, counts and groups', async () => {
+    const b = make();
+    await b.connect();
+    const s = `"${b.schema}"`;
+    // 40 000 indexed rows over 8 groups (5 000 each, 1 000 per status in the first five), then fresh
+    // statistics. (Where a filter matches only a few hundred rows, the planner may rightly prefer
+    // reading them all through the same index and sorting them: not what this test is about.)
+    await admin.query(`
+      INSERT INTO ${s}.states (id, status, state, expires_at, grp, name, updated_at)
+      SELECT id, status, json_build_object('v', 1, 'id', id, 'group', grp, 'name', name, 'status', status, 'retriesUsed', 0, 'retriesLeft', 0, 'updatedAt', at)::text,
+        CASE WHEN i % 2 = 0 THEN NULL ELSE ${s}.now_ms() + 3600000 END, grp, name, at
+      FROM (SELECT i, 'id-' || i AS id, (ARRAY['sent','running','success','failure','expired'])[1 + (i / 8) % 5] AS status,
+        'g' || (i % 8) AS grp, 'n' || (i % 3) AS name, 1700000000000 + i AS at FROM generate_series(1, 40000) AS i) AS x`);
+    await admin.query(`ANALYZE ${s}.states`);
+    const explain = async (text: string, values: unknown[]): Promise<Plan[]> => {
+      const res = await admin.query<{ 'QUERY PLAN': Array<{ Plan: Plan }> }>(`EXPLAIN (FORMAT JSON) ${text}`, values);
+      return nodes((res.rows[0]?.['QUERY PLAN'][0] as { Plan: Plan }).Plan);
+    };
+    const cursor = Buffer.from('1700000030003:id-30003', 'utf8').toString('base64url');
+    const cases: Array<[Parameters<typeof listQuery>[1], string]> = [
+      [{ group: 'g3', limit: 50 }, 'states_ix_group'],
+      [{ group: 'g3', status: 'failure', limit: 50 }, 'states_ix_status'],
+      [{ group: 'g3', status: 'failure', since: 1700000001000, until: 1700000039000, cursor, limit: 50 }, 'states_ix_status'],
+      [{ group: 'g3', name: 'n1', cursor, limit: 50 }, 'states_ix_group'],
+    ];
+    for (const [q, index] of cases) {
+      const plan = await explain(listQuery(s, q).text, listQuery(s, q).values);
+      const scan = plan.find((n) => n['Index Name'] !== undefined);
+      expect(scan, JSON.stringify(q)).toMatchObject({ 'Index Name': index, 'Scan Direction': 'Backward' });
+      expect(plan.map((n) => n['Node Type']), JSON.stringify(q)).not.toContain('Sort');
+      expect(plan.map((n) => n['Node Type']), JSON.stringify(q)).not.toContain('Seq Scan');
+    }
+    const counts = await explain(`SELECT a.status, count(*)::int AS n FROM ${s}.states a WHERE a.grp = $1 AND (a.expires_at IS NULL OR a.expires_at > ${s}.now_ms()) GROUP BY a.status`, ['g3']);
+    expect(counts.some((n) => n['Index Name']?.startsWith('states_ix_')), JSON.stringify(counts)).toBe(true);
+    expect(counts.map((n) => n['Node Type'])).not.toContain('Seq Scan');
+    const groups = await explain((b.index as unknown as { sql: { groups: string } }).sql.groups, []);
+    expect(groups.some((n) => n['Index Name']?.startsWith('states_ix_')), JSON.stringify(groups)).toBe(true);
+    expect(groups.map((n) => n['Node Type'])).not.toContain('Seq Scan');
+    // The answers themselves, on the same rows.
+    const page = await b.index?.list({ group: 'g3', status: 'failure', limit: 3, cursor });
+    expect(page?.items).toHaveLength(3);
+    expect(await b.index?.groups()).toEqual(['g0', 'g1', 'g2', 'g3', 'g4', 'g5', 'g6', 'g7']);
+    const all = await b.index?.statusCounts('g3');
+    expect(Object.values(all ?? {}).reduce((x, y) => x + y, 0)).toBe(5000);
+  });
+
+  it('a write is still one statement, and its index entry commits or rolls back with it (tx)', async () => {
+    const { Pool } = (await import('pg')).default;
+    const pool = new Pool({ connectionString: PG_URL, max: 2 });
+    try {
+      const b = make({ connection: pool });
+      await b.connect();
+      const group = `g-${randomUUID().slice(0, 8)}`;
+      let statements = 0;
+      const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+      (pool as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+        statements++;
+        return query(...args);
+      };
+      await b.write({ state: makeState('one', 'failure', { group, name: 'job' }), stateTtl: 60, guard: 'notSuccess' });
+      expect(statements).toBe(1);
+      const row = await admin.query(`SELECT grp, name, updated_at FROM "${b.schema}".states WHERE id = 'one'`);
+      expect(row.rows[0]).toMatchObject({ grp: group, name: 'job' });
+      // In the caller's transaction: rolled back, no entry; committed, listed.
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        await b.write({ state: makeState('two', 'sent', { group }), stateTtl: 60, guard: 'absent', tx: client });
+        await client.query('ROLLBACK');
+        expect((await b.index?.list({ group, limit: 10 }))?.items.map((x) => x.id)).toEqual(['one']);
+        await client.query('BEGIN');
+        await b.write({ state: makeState('two', 'sent', { group, updatedAt: Date.now() + 1000 }), stateTtl: 60, guard: 'absent', tx: client });
+        await client.query('COMMIT');
+      } finally {
+        client.release();
+      }
+      expect((await b.index?.list({ group, limit: 10 }))?.items.map((x) => x.id)).toEqual(['two', 'one']);
+      // Not stored (stateTtl 0): leaves the index.
+      await b.write({ state: makeState('one', 'success', { group }), stateTtl: 0, result: '1', resultTtl: 60, guard: 'notSuccess' });
+      expect((await b.index?.list({ group, limit: 10 }))?.items.map((x) => x.id)).toEqual(['two']);
+    } finally {
+      await Promise.all(backends.splice(0).map((x) => x.close()));
+      await pool.end();
+    }
+  });
+
+  it('keyset pages stay stable while newer tasks arrive (no repeats, no gaps)', async () => {
+    const b = make();
+    const group = 'stable';
+    const t0 = Date.now() - 60_000;
+    const made: string[] = [];
+    for (let i = 0; i < 9; i++) {
+      const id = `s-${i}`;
+      made.push(id);
+      // Equal times in pairs: the id breaks the tie.
+      await b.write({ state: makeState(id, 'failure', { group, updatedAt: t0 + Math.floor(i / 2) }), stateTtl: 60, guard: 'notSuccess' });
+    }
+    const first = await b.index?.list({ group, limit: 4 });
+    const seen = first?.items.map((x) => x.id) ?? [];
+    for (let i = 0; i < 5; i++) await b.write({ state: makeState(`new-${i}`, 'failure', { group }), stateTtl: 60, guard: 'notSuccess' });
+    let cursor = first?.cursor ?? null;
+    while (cursor !== null) {
+      const page = await b.index?.list({ group, limit: 4, cursor });
+      seen.push(...(page?.items.map((x) => x.id) ?? []));
+      cursor = page?.cursor ?? null;
+    }
+    expect(seen).toEqual(['s-8', 's-7', 's-6', 's-5', 's-4', 's-3', 's-2', 's-1', 's-0']);
+    await expect(b.index?.list({ group, limit: 4, cursor: '!!' })).rejects.toMatchObject({ code: 'ERR_DECODE' });
+  });
+
+  it('index: false writes no index columns and has no index; records still work', async () => {
+    const b = make({ index: false });
+    expect(b.index).toBeUndefined();
+    await b.write({ state: makeState('noix', 'sent', { group: 'noix' }), stateTtl: 60, guard: 'absent' });
+    const row = await admin.query(`SELECT grp, name, updated_at FROM "${b.schema}".states WHERE id = 'noix'`);
+    expect(row.rows[0]).toEqual({ grp: null, name: null, updated_at: null });
+    await b.records.put('paused', 'noix', '{}', null);
+    expect(await b.records.get('paused', 'noix')).toBe('{}');
+    expect(() => make({ index: true as unknown as false })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }));
+  });
+
+  it('the sweep removes expired records', async () => {
+    const b = make({ sweepIntervalMs: 0 });
+    await b.records.put('test', 'short', 'x', 1);
+    await b.records.put('test', 'kept', 'y', null);
+    await new Promise((r) => setTimeout(r, 20));
+    await b.sweep();
+    const rows = await admin.query(`SELECT key FROM "${b.schema}".records ORDER BY key`);
+    expect(rows.rows).toEqual([{ key: 'kept' }]);
+  });
+});
