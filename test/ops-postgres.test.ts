@@ -10,6 +10,19 @@ import { makeState } from './contract/backend.js';
 import { PostgresBackend } from '../backends/postgres.js';
 import { listQuery } from '../backends/postgres-index.js';
 import { PG_URL, adminPool, dropSchema, schemaName } from './helpers/postgres.js';
+import { PostgresBroker } from '../brokers/postgres.js';
+import { Server } from '../src/server.js';
+import { silentLogger } from '../src/logger.js';
+import type { AbnormalTask } from '../src/ops/types.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+async function until(check: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await sleep(20);
+  }
+}
 
 const admin = adminPool();
 afterAll(() => admin.end());
@@ -170,5 +183,85 @@ describe('postgres task index specifics', () => {
     await b.sweep();
     const rows = await admin.query(`SELECT key FROM "${b.schema}".records ORDER BY key`);
     expect(rows.rows).toEqual([{ key: 'kept' }]);
+  });
+});
+
+describe('operations API on the postgres broker + postgres backend', () => {
+  const schemas: string[] = [];
+  const servers: Server[] = [];
+  const make = (schema: string, extra: ConstructorParameters<typeof Server>[0] = {}): Server => {
+    if (!schemas.includes(schema)) schemas.push(schema);
+    const s = new Server({
+      broker: new PostgresBroker({ connection: PG_URL, schema }),
+      backend: new PostgresBackend({ connection: PG_URL, schema }),
+      logger: silentLogger,
+      pausePollMs: 50,
+      heartbeatMs: 50,
+      ...extra,
+    });
+    servers.push(s);
+    return s;
+  };
+  afterEach(async () => {
+    await Promise.all(servers.splice(0).map((s) => s.shutdown(2000)));
+    for (const s of schemas.splice(0)) await dropSchema(admin, s);
+  });
+
+  it('lists and counts a failed task, retries it, pauses and resumes the group, lists the worker', async () => {
+    const server = make(schemaName('opa'));
+    let calls = 0;
+    const flaky = server.add('ops', 'flaky', (n: number) => {
+      calls++;
+      if (calls === 1) throw new Error(`boom ${n}`);
+      return n * 2;
+    });
+    await server.run('ops', 2);
+    const client = server.client();
+    const id = await client.with({ retryCount: 0 }).send(flaky, 21);
+    expect((await client.getResult(id, 10_000)).status).toBe('failure');
+    const page = await client.ops.list('ops', { status: 'failure', since: Date.now() - 60_000 });
+    expect(page.items.map((s) => s.id)).toEqual([id]);
+    expect(page.items[0]?.error?.message).toBe('boom 21');
+    const counts = await client.ops.counts('ops');
+    expect(counts).toMatchObject({ group: 'ops', ready: 0, paused: false, redelivered: 0 });
+    expect(counts.statuses?.failure).toBe(1);
+    expect(await client.ops.groups()).toContain('ops');
+    expect((await client.ops.retry(id)).retried).toEqual([id]);
+    expect((await client.getResult<number>(id, 10_000)).value).toBe(42);
+    expect((await client.ops.list('ops', { status: 'failure' })).items).toEqual([]);
+    expect((await client.ops.list('ops', { status: 'success', name: 'flaky' })).items.map((s) => s.id)).toEqual([id]);
+    await until(async () => (await client.ops.workers())[0]?.succeeded === 1);
+    expect((await client.ops.workers())[0]).toMatchObject({ pid: process.pid, groups: [{ group: 'ops', concurrency: 2 }] });
+    await client.ops.pause('ops');
+    expect(await client.ops.paused()).toEqual(['ops']);
+    await sleep(300); // past pausePollMs: the worker has seen the pause
+    const held = await client.send(flaky, 1);
+    await sleep(400);
+    expect((await client.getStatus(held))?.status).toBe('sent');
+    expect((await client.ops.counts('ops')).paused).toBe(true);
+    await client.ops.resume('ops');
+    expect((await client.getResult<number>(held, 10_000)).value).toBe(2);
+  });
+
+  it('watchdog: a task not started in time is reported once per interval though two servers watch', async () => {
+    const schema = schemaName('opw');
+    const events: Array<{ group: string; tasks: AbnormalTask[]; at: number }> = [];
+    const watchdog = { sentTimeoutMs: 100, intervalMs: 300 };
+    const a = make(schema, { watchdog });
+    const b = make(schema, { watchdog });
+    for (const s of [a, b]) {
+      s.add('wd', 'never', () => 1);
+      s.on('abnormal', (e) => events.push(e as (typeof events)[number]));
+    }
+    await Promise.all([a.run('wd', 1), b.run('wd', 1)]);
+    const client = a.client();
+    await client.ops.pause('wd');
+    await sleep(300);
+    const waiting = await client.send('wd', 'never');
+    await until(() => events.some((e) => e.tasks.some((t) => t.state.id === waiting && t.kind === 'not-started')), 10_000);
+    await sleep(1000);
+    const buckets = events.map((e) => Math.floor(e.at / 300));
+    expect(new Set(buckets).size).toBe(buckets.length);
+    await client.ops.resume('wd');
   });
 });
