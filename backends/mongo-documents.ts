@@ -8,7 +8,8 @@
  * { _id: "<task id>",
  *   state: "<TaskState JSON>",  status: "running",  stateExpiresAt: Date | null,   // null: forever
  *   result: "<superjson JSON>",                    resultExpiresAt: Date | null,
- *   expiresAt: Date | null }                       // TTL index field
+ *   expiresAt: Date | null,                        // TTL index field
+ *   group: "g", name: "t", updatedAt: 1700000000000 } // task index fields (./mongo-index.ts)
  * ```
  * State and result live in ONE document so that a write (guard + state + result) is one atomic
  * `findOneAndUpdate`; with two documents a refused or half-done write could leave a result behind
@@ -46,6 +47,12 @@ export interface TaskDocument {
   resultExpiresAt?: Date | null;
   /** When the whole document may be removed (TTL index); null: never. */
   expiresAt?: Date | null;
+  /** Task index fields (see `./mongo-index.ts`): the state's group, absent when not indexed. */
+  group?: string;
+  /** The state's task name (index field). */
+  name?: string;
+  /** The state's `updatedAt`, epoch ms (index field). */
+  updatedAt?: number;
 }
 
 /** Name of the TTL index on `expiresAt`. */

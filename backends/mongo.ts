@@ -7,13 +7,15 @@
  * when the document exists but the guard refuses, the upsert's insert fails with a duplicate key
  * error (11000), which reads as "refused". A TTL index on `expiresAt` (`expireAfterSeconds: 0`) is
  * created at start, idempotently; reads also skip entries whose time has passed, because the TTL
- * monitor runs only once a minute.
+ * monitor runs only once a minute. The task index (`group`, `name`, `updatedAt` fields set by the same
+ * write) and the operations layer's records are in `./mongo-index.ts`.
  */
 import { MongoClient, type Collection, type MongoClientOptions } from 'mongodb';
 import type { Backend, StateWrite, WriteOutcome } from '../src/backend.js';
 import { ClosedError, ConnectionError, InvalidOptionError, ValueTooLargeError } from '../src/errors.js';
 import type { TaskState } from '../src/state.js';
 import { MongoJournal, type JournalDocument } from './mongo-journal.js';
+import { INDEX_SPECS, INDEXED, indexStage, MongoRecordStore, MongoTaskIndex, type RecordDocument } from './mongo-index.js';
 import {
   MONGO_MAX_VALUE_BYTES,
   TTL_INDEX_NAME,
@@ -45,6 +47,12 @@ export interface MongoBackendOptions {
   dbName?: string;
   /** Collection name (default `tasuki_tasks`). */
   collection?: string;
+  /**
+   * The task index (`client.ops.list`, counts by status, the watchdog): fields of the task document
+   * set by the same write as the state, served by two partial indexes (see `./mongo-index.ts`).
+   * Default on; `false` keeps no index fields and leaves `index` undefined.
+   */
+  index?: false;
 }
 
 /** How often a write re-evaluates after losing a race (a duplicate key on a guard that now passes). */
@@ -61,6 +69,10 @@ export class MongoBackend implements Backend {
   private readonly collection: Collection<TaskDocument>;
   /** Flow journals (collection `<collection>_journal`, one versioned document per flow; see `./mongo-journal.ts`). */
   readonly journal: MongoJournal;
+  /** The task index (undefined with `index: false`). */
+  readonly index: MongoTaskIndex | undefined;
+  /** Shared records of the operations layer (collection `<collection>_records`). */
+  readonly records: MongoRecordStore;
   private closed = false;
   private ready: Promise<void> | undefined;
 
@@ -80,6 +92,11 @@ export class MongoBackend implements Backend {
     this.collection = this.client.db(options.dbName).collection<TaskDocument>(this.collectionName);
     const journals = this.client.db(options.dbName).collection<JournalDocument>(`${this.collectionName}_journal`);
     this.journal = new MongoJournal(journals, () => this.connect(), (err, op, bytes) => this.wrap(err, op, bytes));
+    if (options.index !== undefined && options.index !== false) throw new InvalidOptionError('index must be false or left out');
+    const wrap = (err: unknown, op: string): Error => this.wrap(err, op);
+    this.index = options.index === false ? undefined : new MongoTaskIndex(this.collection, () => this.connect(), wrap);
+    const records = this.client.db(options.dbName).collection<RecordDocument>(`${this.collectionName}_records`);
+    this.records = new MongoRecordStore(records, () => this.connect(), wrap);
   }
 
   /** Connects (when the client is ours) and creates the TTL index if missing. Idempotent. */
@@ -89,6 +106,9 @@ export class MongoBackend implements Backend {
       // connect() is idempotent in driver 6, also on a client the user connected already.
       await this.client.connect();
       await this.collection.createIndex({ expiresAt: 1 }, { name: TTL_INDEX_NAME, expireAfterSeconds: 0 });
+      if (this.index !== undefined) {
+        for (const spec of INDEX_SPECS) await this.collection.createIndex(spec.key, { name: spec.name, partialFilterExpression: INDEXED });
+      }
     })().catch((err: unknown) => {
       this.ready = undefined;
       throw this.closed ? new ClosedError('mongo backend') : mapMongoError(err, 'connect');
@@ -123,7 +143,8 @@ export class MongoBackend implements Backend {
         let before: TaskDocument | null;
         let duplicate = false;
         try {
-          before = await this.collection.findOneAndUpdate(guardFilter(id, w.guard, now), buildUpdatePipeline(w, now), {
+          const pipeline = [...buildUpdatePipeline(w, now), indexStage(w, this.index !== undefined)];
+          before = await this.collection.findOneAndUpdate(guardFilter(id, w.guard, now), pipeline, {
             upsert,
             returnDocument: 'before',
           });

@@ -299,7 +299,11 @@ describe('mongo backend logic on a simulated collection', () => {
     const sim = simulatedClient(coll);
     const b = new MongoBackend({ client: sim.client });
     await b.connect();
-    expect(coll.indexes).toEqual([{ key: { expiresAt: 1 }, options: { name: TTL_INDEX_NAME, expireAfterSeconds: 0 } }]);
+    expect(coll.indexes).toEqual([
+      { key: { expiresAt: 1 }, options: { name: TTL_INDEX_NAME, expireAfterSeconds: 0 } },
+      { key: { group: 1, updatedAt: -1, _id: -1 }, options: { name: 'tasuki_index_group', partialFilterExpression: { group: { $exists: true } } } },
+      { key: { group: 1, status: 1, updatedAt: -1, _id: -1 }, options: { name: 'tasuki_index_status', partialFilterExpression: { group: { $exists: true } } } },
+    ]);
     const id = 'doc-1';
     const t0 = Date.now();
     await b.write({ state: makeState(id, 'success'), stateTtl: 10, result: 'r', resultTtl: 1000, guard: 'notSuccess' });
