@@ -18,6 +18,7 @@ import {
   type TaskDocument,
 } from '../backends/mongo-documents.js';
 import type { StateWrite } from '../src/backend.js';
+import { evalExpr } from './helpers/mongo-stand-in.js';
 
 const MONGO_URL = process.env.MONGO_URL;
 if (!MONGO_URL) console.log('mongo backend: MONGO_URL not set, skipping the MongoDB contract tests (the pure helpers and a simulated collection are still tested)');
@@ -165,52 +166,6 @@ describe('mongo documents: errors', () => {
 // server, whose run needs MONGO_URL.
 // ---------------------------------------------------------------------------------------------
 type Doc = Record<string, unknown>;
-
-function evalExpr(expr: unknown, doc: Doc, vars: Record<string, unknown>): unknown {
-  if (typeof expr === 'string' && expr.startsWith('$$')) return vars[expr.slice(2)];
-  if (typeof expr === 'string' && expr.startsWith('$')) return doc[expr.slice(1)];
-  if (Array.isArray(expr)) return expr.map((e) => evalExpr(e, doc, vars));
-  if (expr === null || typeof expr !== 'object' || expr instanceof Date) return expr;
-  const [op, arg] = Object.entries(expr)[0] as [string, unknown];
-  const args = (): unknown[] => (arg as unknown[]).map((a) => evalExpr(a, doc, vars));
-  const same = (a: unknown, b: unknown): boolean => (a instanceof Date && b instanceof Date ? a.getTime() === b.getTime() : a === b); // missing !== null, as in MongoDB
-  switch (op) {
-    case '$literal':
-      return arg;
-    case '$ifNull': {
-      const [a, b] = args();
-      return a === null || a === undefined ? b : a;
-    }
-    case '$eq': {
-      const [a, b] = args();
-      return same(a, b);
-    }
-    case '$ne': {
-      const [a, b] = args();
-      return !same(a, b);
-    }
-    case '$and':
-      return args().every(Boolean);
-    case '$or':
-      return args().some(Boolean);
-    case '$cond': {
-      const [c, t, f] = arg as unknown[];
-      return evalExpr(c, doc, vars) ? evalExpr(t, doc, vars) : evalExpr(f, doc, vars);
-    }
-    case '$max': {
-      const dates = args().filter((v): v is Date => v instanceof Date);
-      return dates.length === 0 ? null : new Date(Math.max(...dates.map((d) => d.getTime())));
-    }
-    case '$let': {
-      const { vars: defs, in: body } = arg as { vars: Record<string, unknown>; in: unknown };
-      const scope = { ...vars };
-      for (const [k, v] of Object.entries(defs)) scope[k] = evalExpr(v, doc, vars);
-      return evalExpr(body, doc, scope);
-    }
-    default:
-      throw new Error(`simulated collection: unsupported operator ${op}`);
-  }
-}
 
 function matches(doc: Doc, filter: Doc): boolean {
   return Object.entries(filter).every(([k, cond]) => {
