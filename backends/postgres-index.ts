@@ -5,16 +5,18 @@
  * backend's one guarded write statement together with the state — no extra statement, no second
  * structure to keep in step: an entry moves with each write and leaves with its row's expiry or
  * deletion (expired rows are skipped by every query until the sweep removes them). It is bounded by
- * the stored states themselves, so no per-group cap applies. Two partial btree indexes serve it:
- * `(grp, updated_at, id)` for a whole group and `(grp, status, updated_at, id)` for one status and
- * the counts; a list is one backward index scan with keyset pagination (`(updated_at, id) <
- * cursor`), ids compared bytewise (`COLLATE "C"`).
+ * the stored states themselves, so no per-group cap applies. One partial btree index serves it,
+ * `(grp, status, updated_at, id) INCLUDE (expires_at)`: a list of one status is one backward index
+ * scan with keyset pagination (`(updated_at, id) < cursor`), ids compared bytewise (`COLLATE "C"`);
+ * a list of every status merges one such scan per status (no sort); counts and groups read the same index.
+ * (A second index on `(grp, updated_at, id)` would spare the merge but cost every write another
+ * index entry: see `bench/postgres-index-cost.ts`.)
  *
  * Records live in `<schema>.records` (`kind`, `key`, `value`, `expires_at`; NULL: never).
  */
 import type { IndexPage, IndexQuery, RecordStore, StoredRecord, TaskIndex } from '../src/backend.js';
 import { decodeCursor, encodeCursor } from '../src/ops/index-query.js';
-import { parseTaskState, type TaskState, type TaskStatus } from '../src/state.js';
+import { parseTaskState, TASK_STATUSES, type TaskState, type TaskStatus } from '../src/state.js';
 import { run, type Queryable } from '../postgres/connection.js';
 
 /** Attempts of statements that are safe to repeat after a lost connection. */
@@ -29,15 +31,19 @@ export function indexColumns(state: TaskState, stored: boolean, indexed: boolean
   return [state.group, state.name, Math.floor(state.updatedAt)];
 }
 
-/** The SELECT of one {@link IndexQuery} with its parameters (exported for the EXPLAIN test). */
+/**
+ * The SELECT of one {@link IndexQuery} with its parameters (exported for the EXPLAIN test). With a
+ * status it is one backward scan of the index; without, one such scan per status, each cut at the
+ * page size and merged in order (PostgreSQL's Merge Append reads each only as far as the page
+ * needs, no sort): the price of keeping a single index.
+ */
 export function listQuery(s: string, q: IndexQuery): { text: string; values: unknown[] } {
   const values: unknown[] = [q.group];
-  const where = ['a.grp = $1'];
   const param = (v: unknown): string => {
     values.push(v);
     return `$${values.length}`;
   };
-  if (q.status !== undefined) where.push(`a.status = ${param(q.status)}`);
+  const where: string[] = [];
   if (q.name !== undefined) where.push(`a.name = ${param(q.name)}`);
   // Whole ms in the column: t >= 10.5 is t >= 11, t < 10.5 is t < 11.
   if (q.since !== undefined) where.push(`a.updated_at >= ${param(Math.ceil(q.since))}::bigint`);
@@ -47,9 +53,14 @@ export function listQuery(s: string, q: IndexQuery): { text: string; values: unk
     where.push(`(a.updated_at, a.id COLLATE "C") < (${param(Math.floor(after.at))}::bigint, ${param(after.id)}::text COLLATE "C")`);
   }
   where.push(live(s));
-  const text = `SELECT a.id, a.state, a.updated_at FROM ${s}.states a WHERE ${where.join(' AND ')}
-    ORDER BY a.updated_at DESC, a.id COLLATE "C" DESC LIMIT ${param(q.limit + 1)}::int`;
-  return { text, values };
+  const limit = `${param(q.limit + 1)}::int`;
+  const order = 'ORDER BY updated_at DESC, id COLLATE "C" DESC';
+  const branch = (status: string): string =>
+    `SELECT a.id, a.state, a.updated_at FROM ${s}.states a WHERE a.grp = $1 AND a.status = ${status} AND ${where.join(' AND ')} ${order} LIMIT ${limit}`;
+  if (q.status !== undefined) return { text: branch(param(q.status)), values };
+  const statuses = param([...TASK_STATUSES]);
+  const branches = TASK_STATUSES.map((_, i) => `(${branch(`(${statuses}::text[])[${i + 1}]`)})`);
+  return { text: `SELECT id, state, updated_at FROM (${branches.join(' UNION ALL ')}) m ${order} LIMIT ${limit}`, values };
 }
 
 /** {@link TaskIndex} on the index columns of `<schema>.states`. */

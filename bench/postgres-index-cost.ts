@@ -8,11 +8,15 @@
  * percent, and the size of the states table's indexes after a round. `--async-commit` runs the
  * writes with `synchronous_commit = off`, leaving out the wait for the WAL flush (the larger and
  * noisier part of a commit on a shared machine) so that the statement's own work shows.
+ * Then, steadier than throughput on a shared machine, the work of the write statement itself as
+ * PostgreSQL reports it (`EXPLAIN (ANALYZE, BUFFERS, WAL)` of the same lifecycles): WAL bytes,
+ * buffers touched and execution time per write.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type * as PostgresBackendModule from '../backends/postgres.js';
 import { loadTasuki } from './systems.js';
+import { writeSql } from '../backends/postgres-sql.js';
 import { PG_URL, SCHEMA_PREFIX } from './postgres-systems.js';
 
 const { PostgresBackend } = await loadTasuki<typeof PostgresBackendModule>('backends/postgres.js');
@@ -84,6 +88,46 @@ for (let r = 0; r < rounds; r++) {
     console.log(`round ${r + 1} index ${indexed ? 'on ' : 'off'}: ${res.perSecond.toFixed(0)} writes/s, states indexes ${(res.indexBytes / 1024 / 1024).toFixed(1)} MiB`);
   }
 }
+
+/** One mode's statement work per write, from EXPLAIN (ANALYZE, BUFFERS, WAL) of `n` lifecycles. */
+async function statementWork(indexed: boolean, n: number): Promise<{ wal: number; buffers: number; ms: number }> {
+  const schema = `${SCHEMA_PREFIX}${process.pid}_ex_${indexed ? 'on' : 'off'}`;
+  const backend = new PostgresBackend({ connection: PG_URL, schema, sweepIntervalMs: 0 });
+  const sum = { wal: 0, buffers: 0, ms: 0 };
+  try {
+    await backend.connect();
+    const s = `"${schema}"`;
+    await admin.query(`
+      INSERT INTO ${s}.states (id, status, state, expires_at, grp, name, updated_at)
+      SELECT 'old-' || i, 'success', '{}', ${s}.now_ms() + 86400000,
+        CASE WHEN $1::boolean THEN 'g' || (i % 10) END, CASE WHEN $1::boolean THEN 'job' END, CASE WHEN $1::boolean THEN ${s}.now_ms() - i END
+      FROM generate_series(1, $2::int) AS i`, [indexed, prefill]);
+    await admin.query(`VACUUM ANALYZE ${s}.states`);
+    const sql = `EXPLAIN (ANALYZE, BUFFERS, WAL, FORMAT JSON) ${writeSql(s)}`;
+    type Plan = { Plan: { 'WAL Bytes'?: number; 'Shared Hit Blocks'?: number; 'Shared Read Blocks'?: number; 'Shared Dirtied Blocks'?: number }; 'Execution Time': number };
+    for (let i = 0; i < n; i++) {
+      const id = `${randomUUID()}`;
+      for (const [status, guard, result] of [['sent', 'absent', null], ['running', 'notFinal', null], ['success', 'notSuccess', '{"json":1}']] as const) {
+        const now = Date.now();
+        const state = JSON.stringify({ v: 1, id, group: 'g1', name: 'job', status, retriesUsed: 0, retriesLeft: 3, updatedAt: now });
+        const idx = indexed ? ['g1', 'job', now] : [null, null, null];
+        const res = await admin.query<{ 'QUERY PLAN': Plan[] }>(sql, [id, status, state, 3600, result !== null, result, result === null ? 0 : 3600, guard, null, 'bench', ...idx]);
+        const plan = res.rows[0]?.['QUERY PLAN'][0] as Plan;
+        // The top node's counters include its children's (the CTE's INSERT ... ON CONFLICT).
+        sum.wal += plan.Plan['WAL Bytes'] ?? 0;
+        sum.buffers += (plan.Plan['Shared Hit Blocks'] ?? 0) + (plan.Plan['Shared Read Blocks'] ?? 0);
+        sum.ms += plan['Execution Time'];
+      }
+    }
+    return { wal: sum.wal / (n * 3), buffers: sum.buffers / (n * 3), ms: sum.ms / (n * 3) };
+  } finally {
+    await backend.close();
+    await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  }
+}
+
+const workOn = await statementWork(true, 500);
+const workOff = await statementWork(false, 500);
 await admin.end();
 const mOn = median(on);
 const mOff = median(off);
@@ -92,3 +136,8 @@ console.log(`index off: ${mOff.toFixed(0)} writes/s (median)`);
 console.log(`index on:  ${mOn.toFixed(0)} writes/s (median)`);
 console.log(`cost of the index: ${(((mOff - mOn) / mOff) * 100).toFixed(1)} % of write throughput`);
 console.log(`states indexes after a round: on ${(sizes.on / 1024 / 1024).toFixed(1)} MiB, off ${(sizes.off / 1024 / 1024).toFixed(1)} MiB`);
+const pct = (a: number, b: number): string => `${(((a - b) / b) * 100).toFixed(0)} %`;
+console.log(`\nper write statement (EXPLAIN ANALYZE of 500 lifecycles = 1500 writes per mode):`);
+console.log(`  WAL bytes        on ${workOn.wal.toFixed(0)}, off ${workOff.wal.toFixed(0)} (+${pct(workOn.wal, workOff.wal)})`);
+console.log(`  buffers touched  on ${workOn.buffers.toFixed(1)}, off ${workOff.buffers.toFixed(1)} (+${pct(workOn.buffers, workOff.buffers)})`);
+console.log(`  execution ms     on ${workOn.ms.toFixed(3)}, off ${workOff.ms.toFixed(3)} (+${pct(workOn.ms, workOff.ms)})`);

@@ -115,14 +115,14 @@ export const MIGRATIONS: readonly Migration[] = [
     name: 'task index, records',
     // The task index is three columns of the state row, written by the same statement as the state
     // (NULL grp: not indexed — no state stored, the index turned off, or a row not written since
-    // this migration). The two partial indexes serve lists newest first (backward scans, keyset
-    // pagination on (updated_at, id)) and counts by status; ids compare bytewise (COLLATE "C").
+    // this migration). One partial index serves lists newest first (backward scans, keyset
+    // pagination on (updated_at, id); a list of every status merges one scan per status), counts by
+    // status and the list of groups; ids compare bytewise (COLLATE "C").
     // Records: the operations layer's small shared records (worker registry, paused groups,
     // watchdog claims); expires_at NULL: never.
     sql: (s) => `
       ALTER TABLE ${s}.states ADD COLUMN grp text, ADD COLUMN name text, ADD COLUMN updated_at bigint;
-      CREATE INDEX states_ix_group ON ${s}.states (grp, updated_at, id COLLATE "C") INCLUDE (expires_at) WHERE grp IS NOT NULL;
-      CREATE INDEX states_ix_status ON ${s}.states (grp, status, updated_at, id COLLATE "C") INCLUDE (expires_at) WHERE grp IS NOT NULL;
+      CREATE INDEX states_ix ON ${s}.states (grp, status, updated_at, id COLLATE "C") INCLUDE (expires_at) WHERE grp IS NOT NULL;
 
       CREATE TABLE ${s}.records (
         kind text NOT NULL,
