@@ -111,7 +111,7 @@ export class Operations {
   /**
    * A group's tasks, newest update first, paged (`cursor`): e.g. `{ status: 'failure', since:
    * Date.now() - 3_600_000 }` for the failures of the last hour. Each item is the task's current
-   * state. Needs a backend with a task index (memory, Redis, MongoDB; not Memcache: ERR_UNSUPPORTED).
+   * state. Needs a backend with a task index (memory, Redis, PostgreSQL, MongoDB; not Memcache: ERR_UNSUPPORTED).
    */
   async list(group: string, options: ListOptions = {}): Promise<IndexPage> {
     this.ctx.checkOpen();
