@@ -91,6 +91,17 @@ describe('mongo task index on the stand-in collection', () => {
     expect(indexStage({ state, stateTtl: 5, guard: 'notFinal' }, true)).toEqual({ $set: { group: { $literal: 'g' }, name: { $literal: 'job' }, updatedAt: { $literal: 1234 } } });
   });
 
+  it('a document written before the index fields existed is listed from its next write on', async () => {
+    const sim = standInClient();
+    const b = new MongoBackend({ client: sim.client, collection: 'up' });
+    const old = makeState('old', 'failure', { group: 'up' });
+    sim.collection('up').docs.set('old', { _id: 'old', state: JSON.stringify(old), status: 'failure', stateExpiresAt: null, expiresAt: null });
+    expect(await b.read('old')).toEqual(old);
+    expect((await b.index?.list({ group: 'up', limit: 10 }))?.items).toEqual([]);
+    await b.write({ state: { ...old, updatedAt: Date.now() }, stateTtl: 60, guard: 'notSuccess' });
+    expect((await b.index?.list({ group: 'up', status: 'failure', limit: 10 }))?.items.map((x) => x.id)).toEqual(['old']);
+  });
+
   it('states the partial filter and a bounded range in every list filter; records keyed by kind and key', () => {
     const now = new Date(0);
     const cursor = Buffer.from('500:abc', 'utf8').toString('base64url');

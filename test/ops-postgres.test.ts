@@ -9,6 +9,7 @@ import { opsContract } from './contract/ops.js';
 import { makeState } from './contract/backend.js';
 import { PostgresBackend } from '../backends/postgres.js';
 import { listQuery } from '../backends/postgres-index.js';
+import { MIGRATIONS } from '../postgres/migrations.js';
 import { PG_URL, adminPool, dropSchema, schemaName } from './helpers/postgres.js';
 import { PostgresBroker } from '../brokers/postgres.js';
 import { Server } from '../src/server.js';
@@ -174,6 +175,26 @@ describe('postgres task index specifics', () => {
     await b.records.put('paused', 'noix', '{}', null);
     expect(await b.records.get('paused', 'noix')).toBe('{}');
     expect(() => make({ index: true as unknown as false })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }));
+  });
+
+  it('upgrades a version 4 schema in place: its rows stay readable and are listed from their next write on', async () => {
+    const schema = schemaName('opu');
+    schemas.push(schema);
+    const s = `"${schema}"`;
+    await admin.query(`CREATE SCHEMA ${s}`);
+    await admin.query(`CREATE TABLE ${s}.migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+    for (const m of MIGRATIONS.filter((x) => x.version <= 4)) {
+      await admin.query(m.sql(s));
+      await admin.query(`INSERT INTO ${s}.migrations (version, name) VALUES ($1, $2)`, [m.version, m.name]);
+    }
+    const old = makeState('old', 'failure', { group: 'up' });
+    await admin.query(`INSERT INTO ${s}.states (id, status, state, expires_at) VALUES ('old', 'failure', $1, NULL)`, [JSON.stringify(old)]);
+    const b = make({ schema });
+    expect(await b.read('old')).toEqual(old);
+    expect((await admin.query(`SELECT max(version) AS v FROM ${s}.migrations`)).rows[0]).toEqual({ v: 5 });
+    expect((await b.index?.list({ group: 'up', limit: 10 }))?.items).toEqual([]);
+    await b.write({ state: { ...old, updatedAt: Date.now() }, stateTtl: 60, guard: 'notSuccess' });
+    expect((await b.index?.list({ group: 'up', status: 'failure', limit: 10 }))?.items.map((x) => x.id)).toEqual(['old']);
   });
 
   it('the sweep removes expired records', async () => {
