@@ -25,7 +25,7 @@
  * | `<prefix>:{<group>}:tpark`        | ZSET   | lanes parked until a time (key back-off, key rate)         |
  * | `<prefix>:{<group>}:cpark:<key>`  | SET    | lanes of a key parked at its concurrency bound             |
  * | `<prefix>:{<group>}:running`      | HASH   | key → deliveries in flight                                 |
- * | `<prefix>:{<group>}:kstate`       | HASH   | `g` group bucket, `b<key>` key bucket (`tokens:at`), `o<key>` back-off until |
+ * | `<prefix>:{<group>}:kstate`       | HASH   | `g` group bucket, `b<key>` key bucket (`tokens:at`), `o<key>` back-off until, `gn` next group token while empty |
  * | `<prefix>:{<group>}:turn`         | STRING | round-robin turn counter                                   |
  */
 

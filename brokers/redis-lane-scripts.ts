@@ -96,7 +96,12 @@ end
 if gl > 0 then
   gtokens = gtokens - #entries
   bucket_store(base, 'g', gtokens, now)
-  if #entries < max and gtokens < 1 then out[2] = bucket_next_ms(gtokens, gl, tonumber(ARGV[4])) end
+  if gtokens < 1 then
+    local nx = bucket_next_ms(gtokens, gl, tonumber(ARGV[4]))
+    -- The group is throttled until its next token (read by waitReason).
+    redis.call('HSET', base .. 'kstate', 'gn', string.format('%d', now + nx))
+    if #entries < max then out[2] = nx end
+  end
 end
 if flow_on then top_up_wake_flow(base, true) else top_up_wake(KEYS[1], KEYS[5], true) end
 if #entries < allowed then
