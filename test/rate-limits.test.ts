@@ -14,6 +14,7 @@ import type { GroupOptions } from '../src/limits.js';
 import { redisNamespace } from './helpers/redis.js';
 import { killAll, startWorker, type WorkerProcess } from './helpers/processes.js';
 import { fileURLToPath } from 'node:url';
+import { flowEvents, maxInWindow, type FlowEvent } from './helpers/flow-log.js';
 
 const fixture = fileURLToPath(new URL('./fixtures/limits-worker.ts', import.meta.url));
 
@@ -27,33 +28,8 @@ afterAll(async () => {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-interface Event {
-  kind: 'take' | 'start' | 'end';
-  at: number;
-  key: string;
-  label: string;
-  pid: string;
-}
-
-async function events(logKey: string): Promise<Event[]> {
-  const lines = await ns.admin.lrange(logKey, 0, -1);
-  return lines.map((l) => {
-    const [kind, at, key, label, pid] = l.split(' ');
-    return { kind: kind as Event['kind'], at: Number(at), key: key as string, label: label as string, pid: pid as string };
-  });
-}
-
-/** Most start times within any window of `periodMs` (sliding over every start). */
-function maxInWindow(times: number[], periodMs: number): number {
-  const t = [...times].sort((a, b) => a - b);
-  let best = 0;
-  let lo = 0;
-  for (let hi = 0; hi < t.length; hi++) {
-    while ((t[hi] as number) - (t[lo] as number) >= periodMs) lo++;
-    best = Math.max(best, hi - lo + 1);
-  }
-  return best;
-}
+type Event = FlowEvent;
+const events = (logKey: string): Promise<Event[]> => flowEvents(ns.admin, logKey);
 
 /**
  * Most runs overlapping at once, from start/end pairs (matched by label and process). A run whose
