@@ -152,13 +152,18 @@ describe('flow control across 3 worker processes (redis)', () => {
     }
   }, 120_000);
 
-  it('a worker SIGKILLed mid-run: no task lost, the group limit and key concurrency still hold after recovery', async () => {
-    const run = await setup({ rateLimit: { limit: 50, periodMs: 1000, burst: 10 }, keyConcurrency: 2 }, { TASUKI_HANDLER_MS: '30', TASUKI_LEASE_MS: '1000' });
+  it('a worker SIGKILLed mid-run (tasks with priorities and keys): no task lost, the group limit, key limit and key concurrency still hold after recovery', async () => {
+    const run = await setup({ rateLimit: { limit: 50, periodMs: 1000, burst: 10 }, keyConcurrency: 2, keyRateLimit: { limit: 10, periodMs: 1000, burst: 5 } }, { TASUKI_HANDLER_MS: '30', TASUKI_LEASE_MS: '1000' });
     try {
       const ref = taskRef<[string, string], void>(run.group, 'run');
       const keys = ['a', 'b', 'c', 'd'];
       const ids: string[] = [];
-      for (const key of keys) ids.push(...(await run.client.with({ key }).sendMany(ref, Array.from({ length: 60 }, (_, i) => [key, `${key}-${i}`] as [string, string]))));
+      // Half of each key's tasks at priority 7, half at 2: lanes of both levels are in flight at the kill.
+      for (const key of keys) {
+        for (const priority of [7, 2]) {
+          ids.push(...(await run.client.with({ key, priority }).sendMany(ref, Array.from({ length: 30 }, (_, i) => [key, `${key}-${priority}-${i}`] as [string, string]))));
+        }
+      }
       await Promise.all([run.spawn(), run.spawn(), run.spawn()]);
       while ((await events(run.logKey)).filter((e) => e.kind === 'start').length < 60) await sleep(50);
       const victim = run.workers[0] as WorkerProcess;
@@ -183,7 +188,10 @@ describe('flow control across 3 worker processes (redis)', () => {
       for (const e of evs.filter((x) => x.kind === 'start' && x.pid === victimPid && !ended.has(x.label))) evs.push({ ...e, kind: 'end', at: killedAt });
       const takes = evs.filter((e) => e.kind === 'take').map((e) => e.at);
       expect(maxInWindow(takes, 1000)).toBeLessThanOrEqual(60);
-      for (const key of keys) expect(maxOverlap(evs.filter((e) => e.key === key && e.kind !== 'take'))).toBeLessThanOrEqual(2);
+      for (const key of keys) {
+        expect(maxOverlap(evs.filter((e) => e.key === key && e.kind !== 'take'))).toBeLessThanOrEqual(2);
+        expect(maxInWindow(evs.filter((e) => e.kind === 'take' && e.key === key).map((e) => e.at), 1000)).toBeLessThanOrEqual(15);
+      }
     } finally {
       await run.close();
     }
