@@ -4,7 +4,9 @@
  * the backend (`Backend.rateLimits`), and asks its broker for at most that many tasks; tokens a fetch
  * did not use are given back. The bucket is global, so the bound holds across processes: in any
  * window of `periodMs` at most `limit + burst` tasks are taken. A worker out of tokens sleeps until
- * the next one is due (no polling in between).
+ * the next one is due (no polling in between). Tokens are held while the fetch waits for tasks (up
+ * to `fetchWaitMs` on an empty queue) and given back after it: the bound never loosens, but idle
+ * workers may hold part of the burst when tasks arrive.
  */
 import type { Backend } from './backend.js';
 import type { Broker, FetchLimits, RateLimit } from './broker.js';

@@ -194,10 +194,10 @@ export class GroupWorker {
         continue;
       }
       let deliveries: Delivery[];
-      let granted = want;
+      // With a rate gate, the broker is asked for as many tasks as tokens were granted.
+      let granted = this.gate === undefined ? want : 0;
       try {
         if (this.gate !== undefined) {
-          granted = 0;
           granted = await this.gate.acquire(want, this.stopFetch.signal);
           if (granted === 0) continue;
         }
