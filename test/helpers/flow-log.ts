@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 
 /** One line of the log. */
 export interface FlowEvent {
-  kind: 'take' | 'start' | 'end';
+  kind: 'take' | 'grant' | 'start' | 'end';
   at: number;
   key: string;
   label: string;
