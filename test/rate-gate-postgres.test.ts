@@ -27,7 +27,7 @@ afterAll(async () => {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-it('PostgreSQL broker + Redis backend: at most the bucket runs, the held task says rate-limit; a memory backend is refused', async () => {
+it('PostgreSQL broker + Redis backend: at most the bucket runs, the held task says rate-limit; a memory backend, priorities, keys and per-key limits are refused', async () => {
   const bare = new Server({ broker: new PostgresBroker({ connection: PG_URL, schema }), backend: new MemoryBackend(), logger: silentLogger });
   await expect(bare.run('g', 1, { rateLimit: { limit: 5, periodMs: 1000 } })).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED', message: expect.stringContaining('rateLimit') });
   await bare.shutdown(100);
@@ -38,6 +38,11 @@ it('PostgreSQL broker + Redis backend: at most the bucket runs, the held task sa
   const task = server.add(group, 't', (label: string) => void started.push(label));
   const client = server.client();
   try {
+    // What the PostgreSQL broker does not enforce is refused, typed.
+    await expect(client.with({ priority: 7 }).send(task, 'p')).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED', message: expect.stringContaining('priority') });
+    await expect(client.with({ key: 'k' }).send(task, 'k')).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED', message: expect.stringContaining('key') });
+    await expect(server.run(group, 1, { keyConcurrency: 2 })).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED', message: expect.stringContaining('keyConcurrency') });
+    await expect(server.run(group, 1, { keyRateLimit: { limit: 1, periodMs: 1000 } })).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED', message: expect.stringContaining('keyRateLimit') });
     await server.run(group, 3, { rateLimit: { limit: 2, periodMs: 3_600_000, burst: 2 } });
     const ids = await client.sendMany(task, [['a'], ['b'], ['c'], ['d']]);
     while (started.length < 2) await sleep(10);
