@@ -2,8 +2,9 @@
  * A group rate limit on RabbitMQ (issue 14), which cannot evaluate one itself: the workers take
  * tokens from a bucket in the Redis backend (`Backend.rateLimits`, `src/worker-rate-gate.ts`) before
  * they take tasks. 50/s (burst 10) across 3 worker processes: at most limit + burst taken in every
- * 1 s window, at least 90 % of the limit overall; the same through a worker SIGKILL; getStatus of
- * a task held back says so; without such a backend (and for the per-key options) it is refused.
+ * 1 s window, at least 90 % of the limit overall; the same through a worker SIGKILL; on classic
+ * and quorum queues, getStatus of a task held back says so; without such a backend (and for the
+ * per-key options) it is refused.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
@@ -122,8 +123,9 @@ describe('group rate limit on RabbitMQ (shared bucket in the Redis backend)', ()
     }
   }, 150_000);
 
-  it('getStatus of a task held back by the shared bucket says rate-limit; per-key options and a backend without buckets are refused', async () => {
-    const broker = new RabbitMQBroker({ url: rabbitUrl, prefix: rabbit.prefix });
+  it.each(['classic', 'quorum'] as const)('%s queues: getStatus of a task held back by the shared bucket says rate-limit; per-key options and a backend without buckets are refused', async (queueType) => {
+    const options = { url: rabbitUrl, prefix: rabbit.prefix, queueType };
+    const broker = new RabbitMQBroker(options);
     const server = new Server({ broker, backend: new RedisBackend({ prefix: redis.prefix }), logger: silentLogger, statusExpires: 60, resultExpires: 60, fetchWaitMs: 200 });
     const group = `rw-${randomUUID().slice(0, 8)}`;
     const started: string[] = [];
@@ -131,7 +133,7 @@ describe('group rate limit on RabbitMQ (shared bucket in the Redis backend)', ()
     const client = server.client();
     try {
       await expect(server.run(group, 1, { keyConcurrency: 2 })).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED', message: expect.stringContaining('keyConcurrency') });
-      const bare = new Server({ broker: new RabbitMQBroker({ url: rabbitUrl, prefix: rabbit.prefix }), backend: new MemoryBackend(), logger: silentLogger });
+      const bare = new Server({ broker: new RabbitMQBroker(options), backend: new MemoryBackend(), logger: silentLogger });
       await expect(bare.run(group, 1, { rateLimit: rate })).rejects.toMatchObject({ code: 'ERR_UNSUPPORTED', message: expect.stringContaining('rateLimit') });
       await bare.shutdown(100);
 
@@ -147,7 +149,7 @@ describe('group rate limit on RabbitMQ (shared bucket in the Redis backend)', ()
       expect((await client.getStatus((started[0] === 'a' ? a : b) as string))?.waiting).toBeUndefined();
     } finally {
       await server.shutdown(1000);
-      const cleaner = new RabbitMQBroker({ url: rabbitUrl, prefix: rabbit.prefix });
+      const cleaner = new RabbitMQBroker(options);
       await cleaner.purge(group);
       await cleaner.close();
     }
