@@ -5,7 +5,8 @@
  * reservation with the number it got (the rest go back). The bucket is global and reserved tokens
  * count against its size, so the bound holds across processes: in any window of `periodMs` at most
  * `limit + burst` tokens are used. A worker out of tokens sleeps until the next one is due (no
- * polling in between). Tokens stay reserved while the fetch waits for tasks (up to `fetchWaitMs` on
+ * polling in between; while every token is reserved by other workers' fetches, it looks again once
+ * per token interval). Tokens stay reserved while the fetch waits for tasks (up to `fetchWaitMs` on
  * an empty queue): idle workers may hold part of the burst when tasks arrive. A worker killed
  * holding a reservation loses it for `fetchWaitMs` + 10 s (then it counts as used).
  */
