@@ -18,6 +18,7 @@ import { WRITE_COMMAND, WRITE_SCRIPT } from './redis-scripts.js';
 import { FinalWatches } from './redis-watch.js';
 import { RedisScheduleStore } from './redis-schedules.js';
 import { RedisJournal } from './redis-journal.js';
+import { RedisRateLimits } from './redis-rate-limits.js';
 import { failureText, resolveOperationTimeout } from '../brokers/redis-connection.js';
 import { emitDurabilityWarning, watchDurability } from '../brokers/redis-durability.js';
 import { REDIS_MAX_STRING, WriteBatcher, prepareWrite, type PendingWrite, type IndexKeeping } from './redis-writes.js';
@@ -103,6 +104,8 @@ export class RedisBackend implements Backend {
   readonly records: RedisRecordStore;
   /** @inheritdoc */
   readonly scheduleStore: RedisScheduleStore;
+  /** Shared token buckets (a group `rateLimit` on a broker that cannot enforce it; `./redis-rate-limits.ts`). */
+  readonly rateLimits: RedisRateLimits;
 
   /** @param options see {@link RedisBackendOptions} */
   constructor(options: RedisBackendOptions = {}) {
@@ -145,6 +148,7 @@ export class RedisBackend implements Backend {
     this.index = this.keeping === undefined ? undefined : new RedisTaskIndex(this.client, this.prefix, this.keeping, wrap);
     this.records = new RedisRecordStore(this.client, this.prefix, wrap);
     this.scheduleStore = new RedisScheduleStore(this.client, this.prefix, () => this.connect(), (err, op) => this.wrap(err, op));
+    this.rateLimits = new RedisRateLimits(this.client, this.prefix, wrap);
   }
 
   private readonly onConnectionError = (err: Error): void => {

@@ -10,6 +10,7 @@
  * `tasuki` alone selects every tasuki row; tasuki-metrics is tasuki on Redis with `tasuki/metrics` on)
  * --leak-check (afterwards: 100 000 tasuki tasks, heap before/after GC)
  * --leak-jobs N --flows (afterwards: the flows scenario of `bench/flows.ts`) --workflows (`bench/workflows.ts`).
+ * A full run (no --only) ends with the limits scenario of `bench/limits.ts`.
  * PostgreSQL rows (tasuki-postgres, pg-boss, graphile-worker; bench/postgres-systems.ts) run only when
  * asked: `--pg` adds them to the selection, `--only postgres` (or `--only pg`) selects just them, and
  * each can be named in `--only`.
@@ -267,6 +268,11 @@ async function main(): Promise<void> {
     if (r.status !== 0) failures.push('workflows scenario failed');
   }
 
+  if (o.only === null) {
+    log('\nLimits: priorities, keys and keyConcurrency on the broker, and a plain group with vs without the flow-control check (bench/limits.ts)…');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'limits.ts'), '--jobs', String(o.jobs), '--prefix', `${KEY_PREFIX}-${process.pid}-limits`], { stdio: 'inherit' });
+    if (r.status !== 0) failures.push('limits scenario failed');
+  }
   const left = await countKeys(`${KEY_PREFIX}-${process.pid}-`);
   if (left > 0) failures.push(`${left} benchmark key(s) left in Redis`);
   if (systems.some((s) => PG.includes(s))) {

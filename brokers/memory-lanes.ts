@@ -11,7 +11,7 @@
  * tokens) is parked on its key: until a timer (back-off, next token) or until a delivery of the key
  * settles (concurrency), then it rejoins its ring.
  */
-import type { FetchLimits, RateLimit } from '../src/broker.js';
+import type { FetchLimits, RateLimit, WaitReason } from '../src/broker.js';
 import { Deque } from '../src/deque.js';
 import { DEFAULT_PRIORITY, MAX_PRIORITY, TokenBucket } from '../src/limits.js';
 
@@ -137,6 +137,21 @@ export class FlowState<E extends FlowEntry> {
   backoff(key: string, ms: number, now: number): void {
     const ks = this.keyState(key);
     ks.backoffUntil = Math.max(ks.backoffUntil, now + ms);
+  }
+
+  /**
+   * Why ready messages of `key` (undefined: keyless) are held back now, as the last take found:
+   * the key backed off, its lanes parked (on concurrency, or until its next token), or the group's
+   * bucket empty. `null`: nothing holds them.
+   */
+  waitReason(key: string | undefined, now: number): WaitReason | null {
+    const ks = key === undefined ? undefined : this.keys.get(key);
+    if (ks !== undefined && key !== undefined) {
+      if (ks.backoffUntil > now) return { reason: 'key-paused', key, until: ks.backoffUntil };
+      if (ks.parked.length > 0) return ks.timer === undefined ? { reason: 'key-concurrency', key } : { reason: 'key-rate-limit', key, until: ks.timerAt };
+    }
+    if (this.bucket !== undefined && this.bucket.available(now, 1) < 1) return { reason: 'rate-limit', until: now + this.bucket.nextInMs(now) };
+    return null;
   }
 
   /** Stops the timers (group purged). */

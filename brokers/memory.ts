@@ -4,7 +4,7 @@
  * within one process. Messages live only as long as the process (and the {@link MemoryBrokerStore}).
  */
 import { randomUUID } from 'node:crypto';
-import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, DispatchFeature, PublishOptions, QueueCounts } from '../src/broker.js';
+import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, DispatchFeature, PublishOptions, QueueCounts, WaitReason } from '../src/broker.js';
 import { ClosedError, InvalidOptionError } from '../src/errors.js';
 import { DEFAULT_PRIORITY, checkKey, checkPriority } from '../src/limits.js';
 import { assertName } from '../src/names.js';
@@ -221,6 +221,12 @@ export class MemoryBroker implements Broker {
     checkKey(key);
     if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0) throw new InvalidOptionError(`backoff ms must be a number > 0, got ${String(ms)}`);
     this.store.group(group).startFlow().backoff(key, ms, Date.now());
+  }
+
+  /** Why ready tasks of `key` in `group` are held back by flow control now (`null`: nothing holds them). */
+  async waitReason(group: string, key: string | undefined): Promise<WaitReason | null> {
+    this.check();
+    return this.store.find(group)?.flow?.waitReason(key, Date.now()) ?? null;
   }
 
   private check(): void {

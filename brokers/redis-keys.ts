@@ -25,7 +25,8 @@
  * | `<prefix>:{<group>}:tpark`        | ZSET   | lanes parked until a time (key back-off, key rate)         |
  * | `<prefix>:{<group>}:cpark:<key>`  | SET    | lanes of a key parked at its concurrency bound             |
  * | `<prefix>:{<group>}:running`      | HASH   | key → deliveries in flight                                 |
- * | `<prefix>:{<group>}:kstate`       | HASH   | `g` group bucket, `b<key>` key bucket (`tokens:at`), `o<key>` back-off until |
+ * | `<prefix>:{<group>}:kstate`       | HASH   | `g` group bucket, `b<key>` key bucket (`tokens:at`), `o<key>` back-off until, `gn` next group token while empty |
+ * | `<prefix>:{<group>}:kidle`        | ZSET   | `kstate` field → when it is stale (key bucket full, back-off over); dropped by fetch |
  * | `<prefix>:{<group>}:turn`         | STRING | round-robin turn counter                                   |
  */
 
@@ -74,7 +75,7 @@ export function groupKeys(prefix: string, group: string): GroupKeys {
 export function allKeys(keys: GroupKeys): string[] {
   const b = keys.base;
   return [keys.ready, keys.delayed, keys.lease, keys.body, keys.wake, keys.seq, keys.dead, keys.deadBody, keys.deadReason,
-    b + 'meta', b + 'lanes', b + 'laneset', b + 'tpark', b + 'running', b + 'kstate', b + 'turn'];
+    b + 'meta', b + 'lanes', b + 'laneset', b + 'tpark', b + 'running', b + 'kstate', b + 'kidle', b + 'turn'];
 }
 
 /** Most groups whose key names a {@link KeyCache} keeps. */

@@ -23,7 +23,8 @@ const ALL = `${HELPERS}${FLOW_HELPERS}`;
 export const FETCH = `${HELPERS}
 local now = now_ms()
 local base = KEYS[7]
-local flow_on = redis.call('EXISTS', base .. 'meta') == 1
+-- Flow data: messages with a lane (meta), or per-key fields still to drop (kidle).
+local flow_on = redis.call('EXISTS', base .. 'meta', base .. 'kidle') > 0
 if not flow_on and tonumber(ARGV[3] or '0') == 0 then
   -- A group without flow data or limits: the plain path.
   maintain(KEYS[1], KEYS[2], KEYS[3], now)
@@ -96,7 +97,12 @@ end
 if gl > 0 then
   gtokens = gtokens - #entries
   bucket_store(base, 'g', gtokens, now)
-  if #entries < max and gtokens < 1 then out[2] = bucket_next_ms(gtokens, gl, tonumber(ARGV[4])) end
+  if gtokens < 1 then
+    local nx = bucket_next_ms(gtokens, gl, tonumber(ARGV[4]))
+    -- The group is throttled until its next token (read by waitReason).
+    redis.call('HSET', base .. 'kstate', 'gn', string.format('%d', now + nx))
+    if #entries < max then out[2] = nx end
+  end
 end
 if flow_on then top_up_wake_flow(base, true) else top_up_wake(KEYS[1], KEYS[5], true) end
 if #entries < allowed then
@@ -354,6 +360,7 @@ local untilMs = now_ms() + tonumber(ARGV[2])
 local cur = tonumber(redis.call('HGET', KEYS[1] .. 'kstate', f) or '0')
 if cur > untilMs then return cur end
 redis.call('HSET', KEYS[1] .. 'kstate', f, string.format('%d', untilMs))
+redis.call('ZADD', KEYS[1] .. 'kidle', untilMs, f)
 return untilMs
 `;
 

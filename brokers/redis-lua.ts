@@ -193,7 +193,8 @@ local function key_block(base, key, now, fl)
 end
 
 -- maintain() for a group with flow data: expired leases back to the head of their lanes (keys
--- released), due delayed messages to the back of theirs, due parked lanes served again.
+-- released), due delayed messages to the back of theirs, due parked lanes served again, stale
+-- per-key fields of kstate (full key buckets, ended back-offs) dropped.
 local function maintain_flow(base, now)
   local lease, meta = base .. 'lease', base .. 'meta'
   local expired = redis.call('ZRANGEBYSCORE', lease, '-inf', now, 'LIMIT', 0, BATCH)
@@ -220,6 +221,12 @@ local function maintain_flow(base, now)
     redis.call('ZREMRANGEBYRANK', delayed, 0, #due - 1)
     local ms = redis.call('HMGET', meta, unpack(due))
     for i = 1, #due do push_ready(base, due[i], ms[i] or nil, false) end
+  end
+  local kidle = base .. 'kidle'
+  local idle = redis.call('ZRANGEBYSCORE', kidle, '-inf', now, 'LIMIT', 0, BATCH)
+  if #idle > 0 then
+    redis.call('ZREMRANGEBYRANK', kidle, 0, #idle - 1)
+    redis.call('HDEL', base .. 'kstate', unpack(idle))
   end
   local tpark = base .. 'tpark'
   local back = redis.call('ZRANGEBYSCORE', tpark, '-inf', now, 'LIMIT', 0, BATCH)
@@ -269,7 +276,12 @@ local function take_flow(base, allowed, now, fl, entries, flags)
         if key ~= '' then
           flag = 'k'
           redis.call('HINCRBY', base .. 'running', key, 1)
-          if fl.kl > 0 then bucket_store(base, 'b' .. key, bucket_tokens(base, 'b' .. key, fl.kl, fl.kp, fl.kb, now) - 1, now) end
+          if fl.kl > 0 then
+            local left = bucket_tokens(base, 'b' .. key, fl.kl, fl.kp, fl.kb, now) - 1
+            bucket_store(base, 'b' .. key, left, now)
+            -- Once full again the field says nothing an absent one would not: maintain_flow drops it then.
+            redis.call('ZADD', base .. 'kidle', now + math.ceil((fl.kb - left) * fl.kp / fl.kl), 'b' .. key)
+          end
         end
         entries[#entries + 1] = entry
         flags[#flags + 1] = flag

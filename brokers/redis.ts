@@ -14,7 +14,7 @@
  * check of the server's persistence and eviction settings (`./redis-durability.ts`). This file holds
  * the broker class: its life cycle and the operations of the `Broker` interface.
  */
-import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, DispatchFeature, PublishOptions, QueueCounts } from '../src/broker.js';
+import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, DispatchFeature, PublishOptions, QueueCounts, WaitReason } from '../src/broker.js';
 import { checkKey } from '../src/limits.js';
 import { ClosedError, ConnectionError, InvalidOptionError, TasukiError } from '../src/errors.js';
 import { assertName } from '../src/names.js';
@@ -27,6 +27,7 @@ import { registerScripts, type ScriptedRedis } from './redis-scripts.js';
 import { TickBatches } from './redis-tick-batches.js';
 import { availableAtArg, deliveryGroup, flowArgs, idList, laneArg, parseFetchReply, parseReason, positiveMs, stringArray } from './redis-values.js';
 import { Waits } from './redis-waits.js';
+import { readWaitReason } from './redis-wait-reason.js';
 
 export type { RedisBrokerLogger } from './redis-connection.js';
 export type { RedisBrokerOptions } from './redis-options.js';
@@ -389,6 +390,13 @@ export class RedisBroker implements Broker {
     const wait = positiveMs('backoff ms', ms);
     const k = this.keys.get(group);
     await this.run('backoffKey', () => this.cmd.tasukiBackoffKey(k.base, key, wait));
+  }
+
+  /** Why ready tasks of `key` in `group` are held back by flow control now (`null`: nothing holds them); see `./redis-wait-reason.ts`. */
+  async waitReason(group: string, key: string | undefined): Promise<WaitReason | null> {
+    this.assertOpen();
+    assertName('group', group);
+    return this.run('waitReason', () => readWaitReason(this.cmd, this.keys.get(group).base, key));
   }
 
   // ---- internals ---------------------------------------------------------------------------------

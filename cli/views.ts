@@ -146,7 +146,7 @@ export async function inspect(client: Client, out: Output, id: string): Promise<
   const value: unknown = r.hasValue() ? r.value : undefined;
   if (out.json) {
     const { message: _m, ...state } = s;
-    out.line(JSON.stringify({ id, found: true, state, value: value ?? null, messageStored: s.message !== undefined }));
+    out.line(JSON.stringify({ id, found: true, state, value: value ?? null, messageStored: s.message !== undefined, waiting: r.waiting ?? null }));
     return;
   }
   const rows: string[][] = [
@@ -159,6 +159,10 @@ export async function inspect(client: Client, out: Output, id: string): Promise<
     ['sent', when(s.sentAt)],
   ];
   if (s.retryAt !== undefined) rows.push([s.status === 'sent' ? 'due' : 'retry at', when(s.retryAt)]);
+  if (r.waiting !== undefined) {
+    const w = r.waiting;
+    rows.push(['held back', out.paint('yellow', `${w.reason}${w.key === undefined ? '' : ` (key ${w.key})`}${w.until === undefined ? '' : ` until ${when(w.until)}`}`)]);
+  }
   rows.push(['started', when(s.startedAt)], ['finished', when(s.finishedAt)], ['updated', when(s.updatedAt)]);
   if (s.progress !== undefined) rows.push(['progress', shown(s.progress)]);
   if (r.hasValue()) rows.push(['value', JSON.stringify(value) ?? String(value)]);

@@ -10,6 +10,7 @@
  * - An urgent task (priority 9) overtakes everything still queued.
  * - A handler whose upstream answers 429 pushes its tenant back with `ctl.backoffKey` (the task is
  *   handed back, not failed).
+ * - `getStatus` of a task still queued says what holds it back (`waiting`).
  */
 import { Server, type TaskCtl } from '../src/index.js';
 
@@ -35,7 +36,7 @@ const report = server.add(
 
 const client = server.client();
 const big = client.with({ key: 'big' });
-await big.sendMany(report, Array.from({ length: 200 }, (_, i): [string, number] => ['big', i]));
+const bigIds = await big.sendMany(report, Array.from({ length: 200 }, (_, i): [string, number] => ['big', i]));
 const small = await Promise.all([0, 1, 2].map((n) => client.with({ key: 'small' }).send(report, 'small', n)));
 const urgent = await client.with({ priority: 9, key: 'big' }).send(report, 'big', 999);
 
@@ -49,4 +50,6 @@ for (const id of [urgent, ...small]) {
   const r = await client.getResult(id, 30_000);
   console.log(r.isSuccess() ? r.value : r.error?.message, '— started as task number', started.lastIndexOf(String(r.value).replace(' report ', '#')) + 1);
 }
+const last = await client.getStatus(bigIds[199] as string);
+console.log(`big #199 is ${last?.status}; held back by:`, last?.waiting ?? 'nothing (queued behind the others)');
 await server.shutdown(1000);

@@ -3,6 +3,7 @@
  * Implementations: `backends/memory`, `backends/redis`, `backends/memcache`, `backends/mongo`; each
  * passes the backend contract suite (`test/contract/backend.ts`).
  */
+import type { RateLimitStore } from './rate-limit-store.js';
 import type { FlowJournalStore } from './journal.js';
 import type { TaskState, TaskStatus } from './state.js';
 import type { ScheduleStore } from './schedule/store.js';
@@ -119,6 +120,11 @@ export interface Backend {
    * A backend without it makes those operations refuse with `ERR_UNSUPPORTED`.
    */
   readonly records?: RecordStore;
+  /**
+   * Optional shared token buckets (`src/rate-limit-store.ts`): with them a group `rateLimit` works on
+   * a broker that cannot enforce it itself (RabbitMQ, PostgreSQL); without them it is refused there.
+   */
+  readonly rateLimits?: RateLimitStore;
 }
 
 /** A query of {@link TaskIndex.list}. */

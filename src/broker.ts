@@ -56,6 +56,21 @@ export interface FetchLimits {
   keyRateLimit?: RateLimit;
 }
 
+/**
+ * Why a ready task is held back by flow control (`TaskResult.waiting`, from {@link Broker.waitReason}
+ * or the worker's rate gate): `rate-limit` the group's bucket is empty, `key-rate-limit` its key's
+ * bucket is empty, `key-concurrency` its key is at its `keyConcurrency` bound, `key-paused` its key
+ * was pushed back (`ctl.backoffKey`).
+ */
+export interface WaitReason {
+  /** What holds the task back. */
+  reason: 'rate-limit' | 'key-rate-limit' | 'key-concurrency' | 'key-paused';
+  /** The task's key, for the per-key reasons. */
+  key?: string;
+  /** When the hold ends (epoch ms), where known: next token, end of the back-off. Absent for `key-concurrency` (until a task of the key settles). */
+  until?: number;
+}
+
 /** Flow-control features a broker may enforce natively (declared in {@link Broker.dispatchFeatures}). */
 export type DispatchFeature = 'priority' | 'key' | 'rateLimit' | 'keyConcurrency' | 'keyRateLimit' | 'keyBackoff';
 
@@ -193,4 +208,10 @@ export interface Broker {
   readonly dispatchFeatures?: ReadonlySet<DispatchFeature>;
   /** Gives no delivery of `key` in `group` for `ms` (feature `keyBackoff`). */
   backoffKey?(group: string, key: string, ms: number): Promise<void>;
+  /**
+   * Optional: whether flow control holds back the ready tasks of `group` with `key` (`undefined`:
+   * keyless) now, as last evaluated where tasks are taken; `null` when nothing holds them. Read by
+   * `client.getStatus` for tasks not started yet; never on the send, fetch or ack path.
+   */
+  waitReason?(group: string, key: string | undefined): Promise<WaitReason | null>;
 }

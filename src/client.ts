@@ -26,6 +26,7 @@ import { getWorkflow, sendWorkflow } from './workflow/client-ops.js';
 import { chain as chainOf, chord as chordOf, group as groupOf } from './workflow/build.js';
 import type { CallbackCheck } from './workflow/build.js';
 import type { ChainCheck, GroupOptions, GroupPolicy, GroupValue, ItemsCheck, LastOut, Step, StepOut, WorkflowInfo } from './workflow/types.js';
+import { waitReasonOf } from './wait-reason.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -186,7 +187,7 @@ export class Client {
         logger: this.core.logger,
         statusExpires: this.core.statusExpires,
         notFoundAfterMs: this.core.bounds.notFoundAfterMs,
-        read: (afterHint) => (afterHint ? this.readFinished<R>(id) : this.getStatus<R>(id)),
+        read: (afterHint) => (afterHint ? this.readFinished<R>(id) : this.readStatus<R>(id)),
       },
       id,
       timeoutMs,
@@ -196,9 +197,20 @@ export class Client {
 
   /**
    * Reads a task's current state (and value, when it succeeded) without waiting. `null` when nothing
-   * is stored for the id (unknown, expired, or statuses/results not stored).
+   * is stored for the id (unknown, expired, or statuses/results not stored). For a task not started
+   * yet (`sent`, or `waiting-retry` past its retry time) that flow control holds back, `waiting` says
+   * why (one more broker call, only for such tasks; see `src/wait-reason.ts`).
    */
   async getStatus<R>(id: TaskId<R> | string): Promise<TaskResult<R> | null> {
+    const status = await this.readStatus<R>(id);
+    if (status === null || status.state === null) return status;
+    // A task not started yet: is flow control holding it back (TaskResult.waiting)?
+    const waiting = await waitReasonOf(this.core.broker, this.core.backend, status.state);
+    return waiting === undefined ? status : new TaskResult<R>(id, status.state, null, waiting);
+  }
+
+  /** {@link getStatus} without the flow-control look-up (getResult's polls). */
+  private async readStatus<R>(id: TaskId<R> | string): Promise<TaskResult<R> | null> {
     this.checkOpen();
     const state = this.core.statusExpires === 0 ? null : await this.core.backend.read(id);
     if (state !== null && state.status !== 'success') return new TaskResult<R>(id, state, null);
@@ -213,7 +225,7 @@ export class Client {
    * result was seen, the result is read again (it was written together with that state).
    */
   private async readFinished<R>(id: TaskId<R> | string): Promise<TaskResult<R> | null> {
-    if (this.core.statusExpires === 0) return this.getStatus<R>(id);
+    if (this.core.statusExpires === 0) return this.readStatus<R>(id);
     this.checkOpen();
     const backend = this.core.backend;
     const resultRead = backend.readResult(id);

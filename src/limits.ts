@@ -3,6 +3,7 @@
  * passes to its broker, the token bucket the in-memory broker evaluates, and the refusal
  * ({@link UnsupportedError}) of a feature a broker does not enforce natively.
  */
+import type { Backend } from './backend.js';
 import type { Broker, FetchLimits, DispatchFeature, RateLimit } from './broker.js';
 import { InvalidOptionError, UnsupportedError } from './errors.js';
 
@@ -79,10 +80,16 @@ export function requireFeature(broker: Broker, feature: DispatchFeature, what: s
   throw new UnsupportedError(`${what} is not supported by the ${broker.kind} broker (it cannot enforce "${feature}" natively); see the support table in the README`);
 }
 
-/** Refuses (UnsupportedError) group options the broker cannot enforce: called by the worker at `run()`. */
-export function checkGroupSupport(broker: Broker, group: string, flow: FetchLimits | undefined): void {
+/**
+ * Refuses (UnsupportedError) group options the broker cannot enforce: called by the worker at `run()`.
+ * A group `rateLimit` is also accepted when the backend keeps shared buckets (`Backend.rateLimits`):
+ * the worker then enforces it (`src/worker-rate-gate.ts`).
+ */
+export function checkGroupSupport(broker: Broker, group: string, flow: FetchLimits | undefined, backend?: Backend): void {
   if (flow === undefined) return;
-  if (flow.rateLimit) requireFeature(broker, 'rateLimit', `group "${group}": rateLimit`);
+  if (flow.rateLimit && backend?.rateLimits === undefined) {
+    requireFeature(broker, 'rateLimit', `group "${group}": rateLimit (without a backend that keeps shared rate-limit buckets, e.g. the Redis backend)`);
+  }
   if (flow.keyConcurrency !== undefined) requireFeature(broker, 'keyConcurrency', `group "${group}": keyConcurrency`);
   if (flow.keyRateLimit) requireFeature(broker, 'keyRateLimit', `group "${group}": keyRateLimit`);
 }

@@ -76,6 +76,7 @@ export function sentState(msg: TaskMessage): TaskState {
     updatedAt: msg.sentAt,
   };
   if (msg.runAt !== null) state.retryAt = msg.runAt;
+  if (msg.key !== undefined) state.key = msg.key;
   return state;
 }
 
@@ -98,8 +99,10 @@ export function validateSendOptions(o: SendOptions): void {
 
 /** The fresh `sent` state a dead letter gets before it is redriven (a stored success is kept by the caller's guard). */
 export function redriveState(msg: TaskMessage, now: number): TaskState {
-  return {
+  const state: TaskState = {
     v: 1, id: msg.id, group: msg.group, name: msg.name, status: 'sent',
     retriesUsed: msg.retriesUsed, retriesLeft: msg.retriesLeft, sentAt: msg.sentAt, updatedAt: now,
   };
+  if (msg.key !== undefined) state.key = msg.key;
+  return state;
 }

@@ -1,6 +1,7 @@
 /**
  * The result of a task as seen by a client: status, value(s), error, retries, progress, timestamps.
  */
+import type { WaitReason } from './broker.js';
 import { TaskFailedError } from './errors.js';
 import { decodeValueText } from './message.js';
 import { isFinalStatus, type StoredError, type TaskState, type TaskStatus } from './state.js';
@@ -24,13 +25,19 @@ export class TaskResult<R = unknown> {
   readonly status: TaskStatus;
   /** The stored state, or `null` when states are not stored (status expiry 0). */
   readonly state: TaskState | null;
+  /**
+   * Why a task not started yet waits, when flow control holds it back (a rate limit, its key's
+   * concurrency bound or back-off); set by `client.getStatus` only, absent otherwise.
+   */
+  readonly waiting?: WaitReason;
   private readonly resultText: string | null;
   private decoded = false;
   private cached: unknown = undefined;
 
   /** @internal */
-  constructor(id: string, state: TaskState | null, resultText: string | null) {
+  constructor(id: string, state: TaskState | null, resultText: string | null, waiting?: WaitReason) {
     this.id = id;
+    if (waiting !== undefined) this.waiting = waiting;
     this.state = state;
     this.resultText = resultText;
     this.status = state?.status ?? 'success';

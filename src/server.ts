@@ -122,7 +122,7 @@ export class Server extends EventEmitter<ServerEvents> {
     const ticks = (this.ticks ??= new ScheduleTicks({ backend: this.backend, logger: this.logger, client: () => this.client(), emit: (e, ...a) => this.safeEmit(e, ...a) }));
     assertFlowsRunnable(this.registry.values(), group, this.backend, this.settings.statusExpires);
     const flow = resolveGroupLimits(options);
-    checkGroupSupport(this.broker, group, flow);
+    checkGroupSupport(this.broker, group, flow, this.backend);
     const worker = new GroupWorker(
       {
         broker: this.broker,

@@ -74,6 +74,8 @@ export interface TaskState {
    * (`client.ops.retry`). Left out when the state would be too large.
    */
   message?: string;
+  /** The task's flow-control key (the `key` send control), when it has one. */
+  key?: string;
   /** When this record was last written (epoch ms). */
   updatedAt: number;
 }

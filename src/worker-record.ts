@@ -194,6 +194,7 @@ export class JobRecorder {
       sentAt: msg.sentAt,
       updatedAt: Date.now(),
     };
+    if (msg.key !== undefined) state.key = msg.key;
     return extra === undefined ? state : Object.assign(state, extra);
   }
 

@@ -7,6 +7,7 @@
  */
 import type { Delivery, FetchLimits, FetchOptions } from './broker.js';
 import { backoffKey } from './worker-limits.js';
+import { splitRateGate, type GateGrant, type RateGate } from './worker-rate-gate.js';
 import { Deque } from './deque.js';
 import { ShutdownError, toError } from './errors.js';
 import { pause, setLongTimeout } from './timers.js';
@@ -76,6 +77,10 @@ export class GroupWorker {
   private readonly hooks: RunHooks;
   /** Runs durable flows (created at the first one). */
   private flows: HandlerRunner | undefined;
+  /** Flow control passed to every fetch (what the broker enforces). */
+  private readonly flow: FetchLimits | undefined;
+  /** The group rate limit enforced by this worker (broker without the feature), if any. */
+  private readonly gate: RateGate | undefined;
 
   /**
    * @param ctx server context
@@ -87,8 +92,10 @@ export class GroupWorker {
     private readonly ctx: WorkerContext,
     readonly group: string,
     readonly concurrency: number,
-    private readonly flow?: FetchLimits,
+    flow?: FetchLimits,
   ) {
+    // A group rate limit the broker cannot enforce is enforced here, through the backend's buckets.
+    ({ gate: this.gate, flow: this.flow } = splitRateGate(ctx.broker, ctx.backend, ctx.logger, group, flow, ctx.settings.fetchWaitMs));
     // A limited group takes a task from the broker only for a free slot, so that a take (where the
     // limit is counted) and the handler's start stay close together.
     this.prefetch = ctx.settings.prefetch ?? (flow === undefined ? concurrency : 0);
@@ -187,12 +194,19 @@ export class GroupWorker {
         continue;
       }
       let deliveries: Delivery[];
+      // With a rate gate, the broker is asked for as many tasks as tokens were reserved.
+      let grant: GateGrant | undefined;
       try {
+        if (this.gate !== undefined) {
+          grant = await this.gate.acquire(want, this.stopFetch.signal);
+          if (grant === undefined) continue;
+        }
         const options: FetchOptions = { leaseMs, waitMs: fetchWaitMs, signal: this.stopFetch.signal };
         if (this.flow !== undefined) options.flow = this.flow;
-        deliveries = await this.ctx.broker.fetch(this.group, want, options);
+        deliveries = await this.ctx.broker.fetch(this.group, grant?.granted ?? want, options);
         failures = 0;
       } catch (err) {
+        if (grant !== undefined) this.gate?.settle(grant, 0);
         if (this.stopping) break;
         failures++;
         const wait = Math.min(5000, 100 * 2 ** Math.min(failures, 6));
@@ -200,6 +214,7 @@ export class GroupWorker {
         await pause(wait, this.stopFetch.signal);
         continue;
       }
+      if (grant !== undefined) this.gate?.settle(grant, deliveries.length);
       const ahead = this.claimAhead;
       for (const d of deliveries) {
         const job = new Job(d, leaseMs);

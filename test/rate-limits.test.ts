@@ -14,6 +14,7 @@ import type { GroupOptions } from '../src/limits.js';
 import { redisNamespace } from './helpers/redis.js';
 import { killAll, startWorker, type WorkerProcess } from './helpers/processes.js';
 import { fileURLToPath } from 'node:url';
+import { flowEvents, maxInWindow, type FlowEvent } from './helpers/flow-log.js';
 
 const fixture = fileURLToPath(new URL('./fixtures/limits-worker.ts', import.meta.url));
 
@@ -27,33 +28,8 @@ afterAll(async () => {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-interface Event {
-  kind: 'take' | 'start' | 'end';
-  at: number;
-  key: string;
-  label: string;
-  pid: string;
-}
-
-async function events(logKey: string): Promise<Event[]> {
-  const lines = await ns.admin.lrange(logKey, 0, -1);
-  return lines.map((l) => {
-    const [kind, at, key, label, pid] = l.split(' ');
-    return { kind: kind as Event['kind'], at: Number(at), key: key as string, label: label as string, pid: pid as string };
-  });
-}
-
-/** Most start times within any window of `periodMs` (sliding over every start). */
-function maxInWindow(times: number[], periodMs: number): number {
-  const t = [...times].sort((a, b) => a - b);
-  let best = 0;
-  let lo = 0;
-  for (let hi = 0; hi < t.length; hi++) {
-    while ((t[hi] as number) - (t[lo] as number) >= periodMs) lo++;
-    best = Math.max(best, hi - lo + 1);
-  }
-  return best;
-}
+type Event = FlowEvent;
+const events = (logKey: string): Promise<Event[]> => flowEvents(ns.admin, logKey);
 
 /**
  * Most runs overlapping at once, from start/end pairs (matched by label and process). A run whose
@@ -176,13 +152,18 @@ describe('flow control across 3 worker processes (redis)', () => {
     }
   }, 120_000);
 
-  it('a worker SIGKILLed mid-run: no task lost, the group limit and key concurrency still hold after recovery', async () => {
-    const run = await setup({ rateLimit: { limit: 50, periodMs: 1000, burst: 10 }, keyConcurrency: 2 }, { TASUKI_HANDLER_MS: '30', TASUKI_LEASE_MS: '1000' });
+  it('a worker SIGKILLed mid-run (tasks with priorities and keys): no task lost, the group limit, key limit and key concurrency still hold after recovery', async () => {
+    const run = await setup({ rateLimit: { limit: 50, periodMs: 1000, burst: 10 }, keyConcurrency: 2, keyRateLimit: { limit: 10, periodMs: 1000, burst: 5 } }, { TASUKI_HANDLER_MS: '30', TASUKI_LEASE_MS: '1000' });
     try {
       const ref = taskRef<[string, string], void>(run.group, 'run');
       const keys = ['a', 'b', 'c', 'd'];
       const ids: string[] = [];
-      for (const key of keys) ids.push(...(await run.client.with({ key }).sendMany(ref, Array.from({ length: 60 }, (_, i) => [key, `${key}-${i}`] as [string, string]))));
+      // Half of each key's tasks at priority 7, half at 2: lanes of both levels are in flight at the kill.
+      for (const key of keys) {
+        for (const priority of [7, 2]) {
+          ids.push(...(await run.client.with({ key, priority }).sendMany(ref, Array.from({ length: 30 }, (_, i) => [key, `${key}-${priority}-${i}`] as [string, string]))));
+        }
+      }
       await Promise.all([run.spawn(), run.spawn(), run.spawn()]);
       while ((await events(run.logKey)).filter((e) => e.kind === 'start').length < 60) await sleep(50);
       const victim = run.workers[0] as WorkerProcess;
@@ -207,7 +188,10 @@ describe('flow control across 3 worker processes (redis)', () => {
       for (const e of evs.filter((x) => x.kind === 'start' && x.pid === victimPid && !ended.has(x.label))) evs.push({ ...e, kind: 'end', at: killedAt });
       const takes = evs.filter((e) => e.kind === 'take').map((e) => e.at);
       expect(maxInWindow(takes, 1000)).toBeLessThanOrEqual(60);
-      for (const key of keys) expect(maxOverlap(evs.filter((e) => e.key === key && e.kind !== 'take'))).toBeLessThanOrEqual(2);
+      for (const key of keys) {
+        expect(maxOverlap(evs.filter((e) => e.key === key && e.kind !== 'take'))).toBeLessThanOrEqual(2);
+        expect(maxInWindow(evs.filter((e) => e.kind === 'take' && e.key === key).map((e) => e.at), 1000)).toBeLessThanOrEqual(15);
+      }
     } finally {
       await run.close();
     }

@@ -145,4 +145,34 @@ export function brokerFlowContract(s: FlowSuite): void {
     const later = await b.fetch(group, 10, { leaseMs: 30_000, waitMs: 5000 });
     expect(later.map((d) => d.body)).toEqual(['A0']);
   });
+
+  when('keyConcurrency', 'waitReason (where the broker has it) names what holds a key or the group back, and nothing for a free one', async (b, group) => {
+    if (b.waitReason === undefined) return;
+    const kc = { keyConcurrency: 1 };
+    await b.publishBatch(group, [{ body: 'A0', options: { key: 'A' } }, { body: 'A1', options: { key: 'A' } }, { body: 'C0', options: { key: 'C' } }]);
+    const first = await b.fetch(group, 1, { leaseMs: 30_000, waitMs: 1000, flow: kc });
+    expect(first.map((d) => d.body)).toEqual(['A0']);
+    // The next fetch meets A's lane at its bound (and parks it), and takes C0.
+    expect((await b.fetch(group, 10, { leaseMs: 30_000, waitMs: 1000, flow: kc })).map((d) => d.body)).toEqual(['C0']);
+    expect(await b.waitReason(group, 'A')).toEqual({ reason: 'key-concurrency', key: 'A' });
+    expect(await b.waitReason(group, 'C')).toBeNull();
+    expect(await b.waitReason(group, undefined)).toBeNull();
+    if (b.dispatchFeatures?.has('keyBackoff')) {
+      const before = Date.now();
+      await b.backoffKey?.(group, 'C', 60_000);
+      const paused = await b.waitReason(group, 'C');
+      expect(paused).toMatchObject({ reason: 'key-paused', key: 'C' });
+      expect(paused?.until).toBeGreaterThan(before + 30_000);
+    }
+    if (b.dispatchFeatures?.has('rateLimit')) {
+      const other = `${group}-r`;
+      const flow = { rateLimit: { limit: 1, periodMs: 3_600_000, burst: 1 } };
+      await b.publishBatch(other, [{ body: 'x' }, { body: 'y' }]);
+      expect(await b.fetch(other, 10, { leaseMs: 30_000, waitMs: 1000, flow })).toHaveLength(1);
+      const held = await b.waitReason(other, undefined);
+      expect(held?.reason).toBe('rate-limit');
+      expect(held?.until).toBeGreaterThan(Date.now() + 60_000);
+      await b.purge(other);
+    }
+  });
 }
