@@ -83,14 +83,14 @@ async function settle(client: Client, name: string, beats: () => Promise<Array<{
 }
 
 describe('schedules across processes (Redis)', () => {
-  it('3 processes upsert and run one everyMs 1000 schedule for 20 s, one of them SIGKILLed: each second fires exactly once', async () => {
+  it('3 processes upsert and run one everyMs 1000 schedule for 30 s, one of them SIGKILLed: each second fires exactly once', async () => {
     const { client, name, spawn, beats } = setup({ everyMs: 1000 });
     await Promise.all([spawn(), spawn(), spawn()]);
-    await sleep(10_000);
+    await sleep(15_000);
     const victim = workers[0] as WorkerProcess;
     victim.child.kill('SIGKILL');
     await victim.exited;
-    await sleep(10_000);
+    await sleep(15_000);
     const info = await settle(client, name, beats);
     const list = await beats();
     // A fire runs twice only when the process running it was killed before its success was stored (at-least-once).
@@ -98,12 +98,12 @@ describe('schedules across processes (Redis)', () => {
     const survivors = list.filter((b) => b.pid !== victimPid).map((b) => b.at);
     expect(new Set(survivors).size).toBe(survivors.length);
     const times = [...new Set(list.map((b) => b.at))].sort((a, b) => a - b);
-    expect(times.length).toBeGreaterThanOrEqual(15);
+    expect(times.length).toBeGreaterThanOrEqual(24);
     for (let i = 1; i < times.length; i++) expect((times[i] as number) - (times[i - 1] as number)).toBe(1000);
     expect(info.fires).toBe(times.length);
     expect(info.missed).toBe(0);
     expect(new Set(list.map((b) => b.pid)).size).toBeGreaterThan(1);
-  });
+  }, 120_000);
 
   it.each([
     ['none', 'none'],
