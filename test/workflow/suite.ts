@@ -13,6 +13,8 @@ import { until } from '../core/suite.js';
 export interface WorkflowHarness {
   broker(): Broker;
   backend(): Backend;
+  /** Server options over the suite's own (e.g. short expiries for a store that cannot be swept). */
+  options?: Partial<ServerOptions>;
   teardown?(): Promise<void>;
 }
 
@@ -32,7 +34,7 @@ export function workflowSuite(name: string, makeHarness: () => WorkflowHarness):
 
     /** A server with math tasks in g1 and text tasks in g2 (steps in two groups), both running. */
     const setup = async () => {
-      const server = new Server({ broker: harness.broker(), backend: harness.backend(), ...fast });
+      const server = new Server({ broker: harness.broker(), backend: harness.backend(), ...fast, ...harness.options });
       servers.push(server);
       const calls = new Map<string, number>();
       const count = (k: string): void => void calls.set(k, (calls.get(k) ?? 0) + 1);
@@ -229,7 +231,7 @@ export function workflowSuite(name: string, makeHarness: () => WorkflowHarness):
     });
 
     it('a flow called as a child that ends in a wake-up run wakes its parent at once (not at its re-check)', async () => {
-      const server = new Server({ broker: harness.broker(), backend: harness.backend(), ...fast });
+      const server = new Server({ broker: harness.broker(), backend: harness.backend(), ...fast, ...harness.options });
       servers.push(server);
       const plus = server.add(g1, 'plus', async (n: number) => (await new Promise((r) => setTimeout(r, 300)), n + 1));
       // Woken by its child's wake-up message (which names no parent), it ends in that run.
@@ -259,6 +261,34 @@ export function workflowSuite(name: string, makeHarness: () => WorkflowHarness):
       expect(r.status).toBe('failure');
       const w = await client.getWorkflow(id);
       expect(w?.steps[1]?.error?.code).toBe('ERR_BAD_ARGS');
+    });
+
+    it('the workflow\'s state, journal, steps and results expire with statusExpires / resultExpires', async () => {
+      const server = new Server({ broker: harness.broker(), backend: harness.backend(), ...fast, ...harness.options, statusExpires: 4, resultExpires: 2 });
+      servers.push(server);
+      const add = server.add(g1, 'add', (a: number, b: number) => a + b);
+      const sum = server.add(g1, 'sum', (ns: number[]) => ns.reduce((a, b) => a + b, 0));
+      await server.run(g1, 4);
+      const client = server.client();
+      // A chain, a batched fan-out and a nested branch (a child workflow with its own journal).
+      const id = await client.chain(task(add, 1, 2), chord([task(add, 1), task(add, 2)], task(sum)), group([chain(task(add, 1), task(add, 1)), task(add, 0)]));
+      expect((await result(server, id)).value).toEqual([11, 9]);
+      const w = await client.getWorkflow(id);
+      const steps = (w?.steps ?? []).map((s) => s.id);
+      expect(steps).toHaveLength(7);
+      const ids = [id, ...steps.filter((s): s is string => s !== undefined), `${id}/2.0#0`];
+      expect(ids).toHaveLength(9);
+      const backend = server.backend;
+      const journal = backend.journal;
+      if (journal === undefined) throw new Error('the suite needs a backend with a flow journal');
+      await until(async () => {
+        const states = await backend.readMany(ids);
+        const results = await Promise.all(ids.map((i) => backend.readResult(i)));
+        const journals = await Promise.all([id, `${id}/2.0#0`].map((i) => journal.read(i)));
+        return states.every((s) => s === null) && results.every((r) => r === null)
+          && journals.every((j) => j.entries.length === 0 && Object.keys(j.signals).length === 0);
+      }, 60_000, 'the workflow, its journals, steps and results expired');
+      expect(await client.getWorkflow(id)).toBeNull();
     });
   });
 }
