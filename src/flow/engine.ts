@@ -14,6 +14,7 @@ import { NAME_PATTERN } from '../names.js';
 import { checkMs } from '../options.js';
 import type { TaskRef } from '../task.js';
 import { callChildren, type ChildDeps } from './children.js';
+import { callFanIn } from './fan-in.js';
 import { FlowLimitError, SignalTimeoutError } from './errors.js';
 import type { FlowTarget } from './ids.js';
 import type { JournalView } from './journal-view.js';
@@ -209,6 +210,16 @@ export class FlowRun implements Flow, StepDeps, ChildDeps {
     const pos = this.begin('calls', name, argsList.length);
     if (pos === undefined) return never();
     return this.track(async () => (await callChildren(this, pos.key, name, pos.seq, 'calls', ref, argsList, options)) as OpResult<R[]>);
+  }
+
+  /**
+   * `callMany` of a workflow's fan-out, fail fast: every child sent at once and counted in
+   * (`fan-in.ts`) instead of each waking the flow. Journal keys as `callMany`'s. Not part of {@link Flow}.
+   */
+  fanIn(name: string, ref: TaskRef, argsList: ReadonlyArray<unknown[]>, options: CallOptions): Promise<unknown[]> {
+    const pos = this.begin('calls', name, argsList.length);
+    if (pos === undefined) return never();
+    return this.track(async () => callFanIn(this, pos.key, name, pos.seq, ref, argsList, options));
   }
 
   /** @inheritdoc */
