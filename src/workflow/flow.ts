@@ -7,6 +7,7 @@
  * aborted child throws and ends the workflow with it.
  */
 import type { Flow } from '../flow/types.js';
+import { FlowRun } from '../flow/engine.js';
 import { ChildFailedError } from '../flow/errors.js';
 import { registerFlow } from '../flow/registry.js';
 import { toError } from '../errors.js';
@@ -97,7 +98,11 @@ function runItems(flow: Flow, items: WorkflowNode[], path: string, input: Input,
       const args = (n as Extract<WorkflowNode, { kind: 'task' }>).args;
       return input === undefined ? args : [...args, input.value];
     });
-    return flow.callMany(path === '' ? 'items' : path, taskRef(first.group, first.name), argsList, { ...callOptions(first.options), onFailure: 'failFast' });
+    const name = path === '' ? 'items' : path;
+    const ref = taskRef(first.group, first.name);
+    // The workflow flow runs on the engine's FlowRun: its counted fan-in (one journal append per child, no wake-ups).
+    if (flow instanceof FlowRun) return flow.fanIn(name, ref, argsList, callOptions(first.options));
+    return flow.callMany(name, ref, argsList, { ...callOptions(first.options), onFailure: 'failFast' });
   }
   return Promise.all(
     items.map((item, i) => {
