@@ -153,6 +153,20 @@ export function workflowSuite(name: string, makeHarness: () => WorkflowHarness):
       expect(calls.get('label')).toBeUndefined();
     });
 
+    it('abort of a workflow in a fan-out of one task (a batch) aborts every running item and never runs the callback', async () => {
+      const { server, client, calls, block, sum } = await setup();
+      const id = await client.chord([1, 2, 3].map((n) => task(block, n)), task(sum));
+      await until(() => calls.get('block') === 3, 20_000, 'the blocking items');
+      expect(await client.abort(id)).toBe(true);
+      await until(() => calls.get('blockAborted') === 3, 20_000, 'every item\'s abort signal');
+      expect((await result(server, id)).status).toBe('aborted');
+      await until(async () => (await client.getWorkflow(id))?.steps.filter((s) => s.status === 'aborted').length === 3, 20_000, 'the items aborted');
+      const w = await client.getWorkflow(id);
+      expect(w?.steps.map((s) => [s.path, s.status])).toEqual([['0', 'aborted'], ['1', 'aborted'], ['2', 'aborted'], ['cb', 'waiting']]);
+      expect(w?.steps[0]?.id).toBe(`${id}/items#0[0]`);
+      expect(calls.get('sum')).toBeUndefined();
+    });
+
     it('a group of 50 gives its values in order; a chord of 50 passes them to its callback once', async () => {
       const { server, client, calls, add, sum } = await setup();
       const items = Array.from({ length: 50 }, (_, i) => task(add, i, 1000));
