@@ -14,7 +14,8 @@
  */
 import { isFinalStatus, type TaskState } from '../state.js';
 import type { JournalEntry } from '../journal.js';
-import { WIRE_VERSION, decodeValueText, encodeMessage, encodeValue, type TaskMessage } from '../message.js';
+import { WIRE_VERSION, decodeValueText, encodeMessage, type TaskMessage } from '../message.js';
+import { encodeValueFast } from '../plain.js';
 import { assertName } from '../names.js';
 import { DEFAULT_RETRY_COUNT, resolveBackoff } from '../options.js';
 import type { TaskRef } from '../task.js';
@@ -108,7 +109,7 @@ export async function callFanIn(
       id: ids[i] as string,
       group: ref.group,
       name: ref.name,
-      args: encodeValue(argsList[i], `arguments of child ${itemKey(i)}`),
+      args: encodeValueFast(argsList[i], `arguments of child ${itemKey(i)}`),
       retriesLeft: options.retryCount ?? DEFAULT_RETRY_COUNT,
       retriesUsed: 0,
       backoff: resolveBackoff(options.backoff),
