@@ -167,6 +167,37 @@ export function workflowSuite(name: string, makeHarness: () => WorkflowHarness):
       expect(calls.get('sum')).toBeUndefined();
     });
 
+    it('a chord completes when a child\'s worker died after storing its success and before counting in and acking', async () => {
+      const server = new Server({ broker: harness.broker(), backend: harness.backend(), ...fast, ...harness.options, leaseMs: 300 });
+      servers.push(server);
+      const g3 = `${g1}-c`;
+      let sums = 0;
+      const plus = server.add(g3, 'plus', (n: number) => n + 1);
+      const first = server.add(g1, 'first', () => 0);
+      const sum = server.add(g1, 'sum', (ns: number[]) => (sums++, ns.reduce((a, b) => a + b, 0)));
+      await server.run(g1, 2);
+      const client = server.client();
+      const id = await client.chain(task(first), chord([task(plus, 1), task(plus, 2), task(plus, 3)], task(sum)));
+      // A "worker" that takes one child, stores its success (value 100) and dies before its ack.
+      const d = await until(async () => (await server.broker.fetch(g3, 1, { leaseMs: 300, waitMs: 200 }))[0], 20_000, 'a child message');
+      const childId = (JSON.parse(d.body) as { id: string }).id;
+      const now = Date.now();
+      await server.backend.write({
+        state: { v: 1, id: childId, group: g3, name: 'plus', status: 'success', retriesUsed: 0, retriesLeft: 3, finishedAt: now, updatedAt: now },
+        stateTtl: 60, result: JSON.stringify({ json: 100 }), resultTtl: 60, guard: 'notSuccess',
+      });
+      // The real workers run the others; the redelivery finds that child final, acks it and wakes the workflow.
+      await server.run(g3, 2);
+      const r = await result(server, id);
+      expect(r.status).toBe('success');
+      const values = (await client.getWorkflow(id))?.steps.filter((st) => st.name === 'plus').map((st) => st.value);
+      expect(values).toHaveLength(3);
+      expect(values).toContain(100);
+      expect(r.value).toBe((values as number[]).reduce((a, b) => a + b, 0));
+      expect(sums).toBe(1);
+      await server.broker.purge(g3).catch(() => undefined);
+    });
+
     it('a group of 50 gives its values in order; a chord of 50 passes them to its callback once', async () => {
       const { server, client, calls, add, sum } = await setup();
       const items = Array.from({ length: 50 }, (_, i) => task(add, i, 1000));
