@@ -25,6 +25,9 @@ import { childId } from './ids.js';
 import type { ChildDeps } from './children.js';
 import type { CallOptions } from './types.js';
 
+/** Children published in one batch; the batches go one after the other. */
+const SEND_CHUNK = 100;
+
 /** Signal name of the fan-out of step `key` in generation `gen` (`~` keeps it apart from user signals). */
 export function fanSignal(gen: number, key: string): string {
   return `~fan:${gen}:${key}`;
@@ -101,8 +104,8 @@ export async function callFanIn(
     throw new ChildFailedError(e.key, e.child ?? '', e.childStatus ?? 'failure', e.error ?? { name: 'Error', message: 'child failed' });
   };
 
-  const send = async (indices: number[]): Promise<void> => {
-    if (indices.length === 0) return;
+  /** Publishes the children `indices` in one batch; resolves once published, with their state writes under way. */
+  const sendChunk = async (indices: number[]): Promise<{ written: Promise<unknown> }> => {
     const now = Date.now();
     const msgs = indices.map((i): TaskMessage => ({
       v: WIRE_VERSION,
@@ -122,10 +125,18 @@ export async function callFanIn(
     }));
     // Published first: a crash before the state writes leaves messages (and no states), which a replay sends again.
     await broker.publishBatch(ref.group, msgs.map((m) => ({ body: encodeMessage(m) })));
-    await Promise.all(msgs.map(async (m) => {
+    const written = Promise.all(msgs.map(async (m) => {
       const state: TaskState = { v: 1, id: m.id, group: m.group, name: m.name, status: 'sent', retriesUsed: 0, retriesLeft: m.retriesLeft, sentAt: now, updatedAt: now };
       await backend.write({ state, stateTtl: ttl, guard: 'absent', previous: 'refused' });
     }));
+    written.catch(() => undefined); // awaited by send(); never unhandled meanwhile
+    return { written };
+  };
+  // In batches of SEND_CHUNK, one after the other: the first children can start while the rest are sent.
+  const send = async (indices: number[]): Promise<void> => {
+    const writes: Array<Promise<unknown>> = [];
+    for (let k = 0; k < indices.length; k += SEND_CHUNK) writes.push((await sendChunk(indices.slice(k, k + SEND_CHUNK))).written);
+    await Promise.all(writes);
   };
 
   const top = view.get(key);

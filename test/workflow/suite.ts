@@ -172,7 +172,7 @@ export function workflowSuite(name: string, makeHarness: () => WorkflowHarness):
       servers.push(server);
       const g3 = `${g1}-c`;
       let sums = 0;
-      const plus = server.add(g3, 'plus', (n: number) => n + 1);
+      const plus = server.add(g3, 'plus', (n: number, prev: number) => n + prev + 1);
       const first = server.add(g1, 'first', () => 0);
       const sum = server.add(g1, 'sum', (ns: number[]) => (sums++, ns.reduce((a, b) => a + b, 0)));
       await server.run(g1, 2);
