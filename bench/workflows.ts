@@ -3,13 +3,17 @@
  * local Redis (broker and backend), worker and client in one process: a chord of 1 000 children +
  * callback, time from send to the callback's result (median of 7 rounds alternating with BullMQ's) — beside BullMQ's FlowProducer
  * (a parent with 1 000 children) on the same Redis, time from `add` to the parent's completion.
- * Options: --children C (1000) --rounds R (7) --concurrency K (50).
+ * Options: --children C (1000) --rounds R (7) --concurrency K (50); --private-redis runs both on a
+ * private redis-server (spawned on a free loopback port, killed by PID at the end) and also reports
+ * the Redis commands per child of each (INFO commandstats around each round: every command,
+ * those inside scripts included, and the script calls alone).
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { Server, silentLogger, task } from '../src/index.js';
 import { RedisBroker } from '../brokers/redis.js';
 import { RedisBackend } from '../backends/redis.js';
+import { startPrivateRedis, type PrivateRedis } from '../test/helpers/redis-server.js';
 
 const arg = (name: string, d: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -18,10 +22,27 @@ const arg = (name: string, d: number): number => {
 const CHILDREN = arg('children', 1000);
 const ROUNDS = arg('rounds', 7);
 const CONCURRENCY = arg('concurrency', 50);
+const PRIVATE = process.argv.includes('--private-redis');
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
+const privateRedis: PrivateRedis | undefined = PRIVATE ? await startPrivateRedis() : undefined;
+const connection = { host: '127.0.0.1', port: privateRedis?.port ?? 6379 };
+
+/** Commands run by the Redis server so far: all of them (inside scripts too) and the script calls. */
+async function commandCounts(r: Redis): Promise<{ all: number; scripts: number }> {
+  const info = await r.info('commandstats');
+  let all = 0;
+  let scripts = 0;
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+    const n = Number(m[2]);
+    all += n;
+    if (/^(eval|evalsha|fcall)/.test(m[1] as string)) scripts += n;
+  }
+  return { all, scripts };
+}
+
 async function sweep(prefix: string): Promise<void> {
-  const r = new Redis();
+  const r = new Redis(connection);
   let cursor = '0';
   do {
     const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
@@ -39,7 +60,7 @@ interface System {
 
 async function tasuki(): Promise<System> {
   const prefix = `tasuki-bench-wf-${randomUUID().slice(0, 8)}`;
-  const server = new Server({ broker: new RedisBroker({ prefix }), backend: new RedisBackend({ prefix }), logger: silentLogger, statusExpires: 600, resultExpires: 600 });
+  const server = new Server({ broker: new RedisBroker({ prefix, connection }), backend: new RedisBackend({ prefix, connection }), logger: silentLogger, statusExpires: 600, resultExpires: 600 });
   const double = server.add('bench-wf', 'double', (i: number) => i * 2);
   const count = server.add('bench-wf', 'count', (xs: number[]) => xs.length);
   await server.run('bench-wf', CONCURRENCY);
@@ -62,7 +83,6 @@ async function tasuki(): Promise<System> {
 async function bullmq(): Promise<System> {
   const { FlowProducer, Worker, QueueEvents } = await import('bullmq');
   const prefix = `tasuki-bench-bullwf-${randomUUID().slice(0, 8)}`;
-  const connection = { host: '127.0.0.1', port: 6379 };
   const producer = new FlowProducer({ connection, prefix });
   const kids = new Worker('kids', async (job) => (job.data as { i: number }).i * 2, { connection, prefix, concurrency: CONCURRENCY });
   const parents = new Worker('parents', async (job) => Object.keys(await job.getChildrenValues()).length, { connection, prefix, concurrency: CONCURRENCY });
@@ -91,23 +111,38 @@ async function bullmq(): Promise<System> {
 const [t, b] = [await tasuki(), await bullmq()];
 await t.round();
 await b.round();
+const stats = new Redis(connection);
 const tt: number[] = [];
 const bb: number[] = [];
+const cmds = { t: { all: 0, scripts: 0 }, b: { all: 0, scripts: 0 } };
+const measure = async (sys: System, times: number[], into: { all: number; scripts: number }): Promise<void> => {
+  const before = PRIVATE ? await commandCounts(stats) : undefined;
+  times.push(await sys.round());
+  if (before === undefined) return;
+  const after = await commandCounts(stats);
+  // Less the INFO call itself.
+  into.all += after.all - before.all - 1;
+  into.scripts += after.scripts - before.scripts;
+};
 for (let k = 0; k < ROUNDS; k++) {
   if (k % 2 === 0) {
-    tt.push(await t.round());
-    bb.push(await b.round());
+    await measure(t, tt, cmds.t);
+    await measure(b, bb, cmds.b);
   } else {
-    bb.push(await b.round());
-    tt.push(await t.round());
+    await measure(b, bb, cmds.b);
+    await measure(t, tt, cmds.t);
   }
 }
+await stats.quit();
 await t.close();
 await b.close();
+await privateRedis?.remove();
 const tm = median(tt);
 const bm = median(bb);
+const per = (n: number): string => (n / ROUNDS / CHILDREN).toFixed(1);
 console.log(`| scenario | tasuki chord (Redis) | BullMQ FlowProducer (Redis) | BullMQ / tasuki |`);
 console.log(`|---|---|---|---|`);
 console.log(`| ${CHILDREN} children + callback (send → callback's result, median of ${ROUNDS} alternating rounds) | ${tm} ms | ${bm} ms | ${(bm / tm).toFixed(2)} |`);
-console.log(JSON.stringify({ children: CHILDREN, rounds: ROUNDS, tasukiChordMs: tm, bullmqMs: bm, tasukiRounds: tt, bullmqRounds: bb }));
+if (PRIVATE) console.log(`| Redis commands per child (of which script calls), private redis-server | ${per(cmds.t.all)} (${per(cmds.t.scripts)}) | ${per(cmds.b.all)} (${per(cmds.b.scripts)}) | |`);
+console.log(JSON.stringify({ children: CHILDREN, rounds: ROUNDS, tasukiChordMs: tm, bullmqMs: bm, tasukiRounds: tt, bullmqRounds: bb, ...(PRIVATE ? { commandsPerChild: { tasuki: Number(per(cmds.t.all)), bullmq: Number(per(cmds.b.all)) }, scriptCallsPerChild: { tasuki: Number(per(cmds.t.scripts)), bullmq: Number(per(cmds.b.scripts)) } } : {}) }));
 process.exit(0);
