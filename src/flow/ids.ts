@@ -55,6 +55,7 @@ export function flowInfo(msg: TaskMessage): FlowMessageInfo {
   const fan = f.fanIn;
   if (fan !== undefined && fan !== null && typeof fan === 'object' && typeof fan.signal === 'string' && Number.isInteger(fan.total) && Number.isInteger(fan.index)) {
     out.fanIn = { signal: fan.signal, total: fan.total, index: fan.index };
+    if (fan.settled === true) out.fanIn.settled = true;
   }
   return out;
 }

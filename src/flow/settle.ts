@@ -6,7 +6,7 @@
  * success or failure callback — at least once, deduplicated by a journal mark written after it.
  */
 import { TaskFailedError, toError } from '../errors.js';
-import { decodeValueText, encodeMessage, type TaskMessage } from '../message.js';
+import { decodeValueText, encodeMessage, type FlowMessageInfo, type TaskMessage } from '../message.js';
 import { isFinalStatus, type TaskState } from '../state.js';
 import type { WorkerContext } from '../worker-context.js';
 import type { Job } from '../worker-job.js';
@@ -37,10 +37,11 @@ export function flowSettleHook(ctx: WorkerContext): (job: Job) => Promise<void> 
 }
 
 /**
- * Counts a child of a counted fan-in (`fan-in.ts`) in: true when it need not wake its flow (it
- * succeeded and is not the last one counted). Any failure to count in: false (it wakes the flow).
+ * Counts a child of a counted fan-in (`fan-in.ts`) in: true when it need not wake its flow (it is
+ * not the last one counted, and it succeeded or its fan-out is `settled`). Any failure to count in:
+ * false (it wakes the flow).
  */
-async function countedIn(ctx: WorkerContext, job: Job, parent: FlowTarget, fan: { signal: string; total: number; index: number }): Promise<boolean> {
+async function countedIn(ctx: WorkerContext, job: Job, parent: FlowTarget, fan: NonNullable<FlowMessageInfo['fanIn']>): Promise<boolean> {
   const store = ctx.backend.journal;
   if (store === undefined) return false;
   const done = job.succeeded;
@@ -48,7 +49,8 @@ async function countedIn(ctx: WorkerContext, job: Job, parent: FlowTarget, fan: 
   if (done?.result !== undefined) payload.v = done.result;
   try {
     const n = await store.signal(parent.id, fan.signal, JSON.stringify(payload), ctx.settings.statusExpires);
-    return done !== undefined && n + 1 < fan.total;
+    // A settled fan-out waits for all its children anyway: only the last one counted wakes it.
+    return (done !== undefined || fan.settled === true) && n + 1 < fan.total;
   } catch (err) {
     ctx.logger.warn('could not count a child in; it wakes its flow', { id: job.msg?.id, error: toError(err) });
     return false;

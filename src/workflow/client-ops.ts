@@ -13,7 +13,7 @@ import { childId } from '../flow/ids.js';
 import { decodeValue, decodeValueText } from '../message.js';
 import type { SendOptions } from '../options.js';
 import { taskRef, type TaskId, type TaskRef } from '../task.js';
-import { ROOT_TASK, WORKFLOW_TASK, batched, firstTask } from './flow.js';
+import { ROOT_TASK, WORKFLOW_TASK, fanned, firstTask } from './flow.js';
 import type { Step, WorkflowInfo, WorkflowNode, WorkflowStepInfo } from './types.js';
 
 /** What sending a workflow needs from a client (its `send`, with its defaults and `with()` options). */
@@ -42,7 +42,7 @@ function leaves(node: WorkflowNode, path: string, out: Leaf[]): void {
   if (node.kind === 'task') out.push({ path, key: `${path === '' ? ROOT_TASK : path}#0`, node });
   else if (node.kind === 'chain') node.steps.forEach((s, i) => leaves(s, sub(i), out));
   else {
-    if (batched(node.items, node.onFailure === 'settled')) {
+    if (fanned(node.items)) {
       const fan = `${path === '' ? 'items' : path}#0`;
       node.items.forEach((s, i) => out.push({ path: sub(i), key: `${fan}[${i}]`, node: s as Extract<WorkflowNode, { kind: 'task' }>, fan: { key: fan, index: i, total: node.items.length } }));
     } else {

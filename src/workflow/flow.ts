@@ -7,7 +7,8 @@
  * aborted child throws and ends the workflow with it.
  */
 import type { Flow } from '../flow/types.js';
-import { FlowRun } from '../flow/engine.js';
+import type { FlowRun } from '../flow/engine.js';
+import type { FanItem, FanOutcome } from '../flow/fan-in.js';
 import { ChildFailedError } from '../flow/errors.js';
 import { registerFlow } from '../flow/registry.js';
 import { toError } from '../errors.js';
@@ -79,36 +80,31 @@ export async function runNode(flow: Flow, node: WorkflowNode, path: string, inpu
 }
 
 /**
- * Whether a fail-fast group's items are sent as one fan-out (`flow.callMany`, one state read per
- * replay for all of them): all tasks of one kind with the same controls and no `runAfter`. Their
- * journal keys are then `path#0[i]` (else each item's own `path.i#0`).
+ * Whether a group's items are sent as one counted fan-in (`src/flow/fan-in.ts`: one batch, each
+ * child counts itself in, no wake-up per child): all plain tasks (any names, groups and controls)
+ * without `runAfter`. Their journal keys are then `path#0[i]` (else each item's own `path.i#0`).
  */
-export function batched(items: WorkflowNode[], settled: boolean): boolean {
-  const first = items[0];
-  if (settled || first?.kind !== 'task' || first.options.runAfter !== undefined) return false;
-  const controls = JSON.stringify(first.options);
-  return items.every((n) => n.kind === 'task' && n.group === first.group && n.name === first.name && JSON.stringify(n.options) === controls);
+export function fanned(items: WorkflowNode[]): boolean {
+  return items.length > 0 && items.every((n) => n.kind === 'task' && n.options.runAfter === undefined);
 }
 
 /** Runs items in parallel (operations in a fixed order, so replays line up). */
-function runItems(flow: Flow, items: WorkflowNode[], path: string, input: Input, settled: boolean): Promise<unknown[]> {
-  if (batched(items, settled)) {
-    const first = items[0] as Extract<WorkflowNode, { kind: 'task' }>;
-    const argsList = items.map((n) => {
-      const args = (n as Extract<WorkflowNode, { kind: 'task' }>).args;
-      return input === undefined ? args : [...args, input.value];
+async function runItems(flow: Flow, items: WorkflowNode[], path: string, input: Input, settled: boolean): Promise<unknown[]> {
+  if (fanned(items)) {
+    const fan: FanItem[] = items.map((n) => {
+      const t = n as Extract<WorkflowNode, { kind: 'task' }>;
+      return { ref: taskRef(t.group, t.name), args: input === undefined ? t.args : [...t.args, input.value], options: callOptions(t.options) };
     });
-    const name = path === '' ? 'items' : path;
-    const ref = taskRef(first.group, first.name);
-    // The workflow flow runs on the engine's FlowRun: its counted fan-in (one journal append per child, no wake-ups).
-    if (flow instanceof FlowRun) return flow.fanIn(name, ref, argsList, callOptions(first.options));
-    return flow.callMany(name, ref, argsList, { ...callOptions(first.options), onFailure: 'failFast' });
+    // The workflow flow always runs on the engine's FlowRun, which has the counted fan-in.
+    const out = await (flow as FlowRun).fanIn(path === '' ? 'items' : path, fan, settled);
+    if (!settled) return out;
+    return (out as FanOutcome[]).map((o): Settled<unknown> => (o.ok ? { status: 'success', value: o.value } : settledError(o.error)));
   }
   return Promise.all(
     items.map((item, i) => {
-      // A task item starts its one operation now, in item order; any other item (a nested chain,
-      // group or chord, or a task with runAfter) has operations that start after awaits, in an
-      // order timing would decide: it runs as a child workflow, with its own journal.
+      // A task item with runAfter, a nested chain, group or chord has operations that start after
+      // awaits, in an order timing would decide: it runs as a child workflow, with its own journal.
+      // Plain task items start their operation now, in item order.
       const inline = item.kind === 'task' && item.options.runAfter === undefined;
       const p = inline
         ? runNode(flow, item, sub(path, i), input)

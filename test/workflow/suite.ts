@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import type { Backend } from '../../src/backend.js';
 import type { Broker } from '../../src/broker.js';
-import { Server, chain, chord, group, silentLogger, task, taskRef, type ServerOptions, type TaskCtl, type TaskId, type TaskResult } from '../../src/index.js';
+import { Server, chain, chord, group, silentLogger, task, taskRef, type ServerOptions, type Settled, type TaskCtl, type TaskId, type TaskResult } from '../../src/index.js';
 import { until } from '../core/suite.js';
 
 /** Broker and backend of one test; all instances share a namespace. */
@@ -153,7 +153,7 @@ export function workflowSuite(name: string, makeHarness: () => WorkflowHarness):
       expect(calls.get('label')).toBeUndefined();
     });
 
-    it('abort of a workflow in a fan-out of one task (a batch) aborts every running item and never runs the callback', async () => {
+    it('abort of a workflow in a counted fan-out aborts every running item and never runs the callback', async () => {
       const { server, client, calls, block, sum } = await setup();
       const id = await client.chord([1, 2, 3].map((n) => task(block, n)), task(sum));
       await until(() => calls.get('block') === 3, 20_000, 'the blocking items');
@@ -230,7 +230,25 @@ export function workflowSuite(name: string, makeHarness: () => WorkflowHarness):
       expect(s.value?.[1]).toMatchObject({ status: 'failure', error: { code: 'E_BOOM', name: 'Error' } });
     });
 
-    it('a fan-out of one task (sent as one batch) fails fast with the failed item\'s position and error', async () => {
+    it('a settled chord of mixed tasks (one counted fan-in) passes every outcome, in order, to its callback once', async () => {
+      const { server, client, calls, even, add } = await setup();
+      let callbacks = 0;
+      const outcomes = server.add(g2, 'outcomes', (xs: Array<Settled<number>>) => (callbacks++, xs.map((x) => (x.status === 'success' ? x.value : `${x.status}:${x.error.code ?? ''}`))));
+      const items = [task(even, 0), task(even, 1), task(add, 5, 5), task(even, 3), task(even, 4)].map((t) => t.with({ retryCount: 0 }));
+      const id = await client.chord(items, task(outcomes), { onFailure: 'settled' });
+      const r = await result(server, id);
+      expect(r.status).toBe('success');
+      expect(r.value).toEqual([0, 'failure:E_ODD', 10, 'failure:E_ODD', 4]);
+      expect(callbacks).toBe(1);
+      expect(calls.get('add')).toBe(1);
+      const w = await client.getWorkflow(id);
+      expect(w?.steps.map((st) => [st.path, st.name, st.status])).toEqual([
+        ['0', 'even', 'success'], ['1', 'even', 'failure'], ['2', 'add', 'success'], ['3', 'even', 'failure'], ['4', 'even', 'success'], ['cb', 'outcomes', 'success'],
+      ]);
+      expect(w?.steps[0]?.id).toBe(`${id}/items#0[0]`);
+    });
+
+    it('a counted fan-out fails fast with the failed item\'s position and error', async () => {
       const { server, client, calls, even, sum } = await setup();
       const id = await client.chord([0, 2, 3, 4].map((n) => task(even, n).with({ retryCount: 0 })), task(sum));
       const r = await result(server, id);
