@@ -43,7 +43,7 @@ export interface FanPayload {
   v?: string;
 }
 
-/** Marker in the value of a fan-out's pending entry: how many children it sent at once (abort and `getWorkflow` derive their ids). */
+/** The value of a fan-out's entry (as a value document): how many children it sent at once (abort and `getWorkflow` derive their ids). */
 export interface FanMarker {
   /** Number of children. */
   fanIn: number;
@@ -68,8 +68,8 @@ export function fanValues(list: ReadonlyArray<string> | undefined, total: number
 export function fanCount(entry: JournalEntry): number | undefined {
   if (entry.kind !== 'calls' || entry.value === undefined) return undefined;
   try {
-    const m = JSON.parse(entry.value) as Partial<FanMarker>;
-    return typeof m.fanIn === 'number' && Number.isInteger(m.fanIn) ? m.fanIn : undefined;
+    const m = (JSON.parse(entry.value) as { json?: Partial<FanMarker> }).json;
+    return typeof m?.fanIn === 'number' && Number.isInteger(m.fanIn) ? m.fanIn : undefined;
   } catch {
     return undefined;
   }
@@ -163,7 +163,8 @@ export async function callFanIn(run: ChildDeps, key: string, name: string, seq: 
   if (top?.status === 'done') return values();
   if (top === undefined) {
     const marker: FanMarker = { fanIn: total };
-    const out = await view.put({ key, name, kind: 'calls', seq, status: 'pending', attempts: 1, startedAt: Date.now(), value: JSON.stringify(marker) }, 'absent');
+    // A value document as any entry's (so that `getFlow` can show it).
+    const out = await view.put({ key, name, kind: 'calls', seq, status: 'pending', attempts: 1, startedAt: Date.now(), value: JSON.stringify({ json: marker }) }, 'absent');
     if (out.written) {
       await send(all);
       return run.suspend(Date.now() + (run.deps.options.recheckMs ?? 60_000));

@@ -209,6 +209,10 @@ export function workflowSuite(name: string, makeHarness: () => WorkflowHarness):
       const w = await client.getWorkflow(cid);
       expect(w?.steps).toHaveLength(51);
       expect(w?.steps[50]).toMatchObject({ path: 'cb', name: 'sum', status: 'success', value: 1225 });
+      // The workflow is a flow too: getFlow shows its fan-out as one step, and no engine signals.
+      const f = await client.getFlow(cid);
+      expect(f?.steps.map((st) => [st.key, st.kind, st.status, st.value])).toEqual([['items#0', 'calls', 'done', { fanIn: 50 }], ['cb#0', 'call', 'done', 1225]]);
+      expect(f?.signals).toEqual({});
     });
 
     it('group failure policy: failFast fails the workflow and skips the callback; settled collects every outcome', async () => {
