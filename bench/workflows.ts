@@ -6,7 +6,8 @@
  * Options: --children C (1000) --rounds R (7) --concurrency K (50); --private-redis runs both on a
  * private redis-server (spawned on a free loopback port, killed by PID at the end) and also reports
  * the Redis commands per child of each (INFO commandstats around each round: every command,
- * those inside scripts included, and the script calls alone).
+ * those inside scripts included, and the script calls alone) and the CPU time of a round (this
+ * process, `process.cpuUsage`, and the redis-server, INFO cpu).
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -28,17 +29,21 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 const privateRedis: PrivateRedis | undefined = PRIVATE ? await startPrivateRedis() : undefined;
 const connection = { host: '127.0.0.1', port: privateRedis?.port ?? 6379 };
 
-/** Commands run by the Redis server so far: all of them (inside scripts too) and the script calls. */
-async function commandCounts(r: Redis): Promise<{ all: number; scripts: number }> {
-  const info = await r.info('commandstats');
+/** What the Redis server did so far: commands (inside scripts too), script calls, CPU ms; and this process's CPU ms. */
+interface Work { all: number; scripts: number; redisCpu: number; nodeCpu: number }
+
+async function work(r: Redis): Promise<Work> {
+  const [stats, cpu] = [await r.info('commandstats'), await r.info('cpu')];
   let all = 0;
   let scripts = 0;
-  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+  for (const m of stats.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
     const n = Number(m[2]);
     all += n;
     if (/^(eval|evalsha|fcall)/.test(m[1] as string)) scripts += n;
   }
-  return { all, scripts };
+  const sec = (name: string): number => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(cpu)?.[1] ?? 0);
+  const own = process.cpuUsage();
+  return { all, scripts, redisCpu: (sec('used_cpu_user') + sec('used_cpu_sys')) * 1000, nodeCpu: (own.user + own.system) / 1000 };
 }
 
 async function sweep(prefix: string): Promise<void> {
@@ -114,15 +119,18 @@ await b.round();
 const stats = new Redis(connection);
 const tt: number[] = [];
 const bb: number[] = [];
-const cmds = { t: { all: 0, scripts: 0 }, b: { all: 0, scripts: 0 } };
-const measure = async (sys: System, times: number[], into: { all: number; scripts: number }): Promise<void> => {
-  const before = PRIVATE ? await commandCounts(stats) : undefined;
+const zero = (): Work => ({ all: 0, scripts: 0, redisCpu: 0, nodeCpu: 0 });
+const cmds = { t: zero(), b: zero() };
+const measure = async (sys: System, times: number[], into: Work): Promise<void> => {
+  const before = PRIVATE ? await work(stats) : undefined;
   times.push(await sys.round());
   if (before === undefined) return;
-  const after = await commandCounts(stats);
-  // Less the INFO call itself.
-  into.all += after.all - before.all - 1;
+  const after = await work(stats);
+  // Less the two INFO calls themselves.
+  into.all += after.all - before.all - 2;
   into.scripts += after.scripts - before.scripts;
+  into.redisCpu += after.redisCpu - before.redisCpu;
+  into.nodeCpu += after.nodeCpu - before.nodeCpu;
 };
 for (let k = 0; k < ROUNDS; k++) {
   if (k % 2 === 0) {
@@ -143,6 +151,10 @@ const per = (n: number): string => (n / ROUNDS / CHILDREN).toFixed(1);
 console.log(`| scenario | tasuki chord (Redis) | BullMQ FlowProducer (Redis) | BullMQ / tasuki |`);
 console.log(`|---|---|---|---|`);
 console.log(`| ${CHILDREN} children + callback (send → callback's result, median of ${ROUNDS} alternating rounds) | ${tm} ms | ${bm} ms | ${(bm / tm).toFixed(2)} |`);
-if (PRIVATE) console.log(`| Redis commands per child (of which script calls), private redis-server | ${per(cmds.t.all)} (${per(cmds.t.scripts)}) | ${per(cmds.b.all)} (${per(cmds.b.scripts)}) | |`);
-console.log(JSON.stringify({ children: CHILDREN, rounds: ROUNDS, tasukiChordMs: tm, bullmqMs: bm, tasukiRounds: tt, bullmqRounds: bb, ...(PRIVATE ? { commandsPerChild: { tasuki: Number(per(cmds.t.all)), bullmq: Number(per(cmds.b.all)) }, scriptCallsPerChild: { tasuki: Number(per(cmds.t.scripts)), bullmq: Number(per(cmds.b.scripts)) } } : {}) }));
+const cpu = (w: Work): string => `${(w.nodeCpu / ROUNDS).toFixed(0)} + ${(w.redisCpu / ROUNDS).toFixed(0)} ms`;
+if (PRIVATE) {
+  console.log(`| Redis commands per child (of which script calls), private redis-server | ${per(cmds.t.all)} (${per(cmds.t.scripts)}) | ${per(cmds.b.all)} (${per(cmds.b.scripts)}) | |`);
+  console.log(`| CPU per round: this process + redis-server | ${cpu(cmds.t)} | ${cpu(cmds.b)} | |`);
+}
+console.log(JSON.stringify({ children: CHILDREN, rounds: ROUNDS, tasukiChordMs: tm, bullmqMs: bm, tasukiRounds: tt, bullmqRounds: bb, ...(PRIVATE ? { commandsPerChild: { tasuki: Number(per(cmds.t.all)), bullmq: Number(per(cmds.b.all)) }, scriptCallsPerChild: { tasuki: Number(per(cmds.t.scripts)), bullmq: Number(per(cmds.b.scripts)) }, cpuMsPerRound: { tasuki: { node: cmds.t.nodeCpu / ROUNDS, redis: cmds.t.redisCpu / ROUNDS }, bullmq: { node: cmds.b.nodeCpu / ROUNDS, redis: cmds.b.redisCpu / ROUNDS } } } : {}) }));
 process.exit(0);
