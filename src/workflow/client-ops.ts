@@ -15,6 +15,7 @@ import type { SendOptions } from '../options.js';
 import { taskRef, type TaskId, type TaskRef } from '../task.js';
 import { ROOT_TASK, WORKFLOW_TASK, fanned, firstTask } from './flow.js';
 import type { Step, WorkflowInfo, WorkflowNode, WorkflowStepInfo } from './types.js';
+import { compact, expand, type WireNode } from './wire.js';
 
 /** What sending a workflow needs from a client (its `send`, with its defaults and `with()` options). */
 export interface WorkflowSender {
@@ -28,9 +29,9 @@ export interface WorkflowSender {
 export async function sendWorkflow<R>(client: WorkflowSender, backend: Backend, root: Step): Promise<TaskId<R>> {
   if (backend.journal === undefined) throw new UnsupportedError(`workflows need a backend with flow journal storage; the ${backend.kind} backend has none`);
   if (root?.node === undefined) throw new InvalidOptionError('a workflow needs steps made with task(), chain(), group() or chord()');
-  const ref = taskRef<[WorkflowNode], R>(firstTask(root.node).group, WORKFLOW_TASK);
+  const ref = taskRef<[WireNode], R>(firstTask(root.node).group, WORKFLOW_TASK);
   // No retries of the workflow itself: a step's failure is final (steps have their own retries).
-  return client.with({ retryCount: 0 }).send(ref, root.node);
+  return client.with({ retryCount: 0 }).send(ref, compact(root.node));
 }
 
 /** A task of the tree (`fan`: key of its batched fan-out, whose children have no entries of their own) or a nested branch. */
@@ -70,8 +71,8 @@ export async function getWorkflow(backend: Backend, id: string): Promise<Workflo
     if (text !== null) info.value = decodeValueText(text);
   }
   if (meta === undefined) return info;
-  const [root] = decodeValue(meta.args) as [WorkflowNode];
-  info.steps = await stepsOf(backend, id, snapshot, root, '');
+  const [root] = decodeValue(meta.args) as [WireNode];
+  info.steps = await stepsOf(backend, id, snapshot, expand(root), '');
   return info;
 }
 

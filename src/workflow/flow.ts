@@ -17,6 +17,7 @@ import { taskRef } from '../task.js';
 import type { Registration } from '../worker-context.js';
 import type { CallOptions } from '../flow/types.js';
 import type { Settled, WireControls, WorkflowNode } from './types.js';
+import { compact, expand, type WireNode } from './wire.js';
 
 /** Name of the workflow flow in every group. */
 export const WORKFLOW_TASK = 'tasuki.workflow';
@@ -108,7 +109,7 @@ async function runItems(flow: Flow, items: WorkflowNode[], path: string, input: 
       const inline = item.kind === 'task' && item.options.runAfter === undefined;
       const p = inline
         ? runNode(flow, item, sub(path, i), input)
-        : flow.callWith(sub(path, i), taskRef(firstTask(item).group, WORKFLOW_TASK), input === undefined ? [item] : [item, input], { retryCount: 0 });
+        : flow.callWith(sub(path, i), taskRef(firstTask(item).group, WORKFLOW_TASK), input === undefined ? [compact(item)] : [compact(item), input], { retryCount: 0 });
       return settled ? p.then((value): Settled<unknown> => ({ status: 'success', value }), settledError) : p;
     }),
   );
@@ -150,10 +151,10 @@ export function firstTask(node: WorkflowNode): Extract<WorkflowNode, { kind: 'ta
   }
 }
 
-/** The flow function of a workflow (`input`: the value given to a nested branch run as a child workflow). */
-async function workflow(flow: Flow, root: WorkflowNode, input?: { value: unknown }): Promise<unknown> {
+/** The flow function of a workflow: its tree in wire form (`input`: the value given to a nested branch run as a child workflow). */
+async function workflow(flow: Flow, root: WireNode, input?: { value: unknown }): Promise<unknown> {
   try {
-    return await runNode(flow, root, '', input);
+    return await runNode(flow, expand(root), '', input);
   } catch (err) {
     throw err instanceof ChildFailedError ? stepError(err) : toError(err);
   }
