@@ -234,6 +234,43 @@ export function workflowSuite(name: string, makeHarness: () => WorkflowHarness):
       expect(s.value?.[1]).toMatchObject({ status: 'failure', error: { code: 'E_BOOM', name: 'Error' } });
     });
 
+    it('a counted fan-in wakes the workflow once, by the child that completes the count — also when children of a settled one fail', async () => {
+      // A broker that counts the wake-up messages published for each flow id.
+      const inner = harness.broker();
+      const wakes = new Map<string, number>();
+      const broker = new Proxy(inner, {
+        get(target, prop) {
+          if (prop === 'publish') {
+            return (group: string, body: string, options?: Parameters<Broker['publish']>[2]) => {
+              const m = JSON.parse(body) as { id: string; flow?: { wake?: boolean } };
+              if (m.flow?.wake === true) wakes.set(m.id, (wakes.get(m.id) ?? 0) + 1);
+              return target.publish(group, body, options);
+            };
+          }
+          const v: unknown = Reflect.get(target, prop, target);
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const server = new Server({ broker, backend: harness.backend(), ...fast, ...harness.options, leaseMs: 20_000 });
+      servers.push(server);
+      const add = server.add(g1, 'add', (a: number, b: number) => a + b);
+      const even = server.add(g1, 'even', (n: number): number => {
+        if (n % 2 === 1) throw Object.assign(new Error(`odd ${n}`), { code: 'E_ODD' });
+        return n;
+      });
+      const sum = server.add(g1, 'sum', (ns: number[]) => ns.reduce((a, b) => a + b, 0));
+      const statuses = server.add(g1, 'statuses', (xs: Array<Settled<number>>) => xs.map((x) => x.status).join(','));
+      await server.run(g1, 8);
+      const client = server.client();
+      const ok = await client.chord(Array.from({ length: 20 }, (_, i) => task(add, i, 0)), task(sum));
+      expect((await result(server, ok)).value).toBe(190);
+      const mixed = await client.chord([0, 1, 2, 3, 4, 5].map((n) => task(even, n).with({ retryCount: 0 })), task(statuses), { onFailure: 'settled' });
+      expect((await result(server, mixed)).value).toBe('success,failure,success,failure,success,failure');
+      // One wake-up from the child that completed the count, one from the callback.
+      expect(wakes.get(ok)).toBe(2);
+      expect(wakes.get(mixed)).toBe(2);
+    });
+
     it('a settled chord of mixed tasks (one counted fan-in) passes every outcome, in order, to its callback once', async () => {
       const { server, client, calls, even, add } = await setup();
       let callbacks = 0;
