@@ -81,6 +81,8 @@ export interface FlowMessageInfo {
   wake?: boolean;
   /** On a child task: the flow to wake when it ends. */
   parent?: { id: string; group: string; name: string };
+  /** On a child of a counted fan-in (`src/flow/fan-in.ts`): where it counts itself in, and how many children there are. */
+  fanIn?: { signal: string; total: number; index: number; settled?: boolean };
 }
 
 /** Most keys of a message's `trace` field, their form, and the longest value (characters); beyond them it is dropped. */

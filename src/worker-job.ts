@@ -55,6 +55,8 @@ export class Job {
   deliveries = 1;
   /** Last progress value the handler stored (superjson text), kept in the final state. */
   progress: string | undefined = undefined;
+  /** Set once this delivery's success is stored: its value text (absent when results are not kept). Read by the flow settle hook. */
+  succeeded: { result?: string } | undefined = undefined;
   /** The instrumentation scope of the run (only with an instrumentation). */
   scope: ProcessScope | undefined = undefined;
   private fired = false;

@@ -49,7 +49,9 @@ export class OutcomeRecorder {
         write.result = result;
         write.resultTtl = resultExpires;
       }
-      if ((await rec.persist(job, write)) === undefined) return;
+      const w = await rec.persist(job, write);
+      if (w === undefined) return;
+      if (w.written) job.succeeded = result === undefined ? {} : { result };
       await rec.ack(job);
       if (rec.ctx.listens('succeeded')) {
         rec.ctx.emit('succeeded', { id: msg.id, group: msg.group, name: msg.name, retriesUsed: msg.retriesUsed, durationMs: now - outcome.startedAt });

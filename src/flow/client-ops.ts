@@ -10,6 +10,7 @@ import { WIRE_VERSION, decodeValueText, encodeMessage, encodeValueText, type Tas
 import { NAME_PATTERN } from '../names.js';
 import { isFinalStatus, type StoredError, type TaskState, type TaskStatus } from '../state.js';
 import { FlowRunningError, UnsupportedError } from './errors.js';
+import { fanCount } from './fan-in.js';
 import { CALLBACKS_KEY, META_KEY, metaEntry, readMeta, type FlowMeta } from './journal-view.js';
 import { wakeMessage } from './ids.js';
 import { InvalidNameError } from '../errors.js';
@@ -119,7 +120,8 @@ export async function getFlow(c: FlowConnections, id: string): Promise<FlowInfo 
   entries.sort((a, b) => a.seq - b.seq || (parseKey(a.key).index ?? -1) - (parseKey(b.key).index ?? -1));
   const steps = entries.map(stepInfo);
   const signals: Record<string, number> = {};
-  for (const [name, list] of Object.entries(snapshot.signals)) signals[name] = list.length;
+  // `~` names are the engine's own (counted fan-ins), not signals sent to the flow.
+  for (const [name, list] of Object.entries(snapshot.signals)) if (!name.startsWith('~')) signals[name] = list.length;
   const final = state !== null && isFinalStatus(state.status);
   const waitingOn = final ? [] : steps.filter((s) => s.status === 'pending' && s.kind !== 'map' && s.kind !== 'calls' && true);
   return { id, status: state?.status ?? null, state, steps, signals, waitingOn };
@@ -182,7 +184,8 @@ export async function wakeAbortedFlow(c: FlowConnections, state: TaskState): Pro
   if (journal === undefined) return;
   try {
     const snapshot = await journal.read(state.id);
-    if (!snapshot.entries.some((e) => e.kind === 'call' && e.status === 'pending')) return;
+    // Pending children: a pending call, or a pending counted fan-in (whose children have no entries).
+    if (!snapshot.entries.some((e) => (e.kind === 'call' || fanCount(e) !== undefined) && e.status === 'pending')) return;
     await c.broker.publish(state.group, encodeMessage(wakeMessage({ id: state.id, group: state.group, name: state.name }, `a:${state.id}`)));
   } catch {
     // best effort, see above

@@ -14,6 +14,7 @@ import { NAME_PATTERN } from '../names.js';
 import { checkMs } from '../options.js';
 import type { TaskRef } from '../task.js';
 import { callChildren, type ChildDeps } from './children.js';
+import { callFanIn, type FanItem } from './fan-in.js';
 import { FlowLimitError, SignalTimeoutError } from './errors.js';
 import type { FlowTarget } from './ids.js';
 import type { JournalView } from './journal-view.js';
@@ -209,6 +210,17 @@ export class FlowRun implements Flow, StepDeps, ChildDeps {
     const pos = this.begin('calls', name, argsList.length);
     if (pos === undefined) return never();
     return this.track(async () => (await callChildren(this, pos.key, name, pos.seq, 'calls', ref, argsList, options)) as OpResult<R[]>);
+  }
+
+  /**
+   * A workflow's fan-out of tasks: every child sent at once and counted in (`fan-in.ts`) instead of
+   * each waking the flow; values in order (fail fast), or with `settled` one outcome per child.
+   * Journal keys as `callMany`'s. Not part of {@link Flow}.
+   */
+  fanIn(name: string, items: ReadonlyArray<FanItem>, settled: boolean): Promise<unknown[]> {
+    const pos = this.begin('calls', name, items.length);
+    if (pos === undefined) return never();
+    return this.track(async () => callFanIn(this, pos.key, name, pos.seq, items, settled));
   }
 
   /** @inheritdoc */

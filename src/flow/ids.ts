@@ -52,5 +52,10 @@ export function flowInfo(msg: TaskMessage): FlowMessageInfo {
   if (p !== undefined && p !== null && typeof p === 'object' && typeof p.id === 'string' && typeof p.group === 'string' && typeof p.name === 'string') {
     out.parent = { id: p.id, group: p.group, name: p.name };
   }
+  const fan = f.fanIn;
+  if (fan !== undefined && fan !== null && typeof fan === 'object' && typeof fan.signal === 'string' && Number.isInteger(fan.total) && Number.isInteger(fan.index)) {
+    out.fanIn = { signal: fan.signal, total: fan.total, index: fan.index };
+    if (fan.settled === true) out.fanIn.settled = true;
+  }
   return out;
 }

@@ -6,13 +6,14 @@
  * success or failure callback — at least once, deduplicated by a journal mark written after it.
  */
 import { TaskFailedError, toError } from '../errors.js';
-import { decodeValueText, encodeMessage, type TaskMessage } from '../message.js';
+import { decodeValueText, encodeMessage, type FlowMessageInfo, type TaskMessage } from '../message.js';
 import { isFinalStatus, type TaskState } from '../state.js';
 import type { WorkerContext } from '../worker-context.js';
 import type { Job } from '../worker-job.js';
 import type { JournalEntry } from '../journal.js';
-import { CALLBACKS_KEY } from './journal-view.js';
-import { flowInfo, wakeMessage, type FlowTarget } from './ids.js';
+import { CALLBACKS_KEY, readMeta } from './journal-view.js';
+import { childId, flowInfo, wakeMessage, type FlowTarget } from './ids.js';
+import { fanCount, fanValues, fanSignal, type FanPayload } from './fan-in.js';
 import { flowOf, type FlowDefinition } from './registry.js';
 
 /** The settle hook of a group worker. Never rejects. */
@@ -24,12 +25,36 @@ export function flowSettleHook(ctx: WorkerContext): (job: Job) => Promise<void> 
       const reg = ctx.lookup(msg.group, msg.name);
       const def = reg === undefined ? undefined : flowOf(reg);
       if (def !== undefined) await flowEnded(ctx, msg, def);
-      const parent = flowInfo(msg).parent;
-      if (parent !== undefined) await wakeFlow(ctx, parent, `c:${msg.id}`);
+      const info = flowInfo(msg);
+      const parent = info.parent;
+      if (parent === undefined) return;
+      if (info.fanIn !== undefined && (await countedIn(ctx, job, parent, info.fanIn))) return;
+      await wakeFlow(ctx, parent, `c:${msg.id}`);
     } catch (err) {
       ctx.logger.warn('flow settle hook failed; the flow is woken by its re-check', { id: msg.id, error: toError(err) });
     }
   };
+}
+
+/**
+ * Counts a child of a counted fan-in (`fan-in.ts`) in: true when it need not wake its flow (it is
+ * not the last one counted, and it succeeded or its fan-out is `settled`). Any failure to count in:
+ * false (it wakes the flow).
+ */
+async function countedIn(ctx: WorkerContext, job: Job, parent: FlowTarget, fan: NonNullable<FlowMessageInfo['fanIn']>): Promise<boolean> {
+  const store = ctx.backend.journal;
+  if (store === undefined) return false;
+  const done = job.succeeded;
+  const payload: FanPayload = done === undefined ? { i: fan.index, s: 'final' } : { i: fan.index, s: 'success' };
+  if (done?.result !== undefined) payload.v = done.result;
+  try {
+    const n = await store.signal(parent.id, fan.signal, JSON.stringify(payload), ctx.settings.statusExpires);
+    // A settled fan-out waits for all its children anyway: only the last one counted wakes it.
+    return (done !== undefined || fan.settled === true) && n + 1 < fan.total;
+  } catch (err) {
+    ctx.logger.warn('could not count a child in; it wakes its flow', { id: job.msg?.id, error: toError(err) });
+    return false;
+  }
 }
 
 /** Publishes a wake-up for a flow. */
@@ -66,8 +91,17 @@ async function flowEnded(ctx: WorkerContext, msg: TaskMessage, def: FlowDefiniti
   const claimed = await store.put(msg.id, claimMark, mark === undefined ? 'absent' : 'notFinal', ctx.settings.statusExpires);
   if (!claimed.written) return;
   if (state.status === 'aborted') {
-    const children = snapshot.entries.filter((e) => e.kind === 'call' && e.status === 'pending' && e.child !== undefined);
-    await Promise.all(children.map((e) => abortChild(ctx, e.child as string)));
+    const children = snapshot.entries.filter((e) => e.kind === 'call' && e.status === 'pending' && e.child !== undefined).map((e) => e.child as string);
+    // Children of a counted fan-in have no entries: their ids follow from the fan-out's key.
+    const gen = readMeta(snapshot)?.gen ?? 0;
+    const done = new Set(snapshot.entries.filter((e) => e.status !== 'pending').map((e) => e.key));
+    for (const e of snapshot.entries) {
+      const total = e.status === 'pending' ? fanCount(e) : undefined;
+      if (total === undefined) continue;
+      const known = fanValues(snapshot.signals[fanSignal(gen, e.key)], total);
+      for (let i = 0; i < total; i++) if (!known.has(i) && !done.has(`${e.key}[${i}]`)) children.push(childId(msg.id, gen, `${e.key}[${i}]`));
+    }
+    await Promise.all(children.map((id) => abortChild(ctx, id)));
   }
   const event = { id: msg.id, group: msg.group, name: msg.name, retriesUsed: state.retriesUsed };
   ctx.emit('flowDone', { ...event, status: state.status });

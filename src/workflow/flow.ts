@@ -7,6 +7,8 @@
  * aborted child throws and ends the workflow with it.
  */
 import type { Flow } from '../flow/types.js';
+import type { FlowRun } from '../flow/engine.js';
+import type { FanItem, FanOutcome } from '../flow/fan-in.js';
 import { ChildFailedError } from '../flow/errors.js';
 import { registerFlow } from '../flow/registry.js';
 import { toError } from '../errors.js';
@@ -15,6 +17,7 @@ import { taskRef } from '../task.js';
 import type { Registration } from '../worker-context.js';
 import type { CallOptions } from '../flow/types.js';
 import type { Settled, WireControls, WorkflowNode } from './types.js';
+import { compact, expand, type WireNode } from './wire.js';
 
 /** Name of the workflow flow in every group. */
 export const WORKFLOW_TASK = 'tasuki.workflow';
@@ -78,36 +81,35 @@ export async function runNode(flow: Flow, node: WorkflowNode, path: string, inpu
 }
 
 /**
- * Whether a fail-fast group's items are sent as one fan-out (`flow.callMany`, one state read per
- * replay for all of them): all tasks of one kind with the same controls and no `runAfter`. Their
- * journal keys are then `path#0[i]` (else each item's own `path.i#0`).
+ * Whether a group's items are sent as one counted fan-in (`src/flow/fan-in.ts`: one batch, each
+ * child counts itself in, no wake-up per child): all plain tasks (any names, groups and controls)
+ * without `runAfter`. Their journal keys are then `path#0[i]` (else each item's own `path.i#0`).
  */
-export function batched(items: WorkflowNode[], settled: boolean): boolean {
-  const first = items[0];
-  if (settled || first?.kind !== 'task' || first.options.runAfter !== undefined) return false;
-  const controls = JSON.stringify(first.options);
-  return items.every((n) => n.kind === 'task' && n.group === first.group && n.name === first.name && JSON.stringify(n.options) === controls);
+export function fanned(items: WorkflowNode[]): boolean {
+  return items.length > 0 && items.every((n) => n.kind === 'task' && n.options.runAfter === undefined);
 }
 
 /** Runs items in parallel (operations in a fixed order, so replays line up). */
-function runItems(flow: Flow, items: WorkflowNode[], path: string, input: Input, settled: boolean): Promise<unknown[]> {
-  if (batched(items, settled)) {
-    const first = items[0] as Extract<WorkflowNode, { kind: 'task' }>;
-    const argsList = items.map((n) => {
-      const args = (n as Extract<WorkflowNode, { kind: 'task' }>).args;
-      return input === undefined ? args : [...args, input.value];
+async function runItems(flow: Flow, items: WorkflowNode[], path: string, input: Input, settled: boolean): Promise<unknown[]> {
+  if (fanned(items)) {
+    const fan: FanItem[] = items.map((n) => {
+      const t = n as Extract<WorkflowNode, { kind: 'task' }>;
+      return { ref: taskRef(t.group, t.name), args: input === undefined ? t.args : [...t.args, input.value], options: callOptions(t.options) };
     });
-    return flow.callMany(path === '' ? 'items' : path, taskRef(first.group, first.name), argsList, { ...callOptions(first.options), onFailure: 'failFast' });
+    // The workflow flow always runs on the engine's FlowRun, which has the counted fan-in.
+    const out = await (flow as FlowRun).fanIn(path === '' ? 'items' : path, fan, settled);
+    if (!settled) return out;
+    return (out as FanOutcome[]).map((o): Settled<unknown> => (o.ok ? { status: 'success', value: o.value } : settledError(o.error)));
   }
   return Promise.all(
     items.map((item, i) => {
-      // A task item starts its one operation now, in item order; any other item (a nested chain,
-      // group or chord, or a task with runAfter) has operations that start after awaits, in an
-      // order timing would decide: it runs as a child workflow, with its own journal.
+      // A task item with runAfter, a nested chain, group or chord has operations that start after
+      // awaits, in an order timing would decide: it runs as a child workflow, with its own journal.
+      // Plain task items start their operation now, in item order.
       const inline = item.kind === 'task' && item.options.runAfter === undefined;
       const p = inline
         ? runNode(flow, item, sub(path, i), input)
-        : flow.callWith(sub(path, i), taskRef(firstTask(item).group, WORKFLOW_TASK), input === undefined ? [item] : [item, input], { retryCount: 0 });
+        : flow.callWith(sub(path, i), taskRef(firstTask(item).group, WORKFLOW_TASK), input === undefined ? [compact(item)] : [compact(item), input], { retryCount: 0 });
       return settled ? p.then((value): Settled<unknown> => ({ status: 'success', value }), settledError) : p;
     }),
   );
@@ -149,10 +151,10 @@ export function firstTask(node: WorkflowNode): Extract<WorkflowNode, { kind: 'ta
   }
 }
 
-/** The flow function of a workflow (`input`: the value given to a nested branch run as a child workflow). */
-async function workflow(flow: Flow, root: WorkflowNode, input?: { value: unknown }): Promise<unknown> {
+/** The flow function of a workflow: its tree in wire form (`input`: the value given to a nested branch run as a child workflow). */
+async function workflow(flow: Flow, root: WireNode, input?: { value: unknown }): Promise<unknown> {
   try {
-    return await runNode(flow, root, '', input);
+    return await runNode(flow, expand(root), '', input);
   } catch (err) {
     throw err instanceof ChildFailedError ? stepError(err) : toError(err);
   }
