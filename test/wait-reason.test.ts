@@ -44,6 +44,16 @@ async function waitingOf(client: Client, id: string): Promise<WaitReason> {
   }
 }
 
+/** Waits until one of two tasks has started (a bucket of one token lets one through), and returns the other's id. */
+async function held(started: Set<string>, a: [label: string, id: string | undefined], b: [label: string, id: string | undefined]): Promise<string> {
+  const until = Date.now() + 20_000;
+  while (!started.has(a[0]) && !started.has(b[0])) {
+    if (Date.now() > until) throw new Error(`neither ${a[0]} nor ${b[0]} started`);
+    await sleep(20);
+  }
+  return (started.has(a[0]) ? b[1] : a[1]) as string;
+}
+
 describe.each(setups)('why a task waits, on $name', ({ make }) => {
   it('rate limit, key rate limit, key concurrency, key back-off; nothing for a plain group or a started task', async () => {
     const { broker, backend } = make();
@@ -82,16 +92,16 @@ describe.each(setups)('why a task waits, on $name', ({ make }) => {
       const plainId = await client.send(tasks.plain, 'x');
 
       const now = Date.now();
-      const rate = await waitingOf(client, (started.has('r0') ? r1 : r0) as string);
+      const rate = await waitingOf(client, await held(started, ['r0', r0], ['r1', r1]));
       expect(rate.reason).toBe('rate-limit');
       expect(rate.key).toBeUndefined();
       expect(rate.until).toBeGreaterThan(now);
 
-      const keyRate = await waitingOf(client, (started.has('k0') ? k1 : k0) as string);
+      const keyRate = await waitingOf(client, await held(started, ['k0', k0], ['k1', k1]));
       expect(keyRate).toMatchObject({ reason: 'key-rate-limit', key: 'tenant-k' });
       expect(keyRate.until).toBeGreaterThan(now);
 
-      const conc = await waitingOf(client, (started.has('c0') ? c1 : c0) as string);
+      const conc = await waitingOf(client, await held(started, ['c0', c0], ['c1', c1]));
       expect(conc).toEqual({ reason: 'key-concurrency', key: 'tenant-c' });
 
       // p0 ran, backed its key off for a minute and was handed back: it waits, and says why.
