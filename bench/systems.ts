@@ -15,9 +15,9 @@ export function loadTasuki<T>(path: string): Promise<T> {
   return import(`${TASUKI_ROOT}/${path}`) as Promise<T>;
 }
 
-/** Where the benchmark's Redis is. */
+/** Where the benchmark's Redis is (`TASUKI_BENCH_REDIS_PORT`: the cost bench's private server). */
 export const REDIS_HOST = '127.0.0.1';
-export const REDIS_PORT = 6379;
+export const REDIS_PORT = Number(process.env.TASUKI_BENCH_REDIS_PORT ?? 6379);
 
 /** The task every system runs: a no-op that returns the payload length (so a stored result can be checked). */
 export const EXPECTED_RESULT = 64;
