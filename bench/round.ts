@@ -11,13 +11,13 @@
  */
 import { fileURLToPath } from 'node:url';
 import { rawRedisSystem } from './raw-redis.js';
-import { beeQueueSystem, bullmqSystem, deleteKeys, tasukiSystem, withTimeout, type BenchSystem } from './systems.js';
+import { beeQueueSystem, bullmqSystem, deleteKeys, tasukiSystem, TASUKI_BASELINE, withTimeout, type BenchSystem } from './systems.js';
 
 /** The PostgreSQL rows (bench/postgres-systems.ts), each round in its own schema. */
 export type PostgresSystem = 'tasuki-postgres' | 'pg-boss' | 'graphile-worker';
 
 export interface RoundConfig {
-  system: 'tasuki' | 'tasuki-metrics' | 'tasuki-rabbitmq' | 'tasuki-memory' | 'bullmq' | 'bee-queue' | 'raw-redis' | PostgresSystem;
+  system: 'tasuki' | 'tasuki-baseline' | 'tasuki-metrics' | 'tasuki-rabbitmq' | 'tasuki-memory' | 'bullmq' | 'bee-queue' | 'raw-redis' | PostgresSystem;
   jobs: number;
   concurrency: number;
   latencyJobs: number;
@@ -63,6 +63,9 @@ export async function makeSystem(cfg: Pick<RoundConfig, 'system' | 'prefix'>): P
   switch (cfg.system) {
     case 'tasuki':
       return tasukiSystem('redis', cfg.prefix);
+    case 'tasuki-baseline':
+      if (TASUKI_BASELINE === undefined) throw new Error('tasuki-baseline needs TASUKI_BENCH_BASELINE (the dist/ directory of the build to compare against)');
+      return tasukiSystem('redis', cfg.prefix, false, TASUKI_BASELINE);
     case 'tasuki-metrics':
       return tasukiSystem('redis', cfg.prefix, true);
     case 'tasuki-rabbitmq':

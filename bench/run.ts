@@ -8,6 +8,8 @@
  * Options: --jobs N (20000) --concurrency C (50) --runs R (3) --latency-jobs L (2000) --json
  * --only NAME[,NAME] (tasuki | tasuki-metrics | tasuki-rabbitmq | tasuki-memory | bullmq | bee-queue | raw-redis;
  * `tasuki` alone selects every tasuki row; tasuki-metrics is tasuki on Redis with `tasuki/metrics` on)
+ * TASUKI_BENCH_BASELINE=/abs/path/to/other/dist adds "tasuki (baseline)" rows (Redis, and in the cost
+ * table) for another build, for before/after ratios within one run.
  * raw-redis is a plain ioredis loop doing the same work (`bench/raw-redis.ts`), the floor.
  * Afterwards the cost-per-task table (`bench/cost.ts`: commands, bytes and memory per task from a
  * private redis-server's INFO) for the Redis systems; --no-cost leaves it out, --cost-tasks N (5000)
@@ -28,7 +30,17 @@ import { countKeys, TASUKI_ROOT } from './systems.js';
 import type { RoundConfig, RoundResult } from './round.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const ALL: Array<RoundConfig['system']> = ['tasuki', 'tasuki-metrics', 'bullmq', 'bee-queue', 'raw-redis', 'tasuki-rabbitmq', 'tasuki-memory'];
+const ALL: Array<RoundConfig['system']> = [
+  'tasuki',
+  // With TASUKI_BENCH_BASELINE (another build's dist/): the same rows for that build, alternating with this one.
+  ...(process.env.TASUKI_BENCH_BASELINE ? (['tasuki-baseline'] as const) : []),
+  'tasuki-metrics',
+  'bullmq',
+  'bee-queue',
+  'raw-redis',
+  'tasuki-rabbitmq',
+  'tasuki-memory',
+];
 /** The PostgreSQL rows: not in the default run (it would take minutes longer); `--pg` or `--only postgres`. */
 const PG: Array<RoundConfig['system']> = ['tasuki-postgres', 'pg-boss', 'graphile-worker'];
 const KEY_PREFIX = 'tasuki-bench';
@@ -250,6 +262,14 @@ async function main(): Promise<void> {
       if (q) check('latency p50 ≤ bee-queue', t.latency_p50_ms <= q.latency_p50_ms, `${fmt(t.latency_p50_ms, 2)} ms vs ${fmt(q.latency_p50_ms, 2)} ms`);
       if (b) check('latency p99 ≤ BullMQ', t.latency_p99_ms <= b.latency_p99_ms, `${fmt(t.latency_p99_ms, 2)} ms vs ${fmt(b.latency_p99_ms, 2)} ms`);
       if (b) check('peak RSS ≤ BullMQ', t.peak_rss_mb <= b.peak_rss_mb, `${fmt(t.peak_rss_mb, 1)} MB vs ${fmt(b.peak_rss_mb, 1)} MB`);
+    }
+    const base = rows.find((x) => x.system === 'tasuki (baseline)');
+    if (t && base) {
+      const r = (a: number, b: number): string => `${(a / b).toFixed(2)}×`;
+      console.log(
+        `\nThis build against the baseline (same run): enqueue ${r(t.enqueue_per_s, base.enqueue_per_s)}, bulk ${r(t.enqueue_bulk_per_s, base.enqueue_bulk_per_s)}, ` +
+          `1 in flight ${r(t.enqueue_serial_per_s, base.enqueue_serial_per_s)}, process ${r(t.process_per_s, base.process_per_s)}, latency p50 ${r(t.latency_p50_ms, base.latency_p50_ms)}, p99 ${r(t.latency_p99_ms, base.latency_p99_ms)}, peak RSS ${r(t.peak_rss_mb, base.peak_rss_mb)}`,
+      );
     }
     const tp = rows.find((x) => x.system === 'tasuki' && x.broker === 'postgres');
     const boss = rows.find((x) => x.system === 'pg-boss');

@@ -10,10 +10,17 @@ import { Redis } from 'ioredis';
  */
 export const TASUKI_ROOT = process.env.TASUKI_BENCH_SOURCE === '1' ? '..' : '../dist';
 
-/** Loads a tasuki module by its path in the repository (`src/index.js`, `brokers/redis.js`...). */
-export function loadTasuki<T>(path: string): Promise<T> {
-  return import(`${TASUKI_ROOT}/${path}`) as Promise<T>;
+/**
+ * Another build of tasuki to compare against in the same run (`TASUKI_BENCH_BASELINE`: the absolute
+ * path of its `dist/` directory, e.g. an earlier commit built elsewhere); its rows are "tasuki (baseline)".
+ */
+export const TASUKI_BASELINE = process.env.TASUKI_BENCH_BASELINE;
+
+/** Loads a tasuki module by its path in the repository (`src/index.js`, `brokers/redis.js`...), from `root`. */
+export function loadTasuki<T>(path: string, root = TASUKI_ROOT): Promise<T> {
+  return import(`${root}/${path}`) as Promise<T>;
 }
+const loadFrom = loadTasuki;
 
 /** Where the benchmark's Redis is (`TASUKI_BENCH_REDIS_PORT`: the cost bench's private server). */
 export const REDIS_HOST = '127.0.0.1';
@@ -104,7 +111,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 // ---- tasuki ---------------------------------------------------------------------------------------
 
 /** tasuki on Redis broker + Redis backend, RabbitMQ broker + Redis backend, or memory + memory. */
-export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix: string, withMetrics = false): Promise<BenchSystem> {
+export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix: string, withMetrics = false, root = TASUKI_ROOT): Promise<BenchSystem> {
+  const loadTasuki = <T>(path: string): Promise<T> => loadFrom<T>(path, root);
   const { Server, Client, silentLogger, decodeValueText } = await loadTasuki<typeof import('../src/index.js')>('src/index.js');
   // With metrics: one `tasuki/metrics` instance for the producer and the workers (as in one app).
   const metrics = withMetrics ? new (await loadTasuki<typeof import('../metrics/index.js')>('metrics/index.js')).TasukiMetrics() : undefined;
@@ -149,7 +157,7 @@ export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix
   const usedQueues = new Set<string>();
 
   return {
-    system: kind === 'memory' ? 'tasuki (in-process)' : metrics ? 'tasuki + metrics' : 'tasuki',
+    system: kind === 'memory' ? 'tasuki (in-process)' : metrics ? 'tasuki + metrics' : root !== TASUKI_ROOT ? 'tasuki (baseline)' : 'tasuki',
     broker: kind,
     backend: kind === 'memory' ? 'memory' : 'redis',
     async sendOne(queue, payload) {
