@@ -29,6 +29,8 @@ export interface CostResult {
   enqueue_bytes_in: number;
   process_bytes_in: number;
   bytes_out: number;
+  /** Server read events per task (enqueue + process): about the socket writes clients made. */
+  socket_writes: number;
   /** Commands of enqueue + process by name, per task (those called inside scripts included). */
   by_name: Record<string, number>;
   memory_per_waiting_task: number;
@@ -83,6 +85,7 @@ export async function runCost(cfg: CostConfig): Promise<CostResult> {
       enqueue_bytes_in: Math.round(enqueue.netInput / cfg.tasks),
       process_bytes_in: Math.round(process.netInput / cfg.tasks),
       bytes_out: Math.round((enqueue.netOutput + process.netOutput) / cfg.tasks),
+      socket_writes: per(enqueue.reads + process.reads, cfg.tasks),
       by_name: byName,
       memory_per_waiting_task: Math.round((m1 - m0) / cfg.waiting),
     };

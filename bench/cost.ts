@@ -64,14 +64,14 @@ export async function measureCost(o: CostOptions, log: (s: string) => void = () 
 /** The cost table as markdown lines. */
 export function costTable(rows: CostResult[], o: CostOptions): string[] {
   const lines = [
-    `Cost per task, from the INFO counters of a private redis-server: ${o.tasks} tasks sent one at a time, then processed with concurrency ${o.concurrency}; memory per task at ${o.waiting.toLocaleString('en-US')} waiting tasks (bulk sent, used_memory delta). Commands include those run inside scripts.`,
+    `Cost per task, from the INFO counters of a private redis-server: ${o.tasks} tasks sent one at a time, then processed with concurrency ${o.concurrency}; memory per task at ${o.waiting.toLocaleString('en-US')} waiting tasks (bulk sent, used_memory delta). Commands include those run inside scripts; socket writes are the server's read events.`,
     '',
-    '| system | Redis commands per task (enqueue + process) | bytes to Redis per task (enqueue + process) | bytes from Redis per task | memory per waiting task (B) |',
-    '|---|--:|--:|--:|--:|',
+    '| system | Redis commands per task (enqueue + process) | bytes to Redis per task (enqueue + process) | bytes from Redis per task | client socket writes per task | memory per waiting task (B) |',
+    '|---|--:|--:|--:|--:|--:|',
   ];
   for (const r of rows) {
     const cmds = Math.round((r.enqueue_commands + r.process_commands) * 10) / 10;
-    lines.push(`| ${r.system} | ${cmds} (${r.enqueue_commands} + ${r.process_commands}) | ${r.enqueue_bytes_in + r.process_bytes_in} (${r.enqueue_bytes_in} + ${r.process_bytes_in}) | ${r.bytes_out} | ${r.memory_per_waiting_task} |`);
+    lines.push(`| ${r.system} | ${cmds} (${r.enqueue_commands} + ${r.process_commands}) | ${r.enqueue_bytes_in + r.process_bytes_in} (${r.enqueue_bytes_in} + ${r.process_bytes_in}) | ${r.bytes_out} | ${r.socket_writes} | ${r.memory_per_waiting_task} |`);
   }
   return lines;
 }

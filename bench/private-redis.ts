@@ -84,6 +84,8 @@ export interface RedisCounters {
   netInput: number;
   netOutput: number;
   usedMemory: number;
+  /** Read events the server processed (about one per client socket write that reached it). */
+  reads: number;
   /** Bytes of this INFO reply (counted in the next read's output bytes, and taken off there). */
   replyBytes: number;
 }
@@ -98,6 +100,7 @@ export async function readCounters(redis: Redis): Promise<RedisCounters> {
   let netInput = 0;
   let netOutput = 0;
   let usedMemory = 0;
+  let reads = 0;
   for (const line of text.split('\r\n')) {
     const m = /^cmdstat_([^:]+):calls=(\d+)/.exec(line);
     if (m) {
@@ -108,12 +111,13 @@ export async function readCounters(redis: Redis): Promise<RedisCounters> {
     if (k === 'total_net_input_bytes') netInput = Number(v);
     else if (k === 'total_net_output_bytes') netOutput = Number(v);
     else if (k === 'used_memory') usedMemory = Number(v);
+    else if (k === 'total_reads_processed') reads = Number(v);
   }
-  return { commands, netInput, netOutput, usedMemory, replyBytes: Buffer.byteLength(text) + 16 };
+  return { commands, netInput, netOutput, usedMemory, reads, replyBytes: Buffer.byteLength(text) + 16 };
 }
 
 /** Difference of two counter reads: total commands, commands by name, bytes in and out. */
-export function countersDelta(a: RedisCounters, b: RedisCounters): { commands: number; byName: Record<string, number>; netInput: number; netOutput: number } {
+export function countersDelta(a: RedisCounters, b: RedisCounters): { commands: number; byName: Record<string, number>; netInput: number; netOutput: number; reads: number } {
   const byName: Record<string, number> = {};
   let commands = 0;
   for (const [name, calls] of b.commands) {
@@ -123,5 +127,6 @@ export function countersDelta(a: RedisCounters, b: RedisCounters): { commands: n
       commands += d;
     }
   }
-  return { commands, byName, netInput: b.netInput - a.netInput - INFO_REQUEST_BYTES, netOutput: b.netOutput - a.netOutput - a.replyBytes };
+  // The INFO request of `b` is one read event of its own.
+  return { commands, byName, netInput: b.netInput - a.netInput - INFO_REQUEST_BYTES, netOutput: b.netOutput - a.netOutput - a.replyBytes, reads: b.reads - a.reads - 1 };
 }
