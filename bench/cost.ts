@@ -16,7 +16,15 @@ import { startPrivateRedis } from './private-redis.js';
 const here = dirname(fileURLToPath(import.meta.url));
 
 /** The systems whose cost is measured (all on Redis). */
-export const COST_SYSTEMS: Array<CostConfig['system']> = ['tasuki', ...(process.env.TASUKI_BENCH_BASELINE ? (['tasuki-baseline'] as const) : []), 'bullmq', 'bee-queue', 'raw-redis'];
+export const COST_SYSTEMS: Array<CostConfig['system']> = [
+  'tasuki',
+  ...(process.env.TASUKI_BENCH_BASELINE ? (['tasuki-baseline'] as const) : []),
+  // The Redis backend without its task index (`index: false`: no `client.ops` listing or counts).
+  'tasuki-noindex',
+  'bullmq',
+  'bee-queue',
+  'raw-redis',
+];
 
 /** Options of a cost run. */
 export interface CostOptions {

@@ -17,7 +17,7 @@ import { beeQueueSystem, bullmqSystem, deleteKeys, tasukiSystem, TASUKI_BASELINE
 export type PostgresSystem = 'tasuki-postgres' | 'pg-boss' | 'graphile-worker';
 
 export interface RoundConfig {
-  system: 'tasuki' | 'tasuki-baseline' | 'tasuki-metrics' | 'tasuki-rabbitmq' | 'tasuki-memory' | 'bullmq' | 'bee-queue' | 'raw-redis' | PostgresSystem;
+  system: 'tasuki' | 'tasuki-baseline' | 'tasuki-noindex' | 'tasuki-metrics' | 'tasuki-rabbitmq' | 'tasuki-memory' | 'bullmq' | 'bee-queue' | 'raw-redis' | PostgresSystem;
   jobs: number;
   concurrency: number;
   latencyJobs: number;
@@ -66,6 +66,8 @@ export async function makeSystem(cfg: Pick<RoundConfig, 'system' | 'prefix'>): P
     case 'tasuki-baseline':
       if (TASUKI_BASELINE === undefined) throw new Error('tasuki-baseline needs TASUKI_BENCH_BASELINE (the dist/ directory of the build to compare against)');
       return tasukiSystem('redis', cfg.prefix, false, TASUKI_BASELINE);
+    case 'tasuki-noindex':
+      return tasukiSystem('redis', cfg.prefix, false, undefined, true);
     case 'tasuki-metrics':
       return tasukiSystem('redis', cfg.prefix, true);
     case 'tasuki-rabbitmq':

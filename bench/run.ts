@@ -288,7 +288,8 @@ async function main(): Promise<void> {
   for (const x of rows) console.log(JSON.stringify(x));
 
   if (o.cost) {
-    const costSystems = COST_SYSTEMS.filter((s) => systems.includes(s));
+    // The index-off row goes with the tasuki row (it is measured in the cost table only).
+    const costSystems = COST_SYSTEMS.filter((s) => systems.includes(s) || (s === 'tasuki-noindex' && systems.includes('tasuki')));
     if (costSystems.length > 0) {
       const co = { tasks: o.costTasks, waiting: o.costWaiting, concurrency: o.concurrency, systems: costSystems };
       log('\nCost per task (private redis-server)…');

@@ -111,7 +111,14 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 // ---- tasuki ---------------------------------------------------------------------------------------
 
 /** tasuki on Redis broker + Redis backend, RabbitMQ broker + Redis backend, or memory + memory. */
-export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix: string, withMetrics = false, root = TASUKI_ROOT): Promise<BenchSystem> {
+export async function tasukiSystem(
+  kind: 'redis' | 'rabbitmq' | 'memory',
+  prefix: string,
+  withMetrics = false,
+  root = TASUKI_ROOT,
+  /** The Redis backend without its task index (`index: false`): the "tasuki (index off)" row. */
+  noIndex = false,
+): Promise<BenchSystem> {
   const loadTasuki = <T>(path: string): Promise<T> => loadFrom<T>(path, root);
   const { Server, Client, silentLogger, decodeValueText } = await loadTasuki<typeof import('../src/index.js')>('src/index.js');
   // With metrics: one `tasuki/metrics` instance for the producer and the workers (as in one app).
@@ -133,7 +140,7 @@ export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix
     makeBackend = async () => backend;
   } else {
     const { RedisBackend } = await loadTasuki<typeof import('../backends/redis.js')>('backends/redis.js');
-    makeBackend = async () => new RedisBackend({ prefix, connection: { host: REDIS_HOST, port: REDIS_PORT } });
+    makeBackend = async () => new RedisBackend({ prefix, connection: { host: REDIS_HOST, port: REDIS_PORT }, ...(noIndex ? { index: false as const } : {}) });
     if (kind === 'redis') {
       const { RedisBroker } = await loadTasuki<typeof import('../brokers/redis.js')>('brokers/redis.js');
       makeBroker = async () => new RedisBroker({ prefix, connection: { host: REDIS_HOST, port: REDIS_PORT } });
@@ -157,7 +164,7 @@ export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix
   const usedQueues = new Set<string>();
 
   return {
-    system: kind === 'memory' ? 'tasuki (in-process)' : metrics ? 'tasuki + metrics' : root !== TASUKI_ROOT ? 'tasuki (baseline)' : 'tasuki',
+    system: kind === 'memory' ? 'tasuki (in-process)' : metrics ? 'tasuki + metrics' : root !== TASUKI_ROOT ? 'tasuki (baseline)' : noIndex ? 'tasuki (index off)' : 'tasuki',
     broker: kind,
     backend: kind === 'memory' ? 'memory' : 'redis',
     async sendOne(queue, payload) {
