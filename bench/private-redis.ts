@@ -10,6 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 
+/** Thrown when no `redis-server` can be started here (the cost table is then skipped, not failed). */
+export class NoRedisServerError extends Error {
+  readonly code = 'ERR_NO_REDIS_SERVER';
+}
+
 /** A running private server. */
 export interface PrivateRedis {
   readonly port: number;
@@ -41,7 +46,8 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   const pid = child.pid;
-  if (pid === undefined) throw new Error('redis-server could not be started (is it on PATH?)');
+  child.once('error', () => undefined);
+  if (pid === undefined) throw new NoRedisServerError('redis-server could not be started (is it on PATH?)');
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL');
