@@ -11,7 +11,8 @@
  */
 import { fileURLToPath } from 'node:url';
 import { rawRedisSystem } from './raw-redis.js';
-import { beeQueueSystem, bullmqSystem, deleteKeys, tasukiSystem, TASUKI_BASELINE, withTimeout, type BenchSystem } from './systems.js';
+import { beeQueueSystem } from './bee-queue.js';
+import { bullmqSystem, deleteKeys, tasukiSystem, TASUKI_BASELINE, withTimeout, type BenchSystem } from './systems.js';
 
 /** The PostgreSQL rows (bench/postgres-systems.ts), each round in its own schema. */
 export type PostgresSystem = 'tasuki-postgres' | 'pg-boss' | 'graphile-worker';

@@ -7,8 +7,7 @@
  *  "retriesLeft":3,"backoff":{"type":"exponential","delayMs":1000,"maxDelayMs":300000,"jitter":0.5},
  *  "sentAt":1700000000000}
  * ```
- * `runAt`, `expireAt`, `timeoutMs` and `firstUnknownAt` are absent or null when unset, `retriesUsed`
- * absent or 0 on the first run (writers leave them out; readers take both forms).
+ * Unset `runAt`, `expireAt`, `timeoutMs`, `firstUnknownAt` (null) and `retriesUsed` 0 may be absent.
  * `args` (and stored results/progress) are superjson documents `{"json": …, "meta"?: …}`: `json` is
  * plain JSON; `meta` (optional) tells how to revive Date, Map, Set, BigInt, undefined, RegExp, Error,
  * URL… A producer in another language may send `{"json": [...]}` without `meta`.
@@ -268,14 +267,10 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Fields every wire v1 reader takes as `null` when absent: left out of the wire text when null. */
+/** Fields every wire v1 reader (this and earlier releases) takes as `null` when absent. */
 const NULL_WHEN_ABSENT: ReadonlySet<string> = new Set(['runAt', 'expireAt', 'timeoutMs', 'firstUnknownAt']);
 
-/**
- * Serialises a message to its wire text. Fields at the value a reader assumes when they are absent
- * are left out (`runAt`, `expireAt`, `timeoutMs`, `firstUnknownAt` when null; `retriesUsed` when 0):
- * {@link decodeMessage} of this and every earlier release reads both forms alike.
- */
+/** Serialises a message to its wire text, without the fields at their absent value (those null; `retriesUsed` 0). */
 export function encodeMessage(msg: TaskMessage): string {
   const out: Record<string, unknown> = {};
   for (const k in msg) {
