@@ -5,7 +5,7 @@
 import type { Backend, Expiry, FinalNotice, StateWrite, WriteOutcome } from '../src/backend.js';
 import { ClosedError } from '../src/errors.js';
 import { MemoryJournal } from './memory-journal.js';
-import { isFinalStatus, type TaskState } from '../src/state.js';
+import { completeTaskState, isFinalStatus, type TaskState } from '../src/state.js';
 import { MemoryRecordStore, MemoryTaskIndex } from './memory-index.js';
 import { MemoryScheduleStore, type MemoryScheduleRecords } from './memory-schedules.js';
 
@@ -158,7 +158,8 @@ function copyPlain(value: unknown, depth: number): unknown {
  */
 function jsonCopy(state: TaskState): TaskState {
   const copy = copyPlain(state, 0);
-  return (copy === NOT_PLAIN ? JSON.parse(JSON.stringify(state)) : copy) as TaskState;
+  // Completed as the JSON stores' readers complete a compact record (`completeTaskState`).
+  return completeTaskState((copy === NOT_PLAIN ? JSON.parse(JSON.stringify(state)) : copy) as TaskState);
 }
 
 /**

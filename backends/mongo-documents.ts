@@ -29,7 +29,7 @@
 import type { Document } from 'mongodb';
 import type { Expiry, StateWrite, WriteGuard } from '../src/backend.js';
 import { ConnectionError, DecodeError, InvalidOptionError, TasukiError, TopologyMismatchError, ValueTooLargeError } from '../src/errors.js';
-import { TASK_STATUSES, isFinalStatus, type TaskState, type TaskStatus } from '../src/state.js';
+import { TASK_STATUSES, completeTaskState, isFinalStatus, type TaskState, type TaskStatus } from '../src/state.js';
 
 /** A task document as stored. */
 export interface TaskDocument {
@@ -97,7 +97,7 @@ export function liveState(doc: TaskDocument | null | undefined, now: Date): Task
   if (typeof value !== 'object' || value === null || typeof (value as { status?: unknown }).status !== 'string' || typeof (value as { id?: unknown }).id !== 'string') {
     throw new DecodeError(`stored state of task ${doc._id} is not a task state`);
   }
-  return value as TaskState;
+  return completeTaskState(value as TaskState);
 }
 
 /** The result stored in a document, or null when there is none or it has expired. */

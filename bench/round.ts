@@ -2,19 +2,23 @@
  * One benchmark round of one system, run in its own child process by `bench/run.ts` (so that the
  * peak RSS measured is this system's alone). Scenarios, in order:
  * 1. enqueue: `jobs` individual sends with up to 1000 in flight into a queue without workers; then
- *    the same number with the system's bulk API into a second queue. Both verified by counting.
+ *    the same number with the system's bulk API into a second queue; then `latencyJobs` sends one at
+ *    a time (1 in flight) into a third. Each verified by counting.
  * 2. process: a worker with `concurrency` starts on the prefilled bulk queue; timed from worker
  *    start to the last job finished; then every job is verified completed with its result stored.
  * 3. latency: `latencyJobs` jobs sent one at a time, each waited for until its result is visible.
  * Finally every key of the round's prefix is deleted. The result goes to the parent over IPC.
  */
-import { beeQueueSystem, bullmqSystem, deleteKeys, tasukiSystem, withTimeout, type BenchSystem } from './systems.js';
+import { fileURLToPath } from 'node:url';
+import { rawRedisSystem } from './raw-redis.js';
+import { beeQueueSystem } from './bee-queue.js';
+import { bullmqSystem, deleteKeys, tasukiSystem, TASUKI_BASELINE, withTimeout, type BenchSystem } from './systems.js';
 
 /** The PostgreSQL rows (bench/postgres-systems.ts), each round in its own schema. */
 export type PostgresSystem = 'tasuki-postgres' | 'pg-boss' | 'graphile-worker';
 
 export interface RoundConfig {
-  system: 'tasuki' | 'tasuki-metrics' | 'tasuki-rabbitmq' | 'tasuki-memory' | 'bullmq' | 'bee-queue' | PostgresSystem;
+  system: 'tasuki' | 'tasuki-baseline' | 'tasuki-noindex' | 'tasuki-metrics' | 'tasuki-rabbitmq' | 'tasuki-memory' | 'bullmq' | 'bee-queue' | 'raw-redis' | PostgresSystem;
   jobs: number;
   concurrency: number;
   latencyJobs: number;
@@ -29,6 +33,8 @@ export interface RoundResult {
   concurrency: number;
   enqueue_per_s: number;
   enqueue_bulk_per_s: number;
+  /** Individual sends, each awaited before the next (1 in flight). */
+  enqueue_serial_per_s: number;
   process_per_s: number;
   latency_p50_ms: number;
   latency_p99_ms: number;
@@ -53,10 +59,16 @@ function fail(msg: string): never {
   throw new Error(msg);
 }
 
-async function makeSystem(cfg: RoundConfig): Promise<BenchSystem> {
+/** The adapter of a round's system. */
+export async function makeSystem(cfg: Pick<RoundConfig, 'system' | 'prefix'>): Promise<BenchSystem> {
   switch (cfg.system) {
     case 'tasuki':
       return tasukiSystem('redis', cfg.prefix);
+    case 'tasuki-baseline':
+      if (TASUKI_BASELINE === undefined) throw new Error('tasuki-baseline needs TASUKI_BENCH_BASELINE (the dist/ directory of the build to compare against)');
+      return tasukiSystem('redis', cfg.prefix, false, TASUKI_BASELINE);
+    case 'tasuki-noindex':
+      return tasukiSystem('redis', cfg.prefix, false, undefined, true);
     case 'tasuki-metrics':
       return tasukiSystem('redis', cfg.prefix, true);
     case 'tasuki-rabbitmq':
@@ -67,6 +79,8 @@ async function makeSystem(cfg: RoundConfig): Promise<BenchSystem> {
       return bullmqSystem(cfg.prefix);
     case 'bee-queue':
       return beeQueueSystem(cfg.prefix);
+    case 'raw-redis':
+      return rawRedisSystem(cfg.prefix);
     case 'tasuki-postgres':
       return (await import('./postgres-systems.js')).tasukiPostgresSystem(cfg.prefix);
     case 'pg-boss':
@@ -108,6 +122,14 @@ export async function runRound(cfg: RoundConfig): Promise<RoundResult> {
     const bulkS = (performance.now() - t1) / 1000;
     const waitingBulk = await sys.waiting('process');
     if (waitingBulk !== jobs || ids.length !== jobs) fail(`${sys.system}: ${waitingBulk} of ${jobs} bulk-sent jobs are in the queue`);
+
+    // 1c. Individual sends, 1 in flight.
+    const serial = cfg.latencyJobs;
+    const t3 = performance.now();
+    for (let i = 0; i < serial; i++) await sys.sendOne('serial', PAYLOAD);
+    const serialS = (performance.now() - t3) / 1000;
+    const waitingSerial = await sys.waiting('serial');
+    if (waitingSerial !== serial) fail(`${sys.system}: ${waitingSerial} of ${serial} jobs sent one at a time are in the queue`);
 
     // 2. Processing a prefilled queue.
     let done = 0;
@@ -155,6 +177,7 @@ export async function runRound(cfg: RoundConfig): Promise<RoundResult> {
       concurrency,
       enqueue_per_s: Math.round(jobs / enqueueS),
       enqueue_bulk_per_s: Math.round(jobs / bulkS),
+      enqueue_serial_per_s: Math.round(serial / serialS),
       process_per_s: Math.round(jobs / processS),
       latency_p50_ms: round2(percentile(lat, 50)),
       latency_p99_ms: round2(percentile(lat, 99)),
@@ -178,8 +201,8 @@ function round2(x: number): number {
   return Math.round(x * 100) / 100;
 }
 
-// Child entry point: `node --import tsx bench/round.ts '<config json>'`.
-if (process.send !== undefined && process.argv[2] !== undefined) {
+// Child entry point: `node --import tsx bench/round.ts '<config json>'` (not when imported).
+if (process.send !== undefined && process.argv[2] !== undefined && process.argv[1] === fileURLToPath(import.meta.url)) {
   const cfg = JSON.parse(process.argv[2] ?? '{}') as RoundConfig;
   let peak = process.memoryUsage().rss;
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);

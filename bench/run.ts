@@ -6,8 +6,14 @@
  * medians over the rounds as a markdown table, then one JSON line per system.
  *
  * Options: --jobs N (20000) --concurrency C (50) --runs R (3) --latency-jobs L (2000) --json
- * --only NAME[,NAME] (tasuki | tasuki-metrics | tasuki-rabbitmq | tasuki-memory | bullmq | bee-queue;
+ * --only NAME[,NAME] (tasuki | tasuki-metrics | tasuki-rabbitmq | tasuki-memory | bullmq | bee-queue | raw-redis;
  * `tasuki` alone selects every tasuki row; tasuki-metrics is tasuki on Redis with `tasuki/metrics` on)
+ * TASUKI_BENCH_BASELINE=/abs/path/to/other/dist adds "tasuki (baseline)" rows (Redis, and in the cost
+ * table) for another build, for before/after ratios within one run.
+ * raw-redis is a plain ioredis loop doing the same work (`bench/raw-redis.ts`), the floor.
+ * Afterwards the cost-per-task table (`bench/cost.ts`: commands, bytes and memory per task from a
+ * private redis-server's INFO) for the Redis systems; --no-cost leaves it out, --cost-tasks N (5000)
+ * and --cost-waiting W (100000) size it.
  * --leak-check (afterwards: 100 000 tasuki tasks, heap before/after GC)
  * --leak-jobs N --flows (afterwards: the flows scenario of `bench/flows.ts`) --workflows (`bench/workflows.ts`).
  * A full run (no --only) ends with the limits scenario of `bench/limits.ts`.
@@ -19,11 +25,24 @@ import { fork, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { COST_SYSTEMS, costTable, measureCost } from './cost.js';
+import type { CostResult } from './cost-round.js';
+import { NoRedisServerError } from './private-redis.js';
 import { countKeys, TASUKI_ROOT } from './systems.js';
 import type { RoundConfig, RoundResult } from './round.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const ALL: Array<RoundConfig['system']> = ['tasuki', 'tasuki-metrics', 'bullmq', 'bee-queue', 'tasuki-rabbitmq', 'tasuki-memory'];
+const ALL: Array<RoundConfig['system']> = [
+  'tasuki',
+  // With TASUKI_BENCH_BASELINE (another build's dist/): the same rows for that build, alternating with this one.
+  ...(process.env.TASUKI_BENCH_BASELINE ? (['tasuki-baseline'] as const) : []),
+  'tasuki-metrics',
+  'bullmq',
+  'bee-queue',
+  'raw-redis',
+  'tasuki-rabbitmq',
+  'tasuki-memory',
+];
 /** The PostgreSQL rows: not in the default run (it would take minutes longer); `--pg` or `--only postgres`. */
 const PG: Array<RoundConfig['system']> = ['tasuki-postgres', 'pg-boss', 'graphile-worker'];
 const KEY_PREFIX = 'tasuki-bench';
@@ -42,10 +61,14 @@ interface Options {
   workflows: boolean;
   leakJobs: number;
   pg: boolean;
+  /** Measure the cost-per-task table (default on). */
+  cost: boolean;
+  costTasks: number;
+  costWaiting: number;
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { jobs: 20_000, concurrency: 50, runs: 3, latencyJobs: 2000, json: false, only: null, leakCheck: false, leakJobs: 100_000, flows: false, workflows: false, pg: false };
+  const o: Options = { jobs: 20_000, concurrency: 50, runs: 3, latencyJobs: 2000, json: false, only: null, leakCheck: false, leakJobs: 100_000, flows: false, workflows: false, pg: false, cost: true, costTasks: 5000, costWaiting: 100_000 };
   const int = (name: string, v: string | undefined): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1) throw new Error(`${name} needs a whole number >= 1, got ${String(v)}`);
@@ -86,11 +109,20 @@ function parseArgs(argv: string[]): Options {
       case '--pg':
         o.pg = true;
         break;
+      case '--no-cost':
+        o.cost = false;
+        break;
+      case '--cost-tasks':
+        o.costTasks = int(flag, value());
+        break;
+      case '--cost-waiting':
+        o.costWaiting = int(flag, value());
+        break;
       case '--leak-jobs':
         o.leakJobs = int(flag, value());
         break;
       case '--help':
-        console.log('usage: npm run bench -- [--jobs N] [--concurrency C] [--runs R] [--latency-jobs L] [--json] [--only tasuki,bullmq,...|postgres] [--pg] [--flows] [--leak-check] [--leak-jobs N]');
+        console.log('usage: npm run bench -- [--jobs N] [--concurrency C] [--runs R] [--latency-jobs L] [--json] [--only tasuki,bullmq,...|postgres] [--pg] [--flows] [--leak-check] [--leak-jobs N] [--no-cost] [--cost-tasks N] [--cost-waiting W]');
         process.exit(0);
         break;
       default:
@@ -137,7 +169,7 @@ function median(xs: number[]): number {
   return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
-const METRICS = ['enqueue_per_s', 'enqueue_bulk_per_s', 'process_per_s', 'latency_p50_ms', 'latency_p99_ms', 'peak_rss_mb'] as const;
+const METRICS = ['enqueue_per_s', 'enqueue_bulk_per_s', 'enqueue_serial_per_s', 'process_per_s', 'latency_p50_ms', 'latency_p99_ms', 'peak_rss_mb'] as const;
 
 function fmt(n: number, digits = 0): string {
   if (!Number.isFinite(n)) return 'n/a';
@@ -170,7 +202,7 @@ async function main(): Promise<void> {
         list.push(out.result);
         results.set(system, list);
         log(
-          `  round ${r} ${system.padEnd(16)} enqueue ${fmt(out.result.enqueue_per_s)}/s  bulk ${fmt(out.result.enqueue_bulk_per_s)}/s  process ${fmt(out.result.process_per_s)}/s  ` +
+          `  round ${r} ${system.padEnd(16)} enqueue ${fmt(out.result.enqueue_per_s)}/s  bulk ${fmt(out.result.enqueue_bulk_per_s)}/s  1-in-flight ${fmt(out.result.enqueue_serial_per_s)}/s  process ${fmt(out.result.process_per_s)}/s  ` +
             `p50 ${fmt(out.result.latency_p50_ms, 2)} ms  p99 ${fmt(out.result.latency_p99_ms, 2)} ms  rss ${fmt(out.result.peak_rss_mb, 1)} MB  (${((Date.now() - t) / 1000).toFixed(1)} s)`,
         );
       } else if (system === 'tasuki-rabbitmq') {
@@ -203,12 +235,12 @@ async function main(): Promise<void> {
     console.log('');
     console.log(`Medians of ${o.runs} alternating round(s); ${o.jobs} jobs, 64-byte payload, concurrency ${o.concurrency}; latency over ${o.latencyJobs} jobs sent one at a time.`);
     console.log('');
-    console.log('| system | broker | backend | enqueue/s (single) | enqueue/s (bulk) | process/s | latency p50 ms | latency p99 ms | peak RSS MB | results verified |');
-    console.log('|---|---|---|--:|--:|--:|--:|--:|--:|---|');
+    console.log('| system | broker | backend | enqueue/s (single) | enqueue/s (bulk) | enqueue/s (1 in flight) | process/s | latency p50 ms | latency p99 ms | peak RSS MB | results verified |');
+    console.log('|---|---|---|--:|--:|--:|--:|--:|--:|--:|---|');
     for (const x of rows) {
-      const verified = x.results_stored ? 'every result read back' : `completion count only${x.note ? ` (${x.note})` : ''}`;
+      const verified = x.results_stored ? `every result read back${x.note ? ` (${x.note})` : ''}` : `completion count only${x.note ? ` (${x.note})` : ''}`;
       console.log(
-        `| ${x.system} | ${x.broker} | ${x.backend} | ${fmt(x.enqueue_per_s)} | ${fmt(x.enqueue_bulk_per_s)} | ${fmt(x.process_per_s)} | ${fmt(x.latency_p50_ms, 2)} | ${fmt(x.latency_p99_ms, 2)} | ${fmt(x.peak_rss_mb, 1)} | ${verified} |`,
+        `| ${x.system} | ${x.broker} | ${x.backend} | ${fmt(x.enqueue_per_s)} | ${fmt(x.enqueue_bulk_per_s)} | ${fmt(x.enqueue_serial_per_s)} | ${fmt(x.process_per_s)} | ${fmt(x.latency_p50_ms, 2)} | ${fmt(x.latency_p99_ms, 2)} | ${fmt(x.peak_rss_mb, 1)} | ${verified} |`,
       );
     }
     for (const [s, why] of skipped) console.log(`\nNote: ${s} skipped: ${why}`);
@@ -228,8 +260,18 @@ async function main(): Promise<void> {
       if (q) check('process ≥ 1.2× bee-queue', t.process_per_s >= 1.2 * q.process_per_s, `${(t.process_per_s / q.process_per_s).toFixed(2)}×`);
       if (q) check('enqueue (single) ≥ bee-queue', t.enqueue_per_s >= q.enqueue_per_s, `${(t.enqueue_per_s / q.enqueue_per_s).toFixed(2)}×`);
       if (q) check('enqueue (bulk) ≥ bee-queue', t.enqueue_bulk_per_s >= q.enqueue_bulk_per_s, `${(t.enqueue_bulk_per_s / q.enqueue_bulk_per_s).toFixed(2)}×`);
+      if (q) check('enqueue (1 in flight) ≥ bee-queue', t.enqueue_serial_per_s >= q.enqueue_serial_per_s, `${(t.enqueue_serial_per_s / q.enqueue_serial_per_s).toFixed(2)}×`);
+      if (q) check('latency p50 ≤ bee-queue', t.latency_p50_ms <= q.latency_p50_ms, `${fmt(t.latency_p50_ms, 2)} ms vs ${fmt(q.latency_p50_ms, 2)} ms`);
       if (b) check('latency p99 ≤ BullMQ', t.latency_p99_ms <= b.latency_p99_ms, `${fmt(t.latency_p99_ms, 2)} ms vs ${fmt(b.latency_p99_ms, 2)} ms`);
       if (b) check('peak RSS ≤ BullMQ', t.peak_rss_mb <= b.peak_rss_mb, `${fmt(t.peak_rss_mb, 1)} MB vs ${fmt(b.peak_rss_mb, 1)} MB`);
+    }
+    const base = rows.find((x) => x.system === 'tasuki (baseline)');
+    if (t && base) {
+      const r = (a: number, b: number): string => `${(a / b).toFixed(2)}×`;
+      console.log(
+        `\nThis build against the baseline (same run): enqueue ${r(t.enqueue_per_s, base.enqueue_per_s)}, bulk ${r(t.enqueue_bulk_per_s, base.enqueue_bulk_per_s)}, ` +
+          `1 in flight ${r(t.enqueue_serial_per_s, base.enqueue_serial_per_s)}, process ${r(t.process_per_s, base.process_per_s)}, latency p50 ${r(t.latency_p50_ms, base.latency_p50_ms)}, p99 ${r(t.latency_p99_ms, base.latency_p99_ms)}, peak RSS ${r(t.peak_rss_mb, base.peak_rss_mb)}`,
+      );
     }
     const tp = rows.find((x) => x.system === 'tasuki' && x.broker === 'postgres');
     const boss = rows.find((x) => x.system === 'pg-boss');
@@ -246,6 +288,25 @@ async function main(): Promise<void> {
     }
   }
   for (const x of rows) console.log(JSON.stringify(x));
+
+  if (o.cost) {
+    // The index-off row goes with the tasuki row (it is measured in the cost table only).
+    const costSystems = COST_SYSTEMS.filter((s) => systems.includes(s) || (s === 'tasuki-noindex' && systems.includes('tasuki')));
+    if (costSystems.length > 0) {
+      const co = { tasks: o.costTasks, waiting: o.costWaiting, concurrency: o.concurrency, systems: costSystems };
+      log('\nCost per task (private redis-server)…');
+      try {
+        const costs = await measureCost(co, log);
+        log('');
+        for (const l of costTable(costs, co)) log(l);
+        costTargets(costs, log);
+        for (const c of costs) console.log(JSON.stringify({ cost: c }));
+      } catch (err) {
+        if (err instanceof NoRedisServerError) log(`Cost per task SKIPPED: ${err.message}`);
+        else failures.push(`cost per task: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+  }
 
   let leakFailed = false;
   if (o.leakCheck) {
@@ -286,6 +347,18 @@ async function main(): Promise<void> {
     console.error(`\nBENCHMARK FAILED:\n- ${failures.join('\n- ')}`);
     process.exit(1);
   }
+}
+
+/** The cost goals of issue 16 (tasuki on Redis), checked on this run's cost table. */
+function costTargets(costs: CostResult[], log: (s: string) => void): void {
+  const t = costs.find((c) => c.system === 'tasuki');
+  const b = costs.find((c) => c.system === 'bullmq');
+  if (!t) return;
+  const check = (label: string, ok: boolean, detail: string): void => log(`- ${ok ? 'MET    ' : 'NOT MET'} ${label}: ${detail}`);
+  log('\nTargets (cost per task, tasuki on Redis):');
+  const bytes = t.enqueue_bytes_in + t.process_bytes_in;
+  check('bytes to Redis per task ≤ 700', bytes <= 700, `${bytes} B`);
+  if (b) check('memory per waiting task ≤ BullMQ', t.memory_per_waiting_task <= b.memory_per_waiting_task, `${t.memory_per_waiting_task} B vs ${b.memory_per_waiting_task} B`);
 }
 
 main().catch((err: unknown) => {

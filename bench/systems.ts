@@ -10,14 +10,21 @@ import { Redis } from 'ioredis';
  */
 export const TASUKI_ROOT = process.env.TASUKI_BENCH_SOURCE === '1' ? '..' : '../dist';
 
-/** Loads a tasuki module by its path in the repository (`src/index.js`, `brokers/redis.js`...). */
-export function loadTasuki<T>(path: string): Promise<T> {
-  return import(`${TASUKI_ROOT}/${path}`) as Promise<T>;
-}
+/**
+ * Another build of tasuki to compare against in the same run (`TASUKI_BENCH_BASELINE`: the absolute
+ * path of its `dist/` directory, e.g. an earlier commit built elsewhere); its rows are "tasuki (baseline)".
+ */
+export const TASUKI_BASELINE = process.env.TASUKI_BENCH_BASELINE;
 
-/** Where the benchmark's Redis is. */
+/** Loads a tasuki module by its path in the repository (`src/index.js`, `brokers/redis.js`...), from `root`. */
+export function loadTasuki<T>(path: string, root = TASUKI_ROOT): Promise<T> {
+  return import(`${root}/${path}`) as Promise<T>;
+}
+const loadFrom = loadTasuki;
+
+/** Where the benchmark's Redis is (`TASUKI_BENCH_REDIS_PORT`: the cost bench's private server). */
 export const REDIS_HOST = '127.0.0.1';
-export const REDIS_PORT = 6379;
+export const REDIS_PORT = Number(process.env.TASUKI_BENCH_REDIS_PORT ?? 6379);
 
 /** The task every system runs: a no-op that returns the payload length (so a stored result can be checked). */
 export const EXPECTED_RESULT = 64;
@@ -104,7 +111,15 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 // ---- tasuki ---------------------------------------------------------------------------------------
 
 /** tasuki on Redis broker + Redis backend, RabbitMQ broker + Redis backend, or memory + memory. */
-export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix: string, withMetrics = false): Promise<BenchSystem> {
+export async function tasukiSystem(
+  kind: 'redis' | 'rabbitmq' | 'memory',
+  prefix: string,
+  withMetrics = false,
+  root = TASUKI_ROOT,
+  /** The Redis backend without its task index (`index: false`): the "tasuki (index off)" row. */
+  noIndex = false,
+): Promise<BenchSystem> {
+  const loadTasuki = <T>(path: string): Promise<T> => loadFrom<T>(path, root);
   const { Server, Client, silentLogger, decodeValueText } = await loadTasuki<typeof import('../src/index.js')>('src/index.js');
   // With metrics: one `tasuki/metrics` instance for the producer and the workers (as in one app).
   const metrics = withMetrics ? new (await loadTasuki<typeof import('../metrics/index.js')>('metrics/index.js')).TasukiMetrics() : undefined;
@@ -125,7 +140,7 @@ export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix
     makeBackend = async () => backend;
   } else {
     const { RedisBackend } = await loadTasuki<typeof import('../backends/redis.js')>('backends/redis.js');
-    makeBackend = async () => new RedisBackend({ prefix, connection: { host: REDIS_HOST, port: REDIS_PORT } });
+    makeBackend = async () => new RedisBackend({ prefix, connection: { host: REDIS_HOST, port: REDIS_PORT }, ...(noIndex ? { index: false as const } : {}) });
     if (kind === 'redis') {
       const { RedisBroker } = await loadTasuki<typeof import('../brokers/redis.js')>('brokers/redis.js');
       makeBroker = async () => new RedisBroker({ prefix, connection: { host: REDIS_HOST, port: REDIS_PORT } });
@@ -149,7 +164,7 @@ export async function tasukiSystem(kind: 'redis' | 'rabbitmq' | 'memory', prefix
   const usedQueues = new Set<string>();
 
   return {
-    system: kind === 'memory' ? 'tasuki (in-process)' : metrics ? 'tasuki + metrics' : 'tasuki',
+    system: kind === 'memory' ? 'tasuki (in-process)' : metrics ? 'tasuki + metrics' : root !== TASUKI_ROOT ? 'tasuki (baseline)' : noIndex ? 'tasuki (index off)' : 'tasuki',
     broker: kind,
     backend: kind === 'memory' ? 'memory' : 'redis',
     async sendOne(queue, payload) {
@@ -309,104 +324,6 @@ export async function bullmqSystem(prefix: string): Promise<BenchSystem> {
       }
     },
   };
-}
-
-// ---- bee-queue ------------------------------------------------------------------------------------
-
-export async function beeQueueSystem(prefix: string): Promise<BenchSystem> {
-  const BeeQueue = (await import('bee-queue')).default;
-  type Q = InstanceType<typeof BeeQueue<string>>;
-  const redis = { host: REDIS_HOST, port: REDIS_PORT };
-  const producers = new Map<string, Q>();
-  const workers: Q[] = [];
-  let lostEvents = 0;
-  const producer = (name: string): Q => {
-    let queue = producers.get(name);
-    if (!queue) {
-      queue = new BeeQueue(name, { prefix, redis, isWorker: false, getEvents: true, storeJobs: true, removeOnSuccess: false });
-      queue.on('error', () => undefined);
-      producers.set(name, queue);
-    }
-    return queue;
-  };
-  const system: BenchSystem = {
-    system: 'bee-queue',
-    broker: 'redis',
-    backend: 'none',
-    get note() {
-      return `no stored results: completion counted only${lostEvents > 0 ? `; ${lostEvents} completion event(s) lost` : ''}`;
-    },
-    async sendOne(queue, payload) {
-      const job = await producer(queue).createJob(payload).save();
-      return String(job.id);
-    },
-    async sendBulk(queue, payloads) {
-      const p = producer(queue);
-      const ids: string[] = [];
-      for (let i = 0; i < payloads.length; i += 1000) {
-        const jobs = payloads.slice(i, i + 1000).map((x) => p.createJob(x));
-        const errors = await p.saveAll(jobs);
-        if (errors.size > 0) throw new Error(`bee-queue saveAll failed for ${errors.size} job(s)`);
-        for (const j of jobs) ids.push(String(j.id));
-      }
-      return ids;
-    },
-    async waiting(queue) {
-      return (await producer(queue).checkHealth()).waiting;
-    },
-    async startWorker(queue, concurrency, onDone) {
-      const worker = new BeeQueue(queue, { prefix, redis, isWorker: true, getEvents: false, sendEvents: true, removeOnSuccess: false });
-      worker.on('error', () => undefined);
-      worker.on('succeeded', () => onDone(true));
-      worker.on('failed', (_job, err) => onDone(false, err));
-      workers.push(worker);
-      await worker.ready();
-      worker.process(concurrency, async (job) => (job.data as string).length);
-    },
-    async stopWorkers() {
-      await Promise.all(workers.splice(0).map((w) => w.close(5000)));
-    },
-    async verify(queue) {
-      const h = await producer(queue).checkHealth();
-      return { completed: h.succeeded, resultsStored: null, failed: h.failed };
-    },
-    async prepareLatency(queue) {
-      await producer(queue).ready();
-    },
-    async roundTrip(queue, payload) {
-      const job = await producer(queue).createJob(payload).save();
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          // bee-queue's pub/sub events can be lost: fall back to its stored status.
-          producer(queue)
-            .getJob(job.id)
-            .then((j) => {
-              if (j?.status === 'succeeded') {
-                lostEvents++;
-                resolve();
-              } else reject(new Error(`bee-queue job ${job.id} not finished after 10 s (${j?.status})`));
-            }, reject);
-        }, 10_000);
-        job.on('succeeded', (value: unknown) => {
-          clearTimeout(timer);
-          if (value === EXPECTED_RESULT) resolve();
-          else reject(new Error(`job ${job.id} returned ${String(value)}`));
-        });
-        job.on('failed', (err: Error) => {
-          clearTimeout(timer);
-          reject(err);
-        });
-      });
-    },
-    async close() {
-      await Promise.all(workers.splice(0).map((w) => w.close(5000)));
-      for (const p of producers.values()) {
-        await p.destroy().catch(() => undefined);
-        await p.close();
-      }
-    },
-  };
-  return system;
 }
 
 export { withTimeout };

@@ -4,9 +4,10 @@
  * A message body is one JSON object:
  * ```json
  * {"v":1,"id":"…","group":"g","name":"add","args":{"json":[1,2]},
- *  "retriesLeft":3,"retriesUsed":0,"backoff":{"type":"exponential","delayMs":1000,"maxDelayMs":300000,"jitter":0.5},
- *  "sentAt":1700000000000,"runAt":null,"expireAt":null,"timeoutMs":null,"firstUnknownAt":null}
+ *  "retriesLeft":3,"backoff":{"type":"exponential","delayMs":1000,"maxDelayMs":300000,"jitter":0.5},
+ *  "sentAt":1700000000000}
  * ```
+ * Unset `runAt`, `expireAt`, `timeoutMs`, `firstUnknownAt` (null) and `retriesUsed` 0 may be absent.
  * `args` (and stored results/progress) are superjson documents `{"json": …, "meta"?: …}`: `json` is
  * plain JSON; `meta` (optional) tells how to revive Date, Map, Set, BigInt, undefined, RegExp, Error,
  * URL… A producer in another language may send `{"json": [...]}` without `meta`.
@@ -268,9 +269,19 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Serialises a message to its wire text. */
+/** Fields every wire v1 reader (this and earlier releases) takes as `null` when absent. */
+const NULL_WHEN_ABSENT: ReadonlySet<string> = new Set(['runAt', 'expireAt', 'timeoutMs', 'firstUnknownAt']);
+
+/** Serialises a message to its wire text, without the fields at their absent value (those null; `retriesUsed` 0). */
 export function encodeMessage(msg: TaskMessage): string {
-  return JSON.stringify(msg);
+  const out: Record<string, unknown> = {};
+  for (const k in msg) {
+    const v = (msg as unknown as Record<string, unknown>)[k];
+    if (v === null && NULL_WHEN_ABSENT.has(k)) continue;
+    if (k === 'retriesUsed' && v === 0) continue;
+    out[k] = v;
+  }
+  return JSON.stringify(out);
 }
 
 /**

@@ -116,5 +116,23 @@ export function parseTaskState(text: string, where: string): TaskState {
   if (typeof value !== 'object' || value === null) throw new DecodeError(`stored value at ${where} is not a task state`);
   const v = value as { id?: unknown; status?: unknown };
   if (typeof v.status !== 'string' || typeof v.id !== 'string') throw new DecodeError(`stored value at ${where} is not a task state`);
-  return value as TaskState;
+  return completeTaskState(value as TaskState);
+}
+
+/**
+ * Completes a stored state record (in place) with the fields a compact record may leave out, so that
+ * this release reads records written without them (by a later release's compact writes) as it reads
+ * complete ones: `v` 1, `retriesUsed` 0, and `updatedAt` the time of the status's own event
+ * (`finishedAt` of a final state, `startedAt` of `running`, else `sentAt`; 0 when that is unknown too).
+ * A complete record is returned unchanged.
+ */
+export function completeTaskState(state: TaskState): TaskState {
+  const s = state as Partial<TaskState> & TaskState;
+  if (s.v === undefined) s.v = 1;
+  if (s.retriesUsed === undefined) s.retriesUsed = 0;
+  if (s.updatedAt === undefined) {
+    const own = isFinalStatus(s.status) ? s.finishedAt : s.status === 'running' ? s.startedAt : s.sentAt;
+    s.updatedAt = own ?? s.finishedAt ?? s.startedAt ?? s.sentAt ?? 0;
+  }
+  return s;
 }

@@ -87,6 +87,19 @@ export function backendContract(name: string, makeHarness: () => BackendHarness)
       for (const o of outs) if (!o.written) expect(o.previous).toEqual(stored);
     });
 
+    it('a late absent write (a send whose worker got ahead) is refused by a running or final state, which stays', async () => {
+      const b = await make();
+      for (const status of ['running', 'success'] as const) {
+        const id = newId();
+        const ahead = makeState(id, status, { startedAt: 5 });
+        expect((await b.write(w(ahead, 'notFinal'))).written).toBe(true);
+        const late = await b.write({ ...w(makeState(id, 'sent'), 'absent'), previous: 'refused' });
+        expect(late.written).toBe(false);
+        expect(late.previous?.status).toBe(status);
+        expect(await b.read(id)).toEqual(ahead);
+      }
+    });
+
     it('notFinal writes over non-final states and is refused by final ones', async () => {
       const b = await make();
       const id = newId();

@@ -1,0 +1,103 @@
+/**
+ * Compact records: the wire text leaves out fields at the value readers assume when they are absent,
+ * and what the previous release wrote (every field, nulls included) still reads the same.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { decodeMessage, encodeMessage, type TaskMessage } from '../src/index.js';
+import { parseTaskState, type TaskState } from '../src/state.js';
+import { liveState } from '../backends/mongo-documents.js';
+import { RedisBackend } from '../backends/redis.js';
+import { redisKeys } from '../backends/redis-keys.js';
+import { redisNamespace } from './helpers/redis.js';
+
+const message = (extra: Partial<TaskMessage> = {}): TaskMessage => ({
+  v: 1,
+  id: '6f1c2a57-9d7e-4d59-8a7e-2f3c1b0e9a11',
+  group: 'g',
+  name: 'add',
+  args: { json: [1, 2] },
+  retriesLeft: 3,
+  retriesUsed: 0,
+  backoff: { type: 'exponential', delayMs: 1000, maxDelayMs: 300_000, jitter: 0.5 },
+  sentAt: 1_767_225_600_000,
+  runAt: null,
+  expireAt: null,
+  timeoutMs: null,
+  firstUnknownAt: null,
+  ...extra,
+});
+
+describe('compact wire messages', () => {
+  it('leaves out null optional fields and retriesUsed 0, and decodes to the same message', () => {
+    const msg = message();
+    const text = encodeMessage(msg);
+    expect(text).not.toContain('null');
+    expect(text).not.toContain('retriesUsed');
+    expect(JSON.parse(text)).toEqual({ v: 1, id: msg.id, group: 'g', name: 'add', args: { json: [1, 2] }, retriesLeft: 3, backoff: msg.backoff, sentAt: msg.sentAt });
+    expect(decodeMessage(text)).toEqual(msg);
+  });
+
+  it('keeps every field that is set', () => {
+    const msg = message({ retriesUsed: 2, runAt: 1, expireAt: 2, timeoutMs: 3, firstUnknownAt: 4, priority: 5, key: 'k', trace: { traceparent: 'x' } });
+    const text = encodeMessage(msg);
+    expect(JSON.parse(text)).toEqual(msg);
+    expect(decodeMessage(text)).toEqual(msg);
+  });
+
+  it('reads a message written by the previous release (every field, nulls included) the same', () => {
+    const msg = message();
+    const old = JSON.stringify(msg);
+    expect(old).toContain('"runAt":null');
+    expect(decodeMessage(old)).toEqual(decodeMessage(encodeMessage(msg)));
+    expect(encodeMessage(msg).length).toBeLessThan(old.length - 60);
+  });
+});
+
+/** Complete states of each kind, and the compact records a later release may store for them. */
+const complete: TaskState[] = [
+  { v: 1, id: 'a', group: 'g', name: 'n', status: 'sent', retriesUsed: 0, retriesLeft: 3, sentAt: 11, updatedAt: 11 },
+  { v: 1, id: 'b', group: 'g', name: 'n', status: 'running', retriesUsed: 0, retriesLeft: 3, sentAt: 11, startedAt: 22, updatedAt: 22 },
+  { v: 1, id: 'c', group: 'g', name: 'n', status: 'success', retriesUsed: 0, retriesLeft: 3, sentAt: 11, startedAt: 22, finishedAt: 33, updatedAt: 33 },
+];
+const compactText = (s: TaskState): string => {
+  const { v: _v, retriesUsed: _r, updatedAt: _u, ...rest } = s;
+  return JSON.stringify(rest);
+};
+
+describe('compact stored states', () => {
+  const ns = redisNamespace('compact');
+  afterAll(async () => {
+    await ns.sweep();
+    await ns.quit();
+  });
+
+  it('the JSON readers (parseTaskState, the Mongo document reader) complete a compact record', () => {
+    const now = new Date();
+    for (const full of complete) {
+      expect(parseTaskState(compactText(full), 'k')).toEqual(full);
+      expect(liveState({ _id: full.id, state: compactText(full), stateExpiresAt: null } as never, now)).toEqual(full);
+    }
+  });
+
+  it('a record written by the previous release (every field) reads unchanged', () => {
+    const retry: TaskState = { v: 1, id: 'd', group: 'g', name: 'n', status: 'waiting-retry', retriesUsed: 1, retriesLeft: 2, sentAt: 11, retryAt: 50, updatedAt: 44 };
+    for (const full of [...complete, retry]) {
+      expect(parseTaskState(JSON.stringify(full), 'k')).toEqual(full);
+      expect(liveState({ _id: full.id, state: JSON.stringify(full), stateExpiresAt: null } as never, new Date())).toEqual(full);
+    }
+  });
+
+  it('the Redis backend reads compact records stored at its keys, and guards against them', async () => {
+    const b = new RedisBackend({ prefix: ns.prefix });
+    try {
+      for (const full of complete) await ns.admin.set(redisKeys(ns.prefix, full.id).state, compactText(full), 'EX', 60);
+      expect(await b.readMany(complete.map((s) => s.id))).toEqual(complete);
+      // The write script finds the status of a compact record: a stored success stays.
+      const late = await b.write({ state: { ...(complete[0] as TaskState), id: 'c' }, stateTtl: 60, guard: 'notFinal' });
+      expect(late.written).toBe(false);
+      expect(late.previous).toEqual(complete[2]);
+    } finally {
+      await b.close();
+    }
+  });
+});
