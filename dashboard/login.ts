@@ -15,7 +15,7 @@ ${failed ? '<p class="error" role="alert">That token is not right.</p>' : ''}
         : '<p>This dashboard answers requests from this machine only (loopback).</p>';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>tasuki dashboard — sign in</title><link rel="stylesheet" href="style.css"></head>
+<title>tasuki dashboard — sign in</title><link rel="icon" href="data:,"><link rel="stylesheet" href="style.css"></head>
 <body class="signin"><main><h1>tasuki</h1>${body}</main></body></html>
 `;
 }

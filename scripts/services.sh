@@ -36,6 +36,9 @@ if ! port_open 11211; then
   for _ in $(seq 1 50); do port_open 11211 && break; sleep 0.1; done
 fi
 
+# Chromium for the dashboard's browser tests.
+bash "$(dirname "$0")/chromium.sh"
+
 for svc in "redis:6379" "rabbitmq:5672" "memcached:11211"; do
   name=${svc%%:*}; port=${svc##*:}
   if ! port_open "$port"; then
