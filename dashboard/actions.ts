@@ -70,7 +70,8 @@ export async function runAction(client: Client, name: ActionName, body: Record<s
 
 /** The audit line of an action. */
 export function audit(logger: Logger, who: string, name: ActionName, body: Record<string, unknown>, outcome: string): void {
-  const fields: Record<string, unknown> = { who, action: name, outcome };
+  const fields: Record<string, unknown> = { who, action: name };
   for (const k of ['group', 'id', 'ids', 'all'] as const) if (body[k] !== undefined) fields[k] = body[k];
+  fields.outcome = outcome;
   logger.info('dashboard action', fields);
 }

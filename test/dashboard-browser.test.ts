@@ -196,7 +196,9 @@ describe('dashboard in a browser, on Redis with real workers', () => {
     expect(await cell(page, 'ready')).toBe(String(status?.ready));
     expect(await cell(page, 'delayed')).toBe(String(status?.delayed));
     expect(await cell(page, 'inflight')).toBe(String(status?.inFlight));
-    expect(await cell(page, 'throughput')).toContain('5/h');
+    // Rates are read again every 10 s at most.
+    await expect.poll(() => cell(page, 'throughput'), { timeout: 30_000 }).toContain('4/h'); // 3 adds and the echo
+    expect(await cell(page, 'failures')).toContain('42.9%'); // boom, flaky, gated: 3 of 7
     const workers = cliJson<Array<{ id: string; groups: Array<{ group: string }> }>>(['workers']).filter((w) => w.groups.some((g) => g.group === group));
     expect(workers).toHaveLength(2);
     for (const w of workers) await page.waitForSelector(`#workers tr[data-worker="${w.id}"]`);
