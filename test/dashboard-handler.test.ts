@@ -9,6 +9,8 @@ import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { Server } from '../src/server.js';
+import { task } from '../src/index.js';
+import type { TaskCtl } from '../src/ctl.js';
 import { Client } from '../src/client.js';
 import { silentLogger, type Logger } from '../src/logger.js';
 import { MemoryBroker } from '../brokers/memory.js';
@@ -47,7 +49,8 @@ beforeAll(async () => {
   server.add('shop', 'boom', (why: string) => {
     throw new Error(`boom: ${why}`);
   });
-  await server.run('shop', 2);
+  server.add('shop', 'wait', (ctl: TaskCtl) => new Promise((_r, reject) => ctl.signal.addEventListener('abort', () => reject(ctl.signal.reason as Error))), { ctl: true });
+  await server.run('shop', 4);
   client = server.client();
   base = await serve(dashboard({ client, auth: { token: TOKEN }, logger }));
   readOnly = await serve(dashboard({ client, auth: { token: TOKEN }, logger, readOnly: true }));
@@ -181,6 +184,48 @@ describe('dashboard with a token', () => {
     expect(report.message).toContain('it succeeded');
     const missing = (await (await fetch(`${base}/api/task?id=no-such-task`, { headers: bearer })).json()) as WireTask;
     expect(missing.found).toBe(false);
+  });
+
+  it('time range, abort, dead letters (one, selected, all; redrive and delete), workflow steps', async () => {
+    const before = Date.now();
+    const recent = await client.send('shop', 'add', 1, 1);
+    await client.getResult(recent, 10_000);
+    const ranged = async (q: string): Promise<string[]> => ((await (await fetch(`${base}/api/tasks?group=shop&${q}`, { headers: bearer })).json()) as WireTaskPage).items.map((t) => t.id);
+    expect(await ranged(`since=${before}`)).toContain(recent);
+    expect(await ranged(`until=${before}`)).not.toContain(recent);
+    expect(await ranged(`since=${before}&name=boom`)).toEqual([]);
+
+    const waiting = await client.send('shop', 'wait');
+    await new Promise<void>((r) => {
+      const t = setInterval(() => void client.getStatus(waiting).then((x) => x?.status === 'running' && (clearInterval(t), r())), 20);
+    });
+    const aborted = await post(base, 'api/abort', { id: waiting });
+    expect(((await aborted.json()) as { message: string }).message).toBe(`${waiting} aborted`);
+    expect((await client.getResult(waiting, 10_000)).status).toBe('aborted');
+
+    // Three dead letters (missing arguments): one redriven by id, one deleted by id, the rest deleted with all.
+    const dead = await Promise.all([1, 2, 3].map(() => client.send('shop', 'add')));
+    const list = async (): Promise<Array<{ id: string; task?: string }>> => ((await (await fetch(`${base}/api/dead?group=shop`, { headers: bearer })).json()) as { items: Array<{ id: string; task?: string }> }).items;
+    const end = Date.now() + 10_000;
+    while ((await list()).length < 3 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    const rows = await list();
+    expect(rows.map((r) => r.task).sort()).toEqual([...dead].sort());
+    expect(((await (await post(base, 'api/dead/delete', { group: 'shop', ids: [rows[0]?.id] })).json()) as { message: string }).message).toBe('1 dead letter(s) deleted from shop');
+    expect((await post(base, 'api/dead/delete', { group: 'shop', ids: [rows[1]?.id], all: true })).status).toBe(400);
+    expect(((await (await post(base, 'api/dead/redrive', { group: 'shop', ids: [rows[1]?.id] })).json()) as { message: string }).message).toBe('1 dead letter(s) moved back to shop');
+    const end2 = Date.now() + 10_000;
+    while ((await list()).length < 2 && Date.now() < end2) await new Promise((r) => setTimeout(r, 20));
+    expect(((await (await post(base, 'api/dead/delete', { group: 'shop', all: true })).json()) as { message: string }).message).toBe('2 dead letter(s) deleted from shop');
+    expect(await list()).toEqual([]);
+
+    const chain = await client.chain(task(server.add('shop', 'inc', (n: number) => n + 1), 1), task(server.add('shop', 'dbl', (n: number) => n * 2)));
+    expect((await client.getResult(chain, 10_000)).value).toBe(4);
+    const wf = (await (await fetch(`${base}/api/task?id=${chain}`, { headers: bearer })).json()) as WireTask;
+    expect(wf.steps?.kind).toBe('workflow');
+    expect(wf.steps?.items.map((s) => [s.key, s.name, s.status])).toEqual([
+      ['0', 'shop.inc', 'success'],
+      ['1', 'shop.dbl', 'success'],
+    ]);
   });
 
   it('pages a group of 10 000 tasks on the server, and an id search scans a bounded part', async () => {

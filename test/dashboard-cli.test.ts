@@ -1,0 +1,85 @@
+/**
+ * `tasuki dashboard` spawned for real on Redis: the credential rules (none given, a weak token,
+ * `--no-auth` on a non-loopback address are refused with exit code 2), `--no-auth` on loopback,
+ * basic auth with `--read-only`, and a clean stop on SIGTERM.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { redisNamespace } from './helpers/redis.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const TSX = join(root, 'node_modules/.bin/tsx');
+const CLI = join(root, 'cli/index.ts');
+const ns = redisNamespace('dash-cli');
+const REDIS = ['--redis', 'redis://127.0.0.1:6379', '--prefix', ns.prefix];
+const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1', TASUKI_QUIET: '1' };
+delete env.TASUKI_DASHBOARD_TOKEN;
+delete env.TASUKI_DASHBOARD_BASIC;
+
+afterAll(async () => {
+  await ns.sweep();
+  await ns.quit();
+});
+
+function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((r, reject) => {
+    const child = spawn(TSX, [CLI, ...REDIS, 'dashboard', ...args], { cwd: root, env });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => r({ code, stderr }));
+  });
+}
+
+/** Starts the dashboard; resolves with its URL and a stop function giving the exit code. */
+function serve(args: string[]): Promise<{ url: string; stop: () => Promise<number | null> }> {
+  const child = spawn(TSX, [CLI, ...REDIS, 'dashboard', '--port', '0', ...args], { cwd: root, env });
+  let out = '';
+  const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+  return new Promise((r, reject) => {
+    const timer = setTimeout(() => reject(new Error(`not started: ${out}`)), 60_000);
+    const onData = (d: Buffer): void => {
+      out += d.toString();
+      const m = /dashboard on (http:\/\/\S+)/.exec(out);
+      if (m !== null) {
+        clearTimeout(timer);
+        r({ url: m[1] as string, stop: () => (child.kill('SIGTERM'), exited) });
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('close', () => reject(new Error(`exited: ${out}`)));
+  });
+}
+
+describe('tasuki dashboard', () => {
+  it('refuses to start without a credential, with a weak token, and with --no-auth off loopback', async () => {
+    const none = await run(['--port', '0']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/needs a credential/);
+    const weak = await run(['--port', '0', '--token', 'short']);
+    expect(weak.code).toBe(2);
+    expect(weak.stderr).toMatch(/at least 16 characters/);
+    const open = await run(['--port', '0', '--no-auth', '--host', '0.0.0.0']);
+    expect(open.code).toBe(2);
+    expect(open.stderr).toMatch(/--no-auth is refused on 0\.0\.0\.0/);
+    const both = await run(['--port', '0', '--no-auth', '--token', 'a-long-enough-token-here']);
+    expect(both.code).toBe(2);
+  }, 120_000);
+
+  it('--no-auth on loopback answers; basic auth with --read-only asks and says read-only; SIGTERM stops with 0', async () => {
+    const open = await serve(['--no-auth']);
+    expect((await fetch(`${open.url}api/info`)).status).toBe(200);
+    expect(await open.stop()).toBe(0);
+
+    const basic = await serve(['--basic-auth', 'ops:correct-horse', '--read-only']);
+    const refused = await fetch(`${basic.url}api/info`);
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get('www-authenticate')).toMatch(/^Basic/);
+    const ok = await fetch(`${basic.url}api/info`, { headers: { authorization: `Basic ${Buffer.from('ops:correct-horse').toString('base64')}` } });
+    expect(await ok.json()).toMatchObject({ readOnly: true, auth: 'basic' });
+    expect(await basic.stop()).toBe(0);
+  }, 120_000);
+});
