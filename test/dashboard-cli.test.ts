@@ -33,16 +33,16 @@ function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
   });
 }
 
-/** Starts the dashboard; resolves with its URL and a stop function giving the exit code. */
-function serve(args: string[]): Promise<{ url: string; stop: () => Promise<number | null> }> {
-  const child = spawn(TSX, [CLI, ...REDIS, 'dashboard', '--port', '0', ...args], { cwd: root, env });
+/** Starts the dashboard (or a program printing "on http://…"); resolves with its URL and a stop function giving the exit code. */
+function serve(args: string[], program: string[] = [CLI, ...REDIS, 'dashboard', '--port', '0'], extraEnv: Record<string, string> = {}): Promise<{ url: string; stop: () => Promise<number | null> }> {
+  const child = spawn(TSX, [...program, ...args], { cwd: root, env: { ...env, ...extraEnv } });
   let out = '';
   const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
   return new Promise((r, reject) => {
     const timer = setTimeout(() => reject(new Error(`not started: ${out}`)), 60_000);
     const onData = (d: Buffer): void => {
       out += d.toString();
-      const m = /dashboard on (http:\/\/\S+)/.exec(out);
+      const m = / on (http:\/\/\S+)/.exec(out);
       if (m !== null) {
         clearTimeout(timer);
         r({ url: m[1] as string, stop: () => (child.kill('SIGTERM'), exited) });
@@ -81,5 +81,21 @@ describe('tasuki dashboard', () => {
     const ok = await fetch(`${basic.url}api/info`, { headers: { authorization: `Basic ${Buffer.from('ops:correct-horse').toString('base64')}` } });
     expect(await ok.json()).toMatchObject({ readOnly: true, auth: 'basic' });
     expect(await basic.stop()).toBe(0);
+  }, 120_000);
+
+  it('the examples serve: under a path in plain http, and next to the application\'s routes', async () => {
+    const plain = await serve([], ['examples/dashboard-http.ts'], { PORT: '0', DASHBOARD_TOKEN: 'example-token-0123456789' });
+    const origin = new URL(plain.url).origin;
+    expect((await fetch(`${plain.url}api/info`, { headers: { authorization: 'Bearer example-token-0123456789' } })).status).toBe(200);
+    expect((await fetch(`${plain.url}api/info`)).status).toBe(401);
+    expect((await fetch(`${origin}/elsewhere`)).status).toBe(404);
+    expect(await plain.stop()).toBe(0);
+
+    const routes = await serve([], ['examples/dashboard-routes.ts'], { PORT: '0', DASHBOARD_USER: 'ops', DASHBOARD_PASSWORD: 'correct-horse' });
+    expect(await (await fetch(`${routes.url}health`)).json()).toEqual({ ok: true });
+    expect((await fetch(`${routes.url}ops/tasuki/api/info`)).status).toBe(401);
+    const ok = await fetch(`${routes.url}ops/tasuki/api/info`, { headers: { authorization: `Basic ${Buffer.from('ops:correct-horse').toString('base64')}` } });
+    expect(ok.status).toBe(200);
+    expect(await routes.stop()).toBe(0);
   }, 120_000);
 });

@@ -300,6 +300,28 @@ describe('dashboard with basic auth, without auth, under a path', () => {
   });
 });
 
+describe('dashboard under a framework that strips its mount path (Express app.use)', () => {
+  it('reads originalUrl for the redirect to the slash and the cookie path', async () => {
+    const handler = dashboard({ client, auth: { token: TOKEN }, logger });
+    // What Express does for app.use('/ops', handler): req.url without the mount path, req.originalUrl with it.
+    const s = createServer((req, res) => {
+      if (!(req.url ?? '').startsWith('/ops')) return void res.end('app');
+      Object.assign(req, { originalUrl: req.url, url: (req.url ?? '').slice(4) || '/' });
+      handler(req, res, () => res.end('next'));
+    });
+    http.push(s);
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
+    const redirect = await fetch(`${url}/ops`, { redirect: 'manual', headers: bearer });
+    expect(redirect.status).toBe(308);
+    expect(redirect.headers.get('location')).toBe('/ops/');
+    expect((await fetch(`${url}/ops/`, { headers: bearer })).status).toBe(200);
+    const login = await fetch(`${url}/ops/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `token=${TOKEN}` });
+    expect(login.headers.get('set-cookie')).toContain('Path=/ops;');
+    expect(await (await fetch(`${url}/ops/nothing-here`, { headers: bearer })).text()).toBe('next');
+  });
+});
+
 describe('dashboard on Memcache (no task index, no registry)', () => {
   it('says what it cannot list, and still shows queue depths', async () => {
     const backend = new MemcacheBackend({ servers: '127.0.0.1:11211', prefix: `dash-${randomUUID().slice(0, 8)}` });
