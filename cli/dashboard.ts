@@ -31,8 +31,8 @@ interface DashboardConfig {
   readOnly?: boolean;
 }
 
-/** The credential from flags, environment, then config module. */
-export function authFrom(f: DashboardFlags, env: NodeJS.ProcessEnv, config: DashboardConfig | undefined): DashboardAuth {
+/** The credential from flags and environment (undefined: none given there). */
+export function authFromFlags(f: DashboardFlags, env: NodeJS.ProcessEnv): DashboardAuth | undefined {
   const token = f.token ?? env.TASUKI_DASHBOARD_TOKEN;
   const basic = f.basicAuth ?? env.TASUKI_DASHBOARD_BASIC;
   if (!f.auth) {
@@ -47,7 +47,13 @@ export function authFrom(f: DashboardFlags, env: NodeJS.ProcessEnv, config: Dash
     if (colon <= 0) throw new UsageError('--basic-auth takes user:password');
     return { basic: { username: basic.slice(0, colon), password: basic.slice(colon + 1) } };
   }
-  if (config?.auth !== undefined) return config.auth;
+  return undefined;
+}
+
+/** The credential from flags, environment, then config module. */
+export function authFrom(f: DashboardFlags, env: NodeJS.ProcessEnv, config: DashboardConfig | undefined): DashboardAuth {
+  const auth = authFromFlags(f, env) ?? config?.auth;
+  if (auth !== undefined) return auth;
   throw new UsageError('the dashboard needs a credential: --token <token> (or TASUKI_DASHBOARD_TOKEN), --basic-auth user:password (or TASUKI_DASHBOARD_BASIC), or dashboard: { auth } in the config module; --no-auth only on a loopback address');
 }
 
@@ -56,8 +62,8 @@ export async function runDashboard(g: ConnectionFlags, f: DashboardFlags): Promi
   const port = Number(f.port);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new UsageError('--port must be a port number (0: any free one)');
   const env = process.env;
-  // The credential is checked before anything connects.
-  authFrom({ ...f }, env, undefined);
+  // What the flags say is checked before anything connects.
+  authFromFlags(f, env);
   const conn: Connection & { dashboard?: DashboardConfig } = await connect(g);
   const config = conn.dashboard;
   const client = new Client({ broker: conn.broker, backend: conn.backend, logger: silentLogger });

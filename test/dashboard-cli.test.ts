@@ -4,7 +4,10 @@
  * basic auth with `--read-only`, and a clean stop on SIGTERM.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { randomUUID } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { redisNamespace } from './helpers/redis.js';
@@ -98,4 +101,42 @@ describe('tasuki dashboard', () => {
     expect(ok.status).toBe(200);
     expect(await routes.stop()).toBe(0);
   }, 120_000);
+
+  it('takes the credential and read-only mode from the config module', async () => {
+    const d = await serve([], [CLI, '--config', 'test/fixtures/dashboard-config.ts', 'dashboard', '--port', '0'], { CLI_PREFIX: ns.prefix });
+    expect((await fetch(`${d.url}api/info`)).status).toBe(401);
+    const info = await fetch(`${d.url}api/info`, { headers: { authorization: 'Bearer config-module-token-0123' } });
+    expect(await info.json()).toMatchObject({ readOnly: true, auth: 'token' });
+    expect(await d.stop()).toBe(0);
+  }, 60_000);
+
+  it('the built package serves the UI files that npm run build wrote into dist/dashboard/assets', async () => {
+    // Inside the checkout (git-ignored) so that the compiled modules find node_modules.
+    const dist = join(root, '.scratch', `dist-${randomUUID().slice(0, 8)}`);
+    try {
+      const run = promisify(execFile);
+      await run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', dist, '--sourceMap', 'false', '--declaration', 'false'], { cwd: root });
+      await run(process.execPath, [join(root, 'scripts/build-dashboard.mjs'), dist], { cwd: root });
+      const built = readFileSync(join(dist, 'dashboard/assets/app.js'), 'utf8');
+      expect(built.length).toBeGreaterThan(1000);
+      const d = await new Promise<{ url: string; stop: () => Promise<number | null> }>((r, reject) => {
+        const child = spawn(process.execPath, [join(dist, 'cli/index.js'), ...REDIS, 'dashboard', '--port', '0', '--no-auth'], { cwd: root, env });
+        let out = '';
+        const exited = new Promise<number | null>((x) => child.on('close', (code) => x(code)));
+        child.stdout.on('data', (b: Buffer) => {
+          out += b.toString();
+          const m = / on (http:\/\/\S+)/.exec(out);
+          if (m !== null) r({ url: m[1] as string, stop: () => (child.kill('SIGTERM'), exited) });
+        });
+        child.on('close', () => reject(new Error(`exited: ${out}`)));
+      });
+      const page = await fetch(d.url);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain('<script src="app.js" defer></script>');
+      expect(await (await fetch(`${d.url}app.js`)).text()).toBe(built);
+      expect(await d.stop()).toBe(0);
+    } finally {
+      rmSync(dist, { recursive: true, force: true });
+    }
+  }, 180_000);
 });

@@ -88,7 +88,9 @@ describe('dashboard with a token', () => {
   });
 
   it('answers with the bearer token, and through the login form cookie', async () => {
-    expect((await fetch(`${base}/`, { headers: bearer })).status).toBe(200);
+    const page = await fetch(`${base}/`, { headers: bearer });
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-security-policy')).toMatch(/script-src 'self'.*frame-ancestors 'none'/);
     const info = (await (await fetch(`${base}/api/info`, { headers: bearer })).json()) as { readOnly: boolean; auth: string };
     expect(info).toMatchObject({ readOnly: false, auth: 'token' });
     const form = (token: string): Promise<Response> =>
@@ -104,6 +106,9 @@ describe('dashboard with a token', () => {
     const session = cookie.split(';')[0] as string;
     expect((await fetch(`${base}/api/info`, { headers: { cookie: session } })).status).toBe(200);
     expect((await fetch(`${base}/api/info`, { headers: { cookie: 'tasuki_dashboard=forged' } })).status).toBe(401);
+    const out = await fetch(`${base}/logout`, { method: 'POST', redirect: 'manual', headers: { cookie: session, origin: base } });
+    expect(out.status).toBe(303);
+    expect(out.headers.get('set-cookie')).toMatch(/^tasuki_dashboard=; .*Max-Age=0/);
     const crossSiteLogin = await fetch(`${base}/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://evil.example' }, body: `token=${TOKEN}` });
     expect(crossSiteLogin.status).toBe(403);
   });
