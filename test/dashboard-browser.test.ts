@@ -264,7 +264,8 @@ describe('dashboard in a browser, on Redis with real workers', () => {
     const held = await client.send(group, 'add', 20, 22);
     await sleep(1500);
     expect((await client.getStatus(held))?.status).toBe('sent');
-    await expect.poll(() => cell(page, 'ready'), { timeout: 30_000 }).toBe('1');
+    // Held: queued, or fetched by a fetch that was already waiting when the pause came (leased, not started).
+    await expect.poll(async () => Number(await cell(page, 'ready')) + Number(await cell(page, 'inflight')), { timeout: 30_000 }).toBe(1);
     await page.click(`tr[data-group="${group}"] button[data-action="resume"]`);
     await page.waitForSelector(`tr[data-group="${group}"] .s-active`);
     expect((await client.getResult(held, 60_000)).value).toBe(42);
@@ -277,6 +278,21 @@ describe('dashboard in a browser, on Redis with real workers', () => {
     const elapsed = Date.now() - t0;
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.length).toBeLessThanOrEqual(Math.ceil(elapsed / 1000));
+    // A hidden tab asks nothing; shown again, it refreshes at once.
+    await page.evaluate(() => {
+      const doc = (globalThis as unknown as { document: object }).document;
+      Object.defineProperty(doc, 'hidden', { configurable: true, get: () => true });
+    });
+    await sleep(2500); // a refresh already under way may still land
+    const hiddenFrom = seen.length;
+    await sleep(4000);
+    expect(seen.length).toBe(hiddenFrom);
+    await page.evaluate(() => {
+      const doc = (globalThis as unknown as { document: { dispatchEvent(e: unknown): void } }).document;
+      Object.defineProperty(doc, 'hidden', { configurable: true, get: () => false });
+      doc.dispatchEvent(new (globalThis as unknown as { Event: new (t: string) => unknown }).Event('visibilitychange'));
+    });
+    await expect.poll(() => seen.length, { timeout: 10_000 }).toBeGreaterThan(hiddenFrom);
     await page.close();
 
     const log = procs[2]?.output() ?? '';
@@ -294,6 +310,12 @@ describe('dashboard in a browser, on Redis with real workers', () => {
     await page.waitForSelector(`tr[data-group="${group}"]`);
     expect(await page.locator('#who').innerText()).toContain('read-only');
     expect(await page.locator('button.action').count()).toBe(0);
+    // A group added by name (for backends that cannot list groups) is shown with its counts.
+    await page.click('details.more summary');
+    await page.fill('#add-group input', 'added-by-name');
+    await page.click('#add-group button');
+    await page.waitForSelector('tr[data-group="added-by-name"] td[data-col="ready"]');
+    expect(await page.locator('tr[data-group="added-by-name"] td[data-col="ready"]').innerText()).toBe('0');
     await page.goto(`${ro}#/task?id=${boomId}`);
     await page.waitForSelector('#task-error');
     expect(await page.locator('button.action').count()).toBe(0);
