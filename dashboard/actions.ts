@@ -1,15 +1,16 @@
 /**
- * The dashboard's actions (POST, JSON bodies): retry, abort, dead letters (redrive / delete: some
+ * The dashboard's actions (POST, JSON bodies): send, retry, abort, dead letters (redrive / delete: some
  * or all), pause, resume, purge (confirmed by repeating the group name). Each is logged with who
  * did it and what came of it.
  */
 import type { Client } from '../src/client.js';
 import type { Logger } from '../src/logger.js';
+import type { SendOptions } from '../src/options.js';
 import { DashboardError, str, strList } from './http.js';
 import type { WireActionResult } from './wire.js';
 
 /** Names of the actions (the path after `api/`). */
-export const ACTIONS = ['retry', 'abort', 'dead/redrive', 'dead/delete', 'pause', 'resume', 'purge'] as const;
+export const ACTIONS = ['send', 'retry', 'abort', 'dead/redrive', 'dead/delete', 'pause', 'resume', 'purge'] as const;
 /** One action's name. */
 export type ActionName = (typeof ACTIONS)[number];
 
@@ -32,6 +33,17 @@ function target(body: Record<string, unknown>): string[] | undefined {
 /** Runs an action; resolves with what to tell the user. */
 export async function runAction(client: Client, name: ActionName, body: Record<string, unknown>): Promise<WireActionResult> {
   switch (name) {
+    case 'send': {
+      const group = str(body.group, 'group');
+      const task = str(body.name, 'name');
+      const args = body.args ?? [];
+      if (!Array.isArray(args)) throw new DashboardError(400, 'ERR_DASHBOARD_REQUEST', 'args must be a JSON array');
+      const o: SendOptions = {};
+      if (body.retries !== undefined) o.retryCount = body.retries as number;
+      if (body.runAfterMs !== undefined) o.runAfter = body.runAfterMs as number;
+      const id = await client.with(o).send(group, task, ...(args as unknown[]));
+      return { message: `sent ${group}.${task}: ${id}`, detail: { id } };
+    }
     case 'retry': {
       const ids = strList(body.ids, 'ids');
       if (ids === undefined || ids.length === 0) throw new DashboardError(400, 'ERR_DASHBOARD_REQUEST', 'ids is required');
@@ -71,7 +83,7 @@ export async function runAction(client: Client, name: ActionName, body: Record<s
 /** The audit line of an action. */
 export function audit(logger: Logger, who: string, name: ActionName, body: Record<string, unknown>, outcome: string): void {
   const fields: Record<string, unknown> = { who, action: name };
-  for (const k of ['group', 'id', 'ids', 'all'] as const) if (body[k] !== undefined) fields[k] = body[k];
+  for (const k of ['group', 'name', 'id', 'ids', 'all'] as const) if (body[k] !== undefined) fields[k] = body[k];
   fields.outcome = outcome;
   logger.info('dashboard action', fields);
 }

@@ -1,6 +1,7 @@
 /**
  * The dashboard's read endpoints (`GET api/…`): info, overview (every group's counts and hourly
- * rates, the workers), tasks (paged, filtered, id search), task (detail), dead (dead letters).
+ * rates, the workers), tasks (paged, filtered, id search), task (detail), dead (dead letters),
+ * abnormal (the watchdog's check on demand).
  * What a backend cannot list comes back as words (`notes`, or an `ERR_UNSUPPORTED` answer).
  */
 import type { Client } from '../src/client.js';
@@ -11,6 +12,7 @@ import type { Principal } from './auth.js';
 import { DashboardError } from './http.js';
 import { listDead, listTasks, parseTaskQuery, Rates } from './lists.js';
 import { taskDetail } from './detail.js';
+import { abnormal } from './abnormal.js';
 import type { WireInfo, WireOverview } from './wire.js';
 
 /** Most groups an overview shows. */
@@ -42,6 +44,8 @@ export class Reads {
         if (id === null || id === '') throw new DashboardError(400, 'ERR_DASHBOARD_REQUEST', 'id is required');
         return taskDetail(this.client, id, p.get('full') === '1');
       }
+      case 'abnormal':
+        return abnormal(this.client, p);
       case 'dead': {
         const group = p.get('group') ?? '';
         assertName('group', group);

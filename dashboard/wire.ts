@@ -241,3 +241,15 @@ export interface WireActionResult {
   /** Details (retry report, counts). */
   detail?: unknown;
 }
+
+/** `GET api/abnormal`: the watchdog's check on demand. */
+export interface WireAbnormal {
+  /** Abnormal tasks with why. */
+  items: Array<{ kind: 'not-started' | 'running-too-long' | 'redelivered'; task: WireTaskRow }>;
+  /** Not started this long after due. */
+  sentTimeoutMs: number;
+  /** Running longer than this. */
+  runningTimeoutMs: number;
+  /** Redelivered runs started within this long. */
+  intervalMs: number;
+}

@@ -4,7 +4,7 @@
  * process. Without the credential every page, read and action is refused (plain fetch too, and a
  * page of another site cannot act); signed in: the counts and workers agree with `tasuki status`
  * and `tasuki workers`, a failed task is found by id search and its error shown, a retry succeeds,
- * a dead letter is redriven, a group paused and resumed, argument values stay text, the live view
+ * a task is sent from the page, a dead letter is redriven, a group paused and resumed, argument values stay text, the live view
  * polls at most once a second, and read-only mode shows no action. Screenshots of the main pages
  * go to `.screenshots/` (git-ignored; the README shows them).
  */
@@ -233,6 +233,16 @@ describe('dashboard in a browser, on Redis with real workers', () => {
     expect(await page.locator('[data-value="result"] pre').innerText()).toBe('"second run ok"');
     expect((await client.getResult(flakyId, 10_000)).value).toBe('second run ok');
 
+    // Send a task from the group's page.
+    await page.goto(`${url}#/tasks?group=${group}`);
+    await page.click('#send >> xpath=.. >> summary');
+    await page.fill('#send input[name=name]', 'add');
+    await page.fill('#send input[name=args]', '[2, 3]');
+    await page.click('#send button[type=submit]');
+    await expect.poll(() => page.locator('#flash').innerText()).toContain(`sent ${group}.add: `);
+    const sentId = (await page.locator('#flash').innerText()).split(': ')[1]?.trim() ?? '';
+    expect((await client.getResult(sentId, 60_000)).value).toBe(5);
+
     // Argument and result values are text, never HTML.
     await page.fill('#goto-id', echoId);
     await page.click('#goto button');
@@ -296,7 +306,7 @@ describe('dashboard in a browser, on Redis with real workers', () => {
     await page.close();
 
     const log = procs[2]?.output() ?? '';
-    for (const action of ['retry', 'dead/redrive', 'pause', 'resume']) expect(log).toMatch(new RegExp(`dashboard action who=token@127\\.0\\.0\\.1 action=${action.replace('/', '\\/')} `));
+    for (const action of ['retry', 'send', 'dead/redrive', 'pause', 'resume']) expect(log).toMatch(new RegExp(`dashboard action who=token@127\\.0\\.0\\.1 action=${action.replace('/', '\\/')} `));
   }, 180_000);
 
   it('read-only: no action is shown, and the API refuses them', async () => {

@@ -139,6 +139,28 @@ describe('dashboard with a token', () => {
     const purge = await post(base, 'api/purge', { group: 'shop' });
     expect(purge.status).toBe(400);
     expect(await purge.text()).toContain('confirm');
+
+    // Send, then purge what it queued (confirmed by the group name).
+    await client.ops.pause('shop');
+    await new Promise((r) => setTimeout(r, 1500)); // workers read the pause every second
+    const sent = (await (await post(base, 'api/send', { group: 'shop', name: 'add', args: [20, 22], runAfterMs: 60_000 })).json()) as { message: string; detail: { id: string } };
+    expect(sent.message).toBe(`sent shop.add: ${sent.detail.id}`);
+    expect((await client.getStatus(sent.detail.id))?.status).toBe('sent');
+    expect((await post(base, 'api/send', { group: 'shop', name: 'add', args: 'nope' })).status).toBe(400);
+    expect((await client.ops.counts('shop')).delayed).toBe(1);
+    const purged = (await (await post(base, 'api/purge', { group: 'shop', confirm: 'shop' })).json()) as { message: string };
+    expect(purged.message).toBe('shop purged (0 ready, 1 delayed, 0 dead removed)');
+    expect((await client.ops.counts('shop')).delayed).toBe(0);
+    await client.ops.resume('shop');
+    // Failed attempts are audited too.
+    expect(lines.filter((l) => l.message === 'dashboard action').map((l) => [l.fields?.action, String(l.fields?.outcome).startsWith('failed:')])).toEqual([
+      ['pause', false],
+      ['resume', false],
+      ['purge', true],
+      ['send', false],
+      ['send', true],
+      ['purge', false],
+    ]);
   });
 
   it('read-only: reads answer, info says so, every action is refused and changes nothing', async () => {
@@ -204,6 +226,10 @@ describe('dashboard with a token', () => {
     await new Promise<void>((r) => {
       const t = setInterval(() => void client.getStatus(waiting).then((x) => x?.status === 'running' && (clearInterval(t), r())), 20);
     });
+    const abnormal = (await (await fetch(`${base}/api/abnormal?group=shop&runningTimeoutMs=0`, { headers: bearer })).json()) as { items: Array<{ kind: string; task: { id: string } }> };
+    expect(abnormal.items).toContainEqual({ kind: 'running-too-long', task: expect.objectContaining({ id: waiting }) });
+    const calm = (await (await fetch(`${base}/api/abnormal?group=shop`, { headers: bearer })).json()) as { items: unknown[] };
+    expect(calm.items).toEqual([]);
     const aborted = await post(base, 'api/abort', { id: waiting });
     expect(((await aborted.json()) as { message: string }).message).toBe(`${waiting} aborted`);
     expect((await client.getResult(waiting, 10_000)).status).toBe('aborted');

@@ -1,8 +1,9 @@
-/** The task list: per group and status, newest first, paged on the server; search by id prefix, name and time range; retry selected. */
+/** The task list: per group and status, newest first, paged on the server; search by id prefix, name and time range; retry selected; send and the abnormal check below. */
 import { get } from './api.js';
 import { actionButton, failure, type App, type View } from './app.js';
 import { ago, badge, h, replace, route, table } from './dom.js';
 import type { WireTaskPage } from '../wire.js';
+import { abnormalPanel, sendForm } from './tools.js';
 
 const STATUSES = ['', 'sent', 'running', 'waiting-retry', 'success', 'failure', 'expired', 'aborted'];
 
@@ -45,7 +46,7 @@ export function tasks(app: App, params: URLSearchParams): View {
     location.hash = route('tasks', { group: v('group'), status: status.value, name: v('name'), q: v('q'), since: epochOf(since.value), until: epochOf(until.value) });
   });
   const body = h('div', { id: 'task-list' });
-  replace(app.root, h('h1', {}, group === '' ? 'Tasks' : `Tasks of ${group}`), form, body);
+  replace(app.root, h('h1', {}, group === '' ? 'Tasks' : `Tasks of ${group}`), form, body, group === '' ? null : sendForm(app, group), group === '' ? null : abnormalPanel(group));
 
   const cursors: Array<string | undefined> = [undefined];
   let page = 0;
