@@ -47,30 +47,35 @@ export function timelineOf(s: TaskState): WireEvent[] {
   return out.sort((a, b) => a.at - b.at);
 }
 
-async function stepsOf(client: Client, id: string): Promise<WireTask['steps']> {
+/** Runs `read`; undefined when it throws (no journal on this backend, or not that kind of task). */
+async function quietly<T>(read: () => Promise<T>): Promise<T | undefined> {
   try {
-    const wf = await client.getWorkflow(id);
-    if (wf !== null && wf.steps.length > 0) {
-      const items: WireStep[] = wf.steps.map((s) => {
-        const step: WireStep = { key: s.path, name: `${s.group}.${s.name}`, kind: 'task', status: s.status, attempts: s.attempts };
-        if (s.id !== undefined) step.id = s.id;
-        if (s.error !== undefined) step.error = s.error.message;
-        return step;
-      });
-      return { kind: 'workflow', items };
-    }
-    const flow = await client.getFlow(id);
-    if (flow !== null && flow.steps.length > 0) {
-      const items: WireStep[] = flow.steps.map((s) => {
-        const step: WireStep = { key: s.key, name: s.name, kind: s.kind, status: s.childStatus ?? s.status, attempts: s.attempts };
-        if (s.child !== undefined) step.id = s.child;
-        if (s.error !== undefined) step.error = s.error.message;
-        return step;
-      });
-      return { kind: 'flow', items };
-    }
+    return await read();
   } catch {
-    // no journal storage on this backend, or not a flow: a plain task
+    return undefined;
+  }
+}
+
+async function stepsOf(client: Client, id: string): Promise<WireTask['steps']> {
+  const wf = await quietly(() => client.getWorkflow(id));
+  if (wf != null && wf.steps.length > 0) {
+    const items: WireStep[] = wf.steps.map((s) => {
+      const step: WireStep = { key: s.path, name: `${s.group}.${s.name}`, kind: 'task', status: s.status, attempts: s.attempts };
+      if (s.id !== undefined) step.id = s.id;
+      if (s.error !== undefined) step.error = s.error.message;
+      return step;
+    });
+    return { kind: 'workflow', items };
+  }
+  const flow = await quietly(() => client.getFlow(id));
+  if (flow != null && flow.steps.length > 0) {
+    const items: WireStep[] = flow.steps.map((s) => {
+      const step: WireStep = { key: s.key, name: s.name, kind: s.kind, status: s.childStatus ?? s.status, attempts: s.attempts };
+      if (s.child !== undefined) step.id = s.child;
+      if (s.error !== undefined) step.error = s.error.message;
+      return step;
+    });
+    return { kind: 'flow', items };
   }
   return undefined;
 }

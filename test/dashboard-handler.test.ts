@@ -213,7 +213,7 @@ describe('dashboard with a token', () => {
     expect(missing.found).toBe(false);
   });
 
-  it('time range, abort, dead letters (one, selected, all; redrive and delete), workflow steps', async () => {
+  it('time range, abort, the abnormal check, dead letters (one, selected, all; redrive and delete), flow and workflow steps', async () => {
     const before = Date.now();
     const recent = await client.send('shop', 'add', 1, 1);
     await client.getResult(recent, 10_000);
@@ -248,6 +248,23 @@ describe('dashboard with a token', () => {
     while ((await list()).length < 2 && Date.now() < end2) await new Promise((r) => setTimeout(r, 20));
     expect(((await (await post(base, 'api/dead/delete', { group: 'shop', all: true })).json()) as { message: string }).message).toBe('2 dead letter(s) deleted from shop');
     expect(await list()).toEqual([]);
+
+    const addRef = server.add('shop', 'add2', (a: number, b: number) => a + b);
+    const flowRef = server.flow('flows', 'twoSteps', async (flow, n: number) => {
+      const doubled = await flow.step('double', () => n * 2);
+      return flow.call('add', addRef, doubled, 1);
+    });
+    await server.run('flows', 2);
+    const flowId = await client.send(flowRef, 5);
+    expect((await client.getResult(flowId, 10_000)).value).toBe(11);
+    const fl = (await (await fetch(`${base}/api/task?id=${flowId}`, { headers: bearer })).json()) as WireTask;
+    expect(fl.steps?.kind).toBe('flow');
+    expect(fl.steps?.items.map((s) => [s.name, s.kind, s.status])).toEqual([
+      ['double', 'step', 'done'],
+      ['add', 'call', 'success'],
+    ]);
+    const child = fl.steps?.items[1]?.id as string;
+    expect(((await (await fetch(`${base}/api/task?id=${encodeURIComponent(child)}`, { headers: bearer })).json()) as WireTask).state?.name).toBe('add2');
 
     const chain = await client.chain(task(server.add('shop', 'inc', (n: number) => n + 1), 1), task(server.add('shop', 'dbl', (n: number) => n * 2)));
     expect((await client.getResult(chain, 10_000)).value).toBe(4);
