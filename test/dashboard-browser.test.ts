@@ -309,6 +309,38 @@ describe('dashboard in a browser, on Redis with real workers', () => {
     for (const action of ['retry', 'send', 'dead/redrive', 'pause', 'resume']) expect(log).toMatch(new RegExp(`dashboard action who=token@127\\.0\\.0\\.1 action=${action.replace('/', '\\/')} `));
   }, 180_000);
 
+  it('a group of 10 000 tasks: 50 rows a page, older pages, an id found by its start', async () => {
+    const big = `${group}-big`;
+    const ids: string[] = [];
+    for (let i = 0; i < 10_000; i += 500) ids.push(...(await Promise.all(Array.from({ length: 500 }, () => client.send(big, 'noop')))));
+    try {
+      const page = await signedIn();
+      await page.goto(`${url}#/tasks?group=${big}`);
+      await page.waitForSelector('#tasks tbody tr');
+      expect(await page.locator('#tasks tbody tr').count()).toBe(50);
+      const first = await page.locator('#tasks tbody tr').first().getAttribute('data-task');
+      await page.click('#next-page');
+      await expect.poll(() => page.locator('#task-list .muted').last().innerText()).toContain('page 2');
+      expect(await page.locator('#tasks tbody tr').count()).toBe(50);
+      expect(await page.locator(`#tasks tr[data-task="${first}"]`).count()).toBe(0);
+      // A recent id is found in the first 5 000 entries searched; an old one after going on once.
+      const recent = ids[9000] as string;
+      await page.fill('#f-q', recent.slice(0, 13));
+      await page.click('#filters button[type=submit]');
+      await page.waitForSelector(`#tasks tr[data-task="${recent}"]`);
+      const old = ids[1234] as string;
+      await page.fill('#f-q', old.slice(0, 13));
+      await page.click('#filters button[type=submit]');
+      await expect.poll(() => page.locator('#task-list').innerText(), { timeout: 30_000 }).toContain('5000 entries searched');
+      expect(await page.locator(`#tasks tr[data-task="${old}"]`).count()).toBe(0);
+      await page.click('#next-page');
+      await page.waitForSelector(`#tasks tr[data-task="${old}"]`);
+      await page.close();
+    } finally {
+      await client.ops.purge(big);
+    }
+  }, 120_000);
+
   it('read-only: no action is shown, and the API refuses them', async () => {
     const handler = dashboard({ client, auth: { token: TOKEN }, readOnly: true, logger: silentLogger });
     const s = createServer((req, res) => handler(req, res));
