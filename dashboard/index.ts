@@ -24,9 +24,6 @@ export type * from './wire.js';
 /** A Node request handler; `next` (Express-style) is called for paths that are not the dashboard's. */
 export type DashboardHandler = (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void;
 
-/** Files served without a credential (they hold no data). */
-const PUBLIC = new Set(['style.css']);
-
 /**
  * Makes the dashboard's request handler (see the module comment and README "Dashboard").
  * Throws `InvalidOptionError` for missing or weak credentials.
