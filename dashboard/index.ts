@@ -45,7 +45,8 @@ export function dashboard(options: DashboardOptions): DashboardHandler {
     const mount = full.endsWith(path) ? full.slice(0, full.length - path.length) : o.basePath;
     if (path === '' || (path === '/' && !full.endsWith('/'))) {
       res.statusCode = 308;
-      res.setHeader('Location', `${full}/${url.search}`);
+      // A path, never `//host` (which a browser would read as another site).
+      res.setHeader('Location', `/${full.replace(/^\/+/, '')}/${url.search}`);
       res.end();
       return;
     }
