@@ -66,11 +66,16 @@ export class Reads {
       if (!(err instanceof UnsupportedError)) throw err;
       notes.push(`${err.message}: groups are not listed; add a group by name to see its counts.`);
     }
+    names.sort();
+    if (names.length > MAX_GROUPS) {
+      notes.push(`${names.length} groups are known; the first ${MAX_GROUPS} are shown (add one by name to see it).`);
+      names = names.slice(0, MAX_GROUPS);
+    }
     for (const g of extra) {
       assertName('group', g);
       if (!names.includes(g)) names.push(g);
     }
-    names = names.sort().slice(0, MAX_GROUPS);
+    names.sort();
     let workers: WireOverview['workers'] = null;
     try {
       workers = await this.client.ops.workers();

@@ -162,6 +162,15 @@ describe('dashboard API on the memory pair', () => {
     ]);
   });
 
+  it('shows 200 groups at most, says so, and adds a group asked for by name', async () => {
+    await Promise.all(Array.from({ length: 201 }, (_, i) => client.send(`many-${String(i).padStart(3, '0')}`, 'noop')));
+    const ov = (await (await fetch(`${base}/api/overview?group=many-200`, { headers: bearer })).json()) as WireOverview;
+    expect(ov.notes.join(' ')).toMatch(/^\d+ groups are known; the first 200 are shown/);
+    expect(ov.groups.length).toBe(201);
+    expect(ov.groups.some((g) => g.group === 'many-200')).toBe(true);
+    await Promise.all(Array.from({ length: 201 }, (_, i) => client.ops.purge(`many-${String(i).padStart(3, '0')}`)));
+  });
+
   it('pages a group of 10 000 tasks on the server, and an id search scans a bounded part', async () => {
     const group = 'big';
     const ids: string[] = [];
