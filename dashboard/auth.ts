@@ -136,3 +136,46 @@ export function checkSameOrigin(req: IncomingMessage, action: boolean): void {
   }
   if (action && req.headers[ACTION_HEADER] !== '1') throw new DashboardError(403, 'ERR_DASHBOARD_CSRF', `actions need the ${ACTION_HEADER}: 1 header`);
 }
+
+/** Failed credentials allowed per client address and minute; more are answered 429 until the minute ends. */
+export const MAX_FAILURES_PER_MINUTE = 10;
+
+/** Counts failed credentials per client address (a brake on guessing; no timers, old entries dropped on use). */
+export class FailureLimit {
+  private readonly failures = new Map<string, { count: number; since: number }>();
+
+  /** Whether `address` has used up its failures for the current minute. */
+  blocked(address: string, now = Date.now()): boolean {
+    const f = this.failures.get(address);
+    if (f === undefined) return false;
+    if (now - f.since >= 60_000) {
+      this.failures.delete(address);
+      return false;
+    }
+    return f.count >= MAX_FAILURES_PER_MINUTE;
+  }
+
+  /** Counts a failed credential from `address`. */
+  fail(address: string, now = Date.now()): void {
+    const f = this.failures.get(address);
+    if (f === undefined || now - f.since >= 60_000) this.failures.set(address, { count: 1, since: now });
+    else f.count++;
+    if (this.failures.size > 10_000) {
+      for (const [k, v] of this.failures) if (now - v.since >= 60_000) this.failures.delete(k);
+      if (this.failures.size > 10_000) this.failures.delete(this.failures.keys().next().value as string);
+    }
+  }
+}
+
+/**
+ * Whether a request carries an `Authorization` header: only those (and sign-in posts) count as
+ * failures. A session cookie cannot be guessed; a stale one (the process restarted) is cleared.
+ */
+export function presentsCredential(req: IncomingMessage): boolean {
+  return req.headers.authorization !== undefined;
+}
+
+/** Whether a request carries a session cookie. */
+export function hasSession(req: IncomingMessage): boolean {
+  return cookie(req, COOKIE) !== undefined;
+}

@@ -11,7 +11,7 @@ import { consoleLogger } from '../src/logger.js';
 import { toError } from '../src/errors.js';
 import { isAction, runAction, audit } from './actions.js';
 import { assets } from './assets.js';
-import { Authenticator, checkSameOrigin, peer, type Principal } from './auth.js';
+import { Authenticator, checkSameOrigin, FailureLimit, hasSession, peer, presentsCredential, type Principal } from './auth.js';
 import { DashboardError, failureOf, readForm, readJson, securityHeaders, sendJson } from './http.js';
 import { loginPage } from './login.js';
 import { resolveOptions, type DashboardOptions } from './options.js';
@@ -32,6 +32,7 @@ export function dashboard(options: DashboardOptions): DashboardHandler {
   const o = resolveOptions(options, consoleLogger('info'));
   const auth = new Authenticator(o.auth);
   const reads = new Reads(o.client, o.readOnly);
+  const limit = new FailureLimit();
   const log = o.logger;
 
   async function handle(req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): Promise<void> {
@@ -65,18 +66,26 @@ export function dashboard(options: DashboardOptions): DashboardHandler {
         res.setHeader('Set-Cookie', auth.clearCookie(cookiePath));
         return redirect(res, 'login');
       }
+      if (limit.blocked(peer(req))) throw tooMany();
       const token = (await readForm(req)).get('token') ?? '';
       if (auth.tokenMatches(token)) {
         log.info('dashboard login', { who: `token@${peer(req)}` });
         res.setHeader('Set-Cookie', auth.sessionCookie(req, cookiePath));
         return redirect(res, './');
       }
+      limit.fail(peer(req));
       log.warn('dashboard login refused', { who: peer(req) });
       return sendHtml(res, 401, loginPage(auth.method, true));
     }
 
+    const credential = presentsCredential(req);
+    if (credential && limit.blocked(peer(req))) throw tooMany();
     const who = auth.identify(req);
-    if (who === null) return refuse(req, res, route, method);
+    if (who === null) {
+      if (credential) limit.fail(peer(req));
+      if (hasSession(req)) res.setHeader('Set-Cookie', auth.clearCookie(cookiePath));
+      return refuse(req, res, route, method);
+    }
 
     if (method === 'GET' || method === 'HEAD') {
       if (route === '') return sendAsset(res, 'index.html');
@@ -135,6 +144,10 @@ export function dashboard(options: DashboardOptions): DashboardHandler {
       sendJson(res, status, body);
     });
   };
+}
+
+function tooMany(): DashboardError {
+  return new DashboardError(429, 'ERR_DASHBOARD_AUTH', 'too many failed credentials from this address: wait a minute');
 }
 
 function sendHtml(res: ServerResponse, status: number, html: string): void {

@@ -100,7 +100,9 @@ describe('dashboard with a token', () => {
     expect(cookie).toMatch(/SameSite=Strict/);
     const session = cookie.split(';')[0] as string;
     expect((await fetch(`${base}/api/info`, { headers: { cookie: session } })).status).toBe(200);
-    expect((await fetch(`${base}/api/info`, { headers: { cookie: 'tasuki_dashboard=forged' } })).status).toBe(401);
+    const forged = await fetch(`${base}/api/info`, { headers: { cookie: 'tasuki_dashboard=forged' } });
+    expect(forged.status).toBe(401);
+    expect(forged.headers.get('set-cookie')).toMatch(/^tasuki_dashboard=; .*Max-Age=0/);
     const out = await fetch(`${base}/logout`, { method: 'POST', redirect: 'manual', headers: { cookie: session, origin: base } });
     expect(out.status).toBe(303);
     expect(out.headers.get('set-cookie')).toMatch(/^tasuki_dashboard=; .*Max-Age=0/);
@@ -169,6 +171,18 @@ describe('dashboard with a token', () => {
     expect(await client.ops.paused()).toEqual([]);
   });
 
+});
+
+describe('guessing the credential', () => {
+  it('ten failed credentials a minute from one address, then 429 (the right one too) for the rest of the minute', async () => {
+    const url = await serve(dashboard({ client, auth: { token: TOKEN }, logger }));
+    for (let i = 0; i < 10; i++) expect((await fetch(`${url}/api/info`, { headers: { authorization: `Bearer wrong-guess-${i}-xxxxxxxx` } })).status).toBe(401);
+    expect((await fetch(`${url}/api/info`, { headers: bearer })).status).toBe(429);
+    const login = await fetch(`${url}/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `token=${TOKEN}` });
+    expect(login.status).toBe(429);
+    // Requests without any credential are not counted: the sign-in page still shows.
+    expect((await fetch(`${url}/`)).status).toBe(401);
+  });
 });
 
 describe('dashboard with basic auth, without auth, under a path', () => {
