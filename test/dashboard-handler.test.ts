@@ -5,6 +5,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server as HttpServer } from 'node:http';
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { Server } from '../src/server.js';
 import type { TaskCtl } from '../src/ctl.js';
@@ -171,6 +174,18 @@ describe('dashboard with a token', () => {
     expect(await client.ops.paused()).toEqual([]);
   });
 
+});
+
+describe('the UI code', () => {
+  it('never hands data to an HTML parser (no innerHTML, outerHTML, insertAdjacentHTML, document.write, eval)', () => {
+    const dir = join(dirname(fileURLToPath(import.meta.url)), '../dashboard/ui');
+    const files = readdirSync(dir).filter((f) => f.endsWith('.ts'));
+    expect(files.length).toBeGreaterThan(5);
+    for (const f of files) {
+      const code = readFileSync(join(dir, f), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '');
+      expect(code.match(/innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function\(/g), f).toBeNull();
+    }
+  });
 });
 
 describe('guessing the credential', () => {
