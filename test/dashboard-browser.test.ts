@@ -26,7 +26,8 @@ import { dashboard } from '../dashboard/index.js';
 import { redisNamespace } from './helpers/redis.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const TSX = join(root, 'node_modules/.bin/tsx');
+// Node with tsx's loader, not the tsx wrapper: a signal (SIGKILL too) reaches the process itself.
+const TS = ['--import', 'tsx'];
 const CLI = join(root, 'cli/index.ts');
 const SHOTS = join(root, '.screenshots');
 const CHROMIUM = '/usr/bin/chromium';
@@ -46,7 +47,7 @@ interface Proc {
 
 /** Spawns the CLI and resolves once its output matches `ready`. */
 function start(args: string[], ready: RegExp): Promise<Proc> {
-  const child = spawn(TSX, [CLI, ...CONFIG, ...args], { cwd: root, env });
+  const child = spawn(process.execPath, [...TS, CLI, ...CONFIG, ...args], { cwd: root, env });
   let out = '';
   const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
   return new Promise((resolveStart, reject) => {
@@ -66,7 +67,7 @@ function start(args: string[], ready: RegExp): Promise<Proc> {
 
 /** Runs a CLI command and parses its `--json` output. */
 function cliJson<T>(args: string[]): T {
-  return JSON.parse(execFileSync(TSX, [CLI, ...CONFIG, '--json', ...args], { cwd: root, env, encoding: 'utf8' })) as T;
+  return JSON.parse(execFileSync(process.execPath, [...TS, CLI, ...CONFIG, '--json', ...args], { cwd: root, env, encoding: 'utf8' })) as T;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -103,11 +104,20 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  for (const p of procs) p.child.kill('SIGKILL');
+  // Workers stop gracefully (their registry entries go) before the keys are swept.
+  await Promise.all(
+    procs.map(async (p) => {
+      p.child.kill('SIGINT');
+      const timer = setTimeout(() => p.child.kill('SIGKILL'), 20_000);
+      await p.exited;
+      clearTimeout(timer);
+    }),
+  );
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   await client?.ops.purge(group).catch(() => undefined);
   await client?.close();
   await ns.sweep();
+  expect(await ns.keys()).toEqual([]);
   await ns.quit();
   rmSync(scratch, { recursive: true, force: true });
 });

@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { redisNamespace } from './helpers/redis.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const TSX = join(root, 'node_modules/.bin/tsx');
+// Node with tsx's loader, not the tsx wrapper: a signal (SIGKILL too) reaches the process itself.
+const TS = ['--import', 'tsx'];
 const CLI = join(root, 'cli/index.ts');
 const ns = redisNamespace('dash-cli');
 const REDIS = ['--redis', 'redis://127.0.0.1:6379', '--prefix', ns.prefix];
@@ -28,7 +29,7 @@ afterAll(async () => {
 
 function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
   return new Promise((r, reject) => {
-    const child = spawn(TSX, [CLI, ...REDIS, 'dashboard', ...args], { cwd: root, env });
+    const child = spawn(process.execPath, [...TS, CLI, ...REDIS, 'dashboard', ...args], { cwd: root, env });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
@@ -38,7 +39,7 @@ function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
 
 /** Starts the dashboard (or a program printing "on http://…"); resolves with its URL and a stop function giving the exit code. */
 function serve(args: string[], program: string[] = [CLI, ...REDIS, 'dashboard', '--port', '0'], extraEnv: Record<string, string> = {}): Promise<{ url: string; stop: () => Promise<number | null> }> {
-  const child = spawn(TSX, [...program, ...args], { cwd: root, env: { ...env, ...extraEnv } });
+  const child = spawn(process.execPath, [...TS, ...program, ...args], { cwd: root, env: { ...env, ...extraEnv } });
   let out = '';
   const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
   return new Promise((r, reject) => {
