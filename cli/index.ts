@@ -15,6 +15,7 @@ import { connect, type Connection, type ConnectionFlags } from './connect.js';
 import { CommandFailed, errorLine, exitCodeOf, parseDuration, stdoutOutput, type Output } from './format.js';
 import { abnormal, collectStatus, inspect, ls, renderStatus, workers, type LsFlags } from './views.js';
 import { runWorker, type WorkerFlags } from './worker.js';
+import { dashboardCommand } from './dashboard.js';
 
 interface GlobalFlags extends ConnectionFlags {
   json?: boolean;
@@ -218,6 +219,7 @@ function build(): Command {
         throw err;
       }
     });
+  program.addCommand(dashboardCommand().copyInheritedSettings(program));
   return program;
 }
 

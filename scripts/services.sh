@@ -2,7 +2,8 @@
 # Makes sure the services the tests need are reachable on loopback:
 # Redis (127.0.0.1:6379) and RabbitMQ (127.0.0.1:5672) are expected to run already (they do on
 # developer machines and in CI); memcached is installed from Debian's packages when missing and
-# started on 127.0.0.1:11211 when nothing listens there.
+# started on 127.0.0.1:11211 when nothing listens there. Debian's chromium (the dashboard's browser
+# tests) is installed when missing, by scripts/chromium.sh.
 # `bash scripts/services.sh stop` stops the memcached this script started (found by its pid file),
 # and nothing else. `npm test` leaves it running: other test runs on the machine may use it.
 set -euo pipefail
@@ -35,6 +36,9 @@ if ! port_open 11211; then
   memcached -d -l 127.0.0.1 -p 11211 -m 128 -u "$(id -un)" -P "$PIDFILE"
   for _ in $(seq 1 50); do port_open 11211 && break; sleep 0.1; done
 fi
+
+# Chromium for the dashboard's browser tests.
+bash "$(dirname "$0")/chromium.sh"
 
 for svc in "redis:6379" "rabbitmq:5672" "memcached:11211"; do
   name=${svc%%:*}; port=${svc##*:}

@@ -1,7 +1,7 @@
 /**
  * The README's promises that can be checked mechanically:
  * - every ```ts block compiles (type-checked with tsc against the sources: `tasuki`, `tasuki/brokers/…`,
- *   `tasuki/backends/…`, `tasuki/postgres-tx`, `tasuki/metrics`, `tasuki/otel` and `tasuki/testing` are mapped to this checkout's modules, `./tasks.js` to
+ *   `tasuki/backends/…`, `tasuki/postgres-tx`, `tasuki/metrics`, `tasuki/otel`, `tasuki/dashboard` and `tasuki/testing` are mapped to this checkout's modules, `./tasks.js` to
  *   `examples/tasks.ts`). How a snippet must be written to pass:
  *   - a complete program: its own imports, top-level `await` allowed (each snippet is a module);
  *   - a fragment (uses names it does not declare): put `<!-- snippet: fragment -->` on a line before
@@ -115,6 +115,7 @@ describe('README', () => {
         'tasuki/postgres-tx': ['../../postgres/tx-adapters.ts'],
         'tasuki/metrics': ['../../metrics/index.ts'],
         'tasuki/otel': ['../../otel/index.ts'],
+        'tasuki/dashboard': ['../../dashboard/index.ts'],
       };
       writeFileSync(
         join(dir, 'tsconfig.json'),
