@@ -15,6 +15,8 @@
  * sources, otherwise `dist/`); `bench/run.ts` calls {@link runRabbitMQBench}.
  */
 import { fork } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { connect } from 'amqplib';
@@ -47,6 +49,45 @@ interface RoundArgs {
   prefix: string;
 }
 
+/** With TASUKI_BENCH_CPU=<beam pid>,<redis pid>: CPU ms of RabbitMQ, Redis and this process per phase (for profiling). */
+const CPU_PIDS = (process.env.TASUKI_BENCH_CPU ?? '').split(',').filter(Boolean);
+function cpuNow(): number[] {
+  const ticks = CPU_PIDS.map((pid) => {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  });
+  const u = process.cpuUsage();
+  return [...ticks, (u.user + u.system) / 1000];
+}
+/** With TASUKI_BENCH_PROF=<dir>: a CPU profile of each timed phase, written there. */
+const PROF_DIR = process.env.TASUKI_BENCH_PROF;
+let session: Session | undefined;
+async function profStart(): Promise<void> {
+  if (!PROF_DIR) return;
+  session ??= new Session();
+  session.connect();
+  const post = (m: string): Promise<void> => new Promise((res) => session?.post(m, () => res()));
+  await post('Profiler.enable');
+  await post('Profiler.start');
+}
+async function profStop(what: string): Promise<void> {
+  if (!PROF_DIR || !session) return;
+  const s = session;
+  await new Promise<void>((res) =>
+    s.post('Profiler.stop', (err, r) => {
+      if (!err) writeFileSync(`${PROF_DIR}/${what}.cpuprofile`, JSON.stringify(r.profile));
+      s.disconnect();
+      res();
+    }),
+  );
+}
+function cpuReport(what: string, since: number[], jobs: number): void {
+  void profStop(what);
+  if (CPU_PIDS.length === 0) return;
+  const d = cpuNow().map((x, i) => ((x - (since[i] ?? 0)) / jobs) * 1000);
+  console.error(`    ${what}: CPU ms per 1000 tasks: rabbitmq ${d[0]?.toFixed(0)} redis ${d[1]?.toFixed(0)} node ${d[2]?.toFixed(0)}`);
+}
+
 /** Runs `work` with `n` loops pulling from one counter of `jobs`. */
 async function inFlight(jobs: number, n: number, work: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
@@ -69,9 +110,12 @@ async function rawRound(a: RoundArgs): Promise<RoundFigures> {
       new Promise((resolve, reject) => {
         pub.publish('', queue, body, { persistent: true }, (err: unknown) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve()));
       });
+    await profStart();
+    const c0 = cpuNow();
     const t0 = performance.now();
     await inFlight(a.jobs, a.concurrency, () => publish(queues[0] as string));
     const enqueueS = (performance.now() - t0) / 1000;
+    cpuReport('raw enqueue', c0, a.jobs);
     if ((await pub.checkQueue(queues[0] as string)).messageCount !== a.jobs) throw new Error('raw enqueue: count mismatch');
     // Prefill for processing (not timed).
     await inFlight(a.jobs, 1000, () => publish(queues[1] as string));
@@ -82,6 +126,8 @@ async function rawRound(a: RoundArgs): Promise<RoundFigures> {
     let finish!: () => void;
     let fail!: (e: unknown) => void;
     const allDone = new Promise<void>((resolve, reject) => ((finish = resolve), (fail = reject)));
+    await profStart();
+    const c1 = cpuNow();
     const t1 = performance.now();
     let t1end = 0;
     let seq = 0;
@@ -98,6 +144,7 @@ async function rawRound(a: RoundArgs): Promise<RoundFigures> {
     });
     await allDone;
     const processS = (t1end - t1) / 1000;
+    cpuReport('raw process', c1, a.jobs);
     let stored = 0;
     for (let i = 0; i < a.jobs; i += 1000) {
       const keys = Array.from({ length: Math.min(1000, a.jobs - i) }, (_, j) => `${a.prefix}:r:${i + j}`);
@@ -117,9 +164,12 @@ async function rawRound(a: RoundArgs): Promise<RoundFigures> {
 async function tasukiRound(a: RoundArgs): Promise<RoundFigures> {
   const sys = await tasukiSystem('rabbitmq', a.prefix);
   try {
+    await profStart();
+    const c0 = cpuNow();
     const t0 = performance.now();
     await inFlight(a.jobs, a.concurrency, async () => void (await sys.sendOne('enqueue', PAYLOAD)));
     const enqueueS = (performance.now() - t0) / 1000;
+    cpuReport('tasuki enqueue', c0, a.jobs);
     if ((await sys.waiting('enqueue')) !== a.jobs) throw new Error('tasuki enqueue: count mismatch');
     const ids = await sys.sendBulk('process', new Array<string>(a.jobs).fill(PAYLOAD));
     let done = 0;
@@ -127,6 +177,8 @@ async function tasukiRound(a: RoundArgs): Promise<RoundFigures> {
     let finish!: () => void;
     const allDone = new Promise<void>((r) => (finish = r));
     let t1end = 0;
+    await profStart();
+    const c1 = cpuNow();
     const t1 = performance.now();
     await sys.startWorker('process', a.concurrency, (ok) => {
       if (ok) done++;
@@ -138,6 +190,7 @@ async function tasukiRound(a: RoundArgs): Promise<RoundFigures> {
     });
     await allDone;
     const processS = (t1end - t1) / 1000;
+    cpuReport('tasuki process', c1, a.jobs);
     await sys.stopWorkers();
     const v = await sys.verify('process', ids);
     if (failed > 0 || v.completed !== a.jobs || v.resultsStored !== a.jobs) throw new Error(`tasuki process: ${v.completed} completed, ${String(v.resultsStored)} results of ${a.jobs}`);
@@ -150,7 +203,7 @@ async function tasukiRound(a: RoundArgs): Promise<RoundFigures> {
 
 function runChild(args: RoundArgs): Promise<RoundFigures> {
   return new Promise((resolve, reject) => {
-    const child = fork(here, ['--round', JSON.stringify(args)], { execArgv: ['--import', 'tsx', ...(process.env.TASUKI_BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/tasuki-rabbit-prof'] : [])] });
+    const child = fork(here, ['--round', JSON.stringify(args)], { execArgv: ['--import', 'tsx'] });
     let got: { ok: true; figures: RoundFigures } | { ok: false; error: string } | undefined;
     child.on('message', (m) => (got = m as typeof got));
     child.on('exit', (code) => {
