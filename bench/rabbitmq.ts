@@ -231,7 +231,7 @@ export async function runRabbitMQBench(o: RabbitBenchOptions): Promise<string[]>
   for (let r = 1; r <= o.runs; r++) {
     for (const kind of ['raw', 'tasuki'] as const) {
       try {
-        const f = await runChild({ kind, jobs: o.jobs, concurrency: o.concurrency, prefix: `tasuki-bench-rmq-${process.pid}-${r}-${kind}` });
+        const f = await runChild({ kind, jobs: o.jobs, concurrency: o.concurrency, prefix: `tasuki-bench-${process.pid}-rmq-${r}-${kind}` });
         figures[kind].push(f);
         log(`  round ${r} ${kind.padEnd(6)} enqueue ${f.enqueue_per_s}/s  process ${f.process_per_s}/s`);
       } catch (err) {

@@ -267,6 +267,7 @@ async function main(): Promise<void> {
     if (r.status !== 0) failures.push('workflows scenario failed');
   }
 
+  if (systems.includes('tasuki-rabbitmq') && !skipped.has('tasuki-rabbitmq')) failures.push(...(await (await import('./rabbitmq.js')).runRabbitMQBench({ jobs: o.jobs, concurrency: o.concurrency, runs: o.runs, log })));
   const left = await countKeys(`${KEY_PREFIX}-${process.pid}-`);
   if (left > 0) failures.push(`${left} benchmark key(s) left in Redis`);
   if (systems.some((s) => PG.includes(s))) {
