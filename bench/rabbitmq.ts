@@ -6,10 +6,13 @@
  *   on one confirm channel, each awaited for its own confirm; then a consumer with prefetch
  *   `concurrency` on the prefilled queue that stores each result in Redis (`SET`) and acks after
  *   the write (at-least-once, as tasuki); every result is read back.
+ * - broker: the tasuki `RabbitMQBroker` alone doing the raw row's work (`publish` of the same
+ *   payload with `concurrency` in flight; `fetch` keeping `concurrency` held, Redis `SET`, `ack`):
+ *   what the broker itself costs over amqplib, without the core's states.
  * - tasuki: `client.send` with `concurrency` in flight (the `sent` state is written too), then a
  *   worker with `concurrency` on a queue prefilled with `client.sendMany`; every state and result is
  *   read back from the backend.
- * Prints the medians and the ratios tasuki / raw (goals: ≥ 0.8 for both).
+ * Prints the medians and the ratios to raw (goals for tasuki: ≥ 0.8 for both).
  *
  * `npx tsx bench/rabbitmq.ts [--jobs N] [--concurrency C] [--runs R]` (TASUKI_BENCH_SOURCE=1 for the
  * sources, otherwise `dist/`); `bench/run.ts` calls {@link runRabbitMQBench}.
@@ -20,7 +23,7 @@ import { Session } from 'node:inspector';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { connect } from 'amqplib';
-import { EXPECTED_RESULT, REDIS_HOST, REDIS_PORT, deleteKeys, tasukiSystem } from './systems.js';
+import { EXPECTED_RESULT, REDIS_HOST, REDIS_PORT, deleteKeys, loadTasuki, tasukiSystem } from './systems.js';
 
 const AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
 /** The 64-byte payload of `bench/round.ts` (not imported: that module runs a round when forked). */
@@ -36,6 +39,11 @@ export interface RabbitBenchOptions {
   log?: (line: string) => void;
 }
 
+/** The rows: raw amqplib, the tasuki RabbitMQ broker alone (no core, same work as raw), tasuki. */
+const KINDS = ['raw', 'broker', 'tasuki'] as const;
+type Kind = (typeof KINDS)[number];
+const LABEL: Record<Kind, string> = { raw: 'raw amqplib', broker: 'RabbitMQBroker alone', tasuki: 'tasuki (client, worker)' };
+
 /** One round's figures. */
 interface RoundFigures {
   enqueue_per_s: number;
@@ -43,7 +51,7 @@ interface RoundFigures {
 }
 
 interface RoundArgs {
-  kind: 'raw' | 'tasuki';
+  kind: Kind;
   jobs: number;
   concurrency: number;
   prefix: string;
@@ -161,6 +169,77 @@ async function rawRound(a: RoundArgs): Promise<RoundFigures> {
   }
 }
 
+async function brokerRound(a: RoundArgs): Promise<RoundFigures> {
+  type BrokerT = import('../src/broker.js').Broker;
+  const { RabbitMQBroker } = (await loadTasuki<unknown>('brokers/rabbitmq.js')) as { RabbitMQBroker: new (o: { prefix: string }) => BrokerT };
+  const broker = new RabbitMQBroker({ prefix: a.prefix });
+  const redis = new Redis({ host: REDIS_HOST, port: REDIS_PORT });
+  try {
+    await broker.publish('warm', PAYLOAD);
+    await profStart();
+    const c0 = cpuNow();
+    const t0 = performance.now();
+    await inFlight(a.jobs, a.concurrency, () => broker.publish('enqueue', PAYLOAD));
+    const enqueueS = (performance.now() - t0) / 1000;
+    cpuReport('broker enqueue', c0, a.jobs);
+    const waiting = await broker.counts('enqueue');
+    if (waiting.ready !== a.jobs) throw new Error(`broker enqueue: ${waiting.ready} of ${a.jobs} in the queue`);
+    for (let i = 0; i < a.jobs; i += 1000) await broker.publishBatch('process', Array.from({ length: Math.min(1000, a.jobs - i) }, () => ({ body: PAYLOAD })));
+
+    await profStart();
+    const c1 = cpuNow();
+    const t1 = performance.now();
+    let t1end = 0;
+    let held = 0;
+    let done = 0;
+    let seq = 0;
+    let slotFreed: (() => void) | null = null;
+    let failure: unknown;
+    while (done < a.jobs && failure === undefined) {
+      if (held >= a.concurrency || seq >= a.jobs) {
+        // Every slot busy, or every job fetched: wait for an ack.
+        await new Promise<void>((r) => (slotFreed = r));
+        continue;
+      }
+      const got = await broker.fetch('process', a.concurrency - held, { leaseMs: 60_000, waitMs: 1000 });
+      held += got.length;
+      for (const d of got) {
+        redis
+          .set(`${a.prefix}:r:${seq++}`, String(d.body.length))
+          .then(() => broker.ack(d))
+          .then(
+            () => {
+              if (++done === a.jobs) t1end = performance.now();
+              held--;
+              const wake = slotFreed;
+              slotFreed = null;
+              wake?.();
+            },
+            (err: unknown) => {
+              failure = err;
+              slotFreed?.();
+            },
+          );
+      }
+    }
+    if (failure !== undefined) throw failure;
+    const processS = (t1end - t1) / 1000;
+    cpuReport('broker process', c1, a.jobs);
+    let stored = 0;
+    for (let i = 0; i < seq; i += 1000) {
+      const keys = Array.from({ length: Math.min(1000, seq - i) }, (_, j) => `${a.prefix}:r:${i + j}`);
+      stored += (await redis.mget(...keys)).filter((v) => v === String(EXPECTED_RESULT)).length;
+    }
+    if (stored !== a.jobs) throw new Error(`broker process: ${stored} of ${a.jobs} results stored`);
+    return { enqueue_per_s: Math.round(a.jobs / enqueueS), process_per_s: Math.round(a.jobs / processS) };
+  } finally {
+    for (const g of ['warm', 'enqueue', 'process']) await broker.purge(g).catch(() => undefined);
+    await broker.close().catch(() => undefined);
+    await redis.quit().catch(() => undefined);
+    await deleteKeys(a.prefix);
+  }
+}
+
 async function tasukiRound(a: RoundArgs): Promise<RoundFigures> {
   const sys = await tasukiSystem('rabbitmq', a.prefix);
   try {
@@ -224,12 +303,12 @@ function median(xs: number[]): number {
  * (empty when every round verified, whatever the ratios).
  */
 export async function runRabbitMQBench(o: RabbitBenchOptions): Promise<string[]> {
-  const log = o.log ?? ((s: string) => console.log(s));
-  const figures = { raw: [] as RoundFigures[], tasuki: [] as RoundFigures[] };
+  const log = o.log ?? ((line: string) => console.log(line));
+  const figures: Record<Kind, RoundFigures[]> = { raw: [], broker: [], tasuki: [] };
   const failures: string[] = [];
-  log(`\nRabbitMQ: raw amqplib vs tasuki (RabbitMQ broker + Redis backend), ${o.jobs} jobs, concurrency ${o.concurrency}, ${o.runs} alternating round(s)`);
+  log(`\nRabbitMQ: raw amqplib vs the RabbitMQ broker alone vs tasuki (RabbitMQ broker + Redis backend), ${o.jobs} jobs, 64-byte payload, concurrency ${o.concurrency}, ${o.runs} alternating round(s)`);
   for (let r = 1; r <= o.runs; r++) {
-    for (const kind of ['raw', 'tasuki'] as const) {
+    for (const kind of KINDS) {
       try {
         const f = await runChild({ kind, jobs: o.jobs, concurrency: o.concurrency, prefix: `tasuki-bench-${process.pid}-rmq-${r}-${kind}` });
         figures[kind].push(f);
@@ -240,20 +319,22 @@ export async function runRabbitMQBench(o: RabbitBenchOptions): Promise<string[]>
       }
     }
   }
-  if (figures.raw.length === 0 || figures.tasuki.length === 0) return failures;
-  const med = (k: 'raw' | 'tasuki', m: keyof RoundFigures): number => median(figures[k].map((f) => f[m]));
+  if (KINDS.some((k) => figures[k].length === 0)) return failures;
+  const med = (k: Kind, m: keyof RoundFigures): number => median(figures[k].map((f) => f[m]));
   const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
   log('');
-  log(`| figure (medians, concurrency ${o.concurrency}) | raw amqplib | tasuki | tasuki / raw |`);
-  log('|---|--:|--:|--:|');
+  log(`| figure (medians of ${o.runs}, ${o.concurrency} in flight) | ${KINDS.map((k) => LABEL[k]).join(' | ')} | broker / raw | tasuki / raw |`);
+  log(`|---|${KINDS.map(() => '--:').join('|')}|--:|--:|`);
   for (const [label, m] of [
     ['enqueue, confirmed (/s)', 'enqueue_per_s'],
     ['process: consume, result to Redis, ack (/s)', 'process_per_s'],
   ] as const) {
-    const ratio = med('tasuki', m) / med('raw', m);
-    log(`| ${label} | ${fmt(med('raw', m))} | ${fmt(med('tasuki', m))} | ${ratio.toFixed(2)} ${ratio >= 0.8 ? '(goal ≥ 0.8 met)' : '(goal ≥ 0.8 NOT met)'} |`);
+    const ratio = (k: Kind): number => med(k, m) / med('raw', m);
+    log(`| ${label} | ${KINDS.map((k) => fmt(med(k, m))).join(' | ')} | ${ratio('broker').toFixed(2)} | ${ratio('tasuki').toFixed(2)} ${ratio('tasuki') >= 0.8 ? '(goal ≥ 0.8 met)' : '(goal ≥ 0.8 NOT met)'} |`);
   }
-  log(JSON.stringify({ rabbitmq: { raw: { enqueue_per_s: med('raw', 'enqueue_per_s'), process_per_s: med('raw', 'process_per_s') }, tasuki: { enqueue_per_s: med('tasuki', 'enqueue_per_s'), process_per_s: med('tasuki', 'process_per_s') } } }));
+  const json: Record<string, RoundFigures> = {};
+  for (const k of KINDS) json[k] = { enqueue_per_s: med(k, 'enqueue_per_s'), process_per_s: med(k, 'process_per_s') };
+  log(JSON.stringify({ rabbitmq: json }));
   return failures;
 }
 
@@ -269,7 +350,7 @@ if (process.argv[1] === here) {
   const argv = process.argv.slice(2);
   if (argv[0] === '--round') {
     const args = JSON.parse(argv[1] ?? '{}') as RoundArgs;
-    (args.kind === 'raw' ? rawRound(args) : tasukiRound(args)).then(
+    (args.kind === 'raw' ? rawRound(args) : args.kind === 'broker' ? brokerRound(args) : tasukiRound(args)).then(
       (figures) => {
         process.send?.({ ok: true, figures });
         setTimeout(() => process.exit(0), 100).unref();
