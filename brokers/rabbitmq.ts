@@ -23,6 +23,9 @@
  * - Dead letters live in a per-group queue; listing reads them with `basic.get` on a private channel
  *   and hands them back by closing that channel (RabbitMQ requeues them in their original order).
  * - Declarations and counts are spread over a few channels so RabbitMQ handles them in parallel.
+ * - The acks of one event-loop tick on a consumer channel leave together (`rabbitmq/acks.ts`: one
+ *   `multiple` ack for the settled head), and the frames of one tick in one socket write.
+ * - Options and their validation: `rabbitmq/options.ts`; counts: `rabbitmq/counts.ts`.
  *
  * - Clusters: `urls` lists the nodes; each (re)connection tries them in turn (see the option), so
  *   after a node dies the broker reconnects to a surviving one. With `queueType: 'quorum'` the queues
