@@ -15,7 +15,7 @@
  * private redis-server's INFO) for the Redis systems; --no-cost leaves it out, --cost-tasks N (5000)
  * and --cost-waiting W (100000) size it.
  * --leak-check (afterwards: 100 000 tasuki tasks, heap before/after GC)
- * --leak-jobs N --flows (afterwards: the flows scenario of `bench/flows.ts`) --workflows (`bench/workflows.ts`).
+ * --leak-jobs N --flows (afterwards: the flows scenario of `bench/flows.ts`) --workflows (`bench/workflows.ts`; also part of every run without --only, as is `bench/limits.ts`).
  * A full run (no --only) ends with the limits scenario of `bench/limits.ts`.
  * PostgreSQL rows (tasuki-postgres, pg-boss, graphile-worker; bench/postgres-systems.ts) run only when
  * asked: `--pg` adds them to the selection, `--only postgres` (or `--only pg`) selects just them, and
@@ -323,7 +323,7 @@ async function main(): Promise<void> {
     const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'flows.ts')], { stdio: 'inherit' });
     if (r.status !== 0) failures.push('flows scenario failed');
   }
-  if (o.workflows) {
+  if (o.workflows || o.only === null) {
     log('\nWorkflows: a chord of 1 000 children + callback beside BullMQ FlowProducer…');
     const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'workflows.ts')], { stdio: 'inherit' });
     if (r.status !== 0) failures.push('workflows scenario failed');
@@ -334,6 +334,7 @@ async function main(): Promise<void> {
     const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'limits.ts'), '--jobs', String(o.jobs), '--prefix', `${KEY_PREFIX}-${process.pid}-limits`], { stdio: 'inherit' });
     if (r.status !== 0) failures.push('limits scenario failed');
   }
+  if (systems.includes('tasuki-rabbitmq') && !skipped.has('tasuki-rabbitmq')) failures.push(...(await (await import('./rabbitmq.js')).runRabbitMQBench({ jobs: o.jobs, concurrency: o.concurrency, runs: o.runs, log })));
   const left = await countKeys(`${KEY_PREFIX}-${process.pid}-`);
   if (left > 0) failures.push(`${left} benchmark key(s) left in Redis`);
   if (systems.some((s) => PG.includes(s))) {

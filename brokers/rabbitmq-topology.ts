@@ -77,8 +77,23 @@ export function delayExchangeNames(prefix: string): string[] {
   return Array.from({ length: DELAY_LEVELS }, (_, n) => `${prefix}.delay.${level2(n)}`);
 }
 
-/** Names of the queues of `group` under `prefix`. */
+/** Names computed recently (each publish asks for them); emptied when it grows past {@link NAMES_CACHED}. */
+const namesCache = new Map<string, GroupQueueNames>();
+const NAMES_CACHED = 1000;
+
+/** Names of the queues of `group` under `prefix` (computed once, then cached). */
 export function groupQueueNames(prefix: string, group: string): GroupQueueNames {
+  const key = `${prefix}\n${group}`;
+  let names = namesCache.get(key);
+  if (!names) {
+    if (namesCache.size >= NAMES_CACHED) namesCache.clear();
+    names = computeNames(prefix, group);
+    namesCache.set(key, names);
+  }
+  return names;
+}
+
+function computeNames(prefix: string, group: string): GroupQueueNames {
   return {
     work: `${prefix}.work.${group}`,
     dead: `${prefix}.dead.${group}`,

@@ -23,6 +23,9 @@
  * - Dead letters live in a per-group queue; listing reads them with `basic.get` on a private channel
  *   and hands them back by closing that channel (RabbitMQ requeues them in their original order).
  * - Declarations and counts are spread over a few channels so RabbitMQ handles them in parallel.
+ * - The acks of one event-loop tick on a consumer channel leave together (`rabbitmq/acks.ts`: one
+ *   `multiple` ack for the settled head), and the frames of one tick in one socket write.
+ * - Options and their validation: `rabbitmq/options.ts`; counts: `rabbitmq/counts.ts`.
  *
  * - Clusters: `urls` lists the nodes; each (re)connection tries them in turn (see the option), so
  *   after a node dies the broker reconnects to a surviving one. With `queueType: 'quorum'` the queues
@@ -37,87 +40,25 @@
  * an idle consumer's buffer and handed back is marked redelivered by RabbitMQ although no handler saw it.
  */
 import { randomUUID } from 'node:crypto';
-import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
-import type { Channel, Options } from 'amqplib';
+import type { Channel } from 'amqplib';
 import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, DispatchFeature, PublishOptions, QueueCounts } from '../src/broker.js';
-import { InvalidOptionError, UnsupportedError } from '../src/errors.js';
+import { InvalidOptionError } from '../src/errors.js';
 import { DEFAULT_PRIORITY, checkPriority, requireFeature } from '../src/limits.js';
 import { assertName } from '../src/names.js';
-import { HEADER_DEAD_AT, HEADER_DEAD_CODE, HEADER_DEAD_MESSAGE, PREFIX_PATTERN, groupQueueNames, type RabbitMQQueueType } from './rabbitmq-topology.js';
+import { HEADER_DEAD_AT, HEADER_DEAD_CODE, HEADER_DEAD_MESSAGE, type RabbitMQQueueType } from './rabbitmq-topology.js';
 import { RabbitConnection, type Conn } from './rabbitmq/connection.js';
 import { Consumers } from './rabbitmq/consumer.js';
+import { readCounts } from './rabbitmq/counts.js';
 import { DeadLetters } from './rabbitmq/dead-letters.js';
 import { Declarations } from './rabbitmq/declarations.js';
-import { DEFAULT_HOLD_MS, DelayMover } from './rabbitmq/delay-mover.js';
+import { DelayMover } from './rabbitmq/delay-mover.js';
 import { Leases } from './rabbitmq/leases.js';
+import { resolveOptions, type RabbitMQBrokerOptions } from './rabbitmq/options.js';
 import { Publisher } from './rabbitmq/publisher.js';
-import { connectionTargets } from './rabbitmq/targets.js';
-import { ackSafe, errText, nackSafe, positiveInt, priorityOf } from './rabbitmq/util.js';
+import { ackSafe, nackSafe, priorityOf } from './rabbitmq/util.js';
 
 export type { RabbitMQQueueType } from './rabbitmq-topology.js';
-
-/** Options of {@link RabbitMQBroker}. */
-export interface RabbitMQBrokerOptions {
-  /** `amqp://` or `amqps://` URL (default `amqp://guest:guest@127.0.0.1:5672`). Ignored when `connection` or `urls` is given. */
-  url?: string;
-  /**
-   * URLs of the nodes of a RabbitMQ cluster, instead of `url`. Each (re)connection tries them in turn,
-   * starting at a random one (which spreads instances over the nodes) and, after a lost connection,
-   * at the node after the one lost; a full round of failed attempts backs off like a single URL.
-   */
-  urls?: readonly string[];
-  /** Connection fields as amqplib takes them (hostname, port, username, password, vhost, heartbeat...), instead of `url`. */
-  connection?: Options.Connect;
-  /** Virtual host; overrides the one of `url` / `connection`. */
-  vhost?: string;
-  /** TLS options for `amqps` (ca, cert, key, servername...), passed to `tls.connect`. */
-  tls?: TlsConnectionOptions;
-  /** Connection name shown by `rabbitmqctl list_connections client_properties` and the management UI. */
-  connectionName?: string;
-  /** Heartbeat interval in seconds unless the URL/connection sets one (default 10; 0 turns heartbeats off). */
-  heartbeatSeconds?: number;
-  /** Socket connect timeout in ms (default 10 000). */
-  connectTimeoutMs?: number;
-  /** Prefix of every queue name (default `tasuki`; 1 to 64 of `A-Z a-z 0-9 _ : -`; no `.`, so that two prefixes' queue names never coincide). */
-  prefix?: string;
-  /** Type of the declared queues: `classic` (default) or `quorum` (RabbitMQ clusters). */
-  queueType?: RabbitMQQueueType;
-  /**
-   * Declare work queues with `x-max-priority` 9, so that the `priority` send control works (classic
-   * queues only; default false). Every process of a group must use the same setting: an existing
-   * work queue declared the other way fails with `TopologyMismatchError`. Quorum queues (RabbitMQ
-   * 3.10) have no priorities: with `queueType: 'quorum'` this option is refused (`UnsupportedError`).
-   */
-  priorities?: boolean;
-  /**
-   * Quorum queues only: declare work queues with `x-delivery-limit` = this and dead-letter a message
-   * over the limit into the group's dead-letter queue (`x-dead-letter-exchange` `""`,
-   * `x-dead-letter-routing-key` `P.dead.G`) instead of letting RabbitMQ drop it. RabbitMQ counts every
-   * return (lease expiry, release, a worker's lost connection, an idle consumer's hand-back), so keep
-   * it well above the core's `maxDeliveries` (default 5), e.g. 100. Default: no limit (RabbitMQ 3.10
-   * has no default delivery limit). Changing it on an existing queue is a `TopologyMismatchError`.
-   */
-  deliveryLimit?: number;
-  /**
-   * Fixed per-consumer prefetch (1 to 65 535). Without it the prefetch grows to the deliveries this
-   * instance holds in the group plus the largest `max` asked by `fetch` (the core's concurrency).
-   */
-  prefetch?: number;
-  /** A consumer with no `fetch` waiting for this long (ms) is cancelled and hands back its buffered messages (default 250). */
-  consumerIdleMs?: number;
-  /**
-   * Longest time in ms a delay mover holds a delayed message unacked before it is due to move on
-   * (default 60 000): keep it well under RabbitMQ's `consumer_timeout` (30 min by default). A level
-   * whose head is due later is handed back and consumed again shortly before.
-   */
-  delayHoldMs?: number;
-  /** First reconnection delay in ms (default 100); doubles up to `reconnectMaxDelayMs`, with jitter. */
-  reconnectInitialDelayMs?: number;
-  /** Longest reconnection delay in ms (default 5000). */
-  reconnectMaxDelayMs?: number;
-  /** How long publish, counts, dead-letter and purge operations wait for a (re)connection before rejecting with `ConnectionError` (ms, default 15 000). */
-  operationTimeoutMs?: number;
-}
+export type { RabbitMQBrokerOptions } from './rabbitmq/options.js';
 
 /**
  * A {@link Broker} on RabbitMQ. Several instances (processes, machines) with the same `prefix` and
@@ -153,42 +94,14 @@ export class RabbitMQBroker implements Broker {
 
   /** @param options connection, naming and tuning options; see {@link RabbitMQBrokerOptions}. */
   constructor(options: RabbitMQBrokerOptions = {}) {
-    this.prefix = options.prefix ?? 'tasuki';
-    if (!PREFIX_PATTERN.test(this.prefix)) {
-      throw new InvalidOptionError(`prefix ${JSON.stringify(this.prefix)} must be 1 to 64 characters of A-Z a-z 0-9 _ : - (no ".", which separates the parts of queue names)`);
-    }
-    this.queueType = options.queueType ?? 'classic';
-    if (this.queueType !== 'classic' && this.queueType !== 'quorum') {
-      throw new InvalidOptionError(`queueType must be "classic" or "quorum", got ${JSON.stringify(this.queueType)}`);
-    }
-    const priorities = options.priorities ?? false;
-    if (typeof priorities !== 'boolean') throw new InvalidOptionError('priorities must be a boolean');
-    if (priorities && this.queueType === 'quorum') {
-      throw new UnsupportedError('priorities are not supported on quorum queues (RabbitMQ 3.10 quorum queues have no x-max-priority); use classic queues for prioritised groups');
-    }
-    this.dispatchFeatures = new Set<DispatchFeature>(priorities ? ['priority'] : []);
-    const fixedPrefetch = options.prefetch === undefined ? undefined : positiveInt('prefetch', options.prefetch, 1, 1, 65_535);
-    const idleMs = positiveInt('consumerIdleMs', options.consumerIdleMs, 250, 1);
-    const backoffInitialMs = positiveInt('reconnectInitialDelayMs', options.reconnectInitialDelayMs, 100, 1);
-    const backoffMaxMs = positiveInt('reconnectMaxDelayMs', options.reconnectMaxDelayMs, 5000, 1);
-    const operationTimeoutMs = positiveInt('operationTimeoutMs', options.operationTimeoutMs, 15_000, 1);
-    const holdMs = positiveInt('delayHoldMs', options.delayHoldMs, DEFAULT_HOLD_MS, 1000);
-    const heartbeat = positiveInt('heartbeatSeconds', options.heartbeatSeconds, 10, 0, 65_535);
-    const targets = connectionTargets(options, heartbeat);
-    let deliveryLimit: number | undefined;
-    if (options.deliveryLimit !== undefined) {
-      if (this.queueType !== 'quorum') throw new InvalidOptionError('deliveryLimit needs queueType "quorum" (classic queues have no delivery limit)');
-      deliveryLimit = positiveInt('deliveryLimit', options.deliveryLimit, 1, 1, 2 ** 31 - 1);
-    }
-    const socketOptions = {
-      ...(options.tls ?? {}),
-      noDelay: true,
-      timeout: positiveInt('connectTimeoutMs', options.connectTimeoutMs, 10_000, 1),
-      clientProperties: { connection_name: options.connectionName ?? `tasuki-${this.instanceId}` },
-    };
+    const o = resolveOptions(options, this.instanceId);
+    this.prefix = o.prefix;
+    this.queueType = o.queueType;
+    this.dispatchFeatures = new Set<DispatchFeature>(o.priorities ? ['priority'] : []);
+    const { fixedPrefetch, idleMs, holdMs, priorities, deliveryLimit } = o;
 
     this.connection = new RabbitConnection(
-      { targets, socketOptions, backoffInitialMs, backoffMaxMs, operationTimeoutMs },
+      { targets: o.targets, socketOptions: o.socketOptions, backoffInitialMs: o.backoffInitialMs, backoffMaxMs: o.backoffMaxMs, operationTimeoutMs: o.operationTimeoutMs },
       {
         connected: () => {
           this.consumers.onConnected();
@@ -387,23 +300,22 @@ export class RabbitMQBroker implements Broker {
   /**
    * Counts of a group: ready = work queue, delayed = sum over the delay level queues plus the
    * delayed messages this instance's mover holds (messages held by other processes' movers are not
-   * seen; not read atomically: a message moving between levels during the read may be missed),
-   * inFlight = deliveries this instance holds or has buffered, dead = dead-letter queue.
+   * seen), inFlight = deliveries this instance holds or has buffered, dead = dead-letter queue.
+   * Read until two consecutive readings agree (see `rabbitmq/counts.ts`): exact for a settled group.
    */
   async counts(group: string): Promise<QueueCounts> {
     this.connection.assertOpen();
     assertName('group', group);
-    // Read before the queues: a message this instance's mover already holds is surely not counted
-    // in its queue, whereas one pushed to the mover during the reads may have been counted there.
-    const moverHolds = this.mover.holding(group);
-    return this.connection.run(`counting group "${group}"`, async (conn) => {
-      const names = groupQueueNames(this.prefix, group);
-      const [ready, dead, ...levels] = await Promise.all(
-        [names.work, names.dead, ...names.delay].map((queue, i) => this.declarations.countQueue(conn, queue, i)),
-      );
-      const delayed = levels.reduce((sum, n) => sum + n, 0) + moverHolds;
-      return { ready: ready ?? 0, delayed, inFlight: this.leases.count(group) + this.consumers.buffered(group), dead: dead ?? 0 };
-    });
+    return readCounts(
+      {
+        connection: this.connection,
+        declarations: this.declarations,
+        prefix: this.prefix,
+        moverHolds: (g) => this.mover.holding(g),
+        inFlight: (g) => this.leases.count(g) + this.consumers.buffered(g),
+      },
+      group,
+    );
   }
 
   /** Deletes the group's queues (work, dead letters, delay levels) with every message in them. */

@@ -50,6 +50,35 @@ interface ConnWaiter {
   timer: NodeJS.Timeout;
 }
 
+/**
+ * Makes the frames amqplib writes in one tick (it writes each publish, ack and method frame on its
+ * own) leave in one socket write: the socket is corked at the first write of a tick and uncorked
+ * on the next `process.nextTick`. Fewer, larger writes cost this process and RabbitMQ much less per
+ * message; nothing waits longer than the current tick. A stream without cork is left alone.
+ */
+function coalesceWrites(model: ChannelModel): void {
+  const stream = (model as unknown as { connection?: { stream?: unknown } }).connection?.stream as
+    | { write: (...args: unknown[]) => boolean; cork?: () => void; uncork?: () => void }
+    | undefined;
+  if (!stream || typeof stream.write !== 'function' || typeof stream.cork !== 'function' || typeof stream.uncork !== 'function') return;
+  const write = stream.write.bind(stream);
+  const cork = stream.cork.bind(stream);
+  const uncork = stream.uncork.bind(stream);
+  let corked = false;
+  const release = (): void => {
+    corked = false;
+    uncork();
+  };
+  stream.write = (...args: unknown[]): boolean => {
+    if (!corked) {
+      corked = true;
+      cork();
+      process.nextTick(release);
+    }
+    return write(...args);
+  };
+}
+
 /** Supervises one AMQP connection at a time; see the module comment. */
 export class RabbitConnection {
   /** Set once {@link close} was called. */
@@ -186,6 +215,7 @@ export class RabbitConnection {
   /** Wires a fresh connection; returns undefined if it already closed again. */
   private adopt(model: ChannelModel): Conn | undefined {
     const conn: Conn = { model, lost: false, channels: new Map(), groups: new Map() };
+    coalesceWrites(model);
     model.on('error', (err: unknown) => {
       this.lastError = err;
     });

@@ -13,6 +13,7 @@ import { HEADER_AVAILABLE_AT, groupQueueNames } from '../rabbitmq-topology.js';
 import type { Conn, RabbitConnection } from './connection.js';
 import type { Declarations } from './declarations.js';
 import type { Leases } from './leases.js';
+import { acksOf, trackAcks } from './acks.js';
 import type { Publisher } from './publisher.js';
 import { ackSafe, errText, headerString, nackSafe, noop, priorityOf } from './util.js';
 
@@ -145,6 +146,7 @@ export class Consumers {
       if (g.retryTimer) clearTimeout(g.retryTimer);
       for (const w of g.waiters.slice()) w.finish([]);
       g.buffer = [];
+      if (g.channel) acksOf(g.channel)?.flush();
       channels.push(g.channel ? Promise.resolve(g.channel) : g.channelOpening);
     }
     return channels;
@@ -244,6 +246,7 @@ export class Consumers {
     if (g.channel) return Promise.resolve(g.channel);
     if (g.channelOpening) return g.channelOpening;
     const p = this.connection.privateChannel(conn).then((ch) => {
+      trackAcks(ch);
       ch.on('close', () => this.onConsumeChannelClosed(conn, g, ch));
       if (g.channelOpening === p) {
         g.channel = ch;
@@ -281,6 +284,7 @@ export class Consumers {
       }
       return;
     }
+    acksOf(ch)?.track(msg);
     if (this.connection.closed) return;
     const at = Number(headerString(msg, HEADER_AVAILABLE_AT));
     if (Number.isFinite(at) && at > Date.now()) {

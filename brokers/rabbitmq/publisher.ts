@@ -7,7 +7,7 @@
  * declared again, for up to `operationTimeoutMs`. At-least-once: a message whose confirm was lost
  * may be stored twice.
  */
-import type { ConfirmChannel, Message } from 'amqplib';
+import type { ConfirmChannel, Message, Options } from 'amqplib';
 import { HEADER_AVAILABLE_AT, HEADER_HOP_DUE, delayLevel, groupQueueNames, levelWaitMs } from '../rabbitmq-topology.js';
 import { type Conn, type RabbitConnection, UnroutableError } from './connection.js';
 import type { Declarations } from './declarations.js';
@@ -24,6 +24,14 @@ export interface Outgoing {
 }
 
 type Outcome = 'ok' | 'returned' | { error: unknown };
+
+/** The AMQP properties of a publish: persistent, mandatory, its id; headers and priority only when it has them (less for RabbitMQ to parse). */
+function publishProperties(messageId: string, headers: Record<string, string> | undefined, priority: number | undefined): Options.Publish {
+  const props: Options.Publish = { persistent: true, mandatory: true, messageId };
+  if (headers !== undefined) props.headers = headers;
+  if (priority !== undefined) props.priority = priority;
+  return props;
+}
 
 /** Publishes messages with confirms; see the module comment. */
 export class Publisher {
@@ -85,13 +93,12 @@ export class Publisher {
     const results: Array<Promise<Outcome>> = [];
     for (const item of items) {
       const now = Date.now();
-      const headers: Record<string, string> = { ...item.headers };
+      let headers = item.headers;
       let queue = item.target === 'dead' ? names.dead : names.work;
       if (item.target === 'work' && item.availableAt !== undefined && item.availableAt > now) {
         // Not due yet: into the delay level of the remaining time (see rabbitmq-topology.ts).
         const level = delayLevel(item.availableAt - now);
-        headers[HEADER_AVAILABLE_AT] = String(item.availableAt);
-        headers[HEADER_HOP_DUE] = String(now + levelWaitMs(level));
+        headers = { ...headers, [HEADER_AVAILABLE_AT]: String(item.availableAt), [HEADER_HOP_DUE]: String(now + levelWaitMs(level)) };
         queue = names.delay[level] as string;
       }
       const id = item.messageId;
@@ -110,9 +117,7 @@ export class Publisher {
               '',
               queue,
               Buffer.from(item.body, 'utf8'),
-              item.priority === undefined
-                ? { persistent: true, mandatory: true, messageId: id, headers }
-                : { persistent: true, mandatory: true, messageId: id, headers, priority: item.priority },
+              publishProperties(id, headers, item.priority),
               (err: unknown) => settle(err ? { error: err } : this.returned.has(id) ? 'returned' : 'ok'),
             );
           } catch (err) {

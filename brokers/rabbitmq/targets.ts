@@ -4,7 +4,7 @@
  */
 import type { Options } from 'amqplib';
 import { InvalidOptionError } from '../../src/errors.js';
-import type { RabbitMQBrokerOptions } from '../rabbitmq.js';
+import type { RabbitMQBrokerOptions } from './options.js';
 import { errText } from './util.js';
 
 /** The connection targets (URLs or fields) with heartbeat and vhost applied. */

@@ -1,6 +1,7 @@
 /** Small helpers shared by the parts of the RabbitMQ broker. */
 import type { Channel, Message } from 'amqplib';
 import { InvalidOptionError } from '../../src/errors.js';
+import { acksOf } from './acks.js';
 
 /** Broker name used in errors. */
 export const NAME = 'RabbitMQ broker';
@@ -37,8 +38,13 @@ export function positiveInt(name: string, value: number | undefined, fallback: n
   return value;
 }
 
-/** Acks unless the channel is gone (then RabbitMQ has requeued the message already). */
+/**
+ * Acks unless the channel is gone (then RabbitMQ has requeued the message already); on a consumer
+ * channel with a tracker (`acks.ts`) the ack is sent at the end of the tick, batched.
+ */
 export function ackSafe(ch: Channel, msg: Message): void {
+  const acks = acksOf(ch);
+  if (acks) return acks.ack(msg);
   try {
     ch.ack(msg);
   } catch {
@@ -48,6 +54,8 @@ export function ackSafe(ch: Channel, msg: Message): void {
 
 /** Nacks with requeue unless the channel is gone. */
 export function nackSafe(ch: Channel, msg: Message): void {
+  const acks = acksOf(ch);
+  if (acks) return acks.nack(msg);
   try {
     ch.nack(msg, false, true);
   } catch {

@@ -1,0 +1,377 @@
+/**
+ * RabbitMQ broker (+ Redis backend) against raw amqplib doing the same work, in one run.
+ *
+ * Rows, each round of each in its own child process, in alternation (raw, tasuki, raw, tasuki ...):
+ * - raw: `jobs` confirmed publishes (persistent, durable classic queue) with `concurrency` in flight
+ *   on one confirm channel, each awaited for its own confirm; then a consumer with prefetch
+ *   `concurrency` on the prefilled queue that stores each result in Redis (`SET`) and acks after
+ *   the write (at-least-once, as tasuki); every result is read back.
+ * - broker: the tasuki `RabbitMQBroker` alone doing the raw row's work (`publish` of the same
+ *   payload with `concurrency` in flight; `fetch` keeping `concurrency` held, Redis `SET`, `ack`):
+ *   what the broker itself costs over amqplib, without the core's states.
+ * - tasuki: `client.send` with `concurrency` in flight (the `sent` state is written too), then a
+ *   worker with `concurrency` on a queue prefilled with `client.sendMany`; every state and result is
+ *   read back from the backend.
+ * Prints the medians and the ratios to raw (goals for tasuki: ≥ 0.8 for both).
+ *
+ * `npx tsx bench/rabbitmq.ts [--jobs N] [--concurrency C] [--runs R]` (TASUKI_BENCH_SOURCE=1 for the
+ * sources, otherwise `dist/`); `bench/run.ts` calls {@link runRabbitMQBench}.
+ */
+import { fork } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { connect } from 'amqplib';
+import { EXPECTED_RESULT, REDIS_HOST, REDIS_PORT, deleteKeys, loadTasuki, tasukiSystem } from './systems.js';
+
+const AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
+/** The 64-byte payload of `bench/round.ts` (not imported: that module runs a round when forked). */
+const PAYLOAD = 'tasuki-benchmark-payload:'.padEnd(64, '0123456789');
+const here = fileURLToPath(import.meta.url);
+
+/** Settings of one benchmark run. */
+export interface RabbitBenchOptions {
+  jobs: number;
+  concurrency: number;
+  runs: number;
+  /** Where progress lines go (default console.log). */
+  log?: (line: string) => void;
+}
+
+/** The rows: raw amqplib, the tasuki RabbitMQ broker alone (no core, same work as raw), tasuki. */
+const KINDS = ['raw', 'broker', 'tasuki'] as const;
+type Kind = (typeof KINDS)[number];
+const LABEL: Record<Kind, string> = { raw: 'raw amqplib', broker: 'RabbitMQBroker alone', tasuki: 'tasuki (client, worker)' };
+
+/** One round's figures. */
+interface RoundFigures {
+  enqueue_per_s: number;
+  process_per_s: number;
+}
+
+interface RoundArgs {
+  kind: Kind;
+  jobs: number;
+  concurrency: number;
+  prefix: string;
+}
+
+/** With TASUKI_BENCH_CPU=<beam pid>,<redis pid>: CPU ms of RabbitMQ, Redis and this process per phase (for profiling). */
+const CPU_PIDS = (process.env.TASUKI_BENCH_CPU ?? '').split(',').filter(Boolean);
+function cpuNow(): number[] {
+  const ticks = CPU_PIDS.map((pid) => {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  });
+  const u = process.cpuUsage();
+  return [...ticks, (u.user + u.system) / 1000];
+}
+/** With TASUKI_BENCH_PROF=<dir>: a CPU profile of each timed phase, written there. */
+const PROF_DIR = process.env.TASUKI_BENCH_PROF;
+let session: Session | undefined;
+async function profStart(): Promise<void> {
+  if (!PROF_DIR) return;
+  session ??= new Session();
+  session.connect();
+  const post = (m: string): Promise<void> => new Promise((res) => session?.post(m, () => res()));
+  await post('Profiler.enable');
+  await post('Profiler.start');
+}
+async function profStop(what: string): Promise<void> {
+  if (!PROF_DIR || !session) return;
+  const s = session;
+  await new Promise<void>((res) =>
+    s.post('Profiler.stop', (err, r) => {
+      if (!err) writeFileSync(`${PROF_DIR}/${what}.cpuprofile`, JSON.stringify(r.profile));
+      s.disconnect();
+      res();
+    }),
+  );
+}
+function cpuReport(what: string, since: number[], jobs: number): void {
+  void profStop(what);
+  if (CPU_PIDS.length === 0) return;
+  const d = cpuNow().map((x, i) => ((x - (since[i] ?? 0)) / jobs) * 1000);
+  console.error(`    ${what}: CPU ms per 1000 tasks: rabbitmq ${d[0]?.toFixed(0)} redis ${d[1]?.toFixed(0)} node ${d[2]?.toFixed(0)}`);
+}
+
+/** Runs `work` with `n` loops pulling from one counter of `jobs`. */
+async function inFlight(jobs: number, n: number, work: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(n, jobs) }, async () => {
+      while (next < jobs) await work(next++);
+    }),
+  );
+}
+
+async function rawRound(a: RoundArgs): Promise<RoundFigures> {
+  const conn = await connect(AMQP_URL);
+  const redis = new Redis({ host: REDIS_HOST, port: REDIS_PORT });
+  const queues = [`${a.prefix}.enqueue`, `${a.prefix}.process`];
+  try {
+    const pub = await conn.createConfirmChannel();
+    for (const q of queues) await pub.assertQueue(q, { durable: true });
+    const body = Buffer.from(PAYLOAD);
+    const publish = (queue: string): Promise<void> =>
+      new Promise((resolve, reject) => {
+        pub.publish('', queue, body, { persistent: true }, (err: unknown) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve()));
+      });
+    await profStart();
+    const c0 = cpuNow();
+    const t0 = performance.now();
+    await inFlight(a.jobs, a.concurrency, () => publish(queues[0] as string));
+    const enqueueS = (performance.now() - t0) / 1000;
+    cpuReport('raw enqueue', c0, a.jobs);
+    if ((await pub.checkQueue(queues[0] as string)).messageCount !== a.jobs) throw new Error('raw enqueue: count mismatch');
+    // Prefill for processing (not timed).
+    await inFlight(a.jobs, 1000, () => publish(queues[1] as string));
+
+    const ch = await conn.createChannel();
+    await ch.prefetch(a.concurrency, false);
+    let done = 0;
+    let finish!: () => void;
+    let fail!: (e: unknown) => void;
+    const allDone = new Promise<void>((resolve, reject) => ((finish = resolve), (fail = reject)));
+    await profStart();
+    const c1 = cpuNow();
+    const t1 = performance.now();
+    let t1end = 0;
+    let seq = 0;
+    await ch.consume(queues[1] as string, (msg) => {
+      if (!msg) return;
+      const result = msg.content.toString('utf8').length;
+      redis.set(`${a.prefix}:r:${seq++}`, String(result)).then(() => {
+        ch.ack(msg);
+        if (++done === a.jobs) {
+          t1end = performance.now();
+          finish();
+        }
+      }, fail);
+    });
+    await allDone;
+    const processS = (t1end - t1) / 1000;
+    cpuReport('raw process', c1, a.jobs);
+    let stored = 0;
+    for (let i = 0; i < a.jobs; i += 1000) {
+      const keys = Array.from({ length: Math.min(1000, a.jobs - i) }, (_, j) => `${a.prefix}:r:${i + j}`);
+      stored += (await redis.mget(...keys)).filter((v) => v === String(EXPECTED_RESULT)).length;
+    }
+    if (stored !== a.jobs) throw new Error(`raw process: ${stored} of ${a.jobs} results stored`);
+    return { enqueue_per_s: Math.round(a.jobs / enqueueS), process_per_s: Math.round(a.jobs / processS) };
+  } finally {
+    const ch = await conn.createChannel();
+    for (const q of queues) await ch.deleteQueue(q).catch(() => undefined);
+    await conn.close().catch(() => undefined);
+    await redis.quit().catch(() => undefined);
+    await deleteKeys(a.prefix);
+  }
+}
+
+async function brokerRound(a: RoundArgs): Promise<RoundFigures> {
+  type BrokerT = import('../src/broker.js').Broker;
+  const { RabbitMQBroker } = (await loadTasuki<unknown>('brokers/rabbitmq.js')) as { RabbitMQBroker: new (o: { prefix: string }) => BrokerT };
+  const broker = new RabbitMQBroker({ prefix: a.prefix });
+  const redis = new Redis({ host: REDIS_HOST, port: REDIS_PORT });
+  try {
+    await broker.publish('warm', PAYLOAD);
+    await profStart();
+    const c0 = cpuNow();
+    const t0 = performance.now();
+    await inFlight(a.jobs, a.concurrency, () => broker.publish('enqueue', PAYLOAD));
+    const enqueueS = (performance.now() - t0) / 1000;
+    cpuReport('broker enqueue', c0, a.jobs);
+    const waiting = await broker.counts('enqueue');
+    if (waiting.ready !== a.jobs) throw new Error(`broker enqueue: ${waiting.ready} of ${a.jobs} in the queue`);
+    for (let i = 0; i < a.jobs; i += 1000) await broker.publishBatch('process', Array.from({ length: Math.min(1000, a.jobs - i) }, () => ({ body: PAYLOAD })));
+
+    await profStart();
+    const c1 = cpuNow();
+    const t1 = performance.now();
+    let t1end = 0;
+    let held = 0;
+    let done = 0;
+    let seq = 0;
+    let slotFreed: (() => void) | null = null;
+    let failure: unknown;
+    while (done < a.jobs && failure === undefined) {
+      if (held >= a.concurrency || seq >= a.jobs) {
+        // Every slot busy, or every job fetched: wait for an ack.
+        await new Promise<void>((r) => (slotFreed = r));
+        continue;
+      }
+      const got = await broker.fetch('process', a.concurrency - held, { leaseMs: 60_000, waitMs: 1000 });
+      held += got.length;
+      for (const d of got) {
+        redis
+          .set(`${a.prefix}:r:${seq++}`, String(d.body.length))
+          .then(() => broker.ack(d))
+          .then(
+            () => {
+              if (++done === a.jobs) t1end = performance.now();
+              held--;
+              const wake = slotFreed;
+              slotFreed = null;
+              wake?.();
+            },
+            (err: unknown) => {
+              failure = err;
+              slotFreed?.();
+            },
+          );
+      }
+    }
+    if (failure !== undefined) throw failure;
+    const processS = (t1end - t1) / 1000;
+    cpuReport('broker process', c1, a.jobs);
+    let stored = 0;
+    for (let i = 0; i < seq; i += 1000) {
+      const keys = Array.from({ length: Math.min(1000, seq - i) }, (_, j) => `${a.prefix}:r:${i + j}`);
+      stored += (await redis.mget(...keys)).filter((v) => v === String(EXPECTED_RESULT)).length;
+    }
+    if (stored !== a.jobs) throw new Error(`broker process: ${stored} of ${a.jobs} results stored`);
+    return { enqueue_per_s: Math.round(a.jobs / enqueueS), process_per_s: Math.round(a.jobs / processS) };
+  } finally {
+    for (const g of ['warm', 'enqueue', 'process']) await broker.purge(g).catch(() => undefined);
+    await broker.close().catch(() => undefined);
+    await redis.quit().catch(() => undefined);
+    await deleteKeys(a.prefix);
+  }
+}
+
+async function tasukiRound(a: RoundArgs): Promise<RoundFigures> {
+  const sys = await tasukiSystem('rabbitmq', a.prefix);
+  try {
+    await profStart();
+    const c0 = cpuNow();
+    const t0 = performance.now();
+    await inFlight(a.jobs, a.concurrency, async () => void (await sys.sendOne('enqueue', PAYLOAD)));
+    const enqueueS = (performance.now() - t0) / 1000;
+    cpuReport('tasuki enqueue', c0, a.jobs);
+    if ((await sys.waiting('enqueue')) !== a.jobs) throw new Error('tasuki enqueue: count mismatch');
+    const ids = await sys.sendBulk('process', new Array<string>(a.jobs).fill(PAYLOAD));
+    let done = 0;
+    let failed = 0;
+    let finish!: () => void;
+    const allDone = new Promise<void>((r) => (finish = r));
+    let t1end = 0;
+    await profStart();
+    const c1 = cpuNow();
+    const t1 = performance.now();
+    await sys.startWorker('process', a.concurrency, (ok) => {
+      if (ok) done++;
+      else failed++;
+      if (done + failed === a.jobs) {
+        t1end = performance.now();
+        finish();
+      }
+    });
+    await allDone;
+    const processS = (t1end - t1) / 1000;
+    cpuReport('tasuki process', c1, a.jobs);
+    await sys.stopWorkers();
+    const v = await sys.verify('process', ids);
+    if (failed > 0 || v.completed !== a.jobs || v.resultsStored !== a.jobs) throw new Error(`tasuki process: ${v.completed} completed, ${String(v.resultsStored)} results of ${a.jobs}`);
+    return { enqueue_per_s: Math.round(a.jobs / enqueueS), process_per_s: Math.round(a.jobs / processS) };
+  } finally {
+    await sys.close().catch(() => undefined);
+    await deleteKeys(a.prefix);
+  }
+}
+
+function runChild(args: RoundArgs): Promise<RoundFigures> {
+  return new Promise((resolve, reject) => {
+    const child = fork(here, ['--round', JSON.stringify(args)], { execArgv: ['--import', 'tsx'] });
+    let got: { ok: true; figures: RoundFigures } | { ok: false; error: string } | undefined;
+    child.on('message', (m) => (got = m as typeof got));
+    child.on('exit', (code) => {
+      if (got?.ok) resolve(got.figures);
+      else reject(new Error(`${args.kind} round failed (exit ${String(code)}): ${got && !got.ok ? got.error : 'no result'}`));
+    });
+  });
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+/**
+ * Runs the raw and tasuki rounds in alternation and prints medians and ratios; returns the failures
+ * (empty when every round verified, whatever the ratios).
+ */
+export async function runRabbitMQBench(o: RabbitBenchOptions): Promise<string[]> {
+  const log = o.log ?? ((line: string) => console.log(line));
+  const figures: Record<Kind, RoundFigures[]> = { raw: [], broker: [], tasuki: [] };
+  const failures: string[] = [];
+  log(`\nRabbitMQ: raw amqplib vs the RabbitMQ broker alone vs tasuki (RabbitMQ broker + Redis backend), ${o.jobs} jobs, 64-byte payload, concurrency ${o.concurrency}, ${o.runs} alternating round(s)`);
+  for (let r = 1; r <= o.runs; r++) {
+    for (const kind of KINDS) {
+      try {
+        const f = await runChild({ kind, jobs: o.jobs, concurrency: o.concurrency, prefix: `tasuki-bench-${process.pid}-rmq-${r}-${kind}` });
+        figures[kind].push(f);
+        log(`  round ${r} ${kind.padEnd(6)} enqueue ${f.enqueue_per_s}/s  process ${f.process_per_s}/s`);
+      } catch (err) {
+        failures.push(err instanceof Error ? err.message : String(err));
+        log(`  round ${r} ${kind}: FAILED: ${failures[failures.length - 1] ?? ''}`);
+      }
+    }
+  }
+  if (KINDS.some((k) => figures[k].length === 0)) return failures;
+  const med = (k: Kind, m: keyof RoundFigures): number => median(figures[k].map((f) => f[m]));
+  const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+  log('');
+  log(`| figure (medians of ${o.runs}, ${o.concurrency} in flight) | ${KINDS.map((k) => LABEL[k]).join(' | ')} | broker / raw | tasuki / raw |`);
+  log(`|---|${KINDS.map(() => '--:').join('|')}|--:|--:|`);
+  for (const [label, m] of [
+    ['enqueue, confirmed (/s)', 'enqueue_per_s'],
+    ['process: consume, result to Redis, ack (/s)', 'process_per_s'],
+  ] as const) {
+    const ratio = (k: Kind): number => med(k, m) / med('raw', m);
+    log(`| ${label} | ${KINDS.map((k) => fmt(med(k, m))).join(' | ')} | ${ratio('broker').toFixed(2)} | ${ratio('tasuki').toFixed(2)} ${ratio('tasuki') >= 0.8 ? '(goal ≥ 0.8 met)' : '(goal ≥ 0.8 NOT met)'} |`);
+  }
+  const json: Record<string, RoundFigures> = {};
+  for (const k of KINDS) json[k] = { enqueue_per_s: med(k, 'enqueue_per_s'), process_per_s: med(k, 'process_per_s') };
+  log(JSON.stringify({ rabbitmq: json }));
+  return failures;
+}
+
+function intArg(argv: string[], name: string, fallback: number): number {
+  const i = argv.indexOf(name);
+  if (i < 0) return fallback;
+  const n = Number(argv[i + 1]);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} needs a whole number >= 1`);
+  return n;
+}
+
+if (process.argv[1] === here) {
+  const argv = process.argv.slice(2);
+  if (argv[0] === '--round') {
+    const args = JSON.parse(argv[1] ?? '{}') as RoundArgs;
+    (args.kind === 'raw' ? rawRound(args) : args.kind === 'broker' ? brokerRound(args) : tasukiRound(args)).then(
+      (figures) => {
+        process.send?.({ ok: true, figures });
+        setTimeout(() => process.exit(0), 100).unref();
+      },
+      (err: unknown) => {
+        process.send?.({ ok: false, error: err instanceof Error ? err.message : String(err) });
+        setTimeout(() => process.exit(1), 100).unref();
+      },
+    );
+  } else {
+    runRabbitMQBench({ jobs: intArg(argv, '--jobs', 20_000), concurrency: intArg(argv, '--concurrency', 50), runs: intArg(argv, '--runs', 3) }).then(
+      (failures) => {
+        if (failures.length > 0) {
+          console.error(`\nBENCHMARK FAILED:\n- ${failures.join('\n- ')}`);
+          process.exit(1);
+        }
+      },
+      (err: unknown) => {
+        console.error(err);
+        process.exit(1);
+      },
+    );
+  }
+}
