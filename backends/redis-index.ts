@@ -17,7 +17,7 @@
  * These keys are computed inside the script rather than declared: the index needs a standalone
  * Redis (or one reached through one connection), as the backend's batched writes already do.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../brokers/redis-cluster.js';
 import type { IndexPage, IndexQuery, RecordStore, StoredRecord, TaskIndex } from '../src/backend.js';
 import { compareNewestFirst, decodeCursor, encodeCursor, matches } from '../src/ops/index-query.js';
 import { parseTaskState, TASK_STATUSES, type TaskState, type TaskStatus } from '../src/state.js';
@@ -44,7 +44,7 @@ export class RedisTaskIndex implements TaskIndex {
    * @param wrap turns a driver failure into the backend's typed error
    */
   constructor(
-    private readonly client: Redis,
+    private readonly client: RedisClient,
     private readonly prefix: string,
     private readonly keys: IndexKeeping,
     private readonly wrap: (err: unknown, what: string) => Error,
@@ -137,19 +137,24 @@ export class RedisTaskIndex implements TaskIndex {
 
 /** {@link RecordStore} on string keys with expiries plus a set per kind. */
 export class RedisRecordStore implements RecordStore {
-  /** @param client the backend's connection @param prefix key prefix @param wrap typed errors */
+  /**
+   * @param client the backend's connection @param prefix key prefix @param wrap typed errors
+   * @param tagged on a Redis Cluster: the keys of one kind share the hash tag `{KIND}`
+   *   (`P:rec|{KIND}|KEY`, `P:rec|{KIND}`), so a put or remove stays in one slot
+   */
   constructor(
-    private readonly client: Redis,
+    private readonly client: RedisClient,
     private readonly prefix: string,
     private readonly wrap: (err: unknown, what: string) => Error,
+    private readonly tagged = false,
   ) {}
 
   private kindKey(kind: string): string {
-    return `${this.prefix}:rec|${kind}`;
+    return this.tagged ? `${this.prefix}:rec|{${kind}}` : `${this.prefix}:rec|${kind}`;
   }
 
   private key(kind: string, key: string): string {
-    return `${this.prefix}:rec|${kind}|${key}`;
+    return `${this.kindKey(kind)}|${key}`;
   }
 
   /** @inheritdoc */

@@ -4,9 +4,10 @@
  * alone as the native `SET … NX GET` (same semantics, Redis ≥ 7.0; older servers get the script),
  * anything else in calls of the write script (`./redis-scripts.ts`), which checks each write's guard
  * against the stored state and sets state and result with their own expiries (`-1` → no expiry,
- * `0` → key deleted, `N` → `EX N`).
+ * `0` → key deleted, `N` → `EX N`). On a Redis Cluster the writes of a tick are grouped by hash slot,
+ * one script call per slot.
  */
-import type { Redis } from 'ioredis';
+import { keySlot, type RedisClient } from '../brokers/redis-cluster.js';
 import type { Expiry, StateWrite, WriteOutcome } from '../src/backend.js';
 import { InvalidOptionError, ValueTooLargeError } from '../src/errors.js';
 import { isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
@@ -158,7 +159,7 @@ export class WriteBatcher {
    * @param fail the typed error a failed write of `bytes` bytes rejects with
    */
   constructor(
-    private readonly client: Redis,
+    private readonly client: RedisClient,
     private readonly fail: (err: unknown, bytes: number) => Error,
   ) {}
 
@@ -210,7 +211,17 @@ export class WriteBatcher {
     this.pending = [];
     const first = all[0] as PendingWrite;
     if (all.length === 1 && this.nativeSet && first.nativeTtl !== 0) this.sendNative(first);
-    else this.sendScript(all, 0, all.length);
+    else if (this.client.isCluster && all.length > 1) {
+      // A script call may touch one slot only: one call per slot (the two keys of a task share one).
+      const bySlot = new Map<number, PendingWrite[]>();
+      for (const p of all) {
+        const slot = keySlot(p.stateKey);
+        const list = bySlot.get(slot);
+        if (list === undefined) bySlot.set(slot, [p]);
+        else list.push(p);
+      }
+      for (const list of bySlot.values()) this.sendScript(list, 0, list.length);
+    } else this.sendScript(all, 0, all.length);
   };
 
   /** Sends `all[from..to)` as script calls of at most {@link MAX_WRITES_PER_CALL} writes. */

@@ -1,8 +1,9 @@
 /**
  * Options of the Redis broker and their validation (`brokers/redis.ts`).
  */
-import type { RedisOptions } from 'ioredis';
+import type { Cluster, RedisOptions } from 'ioredis';
 import { InvalidOptionError } from '../src/errors.js';
+import { type ClusterSource, type RedisClusterConnection } from './redis-cluster.js';
 import { resolveOperationTimeout, type RedisBrokerLogger } from './redis-connection.js';
 
 /** Options of {@link RedisBroker}. */
@@ -10,9 +11,16 @@ export interface RedisBrokerOptions {
   /**
    * Where Redis is: a `redis://` / `rediss://` URL or ioredis options. Default `redis://127.0.0.1:6379`.
    * A `retryStrategy` given here replaces the default reconnect backoff (50 ms doubling to 2 s).
-   * `lazyConnect` and `connectionName` are set by the broker.
+   * `lazyConnect` and `connectionName` are set by the broker. An ioredis `Cluster` runs the broker on
+   * that Redis Cluster (the broker makes its own duplicates; the given client stays yours to close).
    */
-  connection?: string | RedisOptions;
+  connection?: string | RedisOptions | Cluster;
+  /**
+   * Runs the broker on a Redis Cluster: startup nodes and ioredis Cluster options (instead of
+   * `connection`). Every key of a group shares the hash tag `{<group>}`, so each script call touches
+   * one slot.
+   */
+  cluster?: RedisClusterConnection;
   /** First part of every key (`<prefix>:{<group>}:...`). Default `tasuki`. Must not contain `{` or `}`. */
   prefix?: string;
   /**
@@ -42,8 +50,8 @@ export interface BrokerSettings {
   readonly prefix: string;
   /** Client name prefix of the connections. */
   readonly connectionName: string;
-  /** URL or ioredis options. */
-  readonly connection: string | RedisOptions;
+  /** URL, ioredis options, or the cluster. */
+  readonly connection: string | RedisOptions | ClusterSource;
   /** Bound of one operation (ms). */
   readonly operationTimeoutMs: number;
 }
@@ -58,10 +66,18 @@ export function brokerSettings(options: RedisBrokerOptions): BrokerSettings {
   if (typeof connectionName !== 'string' || !/^[!-~]+$/.test(connectionName)) {
     throw new InvalidOptionError(`connectionName must be printable ASCII without spaces, got ${JSON.stringify(connectionName)}`);
   }
+  const cluster = options.cluster;
+  if (cluster !== undefined) {
+    if (options.connection !== undefined) throw new InvalidOptionError('give either connection or cluster, not both');
+    if (typeof cluster !== 'object' || cluster === null || !Array.isArray(cluster.nodes) || cluster.nodes.length === 0) {
+      throw new InvalidOptionError('cluster.nodes must be a non-empty array of startup nodes');
+    }
+  }
+  const connection: string | RedisOptions | ClusterSource = cluster ?? options.connection ?? 'redis://127.0.0.1:6379';
   return {
     prefix,
     connectionName,
-    connection: options.connection ?? 'redis://127.0.0.1:6379',
-    operationTimeoutMs: resolveOperationTimeout(options.operationTimeoutMs, options.connection),
+    connection,
+    operationTimeoutMs: resolveOperationTimeout(options.operationTimeoutMs, connection),
   };
 }

@@ -11,9 +11,9 @@
  * cost at most one extra round trip. Publishing a delayed message adds one marker when there is none,
  * so that a blocked fetch recomputes how long it may sleep.
  */
-import type { Redis } from 'ioredis';
 import { ACK, ACK_MANY, BACKOFF_KEY, COUNTS, DEAD_LETTER, DELETE_DEAD, FETCH, PUBLISH_FLOW, PURGE_FLOW, REDRIVE_DEAD, RELEASE, RETRY } from './redis-lane-scripts.js';
 import { HELPERS } from './redis-lua.js';
+import type { RedisClient } from './redis-cluster.js';
 
 export { MAINTENANCE_BATCH, WAKE_CAP } from './redis-lua.js';
 
@@ -115,13 +115,13 @@ export type ScriptCommand = (...keysAndArgs: Array<string | number>) => Promise<
 export type TasukiScripts = { readonly [K in keyof typeof SCRIPTS]: ScriptCommand };
 
 /** An ioredis connection with the tasuki scripts defined. */
-export type ScriptedRedis = Redis & TasukiScripts;
+export type ScriptedRedis = RedisClient & TasukiScripts;
 
 /**
  * Defines every script on `redis` (ioredis sends EVALSHA and falls back to EVAL on NOSCRIPT, so the
  * scripts survive `SCRIPT FLUSH` and server restarts) and returns it typed.
  */
-export function registerScripts(redis: Redis): ScriptedRedis {
+export function registerScripts(redis: RedisClient): ScriptedRedis {
   for (const [name, def] of Object.entries(SCRIPTS)) redis.defineCommand(name, def);
   return redis as ScriptedRedis;
 }

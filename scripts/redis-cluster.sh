@@ -16,7 +16,7 @@ case "$cmd" in
       port=$((first + i))
       mkdir -p "$dir/$port"
       redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes --cluster-config-file "$dir/$port/nodes.conf" \
-        --cluster-node-timeout 2000 --save '' --appendonly no --dir "$dir/$port" \
+        --cluster-node-timeout 2000 --save '' --appendonly yes --dir "$dir/$port" \
         --daemonize yes --pidfile "$dir/$port/redis.pid" --logfile "$dir/$port/redis.log"
       addrs+=("127.0.0.1:$port")
     done

@@ -118,7 +118,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   const launch = async (port: number): Promise<void> => {
     const dir = dirs.get(port) as string;
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'),
-      '--cluster-node-timeout', String(timeout), '--save', '', '--appendonly', 'no', '--dir', dir, ...(options.args ?? [])];
+      '--cluster-node-timeout', String(timeout), '--save', '', '--appendonly', 'yes', '--dir', dir, ...(options.args ?? [])];
     const child = spawn('redis-server', args, { stdio: 'ignore' });
     children.set(port, child);
     await untilPing(port, () => child.exitCode !== null || child.signalCode !== null);
@@ -168,13 +168,13 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     const nodes = sharedAdmin().nodes('master');
     return nodes.map((n) => Number(n.options.port));
   };
-  return {
+  const cluster: PrivateCluster = {
     nodes: ports.map((port) => ({ host: '127.0.0.1', port })),
     processes: ports.map((port) => ({ port, dir: dirs.get(port) as string, pid: () => children.get(port)?.pid as number, alive: () => alive(port) })),
     async masterOf(key: string): Promise<number> {
       const a = sharedAdmin();
       const slot = Number(await a.cluster('KEYSLOT', key));
-      const raw = (await a.cluster('SLOTS')) as Array<[number, number, [string, number, string?]]>;
+      const raw = (await a.cluster('SLOTS')) as unknown as Array<[number, number, [string, number]]>;
       for (const [from, to, master] of raw) if (slot >= from && slot <= to) return Number(master[1]);
       throw new Error(`no master serves slot ${slot}`);
     },
@@ -201,13 +201,14 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
       return found;
     },
     async sweep(pattern: string): Promise<void> {
-      const found = await this.keys(pattern);
+      const found = await cluster.keys(pattern);
       const a = sharedAdmin();
       for (const k of found) await a.del(k);
     },
     admin: sharedAdmin,
     stop,
   };
+  return cluster;
 }
 
 /** Waits until every node in `ports` reports `cluster_state:ok` with all 16384 slots ok. */

@@ -1,0 +1,48 @@
+/**
+ * The Redis broker and backend on a real local Redis Cluster (3 masters + 3 replicas, started once
+ * for this file by `test/helpers/redis-cluster.ts` and stopped at its end): the broker and backend
+ * contract suites and the core behaviour suite, plus checks that no call spans slots.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
+import { RedisBroker } from '../brokers/redis.js';
+import { RedisBackend } from '../backends/redis.js';
+import { brokerContract } from './contract/broker.js';
+import { backendContract } from './contract/backend.js';
+import { coreSuite } from './core/suite.js';
+import { haveRedisCluster, startRedisCluster, type PrivateCluster } from './helpers/redis-cluster.js';
+
+if (!haveRedisCluster) console.warn('redis cluster tests skipped: redis-server or redis-cli not found');
+
+describe.skipIf(!haveRedisCluster)('redis cluster', () => {
+  let cluster: PrivateCluster;
+  const prefix = `tasuki-cl-${randomUUID().slice(0, 8)}`;
+  const sweep = (): Promise<void> => cluster.sweep(`${prefix}:*`);
+
+  beforeAll(async () => {
+    cluster = await startRedisCluster();
+  }, 60_000);
+
+  afterAll(async () => {
+    if (cluster === undefined) return;
+    await sweep();
+    expect(await cluster.keys(`${prefix}:*`)).toEqual([]);
+    await cluster.stop();
+  });
+
+  brokerContract('redis cluster', () => ({
+    create: () => new RedisBroker({ prefix, cluster: { nodes: cluster.nodes } }),
+    teardown: sweep,
+  }));
+
+  backendContract('redis cluster', () => ({
+    create: () => new RedisBackend({ prefix, cluster: { nodes: cluster.nodes } }),
+    teardown: sweep,
+  }));
+
+  coreSuite('redis cluster broker + backend', () => ({
+    broker: () => new RedisBroker({ prefix, cluster: { nodes: cluster.nodes } }),
+    backend: () => new RedisBackend({ prefix, cluster: { nodes: cluster.nodes } }),
+    teardown: sweep,
+  }));
+});
