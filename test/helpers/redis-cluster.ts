@@ -164,10 +164,6 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   };
   let shared: Cluster | undefined;
   const sharedAdmin = (): Cluster => (shared ??= admin());
-  const masterPorts = async (): Promise<number[]> => {
-    const nodes = sharedAdmin().nodes('master');
-    return nodes.map((n) => Number(n.options.port));
-  };
   const cluster: PrivateCluster = {
     nodes: ports.map((port) => ({ host: '127.0.0.1', port })),
     processes: ports.map((port) => ({ port, dir: dirs.get(port) as string, pid: () => children.get(port)?.pid as number, alive: () => alive(port) })),
@@ -182,9 +178,10 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     restart: launch,
     untilHealthy: (ms = 30_000) => untilOk(ports.filter(alive), ms),
     async keys(pattern: string): Promise<string[]> {
-      const found: string[] = [];
-      for (const port of await masterPorts()) {
-        if (!ports.includes(port) || !alive(port)) continue;
+      // Every live node (replicas hold copies): SCAN needs no slot, the set removes the duplicates.
+      const found = new Set<string>();
+      for (const port of ports) {
+        if (!alive(port)) continue;
         const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true });
         c.on('error', () => undefined);
         try {
@@ -192,18 +189,20 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
           do {
             const [next, batch] = await c.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
             cursor = next;
-            found.push(...batch);
+            for (const k of batch) found.add(k);
           } while (cursor !== '0');
+        } catch {
+          // a node that just died or is loading: the others hold the keys
         } finally {
           c.disconnect();
         }
       }
-      return found;
+      return [...found];
     },
     async sweep(pattern: string): Promise<void> {
       const found = await cluster.keys(pattern);
       const a = sharedAdmin();
-      for (const k of found) await a.del(k);
+      await Promise.all(found.map((k) => a.del(k)));
     },
     admin: sharedAdmin,
     stop,
