@@ -21,7 +21,8 @@ import { assertName } from '../src/names.js';
 import { BlockingPool } from './redis-blocking.js';
 import { RedisConnector, delay, failureText, openConnection, shutdown } from './redis-connection.js';
 import { emitDurabilityWarning, watchDurability } from './redis-durability.js';
-import { KeyCache, allKeys } from './redis-keys.js';
+import { KeyCache, allKeys, type GroupKeys } from './redis-keys.js';
+import { ScriptKeyCache, type ScriptName } from './redis-script-keys.js';
 import { brokerSettings, type RedisBrokerOptions } from './redis-options.js';
 import { registerScripts, type ScriptedRedis } from './redis-scripts.js';
 import { TickBatches } from './redis-tick-batches.js';
@@ -84,9 +85,7 @@ export class RedisBroker implements Broker {
     Number.MAX_SAFE_INTEGER,
     (group, tokens) => {
       const k = this.keys.get(group);
-      return tokens.length === 1
-        ? this.cmd.tasukiAck(k.lease, k.body, k.base, tokens[0] as string)
-        : this.cmd.tasukiAckMany(k.lease, k.body, k.base, ...tokens);
+      return tokens.length === 1 ? this.script('tasukiAck', k, tokens[0] as string) : this.script('tasukiAckMany', k, ...tokens);
     },
     (err) => this.failure('ack', err),
   );
@@ -94,6 +93,8 @@ export class RedisBroker implements Broker {
   private readonly drained = new Map<string, { at: number; nextEventMs: number }>();
   /** Key names by group. */
   private readonly keys: KeyCache;
+  /** The declared keys of each script by group. */
+  private readonly scriptKeys = new ScriptKeyCache();
   /** Groups whose last fetch emptied their rate-limit bucket: when the next token is due (epoch ms). */
   private readonly throttled = new Map<string, number>();
 
@@ -228,7 +229,7 @@ export class RedisBroker implements Broker {
         }
       }
       const reply = await this.run('fetch', () =>
-        this.cmd.tasukiFetch(k.ready, k.delayed, k.lease, k.body, k.wake, k.seq, k.base, max, leaseMs, ...limits),
+        this.script('tasukiFetch', k, max, leaseMs, ...limits),
       );
       const { deliveries, nextEventMs, throttleMs } = parseFetchReply(group, reply);
       if (deliveries.length > 0) {
@@ -268,14 +269,14 @@ export class RedisBroker implements Broker {
     const k = this.keys.get(deliveryGroup(delivery));
     if (typeof body !== 'string') throw new InvalidOptionError('message body must be a string');
     const at = availableAtArg(availableAt);
-    await this.run('retry', () => this.cmd.tasukiRetry(k.lease, k.body, k.ready, k.delayed, k.wake, k.base, delivery.token, body, at));
+    await this.run('retry', () => this.script('tasukiRetry', k, delivery.token, body, at));
   }
 
   /** @inheritdoc */
   async release(delivery: Delivery): Promise<void> {
     this.assertOpen();
     const k = this.keys.get(deliveryGroup(delivery));
-    await this.run('release', () => this.cmd.tasukiRelease(k.lease, k.ready, k.wake, k.base, delivery.token));
+    await this.run('release', () => this.script('tasukiRelease', k, delivery.token));
   }
 
   /** Renews leases with one script call per group (all groups in parallel). */
@@ -291,7 +292,7 @@ export class RedisBroker implements Broker {
     }
     const lost = await Promise.all(
       [...byGroup].map(async ([g, tokens]) => {
-        const reply = await this.run('extend', () => this.cmd.tasukiExtend(this.keys.get(g).lease, ms, ...tokens));
+        const reply = await this.run('extend', () => this.script('tasukiExtend', this.keys.get(g), ms, ...tokens));
         return stringArray(reply, 'extend');
       }),
     );
@@ -304,7 +305,7 @@ export class RedisBroker implements Broker {
     const k = this.keys.get(deliveryGroup(delivery));
     const json = JSON.stringify({ code: String(reason?.code ?? ''), message: String(reason?.message ?? '') });
     await this.run('deadLetter', () =>
-      this.cmd.tasukiDeadLetter(k.lease, k.body, k.dead, k.deadBody, k.deadReason, k.base, delivery.token, json),
+      this.script('tasukiDeadLetter', k, delivery.token, json),
     );
   }
 
@@ -318,7 +319,7 @@ export class RedisBroker implements Broker {
     if (!Number.isInteger(limit) || limit < 0) throw new InvalidOptionError(`limit must be an integer >= 0, got ${limit}`);
     if (limit === 0) return [];
     const k = this.keys.get(group);
-    const reply = await this.run('listDeadLetters', () => this.cmd.tasukiListDead(k.dead, k.deadBody, k.deadReason, offset, limit));
+    const reply = await this.run('listDeadLetters', () => this.script('tasukiListDead', k, offset, limit));
     const flat = stringArray(reply, 'listDeadLetters');
     const out: DeadLetter[] = [];
     for (let i = 0; i + 3 < flat.length; i += 4) {
@@ -341,7 +342,7 @@ export class RedisBroker implements Broker {
     if (list && list.length === 0) return 0;
     const k = this.keys.get(group);
     const reply = await this.run('redriveDeadLetters', () =>
-      this.cmd.tasukiRedriveDead(k.dead, k.deadBody, k.deadReason, k.body, k.ready, k.wake, k.base, ...(list ?? [])),
+      this.script('tasukiRedriveDead', k, ...(list ?? [])),
     );
     return Number(reply);
   }
@@ -353,7 +354,7 @@ export class RedisBroker implements Broker {
     const list = idList(ids);
     if (list && list.length === 0) return 0;
     const k = this.keys.get(group);
-    const reply = await this.run('deleteDeadLetters', () => this.cmd.tasukiDeleteDead(k.dead, k.deadBody, k.deadReason, k.base, ...(list ?? [])));
+    const reply = await this.run('deleteDeadLetters', () => this.script('tasukiDeleteDead', k, ...(list ?? [])));
     return Number(reply);
   }
 
@@ -362,7 +363,7 @@ export class RedisBroker implements Broker {
     this.assertOpen();
     assertName('group', group);
     const k = this.keys.get(group);
-    const reply = await this.run('counts', () => this.cmd.tasukiCounts(k.ready, k.delayed, k.lease, k.dead, k.wake, k.base));
+    const reply = await this.run('counts', () => this.script('tasukiCounts', k));
     if (!Array.isArray(reply) || reply.length !== 4) throw new ConnectionError('unexpected reply of the counts script');
     const [ready, delayed, inFlight, dead] = reply.map(Number) as [number, number, number, number];
     return { ready, delayed, inFlight, dead };
@@ -375,7 +376,7 @@ export class RedisBroker implements Broker {
     const k = this.keys.get(group);
     const keys = allKeys(k);
     await this.run('purge', async () => {
-      await this.cmd.tasukiPurgeFlow(k.base);
+      await this.script('tasukiPurgeFlow', k);
       await this.cmd.del(...keys);
     });
     this.throttled.delete(group);
@@ -388,7 +389,7 @@ export class RedisBroker implements Broker {
     checkKey(key);
     const wait = positiveMs('backoff ms', ms);
     const k = this.keys.get(group);
-    await this.run('backoffKey', () => this.cmd.tasukiBackoffKey(k.base, key, wait));
+    await this.run('backoffKey', () => this.script('tasukiBackoffKey', k, key, wait));
   }
 
   // ---- internals ---------------------------------------------------------------------------------
@@ -397,13 +398,18 @@ export class RedisBroker implements Broker {
   private publishScript(group: string, items: ReadonlyArray<PendingPublish>): Promise<unknown> {
     const k = this.keys.get(group);
     if (items.some((p) => p.lane !== '')) {
-      const argv: Array<string | number> = [k.base, items.length];
+      const argv: Array<string | number> = [items.length];
       for (const p of items) argv.push(p.at, p.lane, p.body);
-      return this.cmd.tasukiPublishFlow(...argv);
+      return this.script('tasukiPublishFlow', k, ...argv);
     }
-    const args: Array<string | number> = [k.ready, k.delayed, k.body, k.wake, k.seq, items.length];
+    const args: Array<string | number> = [items.length];
     for (const p of items) args.push(p.at, p.body);
-    return this.cmd.tasukiPublish(...args);
+    return this.script('tasukiPublish', k, ...args);
+  }
+
+  /** Calls script `name` with the keys it declares for the group (shard) of `k`, then `args`. */
+  private script(name: ScriptName, k: GroupKeys, ...args: Array<string | number>): Promise<unknown> {
+    return this.cmd[name](...this.scriptKeys.of(k, name), ...args);
   }
 
   private assertOpen(): void {
