@@ -12,7 +12,7 @@ import type { Expiry, StateWrite, WriteOutcome } from '../src/backend.js';
 import { InvalidOptionError, ValueTooLargeError } from '../src/errors.js';
 import { isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
 import { taskTag } from './redis-keys.js';
-import { WRITE_COMMAND, indexArg, writeOp } from './redis-scripts.js';
+import { WRITE_COMMAND, indexArg, indexKeys, writeOp } from './redis-scripts.js';
 
 /** Largest string Redis stores (512 MiB, the default `proto-max-bulk-len`). */
 export const REDIS_MAX_STRING = 512 * 1024 * 1024;
@@ -62,6 +62,8 @@ export class PendingWrite {
     readonly nativeTtl: number,
     /** The index argument (see `indexArg`), when the write keeps the task index. */
     readonly ix?: string,
+    /** The index key base of the write's group, when it keeps the task index. */
+    readonly ixBase?: string,
   ) {}
 
   /** Settles with the script's or the SET's reply: written or not, and the previous state text. */
@@ -132,7 +134,7 @@ export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping
   const tag = taskTag(prefix, state.id);
   const status = state.status;
   const final = isFinalStatus(status);
-  const ix = index === undefined || state.group === '' ? undefined : indexArg(index.base(state.group), status, state.updatedAt, state.id, index.cap, index.groupsKey, state.group);
+  const ix = index === undefined || state.group === '' ? undefined : indexArg(status, state.updatedAt, state.id, index.cap, state.group);
   return new PendingWrite(
     tag + ':state',
     result === undefined ? undefined : tag + ':result',
@@ -142,6 +144,7 @@ export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping
     String(resultTtl),
     guard === 'absent' && result === undefined && stateTtl !== 0 && !final && ix === undefined ? stateTtl : 0,
     ix,
+    ix === undefined ? undefined : index?.base(state.group),
   );
 }
 
@@ -158,9 +161,15 @@ export class WriteBatcher {
    * @param client the connection the writes are sent on (with the write script defined)
    * @param fail the typed error a failed write of `bytes` bytes rejects with
    */
+  /**
+   * @param client the connection the writes are sent on (with the write script defined)
+   * @param fail the typed error a failed write of `bytes` bytes rejects with
+   * @param groupsKey the key of the set of indexed groups (when writes keep the task index)
+   */
   constructor(
     private readonly client: RedisClient,
     private readonly fail: (err: unknown, bytes: number) => Error,
+    private readonly groupsKey = '',
   ) {}
 
   /** Queues a write for the end of the tick; resolves with its outcome. */
@@ -231,11 +240,26 @@ export class WriteBatcher {
       const end = Math.min(to, start + MAX_WRITES_PER_CALL);
       let keys = 0;
       let args = 0;
+      // Each group whose index this call keeps declares its status sets after the writes' keys.
+      let groups: Map<string, number> | undefined;
       for (let i = start; i < end; i++) {
         const p = all[i] as PendingWrite;
         const withResult = p.resultKey !== undefined;
         keys += withResult ? 2 : 1;
         args += (withResult ? 4 : 2) + (p.ix === undefined ? 0 : 1);
+        if (p.ixBase !== undefined && !(groups ??= new Map()).has(p.ixBase)) groups.set(p.ixBase, 0);
+      }
+      const indexKeyLists: string[][] = [];
+      if (groups !== undefined) {
+        let at = 1 + keys;
+        for (const base of groups.keys()) {
+          const list = indexKeys(base);
+          groups.set(base, at);
+          indexKeyLists.push(list);
+          at += list.length;
+          keys += list.length;
+        }
+        keys += 1; // the set of indexed groups, last
       }
       // One array, passed as one argument: ioredis flattens it (no spread of thousands of arguments).
       const keysAndArgs = new Array<string | number>(1 + keys + args);
@@ -252,7 +276,11 @@ export class WriteBatcher {
           keysAndArgs[a++] = p.result as string;
           keysAndArgs[a++] = p.resultTtl;
         }
-        if (p.ix !== undefined) keysAndArgs[a++] = p.ix;
+        if (p.ix !== undefined) keysAndArgs[a++] = `${groups?.get(p.ixBase as string) as number}\n${p.ix}`;
+      }
+      if (groups !== undefined) {
+        for (const list of indexKeyLists) for (const key of list) keysAndArgs[k++] = key;
+        keysAndArgs[k++] = this.groupsKey;
       }
       run.call(this.client, keysAndArgs).then(
         (reply) => {

@@ -161,11 +161,12 @@ export class RedisBackend implements Backend {
     watchDurability(this.client, { module: 'redis backend', persistence: false }, logger ? (msg, fields) => logger.warn(msg, fields) : emitDurabilityWarning);
     this.reads = new ReadBatcher(this.client);
     this.journal = new RedisJournal(this.client, this.prefix, (err, op, bytes) => this.wrap(err, op, bytes));
-    this.writes = new WriteBatcher(this.client, (err, bytes) => this.wrap(err, 'write', bytes));
+
     this.watches = new FinalWatches(this.client, this.onConnectionError, (err) => this.wrap(err, 'watchFinal'));
     const cap = options.index === false ? 0 : options.index?.cap ?? DEFAULT_INDEX_CAP;
     if (options.index !== false && (!Number.isInteger(cap) || cap < 1)) throw new InvalidOptionError(`index.cap must be a whole number ≥ 1, got ${String(cap)}`);
     this.keeping = options.index === false || onCluster ? undefined : indexKeeping(this.prefix, cap);
+    this.writes = new WriteBatcher(this.client, (err, bytes) => this.wrap(err, 'write', bytes), this.keeping?.groupsKey);
     const wrap = (err: unknown, op: string): Error => this.wrap(err, op);
     this.index = this.keeping === undefined ? undefined : new RedisTaskIndex(this.client, this.prefix, this.keeping, wrap);
     this.records = new RedisRecordStore(this.client, this.prefix, wrap, onCluster);
