@@ -60,6 +60,8 @@ export type KeyName = keyof typeof KEY_SUFFIXES;
 export type GroupKeys = { readonly [K in KeyName]: string } & {
   /** Prefix of every key of the group: `<prefix>:{<group>}:` (lanes and parking sets are named from it). */
   readonly base: string;
+  /** The shard these keys belong to (0 for an unsharded group). */
+  readonly shard: number;
 };
 
 /**
@@ -73,9 +75,9 @@ export function shardTag(group: string, shard: number): string {
 /** Builds the key names of `group` (shard `shard`, default 0) under `prefix` (all in the hash slot of its tag). */
 export function groupKeys(prefix: string, group: string, shard = 0): GroupKeys {
   const base = `${prefix}:{${shardTag(group, shard)}}:`;
-  const out: Record<string, string> = { base };
+  const out: Record<string, string | number> = { base, shard };
   for (const [name, suffix] of Object.entries(KEY_SUFFIXES)) out[name] = base + suffix;
-  return out as GroupKeys;
+  return out as unknown as GroupKeys;
 }
 
 /** Every fixed key of a group (shard), for `purge` (lanes and parking sets are deleted by the purgeFlow script). */
@@ -92,6 +94,17 @@ export class KeyCache {
 
   /** @param prefix key prefix of the broker */
   constructor(private readonly prefix: string) {}
+
+  /** The id of a group's shard in tick batches and caches: `group` for shard 0, else `group|shard`. */
+  static idOf(group: string, shard: number): string {
+    return shard === 0 ? group : `${group}|${shard}`;
+  }
+
+  /** The key names of the group shard with id `id` (see {@link KeyCache.idOf}). */
+  forId(id: string): GroupKeys {
+    const bar = id.indexOf('|');
+    return bar < 0 ? this.get(id) : this.get(id.slice(0, bar), Number(id.slice(bar + 1)));
+  }
 
   /** The key names of `group` (shard `shard`, default 0). */
   get(group: string, shard = 0): GroupKeys {

@@ -4,6 +4,7 @@
 import type { Cluster, RedisOptions } from 'ioredis';
 import { InvalidOptionError } from '../src/errors.js';
 import { type ClusterSource, type RedisClusterConnection } from './redis-cluster.js';
+import { checkShards, type ShardsOption } from './redis-shards.js';
 import { resolveOperationTimeout, type RedisBrokerLogger } from './redis-connection.js';
 
 /** Options of {@link RedisBroker}. */
@@ -42,6 +43,14 @@ export interface RedisBrokerOptions {
    * this. Default: the `commandTimeout` of `connection` when it has one, else 15000. Integer ms.
    */
   operationTimeoutMs?: number;
+  /**
+   * Spreads a group's keys over n hash tags (`{group}`, `{group|1}` … `{group|n-1}`), so that on a
+   * Redis Cluster one group's work is served by up to n masters: one number for every group, or
+   * counts by group name (others 1). Default 1: today's key layout. Every process (senders and
+   * workers) must use the same count for a group: a worker with fewer shards never fetches from the
+   * others. Ordering and fairness with shards: see the README ("Scaling past one node").
+   */
+  shards?: ShardsOption;
 }
 
 /** The validated settings of a broker. */
@@ -54,6 +63,8 @@ export interface BrokerSettings {
   readonly connection: string | RedisOptions | ClusterSource;
   /** Bound of one operation (ms). */
   readonly operationTimeoutMs: number;
+  /** Shards by group. */
+  readonly shards: ShardsOption;
 }
 
 /** Validates `options` (throws `InvalidOptionError`) and fills in the defaults. */
@@ -79,5 +90,6 @@ export function brokerSettings(options: RedisBrokerOptions): BrokerSettings {
     connectionName,
     connection,
     operationTimeoutMs: resolveOperationTimeout(options.operationTimeoutMs, connection),
+    shards: checkShards(options.shards),
   };
 }

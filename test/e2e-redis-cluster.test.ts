@@ -86,4 +86,8 @@ describe.skipIf(!haveRedisCluster)('end to end on a Redis Cluster, workers in ot
   it('no task is lost with workers SIGKILLed at random instants', async () => {
     await crashRun(1);
   }, 180_000);
+
+  it('no task is lost with workers SIGKILLed at random instants, group in 3 shards', async () => {
+    await crashRun(3);
+  }, 180_000);
 });

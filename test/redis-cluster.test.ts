@@ -1,7 +1,7 @@
 /**
  * The Redis broker and backend on a real local Redis Cluster (3 masters + 3 replicas, started once
  * for this file by `test/helpers/redis-cluster.ts` and stopped at its end): the broker and backend
- * contract suites and the core behaviour suite, plus checks that no call spans slots.
+ * contract suites and the core behaviour suite, unsharded and with `shards: 3`, and the shard checks.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
@@ -11,6 +11,7 @@ import { brokerContract } from './contract/broker.js';
 import { backendContract } from './contract/backend.js';
 import { coreSuite } from './core/suite.js';
 import { haveRedisCluster, startRedisCluster, type PrivateCluster } from './helpers/redis-cluster.js';
+import { shardSpecifics } from './redis-shard-checks.js';
 
 if (!haveRedisCluster) console.warn('redis cluster tests skipped: redis-server or redis-cli not found');
 
@@ -37,6 +38,24 @@ describe.skipIf(!haveRedisCluster)('redis cluster', () => {
 
   backendContract('redis cluster', () => ({
     create: () => new RedisBackend({ prefix, cluster: { nodes: cluster.nodes } }),
+    teardown: sweep,
+  }));
+
+  brokerContract('redis cluster, 3 shards', () => ({
+    create: () => new RedisBroker({ prefix, cluster: { nodes: cluster.nodes }, shards: 3 }),
+    teardown: sweep,
+    ordered: false,
+  }));
+
+  shardSpecifics('redis cluster', () => ({
+    create: (shards) => new RedisBroker({ prefix, cluster: { nodes: cluster.nodes }, shards }),
+    keys: () => cluster.keys(`${prefix}:*`),
+    teardown: sweep,
+  }));
+
+  coreSuite('redis cluster broker with 3 shards + backend', () => ({
+    broker: () => new RedisBroker({ prefix, cluster: { nodes: cluster.nodes }, shards: 3 }),
+    backend: () => new RedisBackend({ prefix, cluster: { nodes: cluster.nodes } }),
     teardown: sweep,
   }));
 
