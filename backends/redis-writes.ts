@@ -8,6 +8,7 @@
  * one script call per slot.
  */
 import { keySlot, type RedisClient } from '../brokers/redis-cluster.js';
+import { callWithWait, type WaitReplicas } from '../brokers/redis-replicas.js';
 import type { Expiry, StateWrite, WriteOutcome } from '../src/backend.js';
 import { InvalidOptionError, ValueTooLargeError } from '../src/errors.js';
 import { isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
@@ -165,11 +166,13 @@ export class WriteBatcher {
    * @param client the connection the writes are sent on (with the write script defined)
    * @param fail the typed error a failed write of `bytes` bytes rejects with
    * @param groupsKey the key of the set of indexed groups (when writes keep the task index)
+   * @param wait replicas every write waits for (`waitReplicas`), if any
    */
   constructor(
     private readonly client: RedisClient,
     private readonly fail: (err: unknown, bytes: number) => Error,
     private readonly groupsKey = '',
+    private readonly wait: WaitReplicas | undefined = undefined,
   ) {}
 
   /** Queues a write for the end of the tick; resolves with its outcome. */
@@ -189,11 +192,8 @@ export class WriteBatcher {
    * later one.
    */
   private sendNative(p: PendingWrite): void {
-    const set = (this.client as unknown as { set(...args: string[]): Promise<string | null> }).set;
-    const reply =
-      p.nativeTtl > 0
-        ? set.call(this.client, p.stateKey, p.stateText, 'NX', 'GET', 'EX', String(p.nativeTtl))
-        : set.call(this.client, p.stateKey, p.stateText, 'NX', 'GET');
+    const args = p.nativeTtl > 0 ? [p.stateKey, p.stateText, 'NX', 'GET', 'EX', String(p.nativeTtl)] : [p.stateKey, p.stateText, 'NX', 'GET'];
+    const reply = callWithWait(this.client, 'set', args, this.wait) as Promise<string | null>;
     reply.then(
       (prev) => p.settle(prev === null, prev),
       (err: unknown) => {
@@ -282,7 +282,7 @@ export class WriteBatcher {
         for (const list of indexKeyLists) for (const key of list) keysAndArgs[k++] = key;
         keysAndArgs[k++] = this.groupsKey;
       }
-      run.call(this.client, keysAndArgs).then(
+      (this.wait === undefined ? run.call(this.client, keysAndArgs) : (callWithWait(this.client, WRITE_COMMAND, [keysAndArgs], this.wait) as ReturnType<WriteCommand>)).then(
         (reply) => {
           for (let i = start, j = 0; i < end; i++, j += 2) {
             const prev = reply[j + 1];

@@ -20,6 +20,7 @@ import { RedisScheduleStore } from './redis-schedules.js';
 import { RedisJournal } from './redis-journal.js';
 import { failureText, resolveOperationTimeout } from '../brokers/redis-connection.js';
 import { createCluster, isCluster, type RedisClient, type RedisClusterConnection } from '../brokers/redis-cluster.js';
+import { checkWaitReplicas, type WaitReplicas } from '../brokers/redis-replicas.js';
 import { emitDurabilityWarning, watchDurability } from '../brokers/redis-durability.js';
 import { REDIS_MAX_STRING, WriteBatcher, prepareWrite, type PendingWrite, type IndexKeeping } from './redis-writes.js';
 import { DEFAULT_INDEX_CAP, indexKeeping, RedisRecordStore, RedisTaskIndex } from './redis-index.js';
@@ -69,6 +70,12 @@ export interface RedisBackendOptions {
    * and status; `false` turns it off (then a lone `absent` write is the native `SET NX GET` again).
    */
   index?: false | { cap?: number };
+  /**
+   * Makes every state write wait until this many replicas have it (`WAIT`, in one pipeline with the
+   * write): an outcome that was stored survives the failover of its master. Fewer replicas within
+   * `timeoutMs` reject the write with `ConnectionError` (outcome unknown). Default: no wait.
+   */
+  waitReplicas?: WaitReplicas;
 }
 
 /** Receives warnings of the Redis backend. */
@@ -166,7 +173,7 @@ export class RedisBackend implements Backend {
     const cap = options.index === false ? 0 : options.index?.cap ?? DEFAULT_INDEX_CAP;
     if (options.index !== false && (!Number.isInteger(cap) || cap < 1)) throw new InvalidOptionError(`index.cap must be a whole number ≥ 1, got ${String(cap)}`);
     this.keeping = options.index === false || onCluster ? undefined : indexKeeping(this.prefix, cap);
-    this.writes = new WriteBatcher(this.client, (err, bytes) => this.wrap(err, 'write', bytes), this.keeping?.groupsKey);
+    this.writes = new WriteBatcher(this.client, (err, bytes) => this.wrap(err, 'write', bytes), this.keeping?.groupsKey, checkWaitReplicas(options.waitReplicas));
     const wrap = (err: unknown, op: string): Error => this.wrap(err, op);
     this.index = this.keeping === undefined ? undefined : new RedisTaskIndex(this.client, this.prefix, this.keeping, wrap);
     this.records = new RedisRecordStore(this.client, this.prefix, wrap, onCluster);

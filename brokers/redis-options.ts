@@ -5,6 +5,7 @@ import type { Cluster, RedisOptions } from 'ioredis';
 import { InvalidOptionError } from '../src/errors.js';
 import { type ClusterSource, type RedisClusterConnection } from './redis-cluster.js';
 import { checkShards, type ShardsOption } from './redis-shards.js';
+import type { WaitReplicas } from './redis-replicas.js';
 import { resolveOperationTimeout, type RedisBrokerLogger } from './redis-connection.js';
 
 /** Options of {@link RedisBroker}. */
@@ -51,6 +52,13 @@ export interface RedisBrokerOptions {
    * others. Ordering and fairness with shards: see the README ("Scaling past one node").
    */
   shards?: ShardsOption;
+  /**
+   * Makes every publish wait until this many replicas have it (`WAIT`, sent right behind the publish
+   * on the same connection): a publish that resolved then survives the failover of its master. Fewer
+   * replicas within `timeoutMs` reject the publish with `ConnectionError` (outcome unknown). Default:
+   * no wait (Redis replication is asynchronous; see the README on failover).
+   */
+  waitReplicas?: WaitReplicas;
 }
 
 /** The validated settings of a broker. */

@@ -25,6 +25,7 @@ import { KeyCache, allKeys, type GroupKeys } from './redis-keys.js';
 import { ScriptKeyCache, type ScriptName } from './redis-script-keys.js';
 import { ShardPicker, markShard, shardCount, shardOf, type ShardsOption } from './redis-shards.js';
 import { fetchSharded, onShards } from './redis-sharded.js';
+import { callWithWait, checkWaitReplicas, type WaitReplicas } from './redis-replicas.js';
 import { brokerSettings, type RedisBrokerOptions } from './redis-options.js';
 import { registerScripts, type ScriptedRedis } from './redis-scripts.js';
 import { TickBatches } from './redis-tick-batches.js';
@@ -111,6 +112,8 @@ export class RedisBroker implements Broker {
   private readonly shards: ShardsOption;
   /** Shard choice of publishes and fetches. */
   private readonly picker = new ShardPicker();
+  /** Replicas every publish waits for (`waitReplicas`). */
+  private readonly waitReplicas: WaitReplicas | undefined;
 
   /** @param options connection, key prefix, connection names, logger */
   constructor(options: RedisBrokerOptions = {}) {
@@ -119,6 +122,7 @@ export class RedisBroker implements Broker {
     this.keys = new KeyCache(settings.prefix);
     this.opTimeout = settings.operationTimeoutMs;
     this.shards = settings.shards;
+    this.waitReplicas = checkWaitReplicas(options.waitReplicas);
     const sharded = typeof this.shards === 'number' ? this.shards > 1 : Object.values(this.shards).some((n) => n > 1);
     this.dispatchFeatures = sharded ? SHARDED_FLOW_FEATURES : REDIS_FLOW_FEATURES;
     const connector = new RedisConnector(settings.connection, settings.connectionName, options.logger, () => this.closed);
@@ -444,16 +448,22 @@ export class RedisBroker implements Broker {
     if (items.some((p) => p.lane !== '')) {
       const argv: Array<string | number> = [items.length];
       for (const p of items) argv.push(p.at, p.lane, p.body);
-      return this.script('tasukiPublishFlow', k, ...argv);
+      return this.publishCall('tasukiPublishFlow', k, argv);
     }
     const args: Array<string | number> = [items.length];
     for (const p of items) args.push(p.at, p.body);
-    return this.script('tasukiPublish', k, ...args);
+    return this.publishCall('tasukiPublish', k, args);
   }
 
   /** Calls script `name` with the keys it declares for the group (shard) of `k`, then `args`. */
   private script(name: ScriptName, k: GroupKeys, ...args: Array<string | number>): Promise<unknown> {
     return this.cmd[name](...this.scriptKeys.of(k, name), ...args);
+  }
+
+  /** {@link script} for a publish: followed by `WAIT` when `waitReplicas` is set. */
+  private publishCall(name: 'tasukiPublish' | 'tasukiPublishFlow', k: GroupKeys, args: Array<string | number>): Promise<unknown> {
+    if (this.waitReplicas === undefined) return this.script(name, k, ...args);
+    return callWithWait(this.cmd, name, [...this.scriptKeys.of(k, name), ...args], this.waitReplicas);
   }
 
   private assertOpen(): void {

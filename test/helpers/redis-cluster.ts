@@ -37,6 +37,8 @@ export interface PrivateCluster {
   restart(port: number): Promise<void>;
   /** Resolves once every slot is served by a live master again (after a failover), within `ms`. */
   untilHealthy(ms?: number): Promise<void>;
+  /** Resolves once the node on `port` is a replica whose link to its master is up, within `ms`. */
+  untilReplicaSynced(port: number, ms?: number): Promise<void>;
   /** Every key matching `pattern` on every master. */
   keys(pattern: string): Promise<string[]>;
   /** Deletes every key matching `pattern`. */
@@ -177,6 +179,18 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     kill,
     restart: launch,
     untilHealthy: (ms = 30_000) => untilOk(ports.filter(alive), ms),
+    async untilReplicaSynced(port: number, ms = 30_000): Promise<void> {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+        c.on('error', () => undefined);
+        const info = await c.info('replication').catch(() => '');
+        c.disconnect();
+        if (/role:slave/.test(info) && /master_link_status:up/.test(info) && !/master_sync_in_progress:1/.test(info)) return;
+        if (Date.now() > deadline) throw new Error(`node ${port} is not a synced replica within ${ms} ms`);
+        await sleep(200);
+      }
+    },
     async keys(pattern: string): Promise<string[]> {
       // Every live node (replicas hold copies): SCAN needs no slot, the set removes the duplicates.
       const found = new Set<string>();
@@ -207,6 +221,17 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     admin: sharedAdmin,
     stop,
   };
+  // A replica that never synced cannot be promoted: wait until every replica has its master's data.
+  await Promise.all(ports.map(async (port) => {
+    const c = new Redis({ port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    c.on('error', () => undefined);
+    const info = await c.info('replication').catch(() => '');
+    c.disconnect();
+    if (/role:slave/.test(info)) await cluster.untilReplicaSynced(port);
+  })).catch(async (err: unknown) => {
+    await stop();
+    throw err;
+  });
   return cluster;
 }
 
