@@ -50,10 +50,18 @@ describe.skipIf(!haveRedisCluster)('redis cluster failover', () => {
     let restarted: Promise<void> | undefined;
     const end = Date.now() + 90_000;
     try {
-      for (let i = 0; accepted.length < 400 && Date.now() < end; i++) {
+      for (let i = 0; (killedAt === 0 || i < 400) && Date.now() < end; i++) {
         if (accepted.length === 200 && killedAt === 0) {
+          // A burst of 200 sends in flight at the kill: the ones acknowledged just before it are
+          // the ones asynchronous replication may lose.
+          const burst = Promise.allSettled(Array.from({ length: 200 }, (_, j) => client.send(work, 100_000 + j)));
+          await sleep(3);
           killedAt = Date.now();
           await cluster.kill(victim);
+          for (const r of await burst) {
+            if (r.status === 'fulfilled') accepted.push(r.value);
+            else sendErrors++;
+          }
           // The killed node comes back a few seconds later, as a replica of the promoted one (until
           // then that master has no replica: with waitReplicas its writes cannot be confirmed).
           restarted = sleep(5000).then(() => cluster.restart(victim));
@@ -83,16 +91,16 @@ describe.skipIf(!haveRedisCluster)('redis cluster failover', () => {
   it('a master killed mid-run: its replica is promoted and work resumes by itself (asynchronous replication)', async () => {
     const r = await run(false);
     console.log(`failover, no WAIT: ${r.accepted} sends accepted, ${r.completed} completed, ${r.lost} lost, ${r.sendErrors} sends rejected during the failover, first task ran ${r.pauseMs} ms after the kill`);
-    expect(r.accepted).toBe(400);
+    expect(r.accepted).toBeGreaterThanOrEqual(400);
     expect(r.pauseMs).toBeGreaterThanOrEqual(0);
-    // Tasks sent after the failover all complete: the loss window is the moment of the kill.
-    expect(r.completed).toBeGreaterThanOrEqual(200);
+    // Only sends acknowledged around the kill may be lost; everything sent after the failover completes.
+    expect(r.completed).toBeGreaterThanOrEqual(r.accepted - 200);
   }, 240_000);
 
   it('with waitReplicas (WAIT 1) on publishes and writes, no acknowledged send is lost', async () => {
     const r = await run(true);
     console.log(`failover, waitReplicas 1: ${r.accepted} sends accepted, ${r.completed} completed, ${r.lost} lost, ${r.sendErrors} sends rejected during the failover, first task ran ${r.pauseMs} ms after the kill`);
-    expect(r.accepted).toBe(400);
+    expect(r.accepted).toBeGreaterThanOrEqual(400);
     expect(r.pauseMs).toBeGreaterThanOrEqual(0);
     expect(r.lost).toBe(0);
   }, 240_000);
