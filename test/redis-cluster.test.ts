@@ -4,7 +4,8 @@
  * contract suites and the core behaviour suite, unsharded and with `shards: 3`, and the shard checks.
  */
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cluster } from 'ioredis';
 import { RedisBroker } from '../brokers/redis.js';
 import { RedisBackend } from '../backends/redis.js';
 import { brokerContract } from './contract/broker.js';
@@ -58,6 +59,31 @@ describe.skipIf(!haveRedisCluster)('redis cluster', () => {
     backend: () => new RedisBackend({ prefix, cluster: { nodes: cluster.nodes } }),
     teardown: sweep,
   }));
+
+  it('takes an ioredis Cluster as connection (duplicated, left open), refuses a task index and both connection and cluster', async () => {
+    const given = new Cluster(cluster.nodes.slice(0, 1));
+    given.on('error', () => undefined);
+    const broker = new RedisBroker({ prefix, connection: given });
+    const backend = new RedisBackend({ prefix, connection: given });
+    const group = `given-${randomUUID().slice(0, 8)}`;
+    await broker.publish(group, 'via a given Cluster');
+    const [d] = await broker.fetch(group, 1, { leaseMs: 30_000, waitMs: 2000 });
+    expect(d?.body).toBe('via a given Cluster');
+    await broker.ack(d!);
+    expect(backend.index).toBeUndefined();
+    expect(backend.records).toBeDefined();
+    await backend.records.put('worker', 'w1', 'v', null);
+    expect(await backend.records.list('worker')).toEqual([{ key: 'w1', value: 'v' }]);
+    await backend.records.remove('worker', 'w1');
+    await broker.purge(group);
+    await broker.close();
+    await backend.close();
+    expect(await given.ping()).toBe('PONG');
+    given.disconnect();
+    expect(() => new RedisBackend({ cluster: { nodes: cluster.nodes }, index: { cap: 10 } })).toThrow(/index/);
+    expect(() => new RedisBroker({ cluster: { nodes: cluster.nodes }, connection: 'redis://x' })).toThrow(/either/);
+    expect(new RedisBroker({ cluster: { nodes: cluster.nodes }, shards: 3 }).dispatchFeatures.has('priority')).toBe(false);
+  });
 
   coreSuite('redis cluster broker + backend', () => ({
     broker: () => new RedisBroker({ prefix, cluster: { nodes: cluster.nodes } }),
