@@ -14,8 +14,8 @@
  * Record keys: `P:rec|KIND|KEY` (string with the record's expiry) and the set `P:rec|KIND` of its
  * keys, for listing (a claim's key is not listed).
  *
- * These keys are computed inside the script rather than declared: the index needs a standalone
- * Redis (or one reached through one connection), as the backend's batched writes already do.
+ * The write script declares these keys (after the writes' own keys). On a Redis Cluster the keys of
+ * a group share the hash tag `{G}` and are kept by a second call (`./redis-cluster-index.ts`).
  */
 import type { RedisClient } from '../brokers/redis-cluster.js';
 import type { IndexPage, IndexQuery, RecordStore, StoredRecord, TaskIndex } from '../src/backend.js';
@@ -27,8 +27,12 @@ import type { IndexKeeping } from './redis-writes.js';
 /** Default most entries kept per group and status. */
 export const DEFAULT_INDEX_CAP = 10_000;
 
-/** The index keys of a backend prefix. */
-export function indexKeeping(prefix: string, cap: number): IndexKeeping {
+/**
+ * The index keys of a backend prefix. On a Redis Cluster a group's sets share the hash tag `{G}`
+ * (`P:ix|{G}|STATUS`) and are moved by a second call after the writes (`./redis-cluster-index.ts`).
+ */
+export function indexKeeping(prefix: string, cap: number, cluster = false): IndexKeeping {
+  if (cluster) return { cap, base: (group) => `${prefix}:ix|{${group}}`, groupsKey: `${prefix}:ix-groups`, cluster: true };
   return { cap, base: (group) => `${prefix}:ix|${group}`, groupsKey: `${prefix}:ix-groups` };
 }
 
@@ -57,7 +61,9 @@ export class RedisTaskIndex implements TaskIndex {
   /** Current states of `ids` (null: gone), removing gone ones from `set`. */
   private async states(set: string, ids: string[]): Promise<Array<TaskState | null>> {
     if (ids.length === 0) return [];
-    const texts = await this.client.mget(ids.map((id) => this.stateKey(id)));
+    const keys = ids.map((id) => this.stateKey(id));
+    // On a cluster the states live in many slots: one GET each (auto-pipelined per node).
+    const texts = this.client.isCluster ? await Promise.all(keys.map((k) => this.client.get(k))) : await this.client.mget(keys);
     const gone = ids.filter((_, i) => texts[i] === null);
     if (gone.length > 0) await this.client.zrem(set, ...gone);
     return texts.map((t, i) => (t === null ? null : parseTaskState(t, this.stateKey(ids[i] as string))));

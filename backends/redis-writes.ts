@@ -9,6 +9,7 @@
  */
 import { keySlot, type RedisClient } from '../brokers/redis-cluster.js';
 import { callWithWait, type WaitReplicas } from '../brokers/redis-replicas.js';
+import { applyIndexMoves, statusOf, type IndexMove } from './redis-cluster-index.js';
 import type { Expiry, StateWrite, WriteOutcome } from '../src/backend.js';
 import { InvalidOptionError, ValueTooLargeError } from '../src/errors.js';
 import { isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
@@ -65,6 +66,8 @@ export class PendingWrite {
     readonly ix?: string,
     /** The index key base of the write's group, when it keeps the task index. */
     readonly ixBase?: string,
+    /** On a cluster: the index move made after the write (its previous status filled in then). */
+    readonly move?: Omit<IndexMove, 'prev'>,
   ) {}
 
   /** Settles with the script's or the SET's reply: written or not, and the previous state text. */
@@ -109,6 +112,8 @@ export interface IndexKeeping {
   base(group: string): string;
   /** The key of the set of indexed groups. */
   groupsKey: string;
+  /** On a Redis Cluster: the index is moved by a second call after the writes (`./redis-cluster-index.ts`). */
+  cluster?: boolean;
 }
 
 /**
@@ -135,7 +140,14 @@ export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping
   const tag = taskTag(prefix, state.id);
   const status = state.status;
   const final = isFinalStatus(status);
-  const ix = index === undefined || state.group === '' ? undefined : indexArg(status, state.updatedAt, state.id, index.cap, state.group);
+  const indexed = index !== undefined && state.group !== '';
+  if (indexed && index.cluster === true) {
+    // The write returns the state it replaced; the index move follows it (see WriteBatcher).
+    const move = { base: index.base(state.group), group: state.group, status, score: state.updatedAt, id: state.id, gone: stateTtl === 0 };
+    return new PendingWrite(tag + ':state', result === undefined ? undefined : tag + ':result', stateText,
+      writeOp(guard, status, result !== undefined, stateTtl, true, false), result, String(resultTtl), 0, undefined, undefined, move);
+  }
+  const ix = indexed ? indexArg(status, state.updatedAt, state.id, index.cap, state.group) : undefined;
   return new PendingWrite(
     tag + ':state',
     result === undefined ? undefined : tag + ':result',
@@ -167,12 +179,14 @@ export class WriteBatcher {
    * @param fail the typed error a failed write of `bytes` bytes rejects with
    * @param groupsKey the key of the set of indexed groups (when writes keep the task index)
    * @param wait replicas every write waits for (`waitReplicas`), if any
+   * @param indexCap most index entries per group and status (for the index moves on a cluster)
    */
   constructor(
     private readonly client: RedisClient,
     private readonly fail: (err: unknown, bytes: number) => Error,
     private readonly groupsKey = '',
     private readonly wait: WaitReplicas | undefined = undefined,
+    private readonly indexCap = 0,
   ) {}
 
   /** Queues a write for the end of the tick; resolves with its outcome. */
@@ -284,10 +298,19 @@ export class WriteBatcher {
       }
       (this.wait === undefined ? run.call(this.client, keysAndArgs) : (callWithWait(this.client, WRITE_COMMAND, [keysAndArgs], this.wait) as ReturnType<WriteCommand>)).then(
         (reply) => {
+          const settleAll = (): void => {
+            for (let i = start, j = 0; i < end; i++, j += 2) {
+              const prev = reply[j + 1];
+              (all[i] as PendingWrite).settle(reply[j] === 1, prev === null || prev === undefined ? null : String(prev));
+            }
+          };
+          let moves: IndexMove[] | undefined;
           for (let i = start, j = 0; i < end; i++, j += 2) {
-            const prev = reply[j + 1];
-            (all[i] as PendingWrite).settle(reply[j] === 1, prev === null || prev === undefined ? null : String(prev));
+            const m = (all[i] as PendingWrite).move;
+            if (m !== undefined && reply[j] === 1) (moves ??= []).push({ ...m, prev: statusOf(reply[j + 1] as string | null) });
           }
+          if (moves === undefined) settleAll();
+          else void applyIndexMoves(this.client, moves, this.indexCap, this.groupsKey).then(settleAll);
         },
         (err: unknown) => {
           for (let i = start; i < end; i++) {

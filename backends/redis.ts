@@ -11,7 +11,7 @@
 import { Redis, type Cluster, type RedisOptions } from 'ioredis';
 import type { Backend, FinalNotice, StateWrite, WriteOutcome } from '../src/backend.js';
 import { ClosedError, ConnectionError, InvalidOptionError, TasukiError, ValueTooLargeError, safeCause } from '../src/errors.js';
-import { parseTaskState, type TaskState } from '../src/state.js';
+import { parseTaskState, TASK_STATUSES, type TaskState } from '../src/state.js';
 import { finalChannel, redisKeys, taskTag } from './redis-keys.js';
 import { ReadBatcher } from './redis-reads.js';
 import { WRITE_COMMAND, WRITE_SCRIPT } from './redis-scripts.js';
@@ -21,6 +21,7 @@ import { RedisJournal } from './redis-journal.js';
 import { failureText, resolveOperationTimeout } from '../brokers/redis-connection.js';
 import { createCluster, isCluster, type RedisClient, type RedisClusterConnection } from '../brokers/redis-cluster.js';
 import { checkWaitReplicas, type WaitReplicas } from '../brokers/redis-replicas.js';
+import { CLUSTER_INDEX_COMMAND, CLUSTER_INDEX_SCRIPT } from './redis-cluster-index.js';
 import { emitDurabilityWarning, watchDurability } from '../brokers/redis-durability.js';
 import { REDIS_MAX_STRING, WriteBatcher, prepareWrite, type PendingWrite, type IndexKeeping } from './redis-writes.js';
 import { DEFAULT_INDEX_CAP, indexKeeping, RedisRecordStore, RedisTaskIndex } from './redis-index.js';
@@ -40,8 +41,8 @@ export interface RedisBackendOptions {
   /**
    * Runs the backend on a Redis Cluster: startup nodes and ioredis Cluster options (instead of
    * `connection`). The keys of one task share its hash tag; the writes of one tick travel in one
-   * script call per hash slot. The task index is not kept on a cluster (`index` must be left unset
-   * or `false`); records are tagged per kind (`P:rec|{KIND}|KEY`).
+   * script call per hash slot; the task index (`P:ix|{G}|STATUS`) is moved by a second call per
+   * group right after them; records are tagged per kind (`P:rec|{KIND}|KEY`).
    */
   cluster?: RedisClusterConnection;
   /** Prefix of every key (default `tasuki`); must not contain `{` or `}`. */
@@ -142,9 +143,6 @@ export class RedisBackend implements Backend {
     // the subscriber connection, a duplicate, inherits it.
     const bound: RedisOptions = { commandTimeout: this.opTimeout };
     const onCluster = typeof connection === 'object' && (isCluster(connection) || 'nodes' in connection);
-    if (onCluster && options.index !== undefined && options.index !== false) {
-      throw new InvalidOptionError('the redis backend keeps no task index on a cluster: leave index unset or false');
-    }
     if (typeof connection === 'object' && (isCluster(connection) || 'nodes' in connection)) {
       if (!isCluster(connection) && (!Array.isArray(connection.nodes) || connection.nodes.length === 0)) {
         throw new InvalidOptionError('cluster.nodes must be a non-empty array of startup nodes');
@@ -172,8 +170,9 @@ export class RedisBackend implements Backend {
     this.watches = new FinalWatches(this.client, this.onConnectionError, (err) => this.wrap(err, 'watchFinal'));
     const cap = options.index === false ? 0 : options.index?.cap ?? DEFAULT_INDEX_CAP;
     if (options.index !== false && (!Number.isInteger(cap) || cap < 1)) throw new InvalidOptionError(`index.cap must be a whole number ≥ 1, got ${String(cap)}`);
-    this.keeping = options.index === false || onCluster ? undefined : indexKeeping(this.prefix, cap);
-    this.writes = new WriteBatcher(this.client, (err, bytes) => this.wrap(err, 'write', bytes), this.keeping?.groupsKey, checkWaitReplicas(options.waitReplicas));
+    this.keeping = options.index === false ? undefined : indexKeeping(this.prefix, cap, onCluster);
+    this.writes = new WriteBatcher(this.client, (err, bytes) => this.wrap(err, 'write', bytes), this.keeping?.groupsKey, checkWaitReplicas(options.waitReplicas), cap);
+    if (onCluster) this.client.defineCommand(CLUSTER_INDEX_COMMAND, { numberOfKeys: TASK_STATUSES.length, lua: CLUSTER_INDEX_SCRIPT });
     const wrap = (err: unknown, op: string): Error => this.wrap(err, op);
     this.index = this.keeping === undefined ? undefined : new RedisTaskIndex(this.client, this.prefix, this.keeping, wrap);
     this.records = new RedisRecordStore(this.client, this.prefix, wrap, onCluster);

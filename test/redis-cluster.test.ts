@@ -10,6 +10,7 @@ import { RedisBroker } from '../brokers/redis.js';
 import { RedisBackend } from '../backends/redis.js';
 import { brokerContract } from './contract/broker.js';
 import { backendContract } from './contract/backend.js';
+import { opsContract } from './contract/ops.js';
 import { coreSuite } from './core/suite.js';
 import { haveRedisCluster, startRedisCluster, type PrivateCluster } from './helpers/redis-cluster.js';
 import { shardSpecifics } from './redis-shard-checks.js';
@@ -42,6 +43,11 @@ describe.skipIf(!haveRedisCluster)('redis cluster', () => {
     teardown: sweep,
   }));
 
+  opsContract('redis cluster', () => ({
+    create: () => new RedisBackend({ prefix, cluster: { nodes: cluster.nodes } }),
+    teardown: sweep,
+  }));
+
   brokerContract('redis cluster, 3 shards', () => ({
     create: () => new RedisBroker({ prefix, cluster: { nodes: cluster.nodes }, shards: 3 }),
     teardown: sweep,
@@ -60,7 +66,7 @@ describe.skipIf(!haveRedisCluster)('redis cluster', () => {
     teardown: sweep,
   }));
 
-  it('takes an ioredis Cluster as connection (duplicated, left open), refuses a task index and both connection and cluster', async () => {
+  it('takes an ioredis Cluster as connection (duplicated, left open), refuses both connection and cluster', async () => {
     const given = new Cluster(cluster.nodes.slice(0, 1));
     given.on('error', () => undefined);
     const broker = new RedisBroker({ prefix, connection: given });
@@ -70,7 +76,6 @@ describe.skipIf(!haveRedisCluster)('redis cluster', () => {
     const [d] = await broker.fetch(group, 1, { leaseMs: 30_000, waitMs: 2000 });
     expect(d?.body).toBe('via a given Cluster');
     await broker.ack(d!);
-    expect(backend.index).toBeUndefined();
     expect(backend.records).toBeDefined();
     await backend.records.put('worker', 'w1', 'v', null);
     expect(await backend.records.list('worker')).toEqual([{ key: 'w1', value: 'v' }]);
@@ -80,7 +85,6 @@ describe.skipIf(!haveRedisCluster)('redis cluster', () => {
     await backend.close();
     expect(await given.ping()).toBe('PONG');
     given.disconnect();
-    expect(() => new RedisBackend({ cluster: { nodes: cluster.nodes }, index: { cap: 10 } })).toThrow(/index/);
     expect(() => new RedisBroker({ cluster: { nodes: cluster.nodes }, connection: 'redis://x' })).toThrow(/either/);
     expect(new RedisBroker({ cluster: { nodes: cluster.nodes }, shards: 3 }).dispatchFeatures.has('priority')).toBe(false);
   });
