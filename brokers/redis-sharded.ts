@@ -4,12 +4,12 @@
  * deliveries, and when none has work waits on every shard's wake list at once; dead-letter
  * operations split their ids by shard.
  */
-import type { Delivery } from '../src/broker.js';
+import type { DeadLetter, Delivery } from '../src/broker.js';
 import { ConnectionError } from '../src/errors.js';
 import type { BlockingPool } from './redis-blocking.js';
 import type { GroupKeys } from './redis-keys.js';
 import { markShard, shardOf, type ShardPicker } from './redis-shards.js';
-import { parseFetchReply } from './redis-values.js';
+import { parseFetchReply, parseReason } from './redis-values.js';
 import type { Waits } from './redis-waits.js';
 import type { RedisClient } from './redis-cluster.js';
 
@@ -96,4 +96,37 @@ export async function onShards(n: number, keys: (shard: number) => GroupKeys, id
   }
   const counts = await Promise.all([...byShard].map(([shard, list]) => op(keys(shard), list)));
   return counts.reduce<number>((s, c) => s + Number(c), 0);
+}
+
+/** Groups `items` by the shard each goes to (all in shard 0 when there is one). */
+export function splitByShard<T extends { lane: string }>(items: T[], n: number, picker: ShardPicker): Map<number, T[]> {
+  if (n === 1) return new Map([[0, items]]);
+  const byShard = new Map<number, T[]>();
+  for (const p of items) {
+    const shard = picker.pick(n, p.lane);
+    const list = byShard.get(shard);
+    if (list === undefined) byShard.set(shard, [p]);
+    else list.push(p);
+  }
+  return byShard;
+}
+
+/**
+ * One page of a group's dead letters, oldest first, over `n` shards: `page(shard, from, count)`
+ * returns the flat reply of the listDead script. Sharded, the first offset + limit of every shard,
+ * merged by time, hold the page.
+ */
+export async function listDeadSharded(group: string, n: number, offset: number, limit: number, page: (shard: number, from: number, count: number) => Promise<string[]>): Promise<DeadLetter[]> {
+  const pages = await Promise.all(
+    Array.from({ length: n }, async (_, shard) => {
+      const flat = await page(shard, n === 1 ? offset : 0, n === 1 ? limit : offset + limit);
+      const out: DeadLetter[] = [];
+      for (let i = 0; i + 3 < flat.length; i += 4) {
+        out.push({ id: markShard(shard, flat[i] as string), group, at: Number(flat[i + 1]), body: flat[i + 2] as string, reason: parseReason(flat[i + 3] as string) });
+      }
+      return out;
+    }),
+  );
+  if (n === 1) return pages[0] as DeadLetter[];
+  return pages.flat().sort((a, b) => a.at - b.at).slice(offset, offset + limit);
 }

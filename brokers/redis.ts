@@ -24,12 +24,12 @@ import { emitDurabilityWarning, watchDurability } from './redis-durability.js';
 import { KeyCache, allKeys, type GroupKeys } from './redis-keys.js';
 import { ScriptKeyCache, type ScriptName } from './redis-script-keys.js';
 import { ShardPicker, markShard, shardCount, shardOf, type ShardsOption } from './redis-shards.js';
-import { fetchSharded, onShards } from './redis-sharded.js';
+import { fetchSharded, listDeadSharded, onShards, splitByShard } from './redis-sharded.js';
 import { callWithWait, checkWaitReplicas, type WaitReplicas } from './redis-replicas.js';
 import { brokerSettings, type RedisBrokerOptions } from './redis-options.js';
 import { registerScripts, type ScriptedRedis } from './redis-scripts.js';
 import { TickBatches } from './redis-tick-batches.js';
-import { availableAtArg, deliveryGroup, flowArgs, idList, laneArg, parseFetchReply, parseReason, positiveMs, stringArray } from './redis-values.js';
+import { availableAtArg, deliveryGroup, flowArgs, idList, laneArg, parseFetchReply, positiveMs, stringArray } from './redis-values.js';
 import { Waits } from './redis-waits.js';
 
 export type { RedisBrokerLogger } from './redis-connection.js';
@@ -199,19 +199,8 @@ export class RedisBroker implements Broker {
       if (typeof item?.body !== 'string') throw new InvalidOptionError('message body must be a string');
       return { at: availableAtArg(item.options?.availableAt), body: item.body, lane: laneArg(item.options) };
     });
-    const n = shardCount(this.shards, group);
-    if (n === 1) {
-      await this.run('publish', () => this.publishScript(this.keys.get(group), pending));
-      return;
-    }
-    // One atomic call per shard (the batch as a whole is not atomic across shards).
-    const byShard = new Map<number, PendingPublish[]>();
-    for (const p of pending) {
-      const shard = this.picker.pick(n, p.lane);
-      const list = byShard.get(shard);
-      if (list === undefined) byShard.set(shard, [p]);
-      else list.push(p);
-    }
+    // One atomic call per shard (with shards, the batch as a whole is not atomic across them).
+    const byShard = splitByShard(pending, shardCount(this.shards, group), this.picker);
     await Promise.all([...byShard].map(([shard, list]) => this.run('publish', () => this.publishScript(this.keys.get(group, shard), list))));
   }
 
@@ -364,22 +353,9 @@ export class RedisBroker implements Broker {
     if (!Number.isInteger(offset) || offset < 0) throw new InvalidOptionError(`offset must be an integer >= 0, got ${offset}`);
     if (!Number.isInteger(limit) || limit < 0) throw new InvalidOptionError(`limit must be an integer >= 0, got ${limit}`);
     if (limit === 0) return [];
-    const n = shardCount(this.shards, group);
-    // Sharded: the first offset + limit of each shard, merged by time, hold the page.
-    const pages = await Promise.all(
-      Array.from({ length: n }, async (_, shard) => {
-        const k = this.keys.get(group, shard);
-        const reply = await this.run('listDeadLetters', () => this.script('tasukiListDead', k, n === 1 ? offset : 0, n === 1 ? limit : offset + limit));
-        const flat = stringArray(reply, 'listDeadLetters');
-        const out: DeadLetter[] = [];
-        for (let i = 0; i + 3 < flat.length; i += 4) {
-          out.push({ id: markShard(shard, flat[i] as string), group, at: Number(flat[i + 1]), body: flat[i + 2] as string, reason: parseReason(flat[i + 3] as string) });
-        }
-        return out;
-      }),
+    return listDeadSharded(group, shardCount(this.shards, group), offset, limit, async (shard, from, count) =>
+      stringArray(await this.run('listDeadLetters', () => this.script('tasukiListDead', this.keys.get(group, shard), from, count)), 'listDeadLetters'),
     );
-    if (n === 1) return pages[0] as DeadLetter[];
-    return pages.flat().sort((a, b) => a.at - b.at).slice(offset, offset + limit);
   }
 
   /** @inheritdoc */

@@ -51,7 +51,7 @@ export interface PrivateCluster {
 
 /** Options of {@link startRedisCluster}. */
 export interface RedisClusterOptions {
-  /** `cluster-node-timeout` in ms (how soon a dead master is failed over). Default 2000. */
+  /** `cluster-node-timeout` in ms (how soon a dead master is failed over). Default 15000 (the Redis default: no false failover on a loaded machine). */
   nodeTimeoutMs?: number;
   /** Extra `redis-server` arguments for every node. */
   args?: string[];
@@ -114,7 +114,7 @@ async function clusterInfo(port: number): Promise<Map<string, string>> {
 /** Starts 6 nodes, creates the cluster (3 masters, 1 replica each) and waits until every node says `cluster_state:ok`. */
 export async function startRedisCluster(options: RedisClusterOptions = {}): Promise<PrivateCluster> {
   const ports = await clusterPorts(6);
-  const timeout = options.nodeTimeoutMs ?? 2000;
+  const timeout = options.nodeTimeoutMs ?? 15_000;
   const children = new Map<number, ChildProcess>();
   const dirs = new Map<number, string>();
   const launch = async (port: number): Promise<void> => {
