@@ -14,10 +14,10 @@
  * Record keys: `P:rec|KIND|KEY` (string with the record's expiry) and the set `P:rec|KIND` of its
  * keys, for listing (a claim's key is not listed).
  *
- * These keys are computed inside the script rather than declared: the index needs a standalone
- * Redis (or one reached through one connection), as the backend's batched writes already do.
+ * The write script declares these keys (after the writes' own keys). On a Redis Cluster the keys of
+ * a group share the hash tag `{G}` and are kept by a second call (`./redis-cluster-index.ts`).
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../brokers/redis-cluster.js';
 import type { IndexPage, IndexQuery, RecordStore, StoredRecord, TaskIndex } from '../src/backend.js';
 import { compareNewestFirst, decodeCursor, encodeCursor, matches } from '../src/ops/index-query.js';
 import { parseTaskState, TASK_STATUSES, type TaskState, type TaskStatus } from '../src/state.js';
@@ -27,8 +27,12 @@ import type { IndexKeeping } from './redis-writes.js';
 /** Default most entries kept per group and status. */
 export const DEFAULT_INDEX_CAP = 10_000;
 
-/** The index keys of a backend prefix. */
-export function indexKeeping(prefix: string, cap: number): IndexKeeping {
+/**
+ * The index keys of a backend prefix. On a Redis Cluster a group's sets share the hash tag `{G}`
+ * (`P:ix|{G}|STATUS`) and are moved by a second call after the writes (`./redis-cluster-index.ts`).
+ */
+export function indexKeeping(prefix: string, cap: number, cluster = false): IndexKeeping {
+  if (cluster) return { cap, base: (group) => `${prefix}:ix|{${group}}`, groupsKey: `${prefix}:ix-groups`, cluster: true };
   return { cap, base: (group) => `${prefix}:ix|${group}`, groupsKey: `${prefix}:ix-groups` };
 }
 
@@ -44,7 +48,7 @@ export class RedisTaskIndex implements TaskIndex {
    * @param wrap turns a driver failure into the backend's typed error
    */
   constructor(
-    private readonly client: Redis,
+    private readonly client: RedisClient,
     private readonly prefix: string,
     private readonly keys: IndexKeeping,
     private readonly wrap: (err: unknown, what: string) => Error,
@@ -57,7 +61,9 @@ export class RedisTaskIndex implements TaskIndex {
   /** Current states of `ids` (null: gone), removing gone ones from `set`. */
   private async states(set: string, ids: string[]): Promise<Array<TaskState | null>> {
     if (ids.length === 0) return [];
-    const texts = await this.client.mget(ids.map((id) => this.stateKey(id)));
+    const keys = ids.map((id) => this.stateKey(id));
+    // On a cluster the states live in many slots: one GET each (auto-pipelined per node).
+    const texts = this.client.isCluster ? await Promise.all(keys.map((k) => this.client.get(k))) : await this.client.mget(keys);
     const gone = ids.filter((_, i) => texts[i] === null);
     if (gone.length > 0) await this.client.zrem(set, ...gone);
     return texts.map((t, i) => (t === null ? null : parseTaskState(t, this.stateKey(ids[i] as string))));
@@ -137,19 +143,24 @@ export class RedisTaskIndex implements TaskIndex {
 
 /** {@link RecordStore} on string keys with expiries plus a set per kind. */
 export class RedisRecordStore implements RecordStore {
-  /** @param client the backend's connection @param prefix key prefix @param wrap typed errors */
+  /**
+   * @param client the backend's connection @param prefix key prefix @param wrap typed errors
+   * @param tagged on a Redis Cluster: the keys of one kind share the hash tag `{KIND}`
+   *   (`P:rec|{KIND}|KEY`, `P:rec|{KIND}`), so a put or remove stays in one slot
+   */
   constructor(
-    private readonly client: Redis,
+    private readonly client: RedisClient,
     private readonly prefix: string,
     private readonly wrap: (err: unknown, what: string) => Error,
+    private readonly tagged = false,
   ) {}
 
   private kindKey(kind: string): string {
-    return `${this.prefix}:rec|${kind}`;
+    return this.tagged ? `${this.prefix}:rec|{${kind}}` : `${this.prefix}:rec|${kind}`;
   }
 
   private key(kind: string, key: string): string {
-    return `${this.prefix}:rec|${kind}|${key}`;
+    return `${this.kindKey(kind)}|${key}`;
   }
 
   /** @inheritdoc */

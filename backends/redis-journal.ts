@@ -5,7 +5,7 @@
  * `!live`/`!liveAt`/`!wanted` for suspensions. Every write is one Lua script (atomic) that also sets
  * the hash's expiry.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../brokers/redis-cluster.js';
 import type { Expiry } from '../src/backend.js';
 import type { TasukiError } from '../src/errors.js';
 import type { EnterOutcome, FlowJournalStore, JournalEntry, JournalPutMode, JournalPutOutcome, JournalSnapshot, SuspendOutcome } from '../src/journal.js';
@@ -102,7 +102,7 @@ export class RedisJournal implements FlowJournalStore {
    * @param wrap turns a driver error into the backend's typed error
    */
   constructor(
-    private readonly client: Redis,
+    private readonly client: RedisClient,
     private readonly prefix: string,
     private readonly wrap: (err: unknown, op: string, bytes?: number) => TasukiError,
   ) {

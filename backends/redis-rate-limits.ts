@@ -7,7 +7,7 @@
  * global across processes. Free tokens refill up to `burst` minus the reserved ones. Both keys expire
  * once the bucket would be full again and no reservation is open: idle buckets leave nothing behind.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../brokers/redis-cluster.js';
 import type { RateLimit } from '../src/broker.js';
 import type { RateLimitStore, TokenGrant } from '../src/rate-limit-store.js';
 
@@ -16,7 +16,7 @@ const LOAD = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit, period, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local res = KEYS[1] .. ':r'
+local res = KEYS[2]
 local v = redis.call('HMGET', KEYS[1], 't', 'a', 'o')
 local tokens, at, held = burst, now, tonumber(v[3] or '0')
 if v[1] then tokens, at = tonumber(v[1]), tonumber(v[2]) end
@@ -42,7 +42,7 @@ redis.call('PEXPIRE', KEYS[1], ttl + 1000)
 if last[2] then redis.call('PEXPIRE', res, ttl + 1000) end
 `;
 
-/** KEYS: bucket. ARGV: limit, periodMs, burst, want, holdMs. Returns `{granted, nextInMs, ticket}`. */
+/** KEYS: bucket, its reservations (ZSET). ARGV: limit, periodMs, burst, want, holdMs. Returns `{granted, nextInMs, ticket}`. */
 const TAKE = `${LOAD}
 local granted = math.min(tonumber(ARGV[4]), math.floor(tokens))
 local ticket = ''
@@ -56,7 +56,7 @@ ${STORE}
 return {granted, nx, ticket}
 `;
 
-/** KEYS: bucket. ARGV: limit, periodMs, burst, ticket, used. Returns 1, or 0 when the reservation had expired. */
+/** KEYS: bucket, its reservations (ZSET). ARGV: limit, periodMs, burst, ticket, used. Returns 1, or 0 when the reservation had expired. */
 const SETTLE = `${LOAD}
 local ok = redis.call('ZREM', res, ARGV[4])
 if ok == 1 then
@@ -68,7 +68,7 @@ ${STORE}
 return ok
 `;
 
-/** KEYS: bucket. Returns the epoch ms of the next token while the bucket is empty, else -1. */
+/** KEYS: bucket, its reservations (ZSET). Returns the epoch ms of the next token while the bucket is empty, else -1. */
 const EMPTY_UNTIL = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -90,14 +90,14 @@ export class RedisRateLimits implements RateLimitStore {
    * @param wrap turns a driver error into the backend's typed error
    */
   constructor(
-    private readonly client: Redis,
+    private readonly client: RedisClient,
     private readonly prefix: string,
     private readonly wrap: (err: unknown, op: string) => Error,
   ) {}
 
   private async script(op: string, lua: string, name: string, ...args: Array<string | number>): Promise<unknown> {
     try {
-      return await this.client.eval(lua, 1, rateLimitKey(this.prefix, name), ...args);
+      return await this.client.eval(lua, 2, rateLimitKey(this.prefix, name), `${rateLimitKey(this.prefix, name)}:r`, ...args);
     } catch (err) {
       throw this.wrap(err, op);
     }

@@ -2,9 +2,10 @@
  * Read batching of the Redis result backend: the GETs issued in one event-loop tick are sent
  * together at its end — a few as plain GETs (no auto-pipelining hop and no pipeline object: the
  * latency of `getResult` after a push hint, which reads state and result), more in one pipeline (one
- * write to the socket). Each key reports its own error, as a lone read would.
+ * write to the socket). Each key reports its own error, as a lone read would. On a Redis Cluster every
+ * read is a plain GET (ioredis auto-pipelines them per node).
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../brokers/redis-cluster.js';
 
 /** Up to this many reads of a tick are sent as plain GETs; more travel in one pipeline. */
 const SMALL_READS = 4;
@@ -21,7 +22,7 @@ export class ReadBatcher {
   private pending: PendingRead[] = [];
 
   /** @param client the connection the GETs are sent on */
-  constructor(private readonly client: Redis) {}
+  constructor(private readonly client: RedisClient) {}
 
   /** GET of one key, sent at the end of the tick with the others (rejects with the driver's error). */
   get(key: string): Promise<string | null> {
@@ -34,7 +35,8 @@ export class ReadBatcher {
   private readonly flush = (): void => {
     const all = this.pending;
     this.pending = [];
-    if (all.length <= SMALL_READS) {
+    // On a cluster the keys of one pipeline would span nodes: plain GETs (auto-pipelined per node).
+    if (all.length <= SMALL_READS || this.client.isCluster) {
       for (const r of all) this.client.get(r.key).then(r.resolve, r.reject);
       return;
     }

@@ -3,7 +3,7 @@
  * = schedule name, value = `<rev>|<record JSON>`. The compare-and-set write is one Lua script, so it
  * is atomic however many processes upsert or tick at once.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../brokers/redis-cluster.js';
 import type { TasukiError } from '../src/errors.js';
 import type { ScheduleStore, StoredSchedule } from '../src/schedule/store.js';
 
@@ -38,7 +38,7 @@ export class RedisScheduleStore implements ScheduleStore {
    * @param wrap turns a driver error into the backend's typed error
    */
   constructor(
-    private readonly client: Redis,
+    private readonly client: RedisClient,
     prefix: string,
     private readonly ready: () => Promise<void>,
     private readonly wrap: (err: unknown, op: string) => TasukiError,

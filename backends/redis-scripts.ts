@@ -2,6 +2,7 @@
  * Lua script of the Redis result backend, registered on the ioredis client with `defineCommand`
  * (ioredis sends it with EVALSHA and falls back to EVAL after a `NOSCRIPT`, e.g. after a restart).
  */
+import { TASK_STATUSES } from '../src/state.js';
 
 /** Name under which {@link WRITE_SCRIPT} is registered on the ioredis client. */
 export const WRITE_COMMAND = 'tasukiBackendWrite';
@@ -32,20 +33,33 @@ export function writeOp(
 }
 
 /**
- * The index argument of a write (op letter 5 `i`), newline-separated: the group's index key base
- * (`P:ix|group`; the per-status sets are `base|status`), the new status, the score (`updatedAt`),
- * the task id, the cap per set, the key of the set of indexed groups, and the group.
+ * The index argument of a write (op letter 5 `i`) without its key position, newline-separated: the
+ * new status, the score (`updatedAt`), the task id, the cap per set and the group. The write batcher
+ * puts the position in `KEYS` of the group's first status set in front (see {@link indexKeys}).
  */
-export function indexArg(base: string, status: string, score: number, id: string, cap: number, groupsKey: string, group: string): string {
-  return `${base}\n${status}\n${score}\n${id}\n${cap}\n${groupsKey}\n${group}`;
+export function indexArg(status: string, score: number, id: string, cap: number, group: string): string {
+  return `${status}\n${score}\n${id}\n${cap}\n${group}`;
 }
+
+/**
+ * The declared index keys of a group: its sets `base|STATUS`, one per status in the order of
+ * `TASK_STATUSES` (the write script finds a status's set by that order).
+ */
+export function indexKeys(base: string): string[] {
+  return TASK_STATUSES.map((s) => `${base}|${s}`);
+}
+
+/** Lua table status → offset of its set within a group's index keys. */
+const STATUS_OFFSETS = `{ ${TASK_STATUSES.map((s, i) => `['${s}'] = ${i}`).join(', ')} }`;
 
 /**
  * Several conditional writes of task states (and results) in one call, each atomic on the server
  * and done in order. The backend sends the writes of one event-loop tick together.
  *
  * Per write, in order:
- * - KEYS: the state key, then (only when a result is written) the result key — same hash tag;
+ * - KEYS: the state key, then (only when a result is written) the result key — same hash tag; after
+ *   the writes' keys, for each group whose index the call keeps, its status sets
+ *   ({@link indexKeys}), and last the set of indexed groups — every key the script touches is declared;
  * - ARGV: the state JSON, the op (see {@link writeOp}), then (only with a result) the result text
  *   and its expiry (-1 forever, 0 not stored: the key is deleted, N: `EX N`).
  *
@@ -108,17 +122,22 @@ end
 -- Moves a task's index entry with its write (see indexArg): out of the previous status's set, into
 -- the new one's, trimmed to its cap (oldest first); a state not stored leaves it. A new entry (no
 -- previous state) adds its group to the set of indexed groups.
+local STATUS_OFFSET = ${STATUS_OFFSETS}
+
 local function index_one(ix, prev_status, ttl)
   local parts = {}
   local from = 1
-  for _ = 1, 6 do
+  for _ = 1, 5 do
     local nl = string.find(ix, '\\n', from, true)
     parts[#parts + 1] = string.sub(ix, from, nl - 1)
     from = nl + 1
   end
-  local base, status, score, id, cap, groups = parts[1], parts[2], parts[3], parts[4], tonumber(parts[5]), parts[6]
-  if prev_status and prev_status ~= status then redis.call('ZREM', base .. '|' .. prev_status, id) end
-  local skey = base .. '|' .. status
+  local first, status, score, id, cap = tonumber(parts[1]), parts[2], parts[3], parts[4], tonumber(parts[5])
+  local groups = KEYS[#KEYS]
+  if prev_status and prev_status ~= status and STATUS_OFFSET[prev_status] then
+    redis.call('ZREM', KEYS[first + STATUS_OFFSET[prev_status]], id)
+  end
+  local skey = KEYS[first + STATUS_OFFSET[status]]
   if ttl == 0 then
     redis.call('ZREM', skey, id)
     return

@@ -4,7 +4,7 @@
  * subscriber connection per backend instance, created on first use; one SUBSCRIBE per watched id,
  * shared by its listeners, and UNSUBSCRIBEs deferred a little to batch them.
  */
-import type { Redis } from 'ioredis';
+import { createCluster, isCluster, type RedisClient } from '../brokers/redis-cluster.js';
 import type { FinalNotice } from '../src/backend.js';
 import { ClosedError, type TasukiError } from '../src/errors.js';
 import { parseTaskState } from '../src/state.js';
@@ -38,7 +38,7 @@ function parseNotice(message: string, channel: string): FinalNotice | undefined 
 /** The watched channels of one backend and its subscriber connection. */
 export class FinalWatches {
   /** Subscriber connection, created on first use. */
-  private subscriber: Redis | undefined;
+  private subscriber: RedisClient | undefined;
   /** Watched channels and their listeners. */
   private readonly watches = new Map<string, Watch>();
   /** Channels no longer watched whose UNSUBSCRIBE is deferred (see {@link unsubscribeLater}). */
@@ -52,7 +52,7 @@ export class FinalWatches {
    * @param fail the typed error a failed SUBSCRIBE rejects with
    */
   constructor(
-    private readonly client: Redis,
+    private readonly client: RedisClient,
     private readonly onConnectionError: (err: Error) => void,
     private readonly fail: (err: unknown) => TasukiError,
   ) {}
@@ -135,14 +135,22 @@ export class FinalWatches {
   }
 
   /** The subscriber connection (same server and options as the main one), created on first use. */
-  private subscriberConnection(): Redis {
+  private subscriberConnection(): RedisClient {
     if (this.subscriber !== undefined) return this.subscriber;
-    const name = this.client.options.connectionName;
-    const sub = this.client.duplicate({
-      lazyConnect: true,
-      enableAutoPipelining: false,
-      ...(name ? { connectionName: `${name}-sub` } : {}),
-    });
+    const c = this.client;
+    let sub: RedisClient;
+    if (isCluster(c)) {
+      // PUBLISH reaches every node of a cluster: one subscriber connection (to any node) hears them all.
+      const name = c.options.redisOptions?.connectionName;
+      sub = createCluster(c, name ? { connectionName: `${name}-sub` } : {}, { enableAutoPipelining: false });
+    } else {
+      const name = c.options.connectionName;
+      sub = c.duplicate({
+        lazyConnect: true,
+        enableAutoPipelining: false,
+        ...(name ? { connectionName: `${name}-sub` } : {}),
+      });
+    }
     sub.on('error', this.onConnectionError);
     sub.on('message', (channel: string, message: string) => {
       const watch = this.watches.get(channel);

@@ -4,14 +4,17 @@
  * alone as the native `SET … NX GET` (same semantics, Redis ≥ 7.0; older servers get the script),
  * anything else in calls of the write script (`./redis-scripts.ts`), which checks each write's guard
  * against the stored state and sets state and result with their own expiries (`-1` → no expiry,
- * `0` → key deleted, `N` → `EX N`).
+ * `0` → key deleted, `N` → `EX N`). On a Redis Cluster the writes of a tick are grouped by hash slot,
+ * one script call per slot.
  */
-import type { Redis } from 'ioredis';
+import { keySlot, type RedisClient } from '../brokers/redis-cluster.js';
+import { callWithWait, type WaitReplicas } from '../brokers/redis-replicas.js';
+import { applyIndexMoves, statusOf, type IndexMove } from './redis-cluster-index.js';
 import type { Expiry, StateWrite, WriteOutcome } from '../src/backend.js';
 import { InvalidOptionError, ValueTooLargeError } from '../src/errors.js';
 import { isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
 import { taskTag } from './redis-keys.js';
-import { WRITE_COMMAND, indexArg, writeOp } from './redis-scripts.js';
+import { WRITE_COMMAND, indexArg, indexKeys, writeOp } from './redis-scripts.js';
 
 /** Largest string Redis stores (512 MiB, the default `proto-max-bulk-len`). */
 export const REDIS_MAX_STRING = 512 * 1024 * 1024;
@@ -61,6 +64,10 @@ export class PendingWrite {
     readonly nativeTtl: number,
     /** The index argument (see `indexArg`), when the write keeps the task index. */
     readonly ix?: string,
+    /** The index key base of the write's group, when it keeps the task index. */
+    readonly ixBase?: string,
+    /** On a cluster: the index move made after the write (its previous status filled in then). */
+    readonly move?: Omit<IndexMove, 'prev'>,
   ) {}
 
   /** Settles with the script's or the SET's reply: written or not, and the previous state text. */
@@ -105,6 +112,8 @@ export interface IndexKeeping {
   base(group: string): string;
   /** The key of the set of indexed groups. */
   groupsKey: string;
+  /** On a Redis Cluster: the index is moved by a second call after the writes (`./redis-cluster-index.ts`). */
+  cluster?: boolean;
 }
 
 /**
@@ -131,7 +140,14 @@ export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping
   const tag = taskTag(prefix, state.id);
   const status = state.status;
   const final = isFinalStatus(status);
-  const ix = index === undefined || state.group === '' ? undefined : indexArg(index.base(state.group), status, state.updatedAt, state.id, index.cap, index.groupsKey, state.group);
+  const indexed = index !== undefined && state.group !== '';
+  if (indexed && index.cluster === true) {
+    // The write returns the state it replaced; the index move follows it (see WriteBatcher).
+    const move = { base: index.base(state.group), group: state.group, status, score: state.updatedAt, id: state.id, gone: stateTtl === 0 };
+    return new PendingWrite(tag + ':state', result === undefined ? undefined : tag + ':result', stateText,
+      writeOp(guard, status, result !== undefined, stateTtl, true, false), result, String(resultTtl), 0, undefined, undefined, move);
+  }
+  const ix = indexed ? indexArg(status, state.updatedAt, state.id, index.cap, state.group) : undefined;
   return new PendingWrite(
     tag + ':state',
     result === undefined ? undefined : tag + ':result',
@@ -141,6 +157,7 @@ export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping
     String(resultTtl),
     guard === 'absent' && result === undefined && stateTtl !== 0 && !final && ix === undefined ? stateTtl : 0,
     ix,
+    ix === undefined ? undefined : index?.base(state.group),
   );
 }
 
@@ -157,9 +174,19 @@ export class WriteBatcher {
    * @param client the connection the writes are sent on (with the write script defined)
    * @param fail the typed error a failed write of `bytes` bytes rejects with
    */
+  /**
+   * @param client the connection the writes are sent on (with the write script defined)
+   * @param fail the typed error a failed write of `bytes` bytes rejects with
+   * @param groupsKey the key of the set of indexed groups (when writes keep the task index)
+   * @param wait replicas every write waits for (`waitReplicas`), if any
+   * @param indexCap most index entries per group and status (for the index moves on a cluster)
+   */
   constructor(
-    private readonly client: Redis,
+    private readonly client: RedisClient,
     private readonly fail: (err: unknown, bytes: number) => Error,
+    private readonly groupsKey = '',
+    private readonly wait: WaitReplicas | undefined = undefined,
+    private readonly indexCap = 0,
   ) {}
 
   /** Queues a write for the end of the tick; resolves with its outcome. */
@@ -179,11 +206,8 @@ export class WriteBatcher {
    * later one.
    */
   private sendNative(p: PendingWrite): void {
-    const set = (this.client as unknown as { set(...args: string[]): Promise<string | null> }).set;
-    const reply =
-      p.nativeTtl > 0
-        ? set.call(this.client, p.stateKey, p.stateText, 'NX', 'GET', 'EX', String(p.nativeTtl))
-        : set.call(this.client, p.stateKey, p.stateText, 'NX', 'GET');
+    const args = p.nativeTtl > 0 ? [p.stateKey, p.stateText, 'NX', 'GET', 'EX', String(p.nativeTtl)] : [p.stateKey, p.stateText, 'NX', 'GET'];
+    const reply = callWithWait(this.client, 'set', args, this.wait) as Promise<string | null>;
     reply.then(
       (prev) => p.settle(prev === null, prev),
       (err: unknown) => {
@@ -210,7 +234,17 @@ export class WriteBatcher {
     this.pending = [];
     const first = all[0] as PendingWrite;
     if (all.length === 1 && this.nativeSet && first.nativeTtl !== 0) this.sendNative(first);
-    else this.sendScript(all, 0, all.length);
+    else if (this.client.isCluster && all.length > 1) {
+      // A script call may touch one slot only: one call per slot (the two keys of a task share one).
+      const bySlot = new Map<number, PendingWrite[]>();
+      for (const p of all) {
+        const slot = keySlot(p.stateKey);
+        const list = bySlot.get(slot);
+        if (list === undefined) bySlot.set(slot, [p]);
+        else list.push(p);
+      }
+      for (const list of bySlot.values()) this.sendScript(list, 0, list.length);
+    } else this.sendScript(all, 0, all.length);
   };
 
   /** Sends `all[from..to)` as script calls of at most {@link MAX_WRITES_PER_CALL} writes. */
@@ -220,11 +254,26 @@ export class WriteBatcher {
       const end = Math.min(to, start + MAX_WRITES_PER_CALL);
       let keys = 0;
       let args = 0;
+      // Each group whose index this call keeps declares its status sets after the writes' keys.
+      let groups: Map<string, number> | undefined;
       for (let i = start; i < end; i++) {
         const p = all[i] as PendingWrite;
         const withResult = p.resultKey !== undefined;
         keys += withResult ? 2 : 1;
         args += (withResult ? 4 : 2) + (p.ix === undefined ? 0 : 1);
+        if (p.ixBase !== undefined && !(groups ??= new Map()).has(p.ixBase)) groups.set(p.ixBase, 0);
+      }
+      const indexKeyLists: string[][] = [];
+      if (groups !== undefined) {
+        let at = 1 + keys;
+        for (const base of groups.keys()) {
+          const list = indexKeys(base);
+          groups.set(base, at);
+          indexKeyLists.push(list);
+          at += list.length;
+          keys += list.length;
+        }
+        keys += 1; // the set of indexed groups, last
       }
       // One array, passed as one argument: ioredis flattens it (no spread of thousands of arguments).
       const keysAndArgs = new Array<string | number>(1 + keys + args);
@@ -241,14 +290,27 @@ export class WriteBatcher {
           keysAndArgs[a++] = p.result as string;
           keysAndArgs[a++] = p.resultTtl;
         }
-        if (p.ix !== undefined) keysAndArgs[a++] = p.ix;
+        if (p.ix !== undefined) keysAndArgs[a++] = `${groups?.get(p.ixBase as string) as number}\n${p.ix}`;
       }
-      run.call(this.client, keysAndArgs).then(
+      if (groups !== undefined) {
+        for (const list of indexKeyLists) for (const key of list) keysAndArgs[k++] = key;
+        keysAndArgs[k++] = this.groupsKey;
+      }
+      (this.wait === undefined ? run.call(this.client, keysAndArgs) : (callWithWait(this.client, WRITE_COMMAND, [keysAndArgs], this.wait) as ReturnType<WriteCommand>)).then(
         (reply) => {
+          const settleAll = (): void => {
+            for (let i = start, j = 0; i < end; i++, j += 2) {
+              const prev = reply[j + 1];
+              (all[i] as PendingWrite).settle(reply[j] === 1, prev === null || prev === undefined ? null : String(prev));
+            }
+          };
+          let moves: IndexMove[] | undefined;
           for (let i = start, j = 0; i < end; i++, j += 2) {
-            const prev = reply[j + 1];
-            (all[i] as PendingWrite).settle(reply[j] === 1, prev === null || prev === undefined ? null : String(prev));
+            const m = (all[i] as PendingWrite).move;
+            if (m !== undefined && reply[j] === 1) (moves ??= []).push({ ...m, prev: statusOf(reply[j + 1] as string | null) });
           }
+          if (moves === undefined) settleAll();
+          else void applyIndexMoves(this.client, moves, this.indexCap, this.groupsKey).then(settleAll);
         },
         (err: unknown) => {
           for (let i = start; i < end; i++) {

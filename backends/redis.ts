@@ -8,10 +8,10 @@
  * final state is announced on the task's pub/sub channel (`./redis-watch.ts`). This file holds the
  * options, the connection and the operations of the `Backend` interface.
  */
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis, type Cluster, type RedisOptions } from 'ioredis';
 import type { Backend, FinalNotice, StateWrite, WriteOutcome } from '../src/backend.js';
 import { ClosedError, ConnectionError, InvalidOptionError, TasukiError, ValueTooLargeError, safeCause } from '../src/errors.js';
-import { parseTaskState, type TaskState } from '../src/state.js';
+import { parseTaskState, TASK_STATUSES, type TaskState } from '../src/state.js';
 import { finalChannel, redisKeys, taskTag } from './redis-keys.js';
 import { ReadBatcher } from './redis-reads.js';
 import { WRITE_COMMAND, WRITE_SCRIPT } from './redis-scripts.js';
@@ -20,6 +20,9 @@ import { RedisScheduleStore } from './redis-schedules.js';
 import { RedisJournal } from './redis-journal.js';
 import { RedisRateLimits } from './redis-rate-limits.js';
 import { failureText, resolveOperationTimeout } from '../brokers/redis-connection.js';
+import { createCluster, isCluster, type RedisClient, type RedisClusterConnection } from '../brokers/redis-cluster.js';
+import { checkWaitReplicas, type WaitReplicas } from '../brokers/redis-replicas.js';
+import { CLUSTER_INDEX_COMMAND, CLUSTER_INDEX_SCRIPT } from './redis-cluster-index.js';
 import { emitDurabilityWarning, watchDurability } from '../brokers/redis-durability.js';
 import { REDIS_MAX_STRING, WriteBatcher, prepareWrite, type PendingWrite, type IndexKeeping } from './redis-writes.js';
 import { DEFAULT_INDEX_CAP, indexKeeping, RedisRecordStore, RedisTaskIndex } from './redis-index.js';
@@ -32,9 +35,17 @@ export interface RedisBackendOptions {
   /**
    * Redis URL (`redis://user:pass@host:6379/0`, `rediss://…`) or ioredis options.
    * Default `redis://127.0.0.1:6379`. Options given here override tasuki's defaults (lazy connect,
-   * auto-pipelining, capped exponential reconnect backoff).
+   * auto-pipelining, capped exponential reconnect backoff). An ioredis `Cluster` runs the backend on
+   * that Redis Cluster (the backend makes its own duplicate; the given client stays yours to close).
    */
-  connection?: string | RedisOptions;
+  connection?: string | RedisOptions | Cluster;
+  /**
+   * Runs the backend on a Redis Cluster: startup nodes and ioredis Cluster options (instead of
+   * `connection`). The keys of one task share its hash tag; the writes of one tick travel in one
+   * script call per hash slot; the task index (`P:ix|{G}|STATUS`) is moved by a second call per
+   * group right after them; records are tagged per kind (`P:rec|{KIND}|KEY`).
+   */
+  cluster?: RedisClusterConnection;
   /** Prefix of every key (default `tasuki`); must not contain `{` or `}`. */
   prefix?: string;
   /**
@@ -61,6 +72,12 @@ export interface RedisBackendOptions {
    * and status; `false` turns it off (then a lone `absent` write is the native `SET NX GET` again).
    */
   index?: false | { cap?: number };
+  /**
+   * Makes every state write wait until this many replicas have it (`WAIT`, in one pipeline with the
+   * write): an outcome that was stored survives the failover of its master. Fewer replicas within
+   * `timeoutMs` reject the write with `ConnectionError` (outcome unknown). Default: no wait.
+   */
+  waitReplicas?: WaitReplicas;
 }
 
 /** Receives warnings of the Redis backend. */
@@ -75,7 +92,7 @@ export function redisReconnectDelay(attempt: number, random: () => number = Math
   return Math.round(base * (1 - 0.2 * random()));
 }
 
-/** Result backend on Redis (standalone, or any server reachable with one ioredis connection). */
+/** Result backend on Redis: one server, or a Redis Cluster (`cluster` option). */
 export class RedisBackend implements Backend {
   /** @inheritdoc */
   readonly kind = 'redis';
@@ -83,7 +100,7 @@ export class RedisBackend implements Backend {
   readonly prefix: string;
   /** Flow journals (`P:{ID}:journal`, see `./redis-journal.ts`). */
   readonly journal: RedisJournal;
-  private readonly client: Redis;
+  private readonly client: RedisClient;
   private readonly onError: ((err: Error) => void) | undefined;
   private closed = false;
   private connecting: Promise<void> | undefined;
@@ -122,13 +139,26 @@ export class RedisBackend implements Backend {
       autoPipeliningIgnoredCommands: [WRITE_COMMAND, 'set', 'get'],
       retryStrategy: (times: number) => redisReconnectDelay(times),
     };
-    const connection = options.connection ?? 'redis://127.0.0.1:6379';
+    if (options.cluster !== undefined && options.connection !== undefined) throw new InvalidOptionError('give either connection or cluster, not both');
+    const connection = options.cluster ?? options.connection ?? 'redis://127.0.0.1:6379';
     this.opTimeout = resolveOperationTimeout(options.operationTimeoutMs, connection);
     // Every command (also one waiting in the offline queue for a reconnect) rejects after the bound;
     // the subscriber connection, a duplicate, inherits it.
     const bound: RedisOptions = { commandTimeout: this.opTimeout };
-    this.client =
-      typeof connection === 'string' ? new Redis(connection, { ...defaults, ...bound }) : new Redis({ ...defaults, ...connection, ...bound });
+    const onCluster = typeof connection === 'object' && (isCluster(connection) || 'nodes' in connection);
+    if (typeof connection === 'object' && (isCluster(connection) || 'nodes' in connection)) {
+      if (!isCluster(connection) && (!Array.isArray(connection.nodes) || connection.nodes.length === 0)) {
+        throw new InvalidOptionError('cluster.nodes must be a non-empty array of startup nodes');
+      }
+      this.client = createCluster(connection, bound, {
+        enableAutoPipelining: true,
+        autoPipeliningIgnoredCommands: [WRITE_COMMAND, 'set'],
+        clusterRetryStrategy: (times: number) => redisReconnectDelay(times),
+      });
+    } else {
+      this.client =
+        typeof connection === 'string' ? new Redis(connection, { ...defaults, ...bound }) : new Redis({ ...defaults, ...connection, ...bound });
+    }
     // ioredis emits 'error' on every failed (re)connection attempt; without a listener Node would
     // treat it as unhandled. Operations report failures through their own rejections.
     this.client.on('error', this.onConnectionError);
@@ -139,14 +169,16 @@ export class RedisBackend implements Backend {
     watchDurability(this.client, { module: 'redis backend', persistence: false }, logger ? (msg, fields) => logger.warn(msg, fields) : emitDurabilityWarning);
     this.reads = new ReadBatcher(this.client);
     this.journal = new RedisJournal(this.client, this.prefix, (err, op, bytes) => this.wrap(err, op, bytes));
-    this.writes = new WriteBatcher(this.client, (err, bytes) => this.wrap(err, 'write', bytes));
+
     this.watches = new FinalWatches(this.client, this.onConnectionError, (err) => this.wrap(err, 'watchFinal'));
     const cap = options.index === false ? 0 : options.index?.cap ?? DEFAULT_INDEX_CAP;
     if (options.index !== false && (!Number.isInteger(cap) || cap < 1)) throw new InvalidOptionError(`index.cap must be a whole number ≥ 1, got ${String(cap)}`);
-    this.keeping = options.index === false ? undefined : indexKeeping(this.prefix, cap);
+    this.keeping = options.index === false ? undefined : indexKeeping(this.prefix, cap, onCluster);
+    this.writes = new WriteBatcher(this.client, (err, bytes) => this.wrap(err, 'write', bytes), this.keeping?.groupsKey, checkWaitReplicas(options.waitReplicas), cap);
+    if (onCluster) this.client.defineCommand(CLUSTER_INDEX_COMMAND, { numberOfKeys: TASK_STATUSES.length, lua: CLUSTER_INDEX_SCRIPT });
     const wrap = (err: unknown, op: string): Error => this.wrap(err, op);
     this.index = this.keeping === undefined ? undefined : new RedisTaskIndex(this.client, this.prefix, this.keeping, wrap);
-    this.records = new RedisRecordStore(this.client, this.prefix, wrap);
+    this.records = new RedisRecordStore(this.client, this.prefix, wrap, onCluster);
     this.scheduleStore = new RedisScheduleStore(this.client, this.prefix, () => this.connect(), (err, op) => this.wrap(err, op));
     this.rateLimits = new RedisRateLimits(this.client, this.prefix, wrap);
   }

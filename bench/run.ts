@@ -17,6 +17,7 @@
  * --leak-check (afterwards: 100 000 tasuki tasks, heap before/after GC)
  * --leak-jobs N --flows (afterwards: the flows scenario of `bench/flows.ts`) --workflows (`bench/workflows.ts`; also part of every run without --only, as is `bench/limits.ts`).
  * A full run (no --only) ends with the limits scenario of `bench/limits.ts`.
+ * --cluster (afterwards: `bench/cluster.ts`, one group with 1 and 3 shards on a private local Redis Cluster).
  * PostgreSQL rows (tasuki-postgres, pg-boss, graphile-worker; bench/postgres-systems.ts) run only when
  * asked: `--pg` adds them to the selection, `--only postgres` (or `--only pg`) selects just them, and
  * each can be named in `--only`.
@@ -59,6 +60,8 @@ interface Options {
   flows: boolean;
   /** Also run the workflows scenario (`bench/workflows.ts`). */
   workflows: boolean;
+  /** Also run the Redis Cluster scenario (`bench/cluster.ts`). */
+  cluster: boolean;
   leakJobs: number;
   pg: boolean;
   /** Measure the cost-per-task table (default on). */
@@ -68,7 +71,7 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { jobs: 20_000, concurrency: 50, runs: 3, latencyJobs: 2000, json: false, only: null, leakCheck: false, leakJobs: 100_000, flows: false, workflows: false, pg: false, cost: true, costTasks: 5000, costWaiting: 100_000 };
+  const o: Options = { jobs: 20_000, concurrency: 50, runs: 3, latencyJobs: 2000, json: false, only: null, leakCheck: false, leakJobs: 100_000, flows: false, workflows: false, cluster: false, pg: false, cost: true, costTasks: 5000, costWaiting: 100_000 };
   const int = (name: string, v: string | undefined): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1) throw new Error(`${name} needs a whole number >= 1, got ${String(v)}`);
@@ -100,6 +103,9 @@ function parseArgs(argv: string[]): Options {
       case '--workflows':
         o.workflows = true;
         break;
+      case '--cluster':
+        o.cluster = true;
+        break;
       case '--flows':
         o.flows = true;
         break;
@@ -122,7 +128,7 @@ function parseArgs(argv: string[]): Options {
         o.leakJobs = int(flag, value());
         break;
       case '--help':
-        console.log('usage: npm run bench -- [--jobs N] [--concurrency C] [--runs R] [--latency-jobs L] [--json] [--only tasuki,bullmq,...|postgres] [--pg] [--flows] [--leak-check] [--leak-jobs N] [--no-cost] [--cost-tasks N] [--cost-waiting W]');
+        console.log('usage: npm run bench -- [--jobs N] [--concurrency C] [--runs R] [--latency-jobs L] [--json] [--only tasuki,bullmq,...|postgres] [--pg] [--flows] [--cluster] [--leak-check] [--leak-jobs N] [--no-cost] [--cost-tasks N] [--cost-waiting W]');
         process.exit(0);
         break;
       default:
@@ -322,6 +328,11 @@ async function main(): Promise<void> {
     log('\nFlows: 1 000 flows × 10 steps, and a fan-out of 100 children beside BullMQ FlowProducer…');
     const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'flows.ts')], { stdio: 'inherit' });
     if (r.status !== 0) failures.push('flows scenario failed');
+  }
+  if (o.cluster) {
+    log('\nRedis Cluster: one group with 1 and 3 shards, 1 and 2 worker processes, on a private local cluster…');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'cluster.ts'), '--jobs', String(Math.min(o.jobs, 5000))], { stdio: 'inherit' });
+    if (r.status !== 0) failures.push('cluster scenario failed');
   }
   if (o.workflows || o.only === null) {
     log('\nWorkflows: a chord of 1 000 children + callback beside BullMQ FlowProducer…');

@@ -3,14 +3,18 @@
  * the same moment (normally one per group a worker runs). A wait blocks with BLPOP on the group's
  * wake list and is ended precisely by a client-side timer that sends `CLIENT UNBLOCK` through the
  * command connection (Redis itself resolves blocking timeouts only every 1/hz s).
+ *
+ * On a Redis Cluster each blocking connection is a Cluster client (BLPOP is routed to the master of
+ * the wake list's slot); `CLIENT UNBLOCK` cannot be addressed to that node, so a wait ends by the
+ * server's own BLPOP timeout, and a wait cut short (abort) keeps its connection busy until then.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-cluster.js';
 import { failureText, shutdown, type RedisBrokerLogger, type RedisConnector } from './redis-connection.js';
 import type { Waits } from './redis-waits.js';
 
 /** A connection of the blocking pool. */
 interface BlockingConn {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** `CLIENT ID` of the current connection (unknown until asked after each (re)connect). */
   clientId: number | undefined;
 }
@@ -39,7 +43,7 @@ export class BlockingPool {
    */
   constructor(
     private readonly connector: RedisConnector,
-    private readonly cmd: Redis,
+    private readonly cmd: RedisClient,
     private readonly waits: Waits,
     private readonly logger: RedisBrokerLogger | undefined,
     private readonly opTimeout: number,
@@ -66,7 +70,7 @@ export class BlockingPool {
         await this.waits.ready(conn.redis, ms, signal);
         return;
       }
-      if (conn.clientId === undefined) {
+      if (conn.clientId === undefined && !conn.redis.isCluster) {
         conn.clientId = await this.clientId(conn, this.opTimeout);
         if (conn.clientId === undefined || this.waits.closed || signal?.aborted) return;
       }
@@ -104,7 +108,8 @@ export class BlockingPool {
     };
     // With autoResendUnfulfilledCommands off, a BLPOP cut by a disconnect never settles: 'close' frees the connection.
     r.once('close', giveBack);
-    const call = r.blpop(wakeKey, (ms + SERVER_TIMEOUT_SLACK_MS) / 1000);
+    // On a cluster the server's timeout ends the wait (no CLIENT UNBLOCK), so it gets no slack.
+    const call = r.blpop(wakeKey, (r.isCluster ? ms : ms + SERVER_TIMEOUT_SLACK_MS) / 1000);
     call.then(giveBack, giveBack);
     return new Promise<void>((resolve) => {
       let done = false;
@@ -121,7 +126,7 @@ export class BlockingPool {
       const onAbort = (): void => finish(true);
       const onClose = (): void => finish(false);
       const unregister = this.waits.onClose(onAbort);
-      const timer = setTimeout(() => finish(true), ms);
+      const timer = setTimeout(() => finish(true), r.isCluster ? ms + SERVER_TIMEOUT_SLACK_MS : ms);
       timer.unref();
       call.then(
         () => finish(false),
@@ -159,6 +164,7 @@ export class BlockingPool {
   /** Ends the BLPOP of `conn` now: `CLIENT UNBLOCK` through the command connection, else reconnect it. */
   private unblock(conn: BlockingConn): void {
     if (this.waits.closed) return; // close() disconnects every blocking connection
+    if (conn.redis.isCluster) return; // its BLPOP ends by the server's timeout; the connection comes back then
     const id = conn.clientId;
     if (id !== undefined && this.cmd.status === 'ready') {
       this.cmd.client('UNBLOCK', id).catch(() => conn.redis.disconnect(true));

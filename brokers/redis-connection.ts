@@ -5,6 +5,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import { ClosedError, ConnectionError, InvalidOptionError, redactCredentials } from '../src/errors.js';
+import { createCluster, isCluster, type ClusterSource, type RedisClient } from './redis-cluster.js';
 
 /** Receives warnings of the Redis broker (connection errors, reconnects). Nothing is logged by default. */
 export interface RedisBrokerLogger {
@@ -30,8 +31,9 @@ const MAX_TIMER_MS = 2_147_483_647;
  * ioredis options, else {@link DEFAULT_OPERATION_TIMEOUT_MS}. Throws `InvalidOptionError` for
  * anything but an integer from 1 to 2³¹−1.
  */
-export function resolveOperationTimeout(value: unknown, connection: string | RedisOptions | undefined): number {
-  const given = value ?? (typeof connection === 'object' ? connection.commandTimeout : undefined);
+export function resolveOperationTimeout(value: unknown, connection: string | RedisOptions | ClusterSource | undefined): number {
+  const nodeOptions = typeof connection !== 'object' ? undefined : isCluster(connection) ? connection.options.redisOptions : 'nodes' in connection ? connection.options?.redisOptions : connection;
+  const given = value ?? nodeOptions?.commandTimeout;
   if (given === undefined) return DEFAULT_OPERATION_TIMEOUT_MS;
   if (typeof given !== 'number' || !Number.isInteger(given) || given < 1 || given > MAX_TIMER_MS) {
     throw new InvalidOptionError(`operationTimeoutMs must be an integer from 1 to ${MAX_TIMER_MS}, got ${String(given)}`);
@@ -45,38 +47,51 @@ export function failureText(err: unknown, timeoutMs: number): string {
   return msg === 'Command timed out' ? `no answer within ${timeoutMs} ms (operationTimeoutMs); its outcome is unknown` : msg;
 }
 
-/** Makes the broker's ioredis clients, all to the same server with the same options. */
+/** Makes the broker's ioredis clients, all to the same server (or cluster) with the same options. */
 export class RedisConnector {
-  /** The ioredis options given by the user (a copy; empty for a URL). */
+  /** The ioredis options given by the user (a copy; empty for a URL or a cluster). */
   readonly baseOptions: RedisOptions;
   private readonly url: string | undefined;
+  /** The cluster to connect to, when the broker runs on a Redis Cluster. */
+  readonly cluster: ClusterSource | undefined;
 
   /**
-   * @param connection URL or ioredis options
+   * @param connection URL, ioredis options, or a cluster (startup nodes and options, or a Cluster to duplicate)
    * @param name client name prefix (`<name>:<role>`)
    * @param logger receives connection warnings
    * @param isClosed whether the broker is closed (no warnings are logged then)
    */
   constructor(
-    connection: string | RedisOptions,
+    connection: string | RedisOptions | ClusterSource,
     private readonly name: string,
     private readonly logger: RedisBrokerLogger | undefined,
     private readonly isClosed: () => boolean,
   ) {
     this.url = typeof connection === 'string' ? connection : undefined;
-    this.baseOptions = typeof connection === 'string' ? {} : { ...connection };
+    this.cluster = typeof connection === 'object' && (isCluster(connection) || 'nodes' in connection) ? connection : undefined;
+    this.baseOptions = typeof connection === 'string' || this.cluster !== undefined ? {} : { ...(connection as RedisOptions) };
   }
 
-  /** Creates a lazily connecting ioredis client with error handlers attached. */
-  create(role: ConnectionRole, extra: RedisOptions): Redis {
-    const options: RedisOptions = {
-      retryStrategy: defaultRetryStrategy,
-      ...this.baseOptions,
-      ...extra,
-      lazyConnect: true,
-      connectionName: `${this.name}:${role}`,
-    };
-    const redis = this.url === undefined ? new Redis(options) : new Redis(this.url, options);
+  /** Creates a lazily connecting ioredis client (a Cluster client on a cluster) with error handlers attached. */
+  create(role: ConnectionRole, extra: RedisOptions): RedisClient {
+    const connectionName = `${this.name}:${role}`;
+    let redis: RedisClient;
+    if (this.cluster !== undefined) {
+      const { enableAutoPipelining, ...nodeOptions } = extra;
+      redis = createCluster(this.cluster, { ...nodeOptions, connectionName }, {
+        clusterRetryStrategy: defaultRetryStrategy,
+        ...(enableAutoPipelining === undefined ? {} : { enableAutoPipelining }),
+      });
+    } else {
+      const options: RedisOptions = {
+        retryStrategy: defaultRetryStrategy,
+        ...this.baseOptions,
+        ...extra,
+        lazyConnect: true,
+        connectionName,
+      };
+      redis = this.url === undefined ? new Redis(options) : new Redis(this.url, options);
+    }
     // Every concurrent wait adds (and removes) its own 'ready'/'close' listeners.
     redis.setMaxListeners(0);
     redis.on('error', (err: Error) => {
@@ -94,7 +109,7 @@ export class RedisConnector {
  * `ConnectionError` on its first error or after `timeoutMs`, or `ClosedError` when it ends because
  * the broker closed. The client goes on reconnecting (with backoff) after a rejection.
  */
-export function openConnection(c: Redis, isClosed: () => boolean, timeoutMs: number): Promise<void> {
+export function openConnection(c: RedisClient, isClosed: () => boolean, timeoutMs: number): Promise<void> {
   if (c.status === 'ready') return Promise.resolve();
   return new Promise<void>((resolve, reject) => {
     const cleanup = (): void => {
@@ -131,7 +146,7 @@ export function openConnection(c: Redis, isClosed: () => boolean, timeoutMs: num
  * Disconnects a client for good unless it already ended. (Calling ioredis `disconnect` again on a
  * closed stream would start its 2 s destroy timer and hold the process open.)
  */
-export function shutdown(redis: Redis): void {
+export function shutdown(redis: RedisClient): void {
   if (redis.status === 'end' || redis.status === 'close') return;
   redis.disconnect();
 }

@@ -7,7 +7,7 @@
  * disabled, renamed or denied it says once that they could not be checked. Each finding is reported
  * once per process and server, whichever module instance finds it first.
  */
-import type { Redis } from 'ioredis';
+import { isCluster, type RedisClient } from './redis-cluster.js';
 import { redactCredentials } from '../src/errors.js';
 
 /** Where a durability warning goes. */
@@ -25,7 +25,8 @@ export interface DurabilityNeeds {
 const reported = new Set<string>();
 
 /** `host:port` (or the socket path) of the server `redis` talks to. */
-function serverOf(redis: Redis): string {
+function serverOf(redis: RedisClient): string {
+  if (isCluster(redis)) return 'redis cluster';
   const o = redis.options;
   return o.path ? o.path : `${o.host ?? '127.0.0.1'}:${o.port ?? 6379}`;
 }
@@ -49,7 +50,7 @@ function reportOnce(keys: string[], warn: DurabilityWarn, message: string, field
  * uncheckable), false when the connection failed meanwhile (the caller tries again at its next
  * connection).
  */
-async function check(redis: Redis, needs: DurabilityNeeds, warn: DurabilityWarn): Promise<boolean> {
+async function check(redis: RedisClient, needs: DurabilityNeeds, warn: DurabilityWarn): Promise<boolean> {
   const server = serverOf(redis);
   let replies: unknown[];
   try {
@@ -87,7 +88,7 @@ async function check(redis: Redis, needs: DurabilityNeeds, warn: DurabilityWarn)
  * Checks the server's durability settings when `redis` is first ready (again at later connections
  * until a check could complete) and reports unsafe ones through `warn`.
  */
-export function watchDurability(redis: Redis, needs: DurabilityNeeds, warn: DurabilityWarn): void {
+export function watchDurability(redis: RedisClient, needs: DurabilityNeeds, warn: DurabilityWarn): void {
   let running = false;
   const onReady = (): void => {
     if (running) return;

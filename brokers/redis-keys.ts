@@ -1,6 +1,10 @@
 /**
  * Key layout of the Redis broker. Every key of one group shares the Redis Cluster hash tag
- * `{group}`, so every script (`./redis-scripts.ts`) touches a single hash slot:
+ * `{group}`, so every script (`./redis-scripts.ts`) touches a single hash slot; a group with
+ * `shards: n` has n such key sets, under `{group}` (shard 0, the layout of an unsharded group) and
+ * `{group|1}` … `{group|n-1}`. Each script declares every fixed key it touches in `KEYS`
+ * (`./redis-script-keys.ts`); only the per-lane lists and per-key parking sets, named after a
+ * priority and key, are named inside the scripts from a declared key (same hash tag, same slot):
  *
  * | key                               | type   | content                                                    |
  * |-----------------------------------|--------|------------------------------------------------------------|
@@ -30,71 +34,88 @@
  * | `<prefix>:{<group>}:turn`         | STRING | round-robin turn counter                                   |
  */
 
-/** Names of all keys of one group. */
-export interface GroupKeys {
-  /** LIST of ready ids. */
-  readonly ready: string;
-  /** ZSET of delayed ids by due time. */
-  readonly delayed: string;
-  /** ZSET of in-flight tokens by lease deadline. */
-  readonly lease: string;
-  /** HASH id → body. */
-  readonly body: string;
-  /** LIST of wake-up markers. */
-  readonly wake: string;
-  /** Counter for ids and token serials. */
-  readonly seq: string;
-  /** ZSET dead letter id → time. */
-  readonly dead: string;
-  /** HASH dead letter id → body. */
-  readonly deadBody: string;
-  /** HASH dead letter id → reason JSON. */
-  readonly deadReason: string;
-  /** Prefix of every key of the group (flow-control scripts derive their keys from it). */
+/** The fixed keys of one group: name → suffix after the group's base `<prefix>:{<group>}:`. */
+export const KEY_SUFFIXES = {
+  ready: 'ready',
+  delayed: 'delayed',
+  lease: 'lease',
+  body: 'body',
+  wake: 'wake',
+  seq: 'seq',
+  dead: 'dead',
+  deadBody: 'dead:body',
+  deadReason: 'dead:reason',
+  meta: 'meta',
+  lanes: 'lanes',
+  laneset: 'laneset',
+  tpark: 'tpark',
+  running: 'running',
+  kstate: 'kstate',
+  kidle: 'kidle',
+  turn: 'turn',
+} as const;
+
+/** The name of a fixed key of a group (see {@link KEY_SUFFIXES}). */
+export type KeyName = keyof typeof KEY_SUFFIXES;
+
+/** Names of all fixed keys of one group (one shard of it), and their common base. */
+export type GroupKeys = { readonly [K in KeyName]: string } & {
+  /** Prefix of every key of the group: `<prefix>:{<group>}:` (lanes and parking sets are named from it). */
   readonly base: string;
+  /** The shard these keys belong to (0 for an unsharded group). */
+  readonly shard: number;
+};
+
+/**
+ * The hash tag of shard `shard` of `group`: `group` itself for shard 0 (today's layout), else
+ * `group|shard` (`|` is not allowed in group names, so no shard tag is another group's).
+ */
+export function shardTag(group: string, shard: number): string {
+  return shard === 0 ? group : `${group}|${shard}`;
 }
 
-/** Builds the key names of `group` under `prefix` (all in the hash slot of `{group}`). */
-export function groupKeys(prefix: string, group: string): GroupKeys {
-  const base = `${prefix}:{${group}}:`;
-  return {
-    ready: base + 'ready',
-    delayed: base + 'delayed',
-    lease: base + 'lease',
-    body: base + 'body',
-    wake: base + 'wake',
-    seq: base + 'seq',
-    dead: base + 'dead',
-    deadBody: base + 'dead:body',
-    deadReason: base + 'dead:reason',
-    base,
-  };
+/** Builds the key names of `group` (shard `shard`, default 0) under `prefix` (all in the hash slot of its tag). */
+export function groupKeys(prefix: string, group: string, shard = 0): GroupKeys {
+  const base = `${prefix}:{${shardTag(group, shard)}}:`;
+  const out: Record<string, string | number> = { base, shard };
+  for (const [name, suffix] of Object.entries(KEY_SUFFIXES)) out[name] = base + suffix;
+  return out as unknown as GroupKeys;
 }
 
-/** Every key of a group, for `purge`. */
+/** Every fixed key of a group (shard), for `purge` (lanes and parking sets are deleted by the purgeFlow script). */
 export function allKeys(keys: GroupKeys): string[] {
-  const b = keys.base;
-  return [keys.ready, keys.delayed, keys.lease, keys.body, keys.wake, keys.seq, keys.dead, keys.deadBody, keys.deadReason,
-    b + 'meta', b + 'lanes', b + 'laneset', b + 'tpark', b + 'running', b + 'kstate', b + 'kidle', b + 'turn'];
+  return (Object.keys(KEY_SUFFIXES) as KeyName[]).map((name) => keys[name]);
 }
 
 /** Most groups whose key names a {@link KeyCache} keeps. */
 const MAX_CACHED_GROUPS = 1000;
 
-/** Key names by group, built once per group instead of once per operation. */
+/** Key names by group (and shard), built once per group instead of once per operation. */
 export class KeyCache {
   private readonly cache = new Map<string, GroupKeys>();
 
   /** @param prefix key prefix of the broker */
   constructor(private readonly prefix: string) {}
 
-  /** The key names of `group`. */
-  get(group: string): GroupKeys {
-    let k = this.cache.get(group);
+  /** The id of a group's shard in tick batches and caches: `group` for shard 0, else `group|shard`. */
+  static idOf(group: string, shard: number): string {
+    return shard === 0 ? group : `${group}|${shard}`;
+  }
+
+  /** The key names of the group shard with id `id` (see {@link KeyCache.idOf}). */
+  forId(id: string): GroupKeys {
+    const bar = id.indexOf('|');
+    return bar < 0 ? this.get(id) : this.get(id.slice(0, bar), Number(id.slice(bar + 1)));
+  }
+
+  /** The key names of `group` (shard `shard`, default 0). */
+  get(group: string, shard = 0): GroupKeys {
+    const id = shard === 0 ? group : `${group}|${shard}`;
+    let k = this.cache.get(id);
     if (k === undefined) {
-      k = groupKeys(this.prefix, group);
+      k = groupKeys(this.prefix, group, shard);
       // Bounded: a worker touches a handful of groups; a client sending to very many is not cached past 1000.
-      if (this.cache.size < MAX_CACHED_GROUPS) this.cache.set(group, k);
+      if (this.cache.size < MAX_CACHED_GROUPS) this.cache.set(id, k);
     }
     return k;
   }

@@ -1,6 +1,7 @@
 /**
  * Lua helpers of the Redis broker's scripts (`./redis-scripts.ts`, `./redis-lane-scripts.ts`): each
- * script is self-contained, these are prepended to it.
+ * script is self-contained, these are prepended to it, after the prologue naming its declared keys
+ * (`K`, `BASE`: `./redis-script-keys.ts`).
  */
 /** Most wake-up markers kept per group (bounds the number of idle fetches one publish burst wakes). */
 export const WAKE_CAP = 256;
@@ -78,12 +79,49 @@ local function next_event(delayed, lease, now)
   end
   return best
 end
+
+-- Leases popped entries ('id' or '~id': delivered before) under fresh tokens (flag appended unless
+-- flags is nil) until now + lease_ms and appends token, body, redelivered to out. Keys: seq, body, lease.
+local function lease_entries(entries, flags, now, lease_ms, out)
+  local n = #entries
+  local last = redis.call('INCRBY', K.seq, n)
+  local deadline = now + lease_ms
+  local leases, ids, redelivered = {}, {}, {}
+  for i = 1, n do
+    local entry = entries[i]
+    if string.byte(entry, 1) == 126 then -- '~': delivered before
+      ids[i] = string.sub(entry, 2)
+      redelivered[i] = 1
+    else
+      ids[i] = entry
+      redelivered[i] = 0
+    end
+  end
+  for c = 1, n, 1000 do
+    local stop = math.min(c + 999, n)
+    local bodies = redis.call('HMGET', K.body, unpack(ids, c, stop))
+    for i = c, stop do
+      local body = bodies[i - c + 1]
+      if body then
+        local token = ids[i] .. ':' .. string.format('%d', last - n + i)
+        if flags and flags[i] ~= '' then token = token .. ':' .. flags[i] end
+        leases[#leases + 1] = deadline
+        leases[#leases + 1] = token
+        out[#out + 1] = token
+        out[#out + 1] = body
+        out[#out + 1] = redelivered[i]
+      end
+    end
+  end
+  if #leases > 0 then call_chunked('ZADD', K.lease, leases) end
+end
 `;
 
 /**
  * Lua helpers of flow control (priorities, keys, limits), appended to {@link HELPERS} by the scripts
- * that need them. `base` is the group's key prefix `<prefix>:{<group>}:` (passed as a key, so that
- * the call is routed to the group's slot); every flow key is derived from it (`./redis-keys.ts`).
+ * that need them. They use the script's declared keys `K` (`./redis-script-keys.ts`); only the
+ * per-lane lists and per-key parking sets are named from `BASE`, the group's key prefix
+ * `<prefix>:{<group>}:` (same hash tag: same slot; see `./redis-keys.ts`).
  *
  * A lane is a LIST of ready entries of one (priority, key); its member name is the level digit
  * followed by the key (empty for keyless). Lane `5` (default priority, no key) is the plain `ready`
@@ -103,62 +141,62 @@ local function token_flag(token)
   return nil
 end
 
-local function lane_key(base, m)
-  if m == '5' then return base .. 'ready' end
-  return base .. 'lane:' .. m
+local function lane_key(m)
+  if m == '5' then return K.ready end
+  return BASE .. 'lane:' .. m
 end
 
-local function lane_score(base, m)
-  return (9 - tonumber(string.sub(m, 1, 1))) * LEVEL_SPAN + redis.call('INCR', base .. 'turn')
+local function lane_score(m)
+  return (9 - tonumber(string.sub(m, 1, 1))) * LEVEL_SPAN + redis.call('INCR', K.turn)
 end
 
-local function lane_join(base, m)
-  redis.call('ZADD', base .. 'lanes', 'NX', lane_score(base, m), m)
+local function lane_join(m)
+  redis.call('ZADD', K.lanes, 'NX', lane_score(m), m)
 end
 
 -- Puts a ready entry ('id' or '~id') of lane m (nil: plain) at the back (or front) of its lane.
-local function push_ready(base, entry, m, front)
-  local lk = base .. 'ready'
-  if m then lk = lane_key(base, m) end
+local function push_ready(entry, m, front)
+  local lk = K.ready
+  if m then lk = lane_key(m) end
   local n
   if front then n = redis.call('LPUSH', lk, entry) else n = redis.call('RPUSH', lk, entry) end
   if m and m ~= '5' and n == 1 then
-    lane_join(base, m)
-    redis.call('SADD', base .. 'laneset', m)
+    lane_join(m)
+    redis.call('SADD', K.laneset, m)
   end
 end
 
 -- A counted delivery of message id left flight: its key's running count drops and the key's lanes
 -- parked on concurrency may be served again.
-local function release_key(base, id)
-  local m = redis.call('HGET', base .. 'meta', id)
+local function release_key(id)
+  local m = redis.call('HGET', K.meta, id)
   if not m then return end
   local key = string.sub(m, 2)
   if key == '' then return end
-  if redis.call('HINCRBY', base .. 'running', key, -1) <= 0 then redis.call('HDEL', base .. 'running', key) end
-  local cp = base .. 'cpark:' .. key
+  if redis.call('HINCRBY', K.running, key, -1) <= 0 then redis.call('HDEL', K.running, key) end
+  local cp = BASE .. 'cpark:' .. key
   local parked = redis.call('SMEMBERS', cp)
   if #parked > 0 then
     redis.call('DEL', cp)
-    for i = 1, #parked do lane_join(base, parked[i]) end
-    if redis.call('LLEN', base .. 'wake') == 0 then redis.call('RPUSH', base .. 'wake', '1') end
+    for i = 1, #parked do lane_join(parked[i]) end
+    if redis.call('LLEN', K.wake) == 0 then redis.call('RPUSH', K.wake, '1') end
   end
 end
 
 -- A flagged delivery left flight: releases its key; returns its lane (nil: none). drop: forget it.
-local function settle_flow(base, token, id, drop)
+local function settle_flow(token, id, drop)
   local flag = token_flag(token)
   if not flag then return nil end
-  if flag == 'k' then release_key(base, id) end
-  local m = redis.call('HGET', base .. 'meta', id)
-  if drop then redis.call('HDEL', base .. 'meta', id) end
+  if flag == 'k' then release_key(id) end
+  local m = redis.call('HGET', K.meta, id)
+  if drop then redis.call('HDEL', K.meta, id) end
   if m then return m end
   return nil
 end
 
 -- Token bucket in field f of the HASH kstate ("tokens:at"): the tokens now (starts full).
-local function bucket_tokens(base, f, limit, period, burst, now)
-  local v = redis.call('HGET', base .. 'kstate', f)
+local function bucket_tokens(f, limit, period, burst, now)
+  local v = redis.call('HGET', K.kstate, f)
   if not v then return burst end
   local sep = string.find(v, ':', 1, true)
   local tokens, at = tonumber(string.sub(v, 1, sep - 1)), tonumber(string.sub(v, sep + 1))
@@ -166,8 +204,8 @@ local function bucket_tokens(base, f, limit, period, burst, now)
   return tokens
 end
 
-local function bucket_store(base, f, tokens, now)
-  redis.call('HSET', base .. 'kstate', f, string.format('%.6f', tokens) .. ':' .. string.format('%d', now))
+local function bucket_store(f, tokens, now)
+  redis.call('HSET', K.kstate, f, string.format('%.6f', tokens) .. ':' .. string.format('%d', now))
 end
 
 local function bucket_next_ms(tokens, limit, period)
@@ -176,17 +214,17 @@ local function bucket_next_ms(tokens, limit, period)
 end
 
 -- 0 when key may run an entry now; else ms until it may (-1: until one of its deliveries settles).
-local function key_block(base, key, now, fl)
-  local st = base .. 'kstate'
+local function key_block(key, now, fl)
+  local st = K.kstate
   local off = redis.call('HGET', st, 'o' .. key)
   if off then
     off = tonumber(off)
     if off > now then return off - now end
     redis.call('HDEL', st, 'o' .. key)
   end
-  if fl.kc > 0 and tonumber(redis.call('HGET', base .. 'running', key) or '0') >= fl.kc then return -1 end
+  if fl.kc > 0 and tonumber(redis.call('HGET', K.running, key) or '0') >= fl.kc then return -1 end
   if fl.kl > 0 then
-    local t = bucket_tokens(base, 'b' .. key, fl.kl, fl.kp, fl.kb, now)
+    local t = bucket_tokens('b' .. key, fl.kl, fl.kp, fl.kb, now)
     if t < 1 then return math.max(1, bucket_next_ms(t, fl.kl, fl.kp)) end
   end
   return 0
@@ -195,8 +233,8 @@ end
 -- maintain() for a group with flow data: expired leases back to the head of their lanes (keys
 -- released), due delayed messages to the back of theirs, due parked lanes served again, stale
 -- per-key fields of kstate (full key buckets, ended back-offs) dropped.
-local function maintain_flow(base, now)
-  local lease, meta = base .. 'lease', base .. 'meta'
+local function maintain_flow(now)
+  local lease, meta = K.lease, K.meta
   local expired = redis.call('ZRANGEBYSCORE', lease, '-inf', now, 'LIMIT', 0, BATCH)
   local n = #expired
   if n > 0 then
@@ -208,38 +246,37 @@ local function maintain_flow(base, now)
         local m = nil
         local flag = token_flag(token)
         if flag then
-          if flag == 'k' then release_key(base, id) end
+          if flag == 'k' then release_key(id) end
           m = redis.call('HGET', meta, id) or nil
         end
-        push_ready(base, '~' .. id, m, true)
+        push_ready('~' .. id, m, true)
       end
     end
   end
-  local delayed = base .. 'delayed'
+  local delayed = K.delayed
   local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, BATCH)
   if #due > 0 then
     redis.call('ZREMRANGEBYRANK', delayed, 0, #due - 1)
     local ms = redis.call('HMGET', meta, unpack(due))
-    for i = 1, #due do push_ready(base, due[i], ms[i] or nil, false) end
+    for i = 1, #due do push_ready(due[i], ms[i] or nil, false) end
   end
-  local kidle = base .. 'kidle'
-  local idle = redis.call('ZRANGEBYSCORE', kidle, '-inf', now, 'LIMIT', 0, BATCH)
+  local idle = redis.call('ZRANGEBYSCORE', K.kidle, '-inf', now, 'LIMIT', 0, BATCH)
   if #idle > 0 then
-    redis.call('ZREMRANGEBYRANK', kidle, 0, #idle - 1)
-    redis.call('HDEL', base .. 'kstate', unpack(idle))
+    redis.call('ZREMRANGEBYRANK', K.kidle, 0, #idle - 1)
+    redis.call('HDEL', K.kstate, unpack(idle))
   end
-  local tpark = base .. 'tpark'
+  local tpark = K.tpark
   local back = redis.call('ZRANGEBYSCORE', tpark, '-inf', now, 'LIMIT', 0, BATCH)
   if #back > 0 then
     redis.call('ZREMRANGEBYRANK', tpark, 0, #back - 1)
-    for i = 1, #back do lane_join(base, back[i]) end
+    for i = 1, #back do lane_join(back[i]) end
   end
 end
 
 -- top_up_wake() for a group with flow data: anything servable counts.
-local function top_up_wake_flow(base, drop_stale)
-  local wake = base .. 'wake'
-  local want = math.min(redis.call('LLEN', base .. 'ready') + redis.call('ZCARD', base .. 'lanes'), WAKE_CAP)
+local function top_up_wake_flow(drop_stale)
+  local wake = K.wake
+  local want = math.min(redis.call('LLEN', K.ready) + redis.call('ZCARD', K.lanes), WAKE_CAP)
   local have = redis.call('LLEN', wake)
   if want > have then
     local markers = {}
@@ -252,9 +289,9 @@ end
 
 -- Takes up to allowed entries: levels strictly, lanes round-robin, keys within their limits.
 -- Appends to entries (as stored) and flags ('' plain, 'f', 'k').
-local function take_flow(base, allowed, now, fl, entries, flags)
-  local lanes = base .. 'lanes'
-  if redis.call('LLEN', base .. 'ready') > 0 then redis.call('ZADD', lanes, 'NX', lane_score(base, '5'), '5') end
+local function take_flow(allowed, now, fl, entries, flags)
+  local lanes = K.lanes
+  if redis.call('LLEN', K.ready) > 0 then redis.call('ZADD', lanes, 'NX', lane_score('5'), '5') end
   local guard = allowed + 1000
   while #entries < allowed and guard > 0 do
     guard = guard - 1
@@ -262,72 +299,38 @@ local function take_flow(base, allowed, now, fl, entries, flags)
     if not m then break end
     local key = string.sub(m, 2)
     local blocked = 0
-    if key ~= '' then blocked = key_block(base, key, now, fl) end
+    if key ~= '' then blocked = key_block(key, now, fl) end
     if blocked ~= 0 then
       redis.call('ZREM', lanes, m)
-      if blocked > 0 then redis.call('ZADD', base .. 'tpark', now + blocked, m)
-      else redis.call('SADD', base .. 'cpark:' .. key, m) end
+      if blocked > 0 then redis.call('ZADD', K.tpark, now + blocked, m)
+      else redis.call('SADD', BASE .. 'cpark:' .. key, m) end
     else
-      local lk = lane_key(base, m)
+      local lk = lane_key(m)
       local entry = redis.call('LPOP', lk)
       if entry then
         local flag = ''
         if m ~= '5' then flag = 'f' end
         if key ~= '' then
           flag = 'k'
-          redis.call('HINCRBY', base .. 'running', key, 1)
+          redis.call('HINCRBY', K.running, key, 1)
           if fl.kl > 0 then
-            local left = bucket_tokens(base, 'b' .. key, fl.kl, fl.kp, fl.kb, now) - 1
-            bucket_store(base, 'b' .. key, left, now)
+            local left = bucket_tokens('b' .. key, fl.kl, fl.kp, fl.kb, now) - 1
+            bucket_store('b' .. key, left, now)
             -- Once full again the field says nothing an absent one would not: maintain_flow drops it then.
-            redis.call('ZADD', base .. 'kidle', now + math.ceil((fl.kb - left) * fl.kp / fl.kl), 'b' .. key)
+            redis.call('ZADD', K.kidle, now + math.ceil((fl.kb - left) * fl.kp / fl.kl), 'b' .. key)
           end
         end
         entries[#entries + 1] = entry
         flags[#flags + 1] = flag
       end
       if entry and redis.call('LLEN', lk) > 0 then
-        redis.call('ZADD', lanes, 'XX', lane_score(base, m), m)
+        redis.call('ZADD', lanes, 'XX', lane_score(m), m)
       else
         redis.call('ZREM', lanes, m)
-        if m ~= '5' then redis.call('SREM', base .. 'laneset', m) end
+        if m ~= '5' then redis.call('SREM', K.laneset, m) end
       end
     end
   end
 end
 
--- Leases popped entries under fresh tokens (flag appended) and appends token, body, redelivered to out.
-local function lease_entries(base, entries, flags, now, lease_ms, out)
-  local n = #entries
-  local last = redis.call('INCRBY', base .. 'seq', n)
-  local deadline = now + lease_ms
-  local leases, ids, redelivered = {}, {}, {}
-  for i = 1, n do
-    local entry = entries[i]
-    if string.byte(entry, 1) == 126 then -- '~': delivered before
-      ids[i] = string.sub(entry, 2)
-      redelivered[i] = 1
-    else
-      ids[i] = entry
-      redelivered[i] = 0
-    end
-  end
-  for c = 1, n, 1000 do
-    local stop = math.min(c + 999, n)
-    local bodies = redis.call('HMGET', base .. 'body', unpack(ids, c, stop))
-    for i = c, stop do
-      local body = bodies[i - c + 1]
-      if body then
-        local token = ids[i] .. ':' .. string.format('%d', last - n + i)
-        if flags and flags[i] ~= '' then token = token .. ':' .. flags[i] end
-        leases[#leases + 1] = deadline
-        leases[#leases + 1] = token
-        out[#out + 1] = token
-        out[#out + 1] = body
-        out[#out + 1] = redelivered[i]
-      end
-    end
-  end
-  if #leases > 0 then call_chunked('ZADD', base .. 'lease', leases) end
-end
 `;

@@ -1,7 +1,8 @@
 /**
  * Lua scripts of the Redis broker (`brokers/redis.ts`): one named script per atomic operation. The
- * keys they touch are described in `./redis-keys.ts`; every key of one group shares the hash tag
- * `{group}`, so each script touches a single hash slot.
+ * keys they touch are described in `./redis-keys.ts` and declared in `KEYS` as listed in
+ * `./redis-script-keys.ts`; every key of one group (shard) shares one hash tag, so each script
+ * touches a single hash slot.
  *
  * Time inside scripts is the Redis server clock (`TIME`), so lease deadlines do not depend on the
  * clocks of worker machines; `availableAt` is compared with that clock too.
@@ -11,22 +12,23 @@
  * cost at most one extra round trip. Publishing a delayed message adds one marker when there is none,
  * so that a blocked fetch recomputes how long it may sleep.
  */
-import type { Redis } from 'ioredis';
 import { ACK, ACK_MANY, BACKOFF_KEY, COUNTS, DEAD_LETTER, DELETE_DEAD, FETCH, PUBLISH_FLOW, PURGE_FLOW, REDRIVE_DEAD, RELEASE, RETRY } from './redis-lane-scripts.js';
 import { HELPERS } from './redis-lua.js';
+import { SCRIPT_KEYS, keyPrologue, type ScriptName } from './redis-script-keys.js';
+import type { RedisClient } from './redis-cluster.js';
 
 export { MAINTENANCE_BATCH, WAKE_CAP } from './redis-lua.js';
 
 /**
  * publish — atomically stores any number of bodies under fresh ids; ready ones go to the tail of `ready` (and wake markers
  * are topped up), future ones into `delayed`.
- * KEYS: ready, delayed, body, wake, seq. ARGV: n, then n pairs (availableAt ms or 0, body).
+ * KEYS: see `SCRIPT_KEYS`. ARGV: n, then n pairs (availableAt ms or 0, body).
  * Returns the number of messages stored.
  */
 const PUBLISH = `${HELPERS}
 local now = now_ms()
 local n = tonumber(ARGV[1])
-local last = redis.call('INCRBY', KEYS[5], n)
+local last = redis.call('INCRBY', K.seq, n)
 local fields, ready, delayed = {}, {}, {}
 for i = 1, n do
   local id = string.format('%d', last - n + i)
@@ -40,28 +42,28 @@ for i = 1, n do
     ready[#ready + 1] = id
   end
 end
-call_chunked('HSET', KEYS[3], fields)
+call_chunked('HSET', K.body, fields)
 if #ready > 0 then
-  call_chunked('RPUSH', KEYS[1], ready)
-  top_up_wake(KEYS[1], KEYS[4])
+  call_chunked('RPUSH', K.ready, ready)
+  top_up_wake(K.ready, K.wake)
 end
 if #delayed > 0 then
-  call_chunked('ZADD', KEYS[2], delayed)
-  if redis.call('LLEN', KEYS[4]) == 0 then redis.call('RPUSH', KEYS[4], '1') end
+  call_chunked('ZADD', K.delayed, delayed)
+  if redis.call('LLEN', K.wake) == 0 then redis.call('RPUSH', K.wake, '1') end
 end
 return n
 `;
 
 /**
  * extend — renews the leases of the given tokens to now + leaseMs.
- * KEYS: lease. ARGV: leaseMs, token1, token2, ... Returns the tokens that are no longer held.
+ * KEYS: see `SCRIPT_KEYS`. ARGV: leaseMs, token1, token2, ... Returns the tokens that are no longer held.
  */
 const EXTEND = `${HELPERS}
 local deadline = now_ms() + tonumber(ARGV[1])
 local lost = {}
 for i = 2, #ARGV do
-  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
-    redis.call('ZADD', KEYS[1], 'XX', deadline, ARGV[i])
+  if redis.call('ZSCORE', K.lease, ARGV[i]) then
+    redis.call('ZADD', K.lease, 'XX', deadline, ARGV[i])
   else
     lost[#lost + 1] = ARGV[i]
   end
@@ -71,57 +73,68 @@ return lost
 
 /**
  * listDead — one page of dead letters, oldest first.
- * KEYS: dead, dead:body, dead:reason. ARGV: offset, limit.
+ * KEYS: see `SCRIPT_KEYS`. ARGV: offset, limit.
  * Returns `{id1, at1, body1, reason1, id2, ...}`.
  */
 const LIST_DEAD = `
 local offset = tonumber(ARGV[1])
 local stop = offset + tonumber(ARGV[2]) - 1
-local page = redis.call('ZRANGE', KEYS[1], offset, stop, 'WITHSCORES')
+local page = redis.call('ZRANGE', K.dead, offset, stop, 'WITHSCORES')
 local out = {}
 for i = 1, #page, 2 do
   local id = page[i]
   out[#out + 1] = id
   out[#out + 1] = page[i + 1]
-  out[#out + 1] = redis.call('HGET', KEYS[2], id) or ''
-  out[#out + 1] = redis.call('HGET', KEYS[3], id) or '{}'
+  out[#out + 1] = redis.call('HGET', K.deadBody, id) or ''
+  out[#out + 1] = redis.call('HGET', K.deadReason, id) or '{}'
 end
 return out
 `;
 
-/** Script definitions by command name, as passed to ioredis `defineCommand`. */
-export const SCRIPTS = {
-  tasukiPublish: { numberOfKeys: 5, lua: PUBLISH },
-  tasukiFetch: { numberOfKeys: 7, lua: FETCH },
-  tasukiAck: { numberOfKeys: 3, lua: ACK },
-  tasukiAckMany: { numberOfKeys: 3, lua: ACK_MANY },
-  tasukiRetry: { numberOfKeys: 6, lua: RETRY },
-  tasukiRelease: { numberOfKeys: 4, lua: RELEASE },
-  tasukiExtend: { numberOfKeys: 1, lua: EXTEND },
-  tasukiDeadLetter: { numberOfKeys: 6, lua: DEAD_LETTER },
-  tasukiListDead: { numberOfKeys: 3, lua: LIST_DEAD, readOnly: true },
-  tasukiRedriveDead: { numberOfKeys: 7, lua: REDRIVE_DEAD },
-  tasukiDeleteDead: { numberOfKeys: 4, lua: DELETE_DEAD },
-  tasukiCounts: { numberOfKeys: 6, lua: COUNTS },
-  tasukiPublishFlow: { numberOfKeys: 1, lua: PUBLISH_FLOW },
-  tasukiBackoffKey: { numberOfKeys: 1, lua: BACKOFF_KEY },
-  tasukiPurgeFlow: { numberOfKeys: 1, lua: PURGE_FLOW },
-} as const;
+/** The Lua body of every script, by command name. */
+const BODIES: { readonly [N in ScriptName]: string } = {
+  tasukiPublish: PUBLISH,
+  tasukiFetch: FETCH,
+  tasukiAck: ACK,
+  tasukiAckMany: ACK_MANY,
+  tasukiRetry: RETRY,
+  tasukiRelease: RELEASE,
+  tasukiExtend: EXTEND,
+  tasukiDeadLetter: DEAD_LETTER,
+  tasukiListDead: LIST_DEAD,
+  tasukiRedriveDead: REDRIVE_DEAD,
+  tasukiDeleteDead: DELETE_DEAD,
+  tasukiCounts: COUNTS,
+  tasukiPublishFlow: PUBLISH_FLOW,
+  tasukiBackoffKey: BACKOFF_KEY,
+  tasukiPurgeFlow: PURGE_FLOW,
+};
+
+/**
+ * Script definitions by command name, as passed to ioredis `defineCommand`: the prologue naming the
+ * declared keys (`./redis-script-keys.ts`), then the body.
+ */
+export const SCRIPTS: { readonly [N in ScriptName]: { numberOfKeys: number; lua: string; readOnly?: boolean } } = Object.fromEntries(
+  (Object.keys(BODIES) as ScriptName[]).map((name) => [
+    name,
+    { numberOfKeys: SCRIPT_KEYS[name].length, lua: keyPrologue(SCRIPT_KEYS[name]) + BODIES[name], ...(name === 'tasukiListDead' ? { readOnly: true } : {}) },
+  ]),
+) as { readonly [N in ScriptName]: { numberOfKeys: number; lua: string; readOnly?: boolean } };
 
 /** A script command: keys first (as many as its `numberOfKeys`), then arguments. */
 export type ScriptCommand = (...keysAndArgs: Array<string | number>) => Promise<unknown>;
 
 /** The script commands added to a connection by {@link registerScripts}. */
-export type TasukiScripts = { readonly [K in keyof typeof SCRIPTS]: ScriptCommand };
+export type TasukiScripts = { readonly [K in ScriptName]: ScriptCommand };
 
 /** An ioredis connection with the tasuki scripts defined. */
-export type ScriptedRedis = Redis & TasukiScripts;
+export type ScriptedRedis = RedisClient & TasukiScripts;
 
 /**
  * Defines every script on `redis` (ioredis sends EVALSHA and falls back to EVAL on NOSCRIPT, so the
  * scripts survive `SCRIPT FLUSH` and server restarts) and returns it typed.
  */
-export function registerScripts(redis: Redis): ScriptedRedis {
+export function registerScripts(redis: RedisClient): ScriptedRedis {
   for (const [name, def] of Object.entries(SCRIPTS)) redis.defineCommand(name, def);
   return redis as ScriptedRedis;
 }

@@ -2,7 +2,7 @@
  * The Redis broker's waits (for a connection to come up, for a pause to pass): each is abortable,
  * bounded by a timer that never holds the process open, and ended at once by {@link Waits.close}.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-cluster.js';
 
 const noop = (): void => undefined;
 
@@ -28,7 +28,7 @@ export class Waits {
    * Resolves true once `conn` is ready, false after `ms`, on abort or on close. Never spins: it waits
    * for the connection's 'ready' event (ioredis reconnects with backoff meanwhile).
    */
-  ready(conn: Redis, ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+  ready(conn: RedisClient, ms: number, signal: AbortSignal | undefined): Promise<boolean> {
     if (conn.status === 'ready') return Promise.resolve(true);
     if (conn.status === 'wait') conn.connect().catch(noop);
     if (ms <= 0 || this.closed || signal?.aborted) return Promise.resolve(false);

@@ -21,11 +21,15 @@ import { assertName } from '../src/names.js';
 import { BlockingPool } from './redis-blocking.js';
 import { RedisConnector, delay, failureText, openConnection, shutdown } from './redis-connection.js';
 import { emitDurabilityWarning, watchDurability } from './redis-durability.js';
-import { KeyCache, allKeys } from './redis-keys.js';
+import { KeyCache, allKeys, type GroupKeys } from './redis-keys.js';
+import { ScriptKeyCache, type ScriptName } from './redis-script-keys.js';
+import { ShardPicker, markShard, shardCount, shardOf, type ShardsOption } from './redis-shards.js';
+import { fetchSharded, listDeadSharded, onShards, splitByShard } from './redis-sharded.js';
+import { callWithWait, checkWaitReplicas, type WaitReplicas } from './redis-replicas.js';
 import { brokerSettings, type RedisBrokerOptions } from './redis-options.js';
 import { registerScripts, type ScriptedRedis } from './redis-scripts.js';
 import { TickBatches } from './redis-tick-batches.js';
-import { availableAtArg, deliveryGroup, flowArgs, idList, laneArg, parseFetchReply, parseReason, positiveMs, stringArray } from './redis-values.js';
+import { availableAtArg, deliveryGroup, flowArgs, idList, laneArg, parseFetchReply, positiveMs, stringArray } from './redis-values.js';
 import { Waits } from './redis-waits.js';
 import { readWaitReason } from './redis-wait-reason.js';
 
@@ -42,6 +46,11 @@ interface PendingPublish {
 
 /** Flow-control features the Redis broker enforces (all of them, in its scripts). */
 const REDIS_FLOW_FEATURES: ReadonlySet<DispatchFeature> = new Set<DispatchFeature>(['priority', 'key', 'rateLimit', 'keyConcurrency', 'keyRateLimit', 'keyBackoff']);
+/**
+ * With sharded groups: a key lives on one shard, so the key features hold exactly; priorities and
+ * the group rate limit would hold per shard only, so they are not declared (the core refuses them).
+ */
+const SHARDED_FLOW_FEATURES: ReadonlySet<DispatchFeature> = new Set<DispatchFeature>(['key', 'keyConcurrency', 'keyRateLimit', 'keyBackoff']);
 
 /** Most messages of coalesced single publishes sent in one script call. */
 const MAX_PUBLISH_PER_CALL = 500;
@@ -62,8 +71,11 @@ const noop = (): void => undefined;
 export class RedisBroker implements Broker {
   /** @inheritdoc */
   readonly kind = 'redis';
-  /** Every flow-control feature, evaluated inside the fetch script (global across processes). */
-  readonly dispatchFeatures = REDIS_FLOW_FEATURES;
+  /**
+   * Every flow-control feature, evaluated inside the fetch script (global across processes); with
+   * `shards` above 1 for any group, the key features only.
+   */
+  readonly dispatchFeatures: ReadonlySet<DispatchFeature>;
   /** Key prefix of this broker. */
   readonly prefix: string;
   private readonly cmd: ScriptedRedis;
@@ -77,17 +89,15 @@ export class RedisBroker implements Broker {
   /** Single publishes of the current tick, one script call per group (the script takes any number). */
   private readonly publishes = new TickBatches<PendingPublish>(
     MAX_PUBLISH_PER_CALL,
-    (group, items) => this.publishScript(group, items),
+    (id, items) => this.publishScript(this.keys.forId(id), items),
     (err) => this.failure('publish', err),
   );
   /** Acks of the current tick, one script call per group (each still removes only what its token holds). */
   private readonly acks = new TickBatches<string>(
     Number.MAX_SAFE_INTEGER,
-    (group, tokens) => {
-      const k = this.keys.get(group);
-      return tokens.length === 1
-        ? this.cmd.tasukiAck(k.lease, k.body, k.base, tokens[0] as string)
-        : this.cmd.tasukiAckMany(k.lease, k.body, k.base, ...tokens);
+    (id, tokens) => {
+      const k = this.keys.forId(id);
+      return tokens.length === 1 ? this.script('tasukiAck', k, tokens[0] as string) : this.script('tasukiAckMany', k, ...tokens);
     },
     (err) => this.failure('ack', err),
   );
@@ -95,8 +105,16 @@ export class RedisBroker implements Broker {
   private readonly drained = new Map<string, { at: number; nextEventMs: number }>();
   /** Key names by group. */
   private readonly keys: KeyCache;
+  /** The declared keys of each script by group. */
+  private readonly scriptKeys = new ScriptKeyCache();
   /** Groups whose last fetch emptied their rate-limit bucket: when the next token is due (epoch ms). */
   private readonly throttled = new Map<string, number>();
+  /** Shards by group. */
+  private readonly shards: ShardsOption;
+  /** Shard choice of publishes and fetches. */
+  private readonly picker = new ShardPicker();
+  /** Replicas every publish waits for (`waitReplicas`). */
+  private readonly waitReplicas: WaitReplicas | undefined;
 
   /** @param options connection, key prefix, connection names, logger */
   constructor(options: RedisBrokerOptions = {}) {
@@ -104,6 +122,10 @@ export class RedisBroker implements Broker {
     this.prefix = settings.prefix;
     this.keys = new KeyCache(settings.prefix);
     this.opTimeout = settings.operationTimeoutMs;
+    this.shards = settings.shards;
+    this.waitReplicas = checkWaitReplicas(options.waitReplicas);
+    const sharded = typeof this.shards === 'number' ? this.shards > 1 : Object.values(this.shards).some((n) => n > 1);
+    this.dispatchFeatures = sharded ? SHARDED_FLOW_FEATURES : REDIS_FLOW_FEATURES;
     const connector = new RedisConnector(settings.connection, settings.connectionName, options.logger, () => this.closed);
     // No ioredis auto-pipelining by default: the broker already sends the publishes and acks of one
     // tick as one script call, and auto-pipelining's per-batch objects cost more than they save
@@ -165,7 +187,7 @@ export class RedisBroker implements Broker {
     }
     // The publishes of one tick to one group travel in one atomic script call; each resolves once
     // Redis holds its message.
-    return this.publishes.add(group, { at, body, lane });
+    return this.publishes.add(KeyCache.idOf(group, this.picker.pick(shardCount(this.shards, group), lane)), { at, body, lane });
   }
 
   /** Publishes every item in one atomic script call (one round trip). */
@@ -178,7 +200,9 @@ export class RedisBroker implements Broker {
       if (typeof item?.body !== 'string') throw new InvalidOptionError('message body must be a string');
       return { at: availableAtArg(item.options?.availableAt), body: item.body, lane: laneArg(item.options) };
     });
-    await this.run('publish', () => this.publishScript(group, pending));
+    // One atomic call per shard (with shards, the batch as a whole is not atomic across them).
+    const byShard = splitByShard(pending, shardCount(this.shards, group), this.picker);
+    await Promise.all([...byShard].map(([shard, list]) => this.run('publish', () => this.publishScript(this.keys.get(group, shard), list))));
   }
 
   /**
@@ -199,6 +223,12 @@ export class RedisBroker implements Broker {
     const k = this.keys.get(group);
     const deadline = Date.now() + waitMs;
     const limits = flowArgs(options.flow);
+    const n = shardCount(this.shards, group);
+    if (n > 1) {
+      const ctx = { cmd: this.cmd, waits: this.waits, pool: this.pool, picker: this.picker, keys: (shard: number) => this.keys.get(group, shard),
+        fetchScript: (sk: GroupKeys, m: number) => this.run('fetch', () => this.script('tasukiFetch', sk, m, leaseMs, ...limits)) };
+      return fetchSharded(ctx, group, n, max, deadline, signal);
+    }
     // The previous fetch emptied the group's token bucket: sleep until its next token first.
     const tokenAt = this.throttled.get(group);
     if (tokenAt !== undefined) {
@@ -229,7 +259,7 @@ export class RedisBroker implements Broker {
         }
       }
       const reply = await this.run('fetch', () =>
-        this.cmd.tasukiFetch(k.ready, k.delayed, k.lease, k.body, k.wake, k.seq, k.base, max, leaseMs, ...limits),
+        this.script('tasukiFetch', k, max, leaseMs, ...limits),
       );
       const { deliveries, nextEventMs, throttleMs } = parseFetchReply(group, reply);
       if (deliveries.length > 0) {
@@ -260,40 +290,47 @@ export class RedisBroker implements Broker {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.acks.add(group, delivery.token);
+    const { shard, local } = shardOf(delivery.token);
+    return this.acks.add(KeyCache.idOf(group, shard), local);
   }
 
   /** @inheritdoc */
   async retry(delivery: Delivery, body: string, availableAt: number): Promise<void> {
     this.assertOpen();
-    const k = this.keys.get(deliveryGroup(delivery));
+    const group = deliveryGroup(delivery);
+    const { shard, local } = shardOf(delivery.token);
+    const k = this.keys.get(group, shard);
     if (typeof body !== 'string') throw new InvalidOptionError('message body must be a string');
     const at = availableAtArg(availableAt);
-    await this.run('retry', () => this.cmd.tasukiRetry(k.lease, k.body, k.ready, k.delayed, k.wake, k.base, delivery.token, body, at));
+    await this.run('retry', () => this.script('tasukiRetry', k, local, body, at));
   }
 
   /** @inheritdoc */
   async release(delivery: Delivery): Promise<void> {
     this.assertOpen();
-    const k = this.keys.get(deliveryGroup(delivery));
-    await this.run('release', () => this.cmd.tasukiRelease(k.lease, k.ready, k.wake, k.base, delivery.token));
+    const { shard, local } = shardOf(delivery.token);
+    const k = this.keys.get(deliveryGroup(delivery), shard);
+    await this.run('release', () => this.script('tasukiRelease', k, local));
   }
 
   /** Renews leases with one script call per group (all groups in parallel). */
   async extend(deliveries: ReadonlyArray<Delivery>, leaseMs: number): Promise<string[]> {
     this.assertOpen();
     const ms = positiveMs('leaseMs', leaseMs);
-    const byGroup = new Map<string, string[]>();
+    const byShard = new Map<string, string[]>();
     for (const d of deliveries) {
       const g = deliveryGroup(d);
-      const tokens = byGroup.get(g) ?? [];
-      tokens.push(d.token);
-      byGroup.set(g, tokens);
+      const { shard, local } = shardOf(d.token);
+      const id = KeyCache.idOf(g, shard);
+      const tokens = byShard.get(id) ?? [];
+      tokens.push(local);
+      byShard.set(id, tokens);
     }
     const lost = await Promise.all(
-      [...byGroup].map(async ([g, tokens]) => {
-        const reply = await this.run('extend', () => this.cmd.tasukiExtend(this.keys.get(g).lease, ms, ...tokens));
-        return stringArray(reply, 'extend');
+      [...byShard].map(async ([id, tokens]) => {
+        const shard = this.keys.forId(id).shard;
+        const reply = await this.run('extend', () => this.script('tasukiExtend', this.keys.forId(id), ms, ...tokens));
+        return stringArray(reply, 'extend').map((t) => markShard(shard, t));
       }),
     );
     return lost.flat();
@@ -302,11 +339,10 @@ export class RedisBroker implements Broker {
   /** @inheritdoc */
   async deadLetter(delivery: Delivery, reason: DeadLetterReason): Promise<void> {
     this.assertOpen();
-    const k = this.keys.get(deliveryGroup(delivery));
+    const { shard, local } = shardOf(delivery.token);
+    const k = this.keys.get(deliveryGroup(delivery), shard);
     const json = JSON.stringify({ code: String(reason?.code ?? ''), message: String(reason?.message ?? '') });
-    await this.run('deadLetter', () =>
-      this.cmd.tasukiDeadLetter(k.lease, k.body, k.dead, k.deadBody, k.deadReason, k.base, delivery.token, json),
-    );
+    await this.run('deadLetter', () => this.script('tasukiDeadLetter', k, local, json));
   }
 
   /** Lists dead letters oldest first; `limit` defaults to 100. */
@@ -318,20 +354,9 @@ export class RedisBroker implements Broker {
     if (!Number.isInteger(offset) || offset < 0) throw new InvalidOptionError(`offset must be an integer >= 0, got ${offset}`);
     if (!Number.isInteger(limit) || limit < 0) throw new InvalidOptionError(`limit must be an integer >= 0, got ${limit}`);
     if (limit === 0) return [];
-    const k = this.keys.get(group);
-    const reply = await this.run('listDeadLetters', () => this.cmd.tasukiListDead(k.dead, k.deadBody, k.deadReason, offset, limit));
-    const flat = stringArray(reply, 'listDeadLetters');
-    const out: DeadLetter[] = [];
-    for (let i = 0; i + 3 < flat.length; i += 4) {
-      out.push({
-        id: flat[i] as string,
-        group,
-        at: Number(flat[i + 1]),
-        body: flat[i + 2] as string,
-        reason: parseReason(flat[i + 3] as string),
-      });
-    }
-    return out;
+    return listDeadSharded(group, shardCount(this.shards, group), offset, limit, async (shard, from, count) =>
+      stringArray(await this.run('listDeadLetters', () => this.script('tasukiListDead', this.keys.get(group, shard), from, count)), 'listDeadLetters'),
+    );
   }
 
   /** @inheritdoc */
@@ -340,11 +365,8 @@ export class RedisBroker implements Broker {
     assertName('group', group);
     const list = idList(ids);
     if (list && list.length === 0) return 0;
-    const k = this.keys.get(group);
-    const reply = await this.run('redriveDeadLetters', () =>
-      this.cmd.tasukiRedriveDead(k.dead, k.deadBody, k.deadReason, k.body, k.ready, k.wake, k.base, ...(list ?? [])),
-    );
-    return Number(reply);
+    const keys = (shard: number): GroupKeys => this.keys.get(group, shard);
+    return onShards(shardCount(this.shards, group), keys, list, (k, ids) => this.run('redriveDeadLetters', () => this.script('tasukiRedriveDead', k, ...ids)));
   }
 
   /** @inheritdoc */
@@ -353,32 +375,36 @@ export class RedisBroker implements Broker {
     assertName('group', group);
     const list = idList(ids);
     if (list && list.length === 0) return 0;
-    const k = this.keys.get(group);
-    const reply = await this.run('deleteDeadLetters', () => this.cmd.tasukiDeleteDead(k.dead, k.deadBody, k.deadReason, k.base, ...(list ?? [])));
-    return Number(reply);
+    const keys = (shard: number): GroupKeys => this.keys.get(group, shard);
+    return onShards(shardCount(this.shards, group), keys, list, (k, ids) => this.run('deleteDeadLetters', () => this.script('tasukiDeleteDead', k, ...ids)));
   }
 
   /** Counts after moving expired leases and due delayed messages to ready. */
   async counts(group: string): Promise<QueueCounts> {
     this.assertOpen();
     assertName('group', group);
-    const k = this.keys.get(group);
-    const reply = await this.run('counts', () => this.cmd.tasukiCounts(k.ready, k.delayed, k.lease, k.dead, k.wake, k.base));
-    if (!Array.isArray(reply) || reply.length !== 4) throw new ConnectionError('unexpected reply of the counts script');
-    const [ready, delayed, inFlight, dead] = reply.map(Number) as [number, number, number, number];
-    return { ready, delayed, inFlight, dead };
+    const all = await Promise.all(
+      Array.from({ length: shardCount(this.shards, group) }, async (_, shard) => {
+        const reply = await this.run('counts', () => this.script('tasukiCounts', this.keys.get(group, shard)));
+        if (!Array.isArray(reply) || reply.length !== 4) throw new ConnectionError('unexpected reply of the counts script');
+        return reply.map(Number) as [number, number, number, number];
+      }),
+    );
+    const sum = (i: number): number => all.reduce((s, c) => s + c[i]!, 0);
+    return { ready: sum(0), delayed: sum(1), inFlight: sum(2), dead: sum(3) };
   }
 
   /** Deletes every key of the group (one DEL: all keys share one hash slot). */
   async purge(group: string): Promise<void> {
     this.assertOpen();
     assertName('group', group);
-    const k = this.keys.get(group);
-    const keys = allKeys(k);
-    await this.run('purge', async () => {
-      await this.cmd.tasukiPurgeFlow(k.base);
-      await this.cmd.del(...keys);
-    });
+    for (let shard = 0; shard < shardCount(this.shards, group); shard++) {
+      const k = this.keys.get(group, shard);
+      await this.run('purge', async () => {
+        await this.script('tasukiPurgeFlow', k);
+        await this.cmd.del(...allKeys(k));
+      });
+    }
     this.throttled.delete(group);
   }
 
@@ -388,30 +414,42 @@ export class RedisBroker implements Broker {
     assertName('group', group);
     checkKey(key);
     const wait = positiveMs('backoff ms', ms);
-    const k = this.keys.get(group);
-    await this.run('backoffKey', () => this.cmd.tasukiBackoffKey(k.base, key, wait));
+    const k = this.keys.get(group, this.picker.pick(shardCount(this.shards, group), `5${key}`));
+    await this.run('backoffKey', () => this.script('tasukiBackoffKey', k, key, wait));
   }
 
   /** Why ready tasks of `key` in `group` are held back by flow control now (`null`: nothing holds them); see `./redis-wait-reason.ts`. */
   async waitReason(group: string, key: string | undefined): Promise<WaitReason | null> {
     this.assertOpen();
     assertName('group', group);
-    return this.run('waitReason', () => readWaitReason(this.cmd, this.keys.get(group).base, key));
+    // A keyed message lives on its key's shard (`./redis-shards.ts`).
+    const shard = key === undefined ? 0 : this.picker.pick(shardCount(this.shards, group), `5${key}`);
+    return this.run('waitReason', () => readWaitReason(this.cmd, this.keys.get(group, shard), key));
   }
 
   // ---- internals ---------------------------------------------------------------------------------
 
   /** One atomic publish script call: the plain one, or the flow one when a message has a priority or key. */
-  private publishScript(group: string, items: ReadonlyArray<PendingPublish>): Promise<unknown> {
-    const k = this.keys.get(group);
+  private publishScript(k: GroupKeys, items: ReadonlyArray<PendingPublish>): Promise<unknown> {
     if (items.some((p) => p.lane !== '')) {
-      const argv: Array<string | number> = [k.base, items.length];
+      const argv: Array<string | number> = [items.length];
       for (const p of items) argv.push(p.at, p.lane, p.body);
-      return this.cmd.tasukiPublishFlow(...argv);
+      return this.publishCall('tasukiPublishFlow', k, argv);
     }
-    const args: Array<string | number> = [k.ready, k.delayed, k.body, k.wake, k.seq, items.length];
+    const args: Array<string | number> = [items.length];
     for (const p of items) args.push(p.at, p.body);
-    return this.cmd.tasukiPublish(...args);
+    return this.publishCall('tasukiPublish', k, args);
+  }
+
+  /** Calls script `name` with the keys it declares for the group (shard) of `k`, then `args`. */
+  private script(name: ScriptName, k: GroupKeys, ...args: Array<string | number>): Promise<unknown> {
+    return this.cmd[name](...this.scriptKeys.of(k, name), ...args);
+  }
+
+  /** {@link script} for a publish: followed by `WAIT` when `waitReplicas` is set. */
+  private publishCall(name: 'tasukiPublish' | 'tasukiPublishFlow', k: GroupKeys, args: Array<string | number>): Promise<unknown> {
+    if (this.waitReplicas === undefined) return this.script(name, k, ...args);
+    return callWithWait(this.cmd, name, [...this.scriptKeys.of(k, name), ...args], this.waitReplicas);
   }
 
   private assertOpen(): void {

@@ -86,6 +86,8 @@ export async function deliver(ctx: DeliverContext, msg: TaskMessage, explicitId:
   // the next state anyway).
   const publish = bounded(ctx, ctx.broker.publish(group, body, publishOptions), deadline);
   const record = recordSent(ctx, msg);
+  // Handled now: it may reject while the publish is still awaited (an unhandled rejection otherwise).
+  record?.catch(() => undefined);
   let failure: { reason: unknown } | undefined;
   try {
     await publish;
