@@ -35,8 +35,11 @@ describe.skipIf(!haveRedisCluster)('end to end on a Redis Cluster, workers in ot
 
   afterAll(async () => {
     if (cluster === undefined) return;
-    expect(await cluster.keys(`${prefix}:*`)).toEqual([]);
-    await cluster.stop();
+    try {
+      expect(await cluster.keys(`${prefix}:*`)).toEqual([]);
+    } finally {
+      await cluster.stop();
+    }
   });
 
   const setup = (shards: number, env: Record<string, string>): { group: string; client: Client; broker: RedisBroker; spawn(): Promise<WorkerProcess> } => {

@@ -28,9 +28,12 @@ describe.skipIf(!haveRedisCluster)('redis cluster', () => {
 
   afterAll(async () => {
     if (cluster === undefined) return;
-    await sweep();
-    expect(await cluster.keys(`${prefix}:*`)).toEqual([]);
-    await cluster.stop();
+    try {
+      await sweep();
+      expect(await cluster.keys(`${prefix}:*`)).toEqual([]);
+    } finally {
+      await cluster.stop();
+    }
   });
 
   brokerContract('redis cluster', () => ({

@@ -137,7 +137,14 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     await gone;
   };
   const admins: Cluster[] = [];
+  // Safety net: a test process that ends without stop() (a crash) still kills its nodes, by PID.
+  const onExit = (): void => {
+    for (const port of ports) if (alive(port)) process.kill(children.get(port)?.pid as number, 'SIGKILL');
+    for (const d of dirs.values()) rmSync(d, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
   const stop = async (): Promise<void> => {
+    process.off('exit', onExit);
     for (const a of admins.splice(0)) a.disconnect();
     await Promise.all(ports.map(kill));
     for (const d of dirs.values()) rmSync(d, { recursive: true, force: true });
