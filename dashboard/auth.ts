@@ -5,9 +5,9 @@
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { TLSSocket } from 'node:tls';
 import { DashboardError } from './http.js';
 import { isLoopback, type DashboardAuth } from './options.js';
+import type { ClientView } from './proxy.js';
 
 /** Who made a request, as the audit log names them. */
 export interface Principal {
@@ -37,11 +37,6 @@ function cookie(req: IncomingMessage, name: string): string | undefined {
   return undefined;
 }
 
-/** The address of the client (for the log). */
-export function peer(req: IncomingMessage): string {
-  return req.socket.remoteAddress ?? 'unknown';
-}
-
 /** Host header without port. */
 function hostName(host: string): string {
   if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1);
@@ -64,9 +59,9 @@ export class Authenticator {
     return 'token' in this.auth ? 'token' : 'basic' in this.auth ? 'basic' : 'none';
   }
 
-  /** The principal of a request, or null when it carries no valid credential. */
-  identify(req: IncomingMessage): Principal | null {
-    const from = peer(req);
+  /** The principal of a request from `client`, or null when it carries no valid credential. */
+  identify(req: IncomingMessage, client: ClientView): Principal | null {
+    const from = client.address;
     const header = req.headers.authorization ?? '';
     if ('none' in this.auth) {
       // A loopback listener and a loopback Host: a remote client, or a page of another site whose
@@ -98,9 +93,9 @@ export class Authenticator {
     return 'token' in this.auth && sameSecret(candidate, this.auth.token);
   }
 
-  /** The `Set-Cookie` value of a new session (token login), scoped to the dashboard's path. */
-  sessionCookie(req: IncomingMessage, path: string): string {
-    const secure = (req.socket as TLSSocket).encrypted === true ? '; Secure' : '';
+  /** The `Set-Cookie` value of a new session (token login), scoped to the dashboard's path; `Secure` when the client came over HTTPS. */
+  sessionCookie(client: ClientView, path: string): string {
+    const secure = client.https ? '; Secure' : '';
     return `${COOKIE}=${this.session ?? ''}; Path=${path}; HttpOnly; SameSite=Strict${secure}`;
   }
 
@@ -118,21 +113,22 @@ export class Authenticator {
 
 /**
  * Refuses a POST that may come from another site ({@link DashboardError} 403): an `Origin` (or a
- * `Sec-Fetch-Site`) naming another site; for actions (`action: true`) also a missing
- * {@link ACTION_HEADER}. Scripts without a browser send neither `Origin` nor `Sec-Fetch-Site`.
+ * `Sec-Fetch-Site`) naming another site than `host` (the `Host` header, or the trusted proxy's
+ * `X-Forwarded-Host`); for actions (`action: true`) also a missing {@link ACTION_HEADER}.
+ * Scripts without a browser send neither `Origin` nor `Sec-Fetch-Site`.
  */
-export function checkSameOrigin(req: IncomingMessage, action: boolean): void {
+export function checkSameOrigin(req: IncomingMessage, host: string, action: boolean): void {
   const site = req.headers['sec-fetch-site'];
   if (site !== undefined && site !== 'same-origin') throw new DashboardError(403, 'ERR_DASHBOARD_CSRF', `cross-site request refused (Sec-Fetch-Site: ${site})`);
   const origin = req.headers.origin;
   if (origin !== undefined) {
-    let host: string;
+    let from: string;
     try {
-      host = new URL(origin).host;
+      from = new URL(origin).host;
     } catch {
       throw new DashboardError(403, 'ERR_DASHBOARD_CSRF', 'cross-site request refused (unreadable Origin)');
     }
-    if (host !== (req.headers.host ?? '')) throw new DashboardError(403, 'ERR_DASHBOARD_CSRF', 'cross-site request refused (Origin is another site)');
+    if (from !== host) throw new DashboardError(403, 'ERR_DASHBOARD_CSRF', 'cross-site request refused (Origin is another site)');
   }
   if (action && req.headers[ACTION_HEADER] !== '1') throw new DashboardError(403, 'ERR_DASHBOARD_CSRF', `actions need the ${ACTION_HEADER}: 1 header`);
 }
