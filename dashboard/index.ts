@@ -68,6 +68,7 @@ export function dashboard(options: DashboardOptions): DashboardHandler {
     if (method === 'POST' && (route === 'login' || route === 'logout')) {
       checkSameOrigin(req, client.host, false);
       if (route === 'logout') {
+        if (auth.endSession(req)) log.info('dashboard logout', { who: `token@${peer}` });
         res.setHeader('Set-Cookie', auth.clearCookie(cookiePath));
         return redirect(res, 'login');
       }

@@ -3,6 +3,7 @@
  * in-process worker and handler (the CLI processes are `dashboard-browser.test.ts`'s): abort of a
  * running and of a queued task, purge with its typed confirmation, and deleting dead letters —
  * one, the selected ones, all. A dismissed confirmation sends nothing; every action is audited.
+ * Sign out ends the session on the server: a copy of its cookie no longer works.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server as HttpServer } from 'node:http';
@@ -192,4 +193,18 @@ describe('dashboard actions in a browser, on Redis', () => {
       `2 dead letter(s) deleted from ${group}`,
     ]);
   }, 120_000);
+
+  it('Sign out ends the session on the server: a copy of the cookie taken before no longer works', async () => {
+    const { page: p } = await page();
+    const [session] = (await p.context().cookies()).filter((c) => c.name === 'tasuki_dashboard');
+    expect(session?.httpOnly).toBe(true);
+    const copied = { cookie: `tasuki_dashboard=${session?.value ?? ''}` };
+    expect((await fetch(`${url}api/info`, { headers: copied })).status).toBe(200);
+    await p.click('#logout button');
+    await p.waitForSelector('#token');
+    expect((await p.context().cookies()).filter((c) => c.name === 'tasuki_dashboard')).toEqual([]);
+    expect((await fetch(`${url}api/info`, { headers: copied })).status).toBe(401);
+    expect((await p.goto(url))?.status()).toBe(401);
+    await p.close();
+  }, 60_000);
 });
