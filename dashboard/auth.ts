@@ -138,7 +138,7 @@ export function checkSameOrigin(req: IncomingMessage, host: string, action: bool
     } catch {
       throw new DashboardError(403, 'ERR_DASHBOARD_CSRF', 'cross-site request refused (unreadable Origin)');
     }
-    if (from !== host) throw new DashboardError(403, 'ERR_DASHBOARD_CSRF', 'cross-site request refused (Origin is another site)');
+    if (from !== host.toLowerCase()) throw new DashboardError(403, 'ERR_DASHBOARD_CSRF', 'cross-site request refused (Origin is another site)');
   }
   if (action && req.headers[ACTION_HEADER] !== '1') throw new DashboardError(403, 'ERR_DASHBOARD_CSRF', `actions need the ${ACTION_HEADER}: 1 header`);
 }

@@ -94,12 +94,17 @@ describe('trustProxy: true (one proxy in front)', () => {
     expect((await login(base, { 'x-forwarded-proto': 'https' })).headers.get('set-cookie')).toMatch(/; Secure$/);
     expect((await login(base, { 'x-forwarded-proto': 'http' })).headers.get('set-cookie')).not.toMatch(/Secure/);
     expect((await login(base)).headers.get('set-cookie')).not.toMatch(/Secure/);
+    // Repeated values: the first counts.
+    expect((await login(base, { 'x-forwarded-proto': 'https, http' })).headers.get('set-cookie')).toMatch(/; Secure$/);
+    expect((await login(base, { 'x-forwarded-proto': 'http, https' })).headers.get('set-cookie')).not.toMatch(/Secure/);
+    expect((await login(base, { 'x-forwarded-host': 'dash.example.com, 127.0.0.1', origin: 'https://dash.example.com' })).status).toBe(303);
+    expect((await login(base, { 'x-forwarded-host': '127.0.0.1, dash.example.com', origin: 'https://dash.example.com' })).status).toBe(403);
     // The browser's Origin is the public name; the proxy talks to 127.0.0.1.
     expect((await login(base, { ...forwarded, origin: 'https://dash.example.com' })).status).toBe(303);
     expect((await login(base, { ...forwarded, origin: 'https://evil.example' })).status).toBe(403);
     expect((await pause(base, { ...forwarded, origin: 'https://evil.example' })).status).toBe(403);
     expect(await client.ops.paused()).toEqual([]);
-    expect((await pause(base, { ...forwarded, origin: 'https://dash.example.com' })).status).toBe(200);
+    expect((await pause(base, { ...forwarded, 'x-forwarded-host': 'Dash.Example.COM', origin: 'https://dash.example.com' })).status).toBe(200);
     expect(await client.ops.paused()).toEqual(['px']);
     await client.ops.resume('px');
     // Without X-Forwarded-Host the Host header is compared, as without a proxy.
