@@ -4,7 +4,9 @@
  * steers what `client.ops` does: groups with counts and hourly rates, workers, task lists (paged
  * on the server, filtered, searched by id prefix), task detail, dead letters, and the actions
  * (retry, abort, redrive / delete dead letters, pause, resume, purge). Every request needs the
- * credential; actions are POSTs checked against cross-site use and logged (who, what).
+ * credential (sign-in sessions are kept here: `sessions.ts`); actions are POSTs checked against
+ * cross-site use and logged (who, what). Behind a reverse proxy, `trustProxy` (`proxy.ts`) says
+ * whose forwarded headers to believe.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { consoleLogger } from '../src/logger.js';
