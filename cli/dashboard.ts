@@ -3,6 +3,8 @@
  * (flags, environment or config module). A credential is required: `--token` (or
  * `TASUKI_DASHBOARD_TOKEN`), `--basic-auth user:password` (or `TASUKI_DASHBOARD_BASIC`), or the
  * config module's `dashboard: { auth }`; `--no-auth` is refused unless the address is loopback.
+ * `--trust-proxy [addresses]` (or the config module's `dashboard: { trustProxy }`) believes a
+ * reverse proxy's `X-Forwarded-*` headers.
  * Actions are audited on stdout; SIGINT / SIGTERM stop it.
  */
 import { createServer } from 'node:http';
@@ -10,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { Command } from 'commander';
 import { Client } from '../src/client.js';
 import { consoleLogger, silentLogger } from '../src/logger.js';
-import { dashboard, isLoopback, type DashboardAuth } from '../dashboard/index.js';
+import { dashboard, isLoopback, type DashboardAuth, type TrustProxy } from '../dashboard/index.js';
 import { connect, type Connection, type ConnectionFlags } from './connect.js';
 import { UsageError } from './format.js';
 
@@ -23,12 +25,24 @@ export interface DashboardFlags {
   /** False with `--no-auth`. */
   auth: boolean;
   readOnly?: boolean;
+  /** `--trust-proxy` alone: true; with a value: the comma-separated proxy addresses / CIDR blocks. */
+  trustProxy?: boolean | string;
 }
 
 /** What a config module may add for the dashboard. */
 interface DashboardConfig {
   auth?: DashboardAuth;
   readOnly?: boolean;
+  trustProxy?: TrustProxy;
+}
+
+/** The `trustProxy` option from `--trust-proxy` (first) or the config module; undefined: off. */
+export function trustProxyFrom(f: DashboardFlags, config: DashboardConfig | undefined): TrustProxy | undefined {
+  if (f.trustProxy === undefined || f.trustProxy === false) return config?.trustProxy;
+  if (f.trustProxy === true) return true;
+  const list = f.trustProxy.split(',').map((a) => a.trim()).filter((a) => a !== '');
+  if (list.length === 0) throw new UsageError('--trust-proxy takes nothing (one proxy in front) or a comma-separated list of proxy addresses / CIDR blocks');
+  return list;
 }
 
 /** The credential from flags and environment (undefined: none given there). */
@@ -69,7 +83,8 @@ export async function runDashboard(g: ConnectionFlags, f: DashboardFlags): Promi
   const client = new Client({ broker: conn.broker, backend: conn.backend, logger: silentLogger });
   const logger = consoleLogger('info');
   try {
-    const handler = dashboard({ client, auth: authFrom(f, env, config), readOnly: f.readOnly === true || config?.readOnly === true, logger });
+    const trustProxy = trustProxyFrom(f, config);
+    const handler = dashboard({ client, auth: authFrom(f, env, config), readOnly: f.readOnly === true || config?.readOnly === true, logger, ...(trustProxy === undefined ? {} : { trustProxy }) });
     const server = createServer((req, res) => handler(req, res));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -101,5 +116,6 @@ export function dashboardCommand(): Command {
     .option('--basic-auth <user:password>', 'HTTP basic auth instead of a token (env TASUKI_DASHBOARD_BASIC)')
     .option('--no-auth', 'no credential (refused unless --host is a loopback address)')
     .option('--read-only', 'hide and refuse every action')
+    .option('--trust-proxy [addresses]', "behind a reverse proxy: believe its X-Forwarded-For/-Proto/-Host (alone: the one proxy in front; or the proxies' addresses / CIDR blocks, comma-separated)")
     .action((f: DashboardFlags, cmd: Command) => runDashboard(cmd.optsWithGlobals<ConnectionFlags>(), f));
 }

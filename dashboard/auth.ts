@@ -3,11 +3,12 @@
  * HTTP basic auth, or — loopback only — nobody in particular; and the cross-site request checks
  * of every POST (same origin, the dashboard's own header on actions).
  */
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { TLSSocket } from 'node:tls';
 import { DashboardError } from './http.js';
 import { isLoopback, type DashboardAuth } from './options.js';
+import type { ClientView } from './proxy.js';
+import { Sessions } from './sessions.js';
 
 /** Who made a request, as the audit log names them. */
 export interface Principal {
@@ -37,11 +38,6 @@ function cookie(req: IncomingMessage, name: string): string | undefined {
   return undefined;
 }
 
-/** The address of the client (for the log). */
-export function peer(req: IncomingMessage): string {
-  return req.socket.remoteAddress ?? 'unknown';
-}
-
 /** Host header without port. */
 function hostName(host: string): string {
   if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1);
@@ -51,12 +47,15 @@ function hostName(host: string): string {
 
 /** Checks the credential of each request (see the module comment). */
 export class Authenticator {
-  /** Session cookie value: an HMAC of the token under a key of this process (sessions end with it). */
-  private readonly session: string | undefined;
+  /** The sessions of the sign-in form (kept in this process: they end with it). */
+  readonly sessions: Sessions;
 
-  /** @param auth the configured credential */
-  constructor(private readonly auth: DashboardAuth) {
-    if ('token' in auth) this.session = createHmac('sha256', randomBytes(32)).update(auth.token, 'utf8').digest('base64url');
+  /** @param auth the configured credential @param sessions where sign-ins are kept */
+  constructor(
+    private readonly auth: DashboardAuth,
+    sessions = new Sessions(),
+  ) {
+    this.sessions = sessions;
   }
 
   /** The method configured. */
@@ -64,9 +63,9 @@ export class Authenticator {
     return 'token' in this.auth ? 'token' : 'basic' in this.auth ? 'basic' : 'none';
   }
 
-  /** The principal of a request, or null when it carries no valid credential. */
-  identify(req: IncomingMessage): Principal | null {
-    const from = peer(req);
+  /** The principal of a request from `client`, or null when it carries no valid credential. */
+  identify(req: IncomingMessage, client: ClientView): Principal | null {
+    const from = client.address;
     const header = req.headers.authorization ?? '';
     if ('none' in this.auth) {
       // A loopback listener and a loopback Host: a remote client, or a page of another site whose
@@ -79,7 +78,7 @@ export class Authenticator {
       const bearer = /^Bearer\s+(.+)$/i.exec(header)?.[1];
       if (bearer !== undefined && sameSecret(bearer.trim(), this.auth.token)) return { who: `token@${from}`, method: 'token' };
       const c = cookie(req, COOKIE);
-      if (c !== undefined && this.session !== undefined && sameSecret(c, this.session)) return { who: `token@${from}`, method: 'token' };
+      if (c !== undefined && this.sessions.touch(c)) return { who: `token@${from}`, method: 'token' };
       return null;
     }
     const basic = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header)?.[1];
@@ -98,10 +97,16 @@ export class Authenticator {
     return 'token' in this.auth && sameSecret(candidate, this.auth.token);
   }
 
-  /** The `Set-Cookie` value of a new session (token login), scoped to the dashboard's path. */
-  sessionCookie(req: IncomingMessage, path: string): string {
-    const secure = (req.socket as TLSSocket).encrypted === true ? '; Secure' : '';
-    return `${COOKIE}=${this.session ?? ''}; Path=${path}; HttpOnly; SameSite=Strict${secure}`;
+  /** Opens a session (token login); its `Set-Cookie` value, scoped to the dashboard's path, `Secure` when the client came over HTTPS. */
+  sessionCookie(client: ClientView, path: string): string {
+    const secure = client.https ? '; Secure' : '';
+    return `${COOKIE}=${this.sessions.open()}; Path=${path}; HttpOnly; SameSite=Strict${secure}`;
+  }
+
+  /** Ends the session whose cookie `req` carries (Sign out); whether there was one. */
+  endSession(req: IncomingMessage): boolean {
+    const c = cookie(req, COOKIE);
+    return c !== undefined && this.sessions.close(c);
   }
 
   /** The `Set-Cookie` value that ends a session. */
@@ -118,21 +123,22 @@ export class Authenticator {
 
 /**
  * Refuses a POST that may come from another site ({@link DashboardError} 403): an `Origin` (or a
- * `Sec-Fetch-Site`) naming another site; for actions (`action: true`) also a missing
- * {@link ACTION_HEADER}. Scripts without a browser send neither `Origin` nor `Sec-Fetch-Site`.
+ * `Sec-Fetch-Site`) naming another site than `host` (the `Host` header, or the trusted proxy's
+ * `X-Forwarded-Host`); for actions (`action: true`) also a missing {@link ACTION_HEADER}.
+ * Scripts without a browser send neither `Origin` nor `Sec-Fetch-Site`.
  */
-export function checkSameOrigin(req: IncomingMessage, action: boolean): void {
+export function checkSameOrigin(req: IncomingMessage, host: string, action: boolean): void {
   const site = req.headers['sec-fetch-site'];
   if (site !== undefined && site !== 'same-origin') throw new DashboardError(403, 'ERR_DASHBOARD_CSRF', `cross-site request refused (Sec-Fetch-Site: ${site})`);
   const origin = req.headers.origin;
   if (origin !== undefined) {
-    let host: string;
+    let from: string;
     try {
-      host = new URL(origin).host;
+      from = new URL(origin).host;
     } catch {
       throw new DashboardError(403, 'ERR_DASHBOARD_CSRF', 'cross-site request refused (unreadable Origin)');
     }
-    if (host !== (req.headers.host ?? '')) throw new DashboardError(403, 'ERR_DASHBOARD_CSRF', 'cross-site request refused (Origin is another site)');
+    if (from !== host.toLowerCase()) throw new DashboardError(403, 'ERR_DASHBOARD_CSRF', 'cross-site request refused (Origin is another site)');
   }
   if (action && req.headers[ACTION_HEADER] !== '1') throw new DashboardError(403, 'ERR_DASHBOARD_CSRF', `actions need the ${ACTION_HEADER}: 1 header`);
 }
@@ -169,7 +175,8 @@ export class FailureLimit {
 
 /**
  * Whether a request carries an `Authorization` header: only those (and sign-in posts) count as
- * failures. A session cookie cannot be guessed; a stale one (the process restarted) is cleared.
+ * failures. A session id cannot be guessed; a stale one (signed out, idle too long, or the process
+ * restarted) is cleared.
  */
 export function presentsCredential(req: IncomingMessage): boolean {
   return req.headers.authorization !== undefined;

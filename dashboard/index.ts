@@ -4,21 +4,25 @@
  * steers what `client.ops` does: groups with counts and hourly rates, workers, task lists (paged
  * on the server, filtered, searched by id prefix), task detail, dead letters, and the actions
  * (retry, abort, redrive / delete dead letters, pause, resume, purge). Every request needs the
- * credential; actions are POSTs checked against cross-site use and logged (who, what).
+ * credential (sign-in sessions are kept here: `sessions.ts`); actions are POSTs checked against
+ * cross-site use and logged (who, what). Behind a reverse proxy, `trustProxy` (`proxy.ts`) says
+ * whose forwarded headers to believe.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { consoleLogger } from '../src/logger.js';
 import { toError } from '../src/errors.js';
 import { isAction, runAction, audit } from './actions.js';
 import { assets } from './assets.js';
-import { Authenticator, checkSameOrigin, FailureLimit, hasSession, peer, presentsCredential, type Principal } from './auth.js';
+import { Authenticator, checkSameOrigin, FailureLimit, hasSession, presentsCredential, type Principal } from './auth.js';
 import { DashboardError, failureOf, readForm, readJson, securityHeaders, sendJson } from './http.js';
 import { loginPage } from './login.js';
 import { resolveOptions, type DashboardOptions } from './options.js';
+import type { ClientView } from './proxy.js';
 import { Reads } from './reads.js';
 
 export { DashboardError } from './http.js';
 export { isLoopback, MIN_PASSWORD_LENGTH, MIN_TOKEN_LENGTH, type DashboardAuth, type DashboardOptions } from './options.js';
+export type { TrustProxy } from './proxy.js';
 export type * from './wire.js';
 
 /** A Node request handler; `next` (Express-style) is called for paths that are not the dashboard's. */
@@ -33,6 +37,7 @@ export function dashboard(options: DashboardOptions): DashboardHandler {
   const auth = new Authenticator(o.auth);
   const reads = new Reads(o.client, o.readOnly);
   const limit = new FailureLimit();
+  const proxy = o.proxy;
   const log = o.logger;
 
   async function handle(req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): Promise<void> {
@@ -55,36 +60,39 @@ export function dashboard(options: DashboardOptions): DashboardHandler {
     const method = req.method ?? 'GET';
     const route = path.slice(1);
     const cookiePath = mount === '' ? '/' : mount;
+    const client = proxy.view(req);
+    const peer = client.address;
 
     if (route === 'style.css' || (route === 'login' && method !== 'POST')) {
       if (route === 'login') return sendHtml(res, 200, loginPage(auth.method, false));
       return sendAsset(res, route);
     }
     if (method === 'POST' && (route === 'login' || route === 'logout')) {
-      checkSameOrigin(req, false);
+      checkSameOrigin(req, client.host, false);
       if (route === 'logout') {
+        if (auth.endSession(req)) log.info('dashboard logout', { who: `token@${peer}` });
         res.setHeader('Set-Cookie', auth.clearCookie(cookiePath));
         return redirect(res, 'login');
       }
-      if (limit.blocked(peer(req))) throw tooMany();
+      if (limit.blocked(peer)) throw tooMany();
       const token = (await readForm(req)).get('token') ?? '';
       if (auth.tokenMatches(token)) {
-        log.info('dashboard login', { who: `token@${peer(req)}` });
-        res.setHeader('Set-Cookie', auth.sessionCookie(req, cookiePath));
+        log.info('dashboard login', { who: `token@${peer}` });
+        res.setHeader('Set-Cookie', auth.sessionCookie(client, cookiePath));
         return redirect(res, './');
       }
-      limit.fail(peer(req));
-      log.warn('dashboard login refused', { who: peer(req) });
+      limit.fail(peer);
+      log.warn('dashboard login refused', { who: peer });
       return sendHtml(res, 401, loginPage(auth.method, true));
     }
 
     const credential = presentsCredential(req);
-    if (credential && limit.blocked(peer(req))) throw tooMany();
-    const who = auth.identify(req);
+    if (credential && limit.blocked(peer)) throw tooMany();
+    const who = auth.identify(req, client);
     if (who === null) {
-      if (credential) limit.fail(peer(req));
+      if (credential) limit.fail(peer);
       if (hasSession(req)) res.setHeader('Set-Cookie', auth.clearCookie(cookiePath));
-      return refuse(req, res, route, method);
+      return refuse(res, peer, route, method);
     }
 
     if (method === 'GET' || method === 'HEAD') {
@@ -97,15 +105,15 @@ export function dashboard(options: DashboardOptions): DashboardHandler {
       return notFound(res, next);
     }
     if (method === 'POST' && route.startsWith('api/') && isAction(route.slice(4))) {
-      return act(req, res, route.slice(4) as Parameters<typeof runAction>[1], who);
+      return act(req, res, client, route.slice(4) as Parameters<typeof runAction>[1], who);
     }
     if (route.startsWith('api/')) throw new DashboardError(405, 'ERR_DASHBOARD_REQUEST', `${method} is not allowed here`);
     return notFound(res, next);
   }
 
-  async function act(req: IncomingMessage, res: ServerResponse, name: Parameters<typeof runAction>[1], who: Principal): Promise<void> {
+  async function act(req: IncomingMessage, res: ServerResponse, client: ClientView, name: Parameters<typeof runAction>[1], who: Principal): Promise<void> {
     try {
-      checkSameOrigin(req, true);
+      checkSameOrigin(req, client.host, true);
       if (o.readOnly) throw new DashboardError(403, 'ERR_DASHBOARD_READ_ONLY', 'the dashboard is read-only: actions are off');
     } catch (err) {
       log.warn('dashboard action refused', { who: who.who, action: name, reason: (err as Error).message });
@@ -122,8 +130,8 @@ export function dashboard(options: DashboardOptions): DashboardHandler {
     }
   }
 
-  function refuse(req: IncomingMessage, res: ServerResponse, route: string, method: string): void {
-    if (method === 'POST') log.warn('dashboard request refused: no valid credential', { who: peer(req), path: route });
+  function refuse(res: ServerResponse, peer: string, route: string, method: string): void {
+    if (method === 'POST') log.warn('dashboard request refused: no valid credential', { who: peer, path: route });
     auth.challenge(res);
     const status = auth.method === 'none' ? 403 : 401;
     if (route.startsWith('api/')) {

@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import type { Client } from '../src/client.js';
 import { InvalidOptionError } from '../src/errors.js';
 import type { Logger } from '../src/logger.js';
+import { ProxyTrust, type TrustProxy } from './proxy.js';
 
 /** Shortest accepted token: a dashboard steers production queues. */
 export const MIN_TOKEN_LENGTH = 16;
@@ -34,6 +35,12 @@ export interface DashboardOptions {
    * need none.
    */
   basePath?: string;
+  /**
+   * Behind a reverse proxy: believe its `X-Forwarded-For` / `-Proto` / `-Host` headers (see
+   * {@link TrustProxy}; README "Dashboard"). Off by default: the headers are ignored. Not with
+   * `auth: { none: true }` (a proxy on loopback would make every client look local).
+   */
+  trustProxy?: TrustProxy;
 }
 
 /** Checked options. */
@@ -43,6 +50,8 @@ export interface ResolvedOptions {
   readOnly: boolean;
   logger: Logger;
   basePath: string;
+  /** The reader of forwarded headers (`trustProxy`). */
+  proxy: ProxyTrust;
 }
 
 /** Whether `address` (an IP, `localhost`, or a `Host` header value without port) is loopback. */
@@ -78,5 +87,7 @@ export function resolveOptions(o: DashboardOptions, fallbackLogger: Logger): Res
   let basePath = o.basePath ?? '';
   if (typeof basePath !== 'string' || (basePath !== '' && !basePath.startsWith('/'))) throw new InvalidOptionError('basePath must start with "/"');
   basePath = basePath.replace(/\/+$/, '');
-  return { client: o.client, auth: o.auth, readOnly: o.readOnly === true, logger: o.logger ?? fallbackLogger, basePath };
+  const proxy = new ProxyTrust(o.trustProxy);
+  if (proxy.enabled && auth.none !== undefined) throw new InvalidOptionError('trustProxy cannot be combined with auth: { none: true }: behind a proxy every client would look local');
+  return { client: o.client, auth: o.auth, readOnly: o.readOnly === true, logger: o.logger ?? fallbackLogger, basePath, proxy };
 }

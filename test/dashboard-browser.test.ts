@@ -10,27 +10,27 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { Client } from '../src/client.js';
 import { silentLogger } from '../src/logger.js';
 import { RedisBroker } from '../brokers/redis.js';
 import { RedisBackend } from '../backends/redis.js';
 import { dashboard } from '../dashboard/index.js';
 import { redisNamespace } from './helpers/redis.js';
+import { launchChromium, signIn } from './helpers/chromium.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 // Node with tsx's loader, not the tsx wrapper: a signal (SIGKILL too) reaches the process itself.
 const TS = ['--import', 'tsx'];
 const CLI = join(root, 'cli/index.ts');
 const SHOTS = join(root, '.screenshots');
-const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = `dash-${randomUUID()}`;
 const ns = redisNamespace('dash');
 const group = `dash-${randomUUID().slice(0, 8)}`;
@@ -86,15 +86,8 @@ let url = '';
 const servers: HttpServer[] = [];
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) execFileSync('bash', [join(root, 'scripts/chromium.sh')], { stdio: 'inherit' });
   mkdirSync(SHOTS, { recursive: true });
-  // launch() gives every run a fresh temporary profile (its own --user-data-dir). Without the
-  // background-networking flags Chromium's connections hang on a closed network.
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   client = new Client({ broker: new RedisBroker({ prefix: ns.prefix, logger: silentLogger }), backend: new RedisBackend({ prefix: ns.prefix, logger: silentLogger }), logger: silentLogger });
   const worker = (): Promise<Proc> => start(['worker', 'test/fixtures/dashboard-tasks.ts', '--group', group, '--concurrency', '2'], /worker running/);
   const started = await Promise.all([worker(), worker(), start(['dashboard', '--port', '0', '--token', TOKEN], /dashboard on (http:\/\/\S+)/)]);
@@ -122,14 +115,7 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-async function signedIn(): Promise<Page> {
-  const page = await browser.newPage();
-  await page.goto(url);
-  await page.fill('#token', TOKEN);
-  await page.click('button[type=submit]');
-  await page.waitForSelector('#groups, #overview p');
-  return page;
-}
+const signedIn = (): Promise<Page> => signIn(browser, url, TOKEN);
 
 const cell = (page: Page, col: string): Promise<string> => page.locator(`tr[data-group="${group}"] td[data-col="${col}"]`).innerText();
 

@@ -1,7 +1,7 @@
 /**
  * `tasuki dashboard` spawned for real on Redis: the credential rules (none given, a weak token,
  * `--no-auth` on a non-loopback address are refused with exit code 2), `--no-auth` on loopback,
- * basic auth with `--read-only`, and a clean stop on SIGTERM.
+ * basic auth with `--read-only`, `--trust-proxy` (flag and config module), and a clean stop on SIGTERM.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { redisNamespace } from './helpers/redis.js';
+import { trustProxyFrom, type DashboardFlags } from '../cli/dashboard.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 // Node with tsx's loader, not the tsx wrapper: a signal (SIGKILL too) reaches the process itself.
@@ -71,6 +72,9 @@ describe('tasuki dashboard', () => {
     expect(open.stderr).toMatch(/--no-auth is refused on 0\.0\.0\.0/);
     const both = await run(['--port', '0', '--no-auth', '--token', 'a-long-enough-token-here']);
     expect(both.code).toBe(2);
+    const badProxy = await run(['--port', '0', '--token', 'a-long-enough-token-here', '--trust-proxy', '10.0.0.0/99']);
+    expect(badProxy.code).toBe(2);
+    expect(badProxy.stderr).toMatch(/trustProxy: 10\.0\.0\.0\/99 has a bad prefix length/);
   }, 120_000);
 
   it('--no-auth on loopback answers; basic auth with --read-only asks and says read-only; SIGTERM stops with 0', async () => {
@@ -103,13 +107,34 @@ describe('tasuki dashboard', () => {
     expect(await routes.stop()).toBe(0);
   }, 120_000);
 
-  it('takes the credential and read-only mode from the config module', async () => {
+  it('takes the credential, read-only mode and the trusted proxy from the config module', async () => {
     const d = await serve([], [CLI, '--config', 'test/fixtures/dashboard-config.ts', 'dashboard', '--port', '0'], { CLI_PREFIX: ns.prefix });
     expect((await fetch(`${d.url}api/info`)).status).toBe(401);
-    const info = await fetch(`${d.url}api/info`, { headers: { authorization: 'Bearer config-module-token-0123' } });
-    expect(await info.json()).toMatchObject({ readOnly: true, auth: 'token' });
+    const info = await fetch(`${d.url}api/info`, { headers: { authorization: 'Bearer config-module-token-0123', 'x-forwarded-for': '203.0.113.4' } });
+    expect(await info.json()).toMatchObject({ readOnly: true, auth: 'token', who: 'token@203.0.113.4' });
     expect(await d.stop()).toBe(0);
   }, 60_000);
+
+  it('--trust-proxy: alone, one proxy in front; with addresses, those; absent, forwarded headers are ignored', async () => {
+    const flags = (trustProxy?: boolean | string): DashboardFlags => ({ port: '0', host: '127.0.0.1', auth: true, ...(trustProxy === undefined ? {} : { trustProxy }) });
+    expect(trustProxyFrom(flags(), undefined)).toBeUndefined();
+    expect(trustProxyFrom(flags(), { trustProxy: ['10.0.0.1'] })).toEqual(['10.0.0.1']);
+    expect(trustProxyFrom(flags(true), { trustProxy: ['10.0.0.1'] })).toBe(true);
+    expect(trustProxyFrom(flags('10.0.0.0/8, ::1'), undefined)).toEqual(['10.0.0.0/8', '::1']);
+    expect(() => trustProxyFrom(flags(','), undefined)).toThrow(/--trust-proxy takes/);
+
+    const token = 'a-long-enough-token-here';
+    const login = (url: string): Promise<Response> =>
+      fetch(`${url}login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-proto': 'https', 'x-forwarded-for': '203.0.113.5' }, body: `token=${token}` });
+    const behind = await serve(['--token', token, '--trust-proxy']);
+    expect((await login(behind.url)).headers.get('set-cookie')).toMatch(/; Secure$/);
+    const info = await fetch(`${behind.url}api/info`, { headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': '203.0.113.5' } });
+    expect(((await info.json()) as { who: string }).who).toBe('token@203.0.113.5');
+    expect(await behind.stop()).toBe(0);
+    const direct = await serve(['--token', token]);
+    expect((await login(direct.url)).headers.get('set-cookie')).not.toMatch(/Secure/);
+    expect(await direct.stop()).toBe(0);
+  }, 120_000);
 
   it('the built package serves the UI files that npm run build wrote into dist/dashboard/assets', async () => {
     // Inside the checkout (git-ignored) so that the compiled modules find node_modules.

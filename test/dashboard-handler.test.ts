@@ -1,7 +1,7 @@
 /**
  * The dashboard's request handler without a browser: credentials (token, login cookie, basic auth,
- * loopback-only `none`), cross-site checks of actions, read-only mode, mounting under a path (plain
- * http, Express-style), the audit log. The API's answers: `dashboard-api.test.ts`.
+ * loopback-only `none`), sign-in sessions (ended by Sign out server-side, or idle), cross-site
+ * checks of actions, read-only mode, mounting under a path (plain http, Express-style), the audit log. The API's answers: `dashboard-api.test.ts`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer, type Server as HttpServer } from 'node:http';
@@ -14,6 +14,7 @@ import type { TaskCtl } from '../src/ctl.js';
 import { Client } from '../src/client.js';
 import { silentLogger, type Logger } from '../src/logger.js';
 import { dashboard, type DashboardHandler, type DashboardOptions } from '../dashboard/index.js';
+import { MAX_SESSIONS, SESSION_IDLE_MS, Sessions } from '../dashboard/sessions.js';
 
 const TOKEN = 'a-long-test-token-0123456789';
 const lines: Array<{ message: string; fields: Record<string, unknown> | undefined }> = [];
@@ -106,9 +107,23 @@ describe('dashboard with a token', () => {
     const forged = await fetch(`${base}/api/info`, { headers: { cookie: 'tasuki_dashboard=forged' } });
     expect(forged.status).toBe(401);
     expect(forged.headers.get('set-cookie')).toMatch(/^tasuki_dashboard=; .*Max-Age=0/);
+    // Each sign-in is its own session; signing out ends it on the server: a copy of its cookie stops working.
+    const other = ((await form(TOKEN)).headers.get('set-cookie') ?? '').split(';')[0] as string;
+    expect(other).not.toBe(session);
+    lines.length = 0;
     const out = await fetch(`${base}/logout`, { method: 'POST', redirect: 'manual', headers: { cookie: session, origin: base } });
     expect(out.status).toBe(303);
     expect(out.headers.get('set-cookie')).toMatch(/^tasuki_dashboard=; .*Max-Age=0/);
+    expect(lines.map((l) => l.message)).toEqual(['dashboard logout']);
+    const copied = await fetch(`${base}/api/info`, { headers: { cookie: session } });
+    expect(copied.status).toBe(401);
+    expect(copied.headers.get('set-cookie')).toMatch(/^tasuki_dashboard=; .*Max-Age=0/);
+    expect((await fetch(`${base}/`, { headers: { cookie: session } })).status).toBe(401);
+    expect((await post(base, 'api/pause', { group: 'shop' }, { cookie: session, 'content-type': 'application/json', 'x-tasuki-dashboard': '1' })).status).toBe(401);
+    expect((await fetch(`${base}/api/info`, { headers: { cookie: other } })).status).toBe(200);
+    // Signing out a cross-site form is refused (the session stays).
+    expect((await fetch(`${base}/logout`, { method: 'POST', redirect: 'manual', headers: { cookie: other, origin: 'https://evil.example' } })).status).toBe(403);
+    expect((await fetch(`${base}/api/info`, { headers: { cookie: other } })).status).toBe(200);
     const crossSiteLogin = await fetch(`${base}/login`, { method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://evil.example' }, body: `token=${TOKEN}` });
     expect(crossSiteLogin.status).toBe(403);
   });
@@ -174,6 +189,35 @@ describe('dashboard with a token', () => {
     expect(await client.ops.paused()).toEqual([]);
   });
 
+});
+
+describe('sign-in sessions', () => {
+  it(`end after ${SESSION_IDLE_MS / 3_600_000} h without a request; each request restarts the wait`, () => {
+    const s = new Sessions();
+    const t0 = 1_000_000;
+    const a = s.open(t0);
+    expect(a).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(s.touch(a, t0 + SESSION_IDLE_MS - 1)).toBe(true);
+    expect(s.touch(a, t0 + 2 * SESSION_IDLE_MS - 2)).toBe(true);
+    expect(s.touch(a, t0 + 3 * SESSION_IDLE_MS - 2)).toBe(false);
+    expect(s.touch(a, t0 + 3 * SESSION_IDLE_MS - 2)).toBe(false);
+    expect(s.touch('not-a-session', t0)).toBe(false);
+    const b = s.open(t0);
+    expect(s.close(b)).toBe(true);
+    expect(s.touch(b, t0)).toBe(false);
+    expect(s.close(b)).toBe(false);
+  });
+
+  it(`keep at most ${MAX_SESSIONS}: past it the least recently used ends; expired ones go when a session opens`, () => {
+    const s = new Sessions(1000, 3);
+    const [a, b, c] = [s.open(0), s.open(1), s.open(2)];
+    expect(s.touch(a, 3)).toBe(true); // b is now the least recently used
+    const d = s.open(4);
+    expect([s.touch(b, 5), s.touch(a, 5), s.touch(c, 5), s.touch(d, 5)]).toEqual([false, true, true, true]);
+    expect(s.size).toBe(3);
+    s.open(2000);
+    expect(s.size).toBe(1);
+  });
 });
 
 describe('the UI code', () => {
