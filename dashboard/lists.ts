@@ -3,6 +3,7 @@
  * bounded scan of the index), dead letters, and the successes / failures of the last hour per
  * minute (bounded reads, cached a few seconds).
  */
+import type { IndexQuery } from '../src/backend.js';
 import type { Client } from '../src/client.js';
 import { decodeMessage } from '../src/message.js';
 import { encodeCursor } from '../src/ops/index-query.js';
@@ -26,15 +27,8 @@ export function rowOf(s: TaskState): WireTaskRow {
   return row;
 }
 
-/** Query of a task list, from the URL. */
-export interface TaskQuery {
-  group: string;
-  status?: TaskStatus;
-  name?: string;
-  since?: number;
-  until?: number;
-  limit: number;
-  cursor?: string;
+/** Query of a task list, from the URL: an index query and an id prefix. */
+export interface TaskQuery extends IndexQuery {
   /** Id prefix. */
   q?: string;
 }

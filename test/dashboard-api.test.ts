@@ -5,57 +5,29 @@
  * shown where Memcache cannot list.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { randomUUID } from 'node:crypto';
-import { Server } from '../src/server.js';
+import type { Server } from '../src/server.js';
 import { task } from '../src/index.js';
-import type { TaskCtl } from '../src/ctl.js';
 import { Client } from '../src/client.js';
-import { silentLogger, type Logger } from '../src/logger.js';
+import { silentLogger } from '../src/logger.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemcacheBackend } from '../backends/memcache.js';
-import { dashboard, type DashboardHandler, type WireOverview, type WireTask, type WireTaskPage } from '../dashboard/index.js';
+import { TOKEN, auditLogger, bearer, closeAll, post, serve, shopServer } from './helpers/dashboard-http.js';
+import { dashboard, type WireOverview, type WireTask, type WireTaskPage } from '../dashboard/index.js';
 
-const TOKEN = 'a-long-test-token-0123456789';
-const lines: Array<{ message: string; fields: Record<string, unknown> | undefined }> = [];
-const logger: Logger = { ...silentLogger, info: (message, fields) => void lines.push({ message, fields }), warn: (message, fields) => void lines.push({ message, fields }) };
-
+const logger = auditLogger;
 let server: Server;
 let client: Client;
-const http: HttpServer[] = [];
-
-async function serve(handler: DashboardHandler, host = '127.0.0.1'): Promise<string> {
-  const s = createServer((req, res) => handler(req, res));
-  http.push(s);
-  await new Promise<void>((r) => s.listen(0, host, r));
-  return `http://${host}:${(s.address() as AddressInfo).port}`;
-}
-
-const bearer = { authorization: `Bearer ${TOKEN}` };
-const action = { ...bearer, 'content-type': 'application/json', 'x-tasuki-dashboard': '1' };
-
-function post(base: string, path: string, body: unknown, headers: Record<string, string> = action): Promise<Response> {
-  return fetch(`${base}/${path}`, { method: 'POST', headers, body: JSON.stringify(body) });
-}
-
 let base: string;
 
 beforeAll(async () => {
-  server = new Server({ logger: silentLogger });
-  server.add('shop', 'add', (a: number, b: number) => a + b);
-  server.add('shop', 'echo', (v: unknown) => v);
-  server.add('shop', 'boom', (why: string) => {
-    throw new Error(`boom: ${why}`);
-  });
-  server.add('shop', 'wait', (ctl: TaskCtl) => new Promise((_r, reject) => ctl.signal.addEventListener('abort', () => reject(ctl.signal.reason as Error))), { ctl: true });
-  await server.run('shop', 4);
+  server = await shopServer();
   client = server.client();
   base = await serve(dashboard({ client, auth: { token: TOKEN }, logger }));
 });
 
 afterAll(async () => {
-  await Promise.all(http.map((s) => new Promise((r) => s.close(r))));
+  await closeAll();
   await server.shutdown(1000);
 });
 

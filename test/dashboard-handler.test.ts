@@ -4,59 +4,32 @@
  * checks of actions, read-only mode, mounting under a path (plain http, Express-style), the audit log. The API's answers: `dashboard-api.test.ts`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createServer, type Server as HttpServer } from 'node:http';
+import { createServer } from 'node:http';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
-import { Server } from '../src/server.js';
-import type { TaskCtl } from '../src/ctl.js';
-import { Client } from '../src/client.js';
-import { silentLogger, type Logger } from '../src/logger.js';
-import { dashboard, type DashboardHandler, type DashboardOptions } from '../dashboard/index.js';
+import type { Server } from '../src/server.js';
+import type { Client } from '../src/client.js';
+import { TOKEN, action, auditLogger, bearer, closeAll, lines, post, serve, shopServer, track } from './helpers/dashboard-http.js';
+import { dashboard, type DashboardOptions } from '../dashboard/index.js';
 import { MAX_SESSIONS, SESSION_IDLE_MS, Sessions } from '../dashboard/sessions.js';
 
-const TOKEN = 'a-long-test-token-0123456789';
-const lines: Array<{ message: string; fields: Record<string, unknown> | undefined }> = [];
-const logger: Logger = { ...silentLogger, info: (message, fields) => void lines.push({ message, fields }), warn: (message, fields) => void lines.push({ message, fields }) };
-
+const logger = auditLogger;
 let server: Server;
 let client: Client;
-const http: HttpServer[] = [];
-
-async function serve(handler: DashboardHandler, host = '127.0.0.1'): Promise<string> {
-  const s = createServer((req, res) => handler(req, res));
-  http.push(s);
-  await new Promise<void>((r) => s.listen(0, host, r));
-  return `http://${host}:${(s.address() as AddressInfo).port}`;
-}
-
-const bearer = { authorization: `Bearer ${TOKEN}` };
-const action = { ...bearer, 'content-type': 'application/json', 'x-tasuki-dashboard': '1' };
-
-function post(base: string, path: string, body: unknown, headers: Record<string, string> = action): Promise<Response> {
-  return fetch(`${base}/${path}`, { method: 'POST', headers, body: JSON.stringify(body) });
-}
-
 let base: string;
 let readOnly: string;
 
 beforeAll(async () => {
-  server = new Server({ logger: silentLogger });
-  server.add('shop', 'add', (a: number, b: number) => a + b);
-  server.add('shop', 'echo', (v: unknown) => v);
-  server.add('shop', 'boom', (why: string) => {
-    throw new Error(`boom: ${why}`);
-  });
-  server.add('shop', 'wait', (ctl: TaskCtl) => new Promise((_r, reject) => ctl.signal.addEventListener('abort', () => reject(ctl.signal.reason as Error))), { ctl: true });
-  await server.run('shop', 4);
+  server = await shopServer();
   client = server.client();
   base = await serve(dashboard({ client, auth: { token: TOKEN }, logger }));
   readOnly = await serve(dashboard({ client, auth: { token: TOKEN }, logger, readOnly: true }));
 });
 
 afterAll(async () => {
-  await Promise.all(http.map((s) => new Promise((r) => s.close(r))));
+  await closeAll();
   await server.shutdown(1000);
 });
 
@@ -279,7 +252,7 @@ describe('dashboard with basic auth, without auth, under a path', () => {
         res.end('app route');
       }),
     );
-    http.push(s);
+    track(s);
     await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
     const redirect = await fetch(`${url}/admin/tasuki`, { redirect: 'manual', headers: bearer });
@@ -301,7 +274,7 @@ describe('dashboard under a framework that strips its mount path (Express app.us
       Object.assign(req, { originalUrl: req.url, url: (req.url ?? '').slice(4) || '/' });
       handler(req, res, () => res.end('next'));
     });
-    http.push(s);
+    track(s);
     await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
     const redirect = await fetch(`${url}/ops`, { redirect: 'manual', headers: bearer });
