@@ -141,7 +141,10 @@ export class RedisTaskIndex implements TaskIndex {
   }
 }
 
-/** {@link RecordStore} on string keys with expiries plus a set per kind. */
+/** How often puts with an expiry prune their kind's set of expired members (ms). */
+export const RECORD_PRUNE_MS = 60_000;
+
+/** {@link RecordStore} on string keys with expiries plus a set per kind (pruned by `list` and by puts with an expiry). */
 export class RedisRecordStore implements RecordStore {
   /**
    * @param client the backend's connection @param prefix key prefix @param wrap typed errors
@@ -153,7 +156,11 @@ export class RedisRecordStore implements RecordStore {
     private readonly prefix: string,
     private readonly wrap: (err: unknown, what: string) => Error,
     private readonly tagged = false,
+    private readonly pruneEveryMs = RECORD_PRUNE_MS,
   ) {}
+
+  /** When each kind's set was last pruned of expired members by a put (epoch ms). */
+  private readonly pruned = new Map<string, number>();
 
   private kindKey(kind: string): string {
     return this.tagged ? `${this.prefix}:rec|{${kind}}` : `${this.prefix}:rec|${kind}`;
@@ -174,6 +181,23 @@ export class RedisRecordStore implements RecordStore {
     } catch (err) {
       throw this.wrap(err, 'record put');
     }
+    if (ttlMs !== null) this.pruneNow(kind);
+  }
+
+  /**
+   * Puts with an expiry (heartbeats) prune their kind's set at most once per `pruneEveryMs` in this
+   * process, so members whose record expired do not pile up when nobody lists the kind.
+   */
+  private pruneNow(kind: string): void {
+    const now = Date.now();
+    const last = this.pruned.get(kind);
+    if (last === undefined) {
+      this.pruned.set(kind, now);
+      return;
+    }
+    if (now - last < this.pruneEveryMs) return;
+    this.pruned.set(kind, now);
+    this.list(kind).catch(() => undefined);
   }
 
   /** @inheritdoc */
