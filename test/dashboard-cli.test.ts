@@ -91,7 +91,7 @@ describe('tasuki dashboard', () => {
     expect(await basic.stop()).toBe(0);
   }, 120_000);
 
-  it('the examples serve: under a path in plain http, and next to the application\'s routes', async () => {
+  it('the examples serve: under a path in plain http, next to the application\'s routes, and in Express', async () => {
     const plain = await serve([], ['examples/dashboard-http.ts'], { PORT: '0', DASHBOARD_TOKEN: 'example-token-0123456789' });
     const origin = new URL(plain.url).origin;
     expect((await fetch(`${plain.url}api/info`, { headers: { authorization: 'Bearer example-token-0123456789' } })).status).toBe(200);
@@ -105,6 +105,19 @@ describe('tasuki dashboard', () => {
     const ok = await fetch(`${routes.url}ops/tasuki/api/info`, { headers: { authorization: `Basic ${Buffer.from('ops:correct-horse').toString('base64')}` } });
     expect(ok.status).toBe(200);
     expect(await routes.stop()).toBe(0);
+
+    // Express 5, mounted with app.use: links follow the mount path (req.originalUrl).
+    const ex = await serve([], ['examples/dashboard-express.ts'], { PORT: '0', DASHBOARD_TOKEN: 'example-token-0123456789' });
+    expect(await (await fetch(`${ex.url}health`)).json()).toEqual({ ok: true });
+    expect((await fetch(`${ex.url}ops/tasuki/api/info`)).status).toBe(401);
+    const info = await fetch(`${ex.url}ops/tasuki/api/info`, { headers: { authorization: 'Bearer example-token-0123456789' } });
+    expect(info.status).toBe(200);
+    const bare = await fetch(`${ex.url}ops/tasuki`, { redirect: 'manual', headers: { authorization: 'Bearer example-token-0123456789' } });
+    expect(bare.headers.get('location')).toBe('/ops/tasuki/');
+    const script = await fetch(`${ex.url}ops/tasuki/app.js`, { headers: { authorization: 'Bearer example-token-0123456789' } });
+    expect(script.status).toBe(200);
+    expect(script.headers.get('content-type')).toMatch(/javascript/);
+    expect(await ex.stop()).toBe(0);
   }, 120_000);
 
   it('takes the credential, read-only mode and the trusted proxy from the config module', async () => {
