@@ -9,6 +9,7 @@
  */
 import { keySlot, type RedisClient } from '../brokers/redis-cluster.js';
 import { callWithWait, type WaitReplicas } from '../brokers/redis-replicas.js';
+import { corkTick } from '../brokers/redis-cork.js';
 import { applyIndexMoves, statusOf, type IndexMove } from './redis-cluster-index.js';
 import type { Expiry, StateWrite, WriteOutcome } from '../src/backend.js';
 import { InvalidOptionError, ValueTooLargeError } from '../src/errors.js';
@@ -230,6 +231,7 @@ export class WriteBatcher {
   private readonly flush = (): void => {
     const all = this.pending;
     this.pending = [];
+    corkTick(this.client);
     const first = all[0] as PendingWrite;
     if (all.length === 1 && this.nativeSet && first.nativeTtl !== 0) this.sendNative(first);
     else if (this.client.isCluster && all.length > 1) {

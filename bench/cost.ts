@@ -21,6 +21,8 @@ export const COST_SYSTEMS: Array<CostConfig['system']> = [
   ...(process.env.TASUKI_BENCH_BASELINE ? (['tasuki-baseline'] as const) : []),
   // The Redis backend without its task index (`index: false`: no `client.ops` listing or counts).
   'tasuki-noindex',
+  // The Redis backend on the broker's connection (`shareConnection`).
+  'tasuki-shared',
   'bullmq',
   'bee-queue',
   'raw-redis',

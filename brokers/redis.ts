@@ -20,9 +20,11 @@ import { checkKey } from '../src/limits.js';
 import { ClosedError, ConnectionError, InvalidOptionError, TasukiError } from '../src/errors.js';
 import { assertName } from '../src/names.js';
 import { BlockingPool } from './redis-blocking.js';
-import { RedisConnector, delay, failureText, openConnection, shutdown } from './redis-connection.js';
+import { RedisConnector, failureText, openConnection } from './redis-connection.js';
 import { DeadLetterOps } from './redis-dead-letters.js';
 import { GroupFetcher } from './redis-fetch.js';
+import { corkTick } from './redis-cork.js';
+import { ConnectionShare, type SharedConnection } from './redis-shared-connection.js';
 import { emitDurabilityWarning, watchDurability } from './redis-durability.js';
 import { KeyCache, allKeys, type GroupKeys } from './redis-keys.js';
 import { ScriptKeyCache, type ScriptName } from './redis-script-keys.js';
@@ -38,11 +40,10 @@ import { readWaitReason } from './redis-wait-reason.js';
 
 export type { RedisBrokerLogger } from './redis-connection.js';
 export type { RedisBrokerOptions } from './redis-options.js';
+export type { SharedConnection } from './redis-shared-connection.js';
 
 /** Most messages of coalesced single publishes sent in one script call. */
 const MAX_PUBLISH_PER_CALL = 500;
-
-const noop = (): void => undefined;
 
 /**
  * Redis broker: at-least-once delivery with leases, delays and retries held in Redis, blocking fetch,
@@ -92,6 +93,8 @@ export class RedisBroker implements Broker {
     shards: (group) => shardCount(this.shards, group),
     call: (what, name, k, ...args) => this.run(what, () => this.script(name, k, ...args)),
   });
+  /** The users of the command connection (`lendConnection`). */
+  private readonly share: ConnectionShare;
   /** The fetch loop of unsharded groups, with its hints. */
   private readonly fetcher: GroupFetcher;
   /** Shards by group. */
@@ -124,6 +127,7 @@ export class RedisBroker implements Broker {
     );
     this.pool = new BlockingPool(connector, this.cmd, this.waits, options.logger, this.opTimeout);
     this.fetcher = new GroupFetcher(this.cmd, this.waits, this.pool);
+    this.share = new ConnectionShare(this.cmd, this.opTimeout, () => openConnection(this.cmd, () => false, this.opTimeout));
     const logger = options.logger;
     watchDurability(this.cmd, { module: 'redis broker', persistence: true }, logger ? (msg, fields) => logger.warn(msg, fields) : emitDurabilityWarning);
   }
@@ -147,14 +151,21 @@ export class RedisBroker implements Broker {
       this.waits.close();
       this.closing = (async () => {
         this.pool.close();
-        if (this.cmd.status === 'ready') {
-          // QUIT lets replies of commands already sent arrive first.
-          await Promise.race([this.cmd.quit().catch(noop), delay(2000)]);
-        }
-        shutdown(this.cmd);
+        // Shut now, or when the last backend it was lent to closes (QUIT first: replies in flight arrive).
+        await this.share.drop();
       })();
     }
     return this.closing;
+  }
+
+  /**
+   * Lends the command connection to a Redis backend (its option `shareConnection: broker` calls
+   * this): see `./redis-shared-connection.ts`. Throws `ClosedError` after close, `InvalidOptionError`
+   * on a Cluster.
+   */
+  lendConnection(): SharedConnection {
+    this.assertOpen();
+    return this.share.lend();
   }
 
   /** @inheritdoc */
@@ -361,6 +372,7 @@ export class RedisBroker implements Broker {
 
   /** Calls script `name` with the keys it declares for the group (shard) of `k`, then `args`. */
   private script(name: ScriptName, k: GroupKeys, ...args: Array<string | number>): Promise<unknown> {
+    corkTick(this.cmd);
     return this.cmd[name](...this.scriptKeys.of(k, name), ...args);
   }
 
