@@ -9,7 +9,7 @@
  */
 import type { RedisClient } from '../brokers/redis-cluster.js';
 import { TASK_STATUSES } from '../src/state.js';
-import { indexKeys } from './redis-scripts.js';
+import { indexKeys } from './redis-index-plan.js';
 
 /** Name under which {@link CLUSTER_INDEX_SCRIPT} is registered. */
 export const CLUSTER_INDEX_COMMAND = 'tasukiBackendIndex';

@@ -6,6 +6,7 @@
  * read is a plain GET (ioredis auto-pipelines them per node).
  */
 import type { RedisClient } from '../brokers/redis-cluster.js';
+import { corkTick } from '../brokers/redis-cork.js';
 
 /** Up to this many reads of a tick are sent as plain GETs; more travel in one pipeline. */
 const SMALL_READS = 4;
@@ -35,6 +36,7 @@ export class ReadBatcher {
   private readonly flush = (): void => {
     const all = this.pending;
     this.pending = [];
+    corkTick(this.client);
     // On a cluster the keys of one pipeline would span nodes: plain GETs (auto-pipelined per node).
     if (all.length <= SMALL_READS || this.client.isCluster) {
       for (const r of all) this.client.get(r.key).then(r.resolve, r.reject);

@@ -15,7 +15,7 @@ export const WRITE_COMMAND = 'tasukiBackendWrite';
  * 4. `p` when the replaced state is returned also for a write that passes, `-` when only the state
  *    that refused a write is (saves sending back a state nobody reads);
  * 5. `i` when the write keeps the task index (then one more argument follows, see
- *    {@link indexArg}), else `-`;
+ *    `./redis-index-plan.ts`), else `-`;
  * 6. the state expiry in seconds (-1 forever, 0 not stored, N).
  */
 export function writeOp(
@@ -32,25 +32,10 @@ export function writeOp(
   return g + f + (hasResult ? 'r' : '-') + (previousWhenWritten ? 'p' : '-') + (indexed ? 'i' : '-') + stateTtl;
 }
 
-/**
- * The index argument of a write (op letter 5 `i`) without its key position, newline-separated: the
- * new status, the score (`updatedAt`), the task id, the cap per set and the group. The write batcher
- * puts the position in `KEYS` of the group's first status set in front (see {@link indexKeys}).
- */
-export function indexArg(status: string, score: number, id: string, cap: number, group: string): string {
-  return `${status}\n${score}\n${id}\n${cap}\n${group}`;
-}
-
-/**
- * The declared index keys of a group: its sets `base|STATUS`, one per status in the order of
- * `TASK_STATUSES` (the write script finds a status's set by that order).
- */
-export function indexKeys(base: string): string[] {
-  return TASK_STATUSES.map((s) => `${base}|${s}`);
-}
-
 /** Lua table status → offset of its set within a group's index keys. */
 const STATUS_OFFSETS = `{ ${TASK_STATUSES.map((s, i) => `['${s}'] = ${i}`).join(', ')} }`;
+/** Lua list of the statuses, in `TASK_STATUSES` order (offset + 1 → name). */
+const STATUS_NAMES = `{ ${TASK_STATUSES.map((s) => `'${s}'`).join(', ')} }`;
 
 /**
  * Several conditional writes of task states (and results) in one call, each atomic on the server
@@ -58,8 +43,8 @@ const STATUS_OFFSETS = `{ ${TASK_STATUSES.map((s, i) => `['${s}'] = ${i}`).join(
  *
  * Per write, in order:
  * - KEYS: the state key, then (only when a result is written) the result key — same hash tag; after
- *   the writes' keys, for each group whose index the call keeps, its status sets
- *   ({@link indexKeys}), and last the set of indexed groups — every key the script touches is declared;
+ *   the writes' keys, the index sets the call's writes may touch (`./redis-index-plan.ts`), and last
+ *   the set of indexed groups — every key the script touches is declared;
  * - ARGV: the state JSON, the op (see {@link writeOp}), then (only with a result) the result text
  *   and its expiry (-1 forever, 0 not stored: the key is deleted, N: `EX N`).
  *
@@ -119,32 +104,44 @@ local function store(key, value, ttl)
   end
 end
 
--- Moves a task's index entry with its write (see indexArg): out of the previous status's set, into
--- the new one's, trimmed to its cap (oldest first); a state not stored leaves it. A new entry (no
--- previous state) adds its group to the set of indexed groups.
+-- Moves a task's index entry with its write (see ./redis-index-plan.ts): out of the previous
+-- status's set, into the new one's, trimmed to its cap (oldest first); a state not stored leaves it.
+-- An entry already in its set only gets its new score (the set does not grow: no cap check). The
+-- entry that creates a set adds its group to the set of indexed groups (every set's first entry
+-- does, so a group with any entry is listed).
 local STATUS_OFFSET = ${STATUS_OFFSETS}
+local STATUS_NAME = ${STATUS_NAMES}
 
-local function index_one(ix, prev_status, ttl)
+local function index_one(ix, skey, prev_status, ttl)
   local parts = {}
   local from = 1
-  for _ = 1, 5 do
+  for _ = 1, 4 do
     local nl = string.find(ix, '\\n', from, true)
     parts[#parts + 1] = string.sub(ix, from, nl - 1)
     from = nl + 1
   end
-  local first, status, score, id, cap = tonumber(parts[1]), parts[2], parts[3], parts[4], tonumber(parts[5])
+  local pos, off, score, cap = tonumber(parts[1]), tonumber(parts[2]), parts[3], tonumber(parts[4])
   local groups = KEYS[#KEYS]
-  if prev_status and prev_status ~= status and STATUS_OFFSET[prev_status] then
-    redis.call('ZREM', KEYS[first + STATUS_OFFSET[prev_status]], id)
+  local plen = #groups - 10
+  local id = string.sub(ix, from)
+  if id == '' then id = string.sub(skey, plen + 3, -8) end
+  local set
+  if pos > 0 then
+    set = KEYS[pos + off]
+    local po = prev_status and STATUS_OFFSET[prev_status]
+    if po and po ~= off then redis.call('ZREM', KEYS[pos + po], id) end
+  else
+    set = KEYS[-pos]
   end
-  local skey = KEYS[first + STATUS_OFFSET[status]]
   if ttl == 0 then
-    redis.call('ZREM', skey, id)
+    redis.call('ZREM', set, id)
     return
   end
-  redis.call('ZADD', skey, score, id)
-  if redis.call('ZCARD', skey) > cap then redis.call('ZREMRANGEBYRANK', skey, 0, -cap - 1) end
-  if not prev_status then redis.call('SADD', groups, string.sub(ix, from)) end
+  if redis.call('ZADD', set, score, id) == 1 then
+    local n = redis.call('ZCARD', set)
+    if n > cap then redis.call('ZREMRANGEBYRANK', set, 0, -cap - 1) end
+    if n == 1 then redis.call('SADD', groups, string.sub(set, plen + 5, #set - #STATUS_NAME[off + 1] - 1)) end
+  end
 end
 
 local function write_one(skey, rkey, state, op, result, rttl, ix)
@@ -191,7 +188,7 @@ local function write_one(skey, rkey, state, op, result, rttl, ix)
   if ix then
     local ps = nil
     if prev then ps = stored_status(prev) end
-    index_one(ix, ps, t)
+    index_one(ix, skey, ps, t)
   end
   if final then
     -- The notice carries the write: the state, then (when this write stored one) a newline and the result.

@@ -9,12 +9,14 @@
  */
 import { keySlot, type RedisClient } from '../brokers/redis-cluster.js';
 import { callWithWait, type WaitReplicas } from '../brokers/redis-replicas.js';
+import { corkTick } from '../brokers/redis-cork.js';
 import { applyIndexMoves, statusOf, type IndexMove } from './redis-cluster-index.js';
 import type { Expiry, StateWrite, WriteOutcome } from '../src/backend.js';
 import { InvalidOptionError, ValueTooLargeError } from '../src/errors.js';
 import { isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
 import { taskTag } from './redis-keys.js';
-import { WRITE_COMMAND, indexArg, indexKeys, writeOp } from './redis-scripts.js';
+import { IndexPlan, indexPart, type IndexPart } from './redis-index-plan.js';
+import { WRITE_COMMAND, writeOp } from './redis-scripts.js';
 
 /** Largest string Redis stores (512 MiB, the default `proto-max-bulk-len`). */
 export const REDIS_MAX_STRING = 512 * 1024 * 1024;
@@ -62,10 +64,8 @@ export class PendingWrite {
     readonly resultTtl: string,
     /** State expiry, normalised (seconds, -1), when this write can be one native `SET NX GET`; else 0. */
     readonly nativeTtl: number,
-    /** The index argument (see `indexArg`), when the write keeps the task index. */
-    readonly ix?: string,
-    /** The index key base of the write's group, when it keeps the task index. */
-    readonly ixBase?: string,
+    /** What the write keeps of the task index (`./redis-index-plan.ts`), when it keeps it. */
+    readonly ix?: IndexPart,
     /** On a cluster: the index move made after the write (its previous status filled in then). */
     readonly move?: Omit<IndexMove, 'prev'>,
   ) {}
@@ -145,9 +145,9 @@ export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping
     // The write returns the state it replaced; the index move follows it (see WriteBatcher).
     const move = { base: index.base(state.group), group: state.group, status, score: state.updatedAt, id: state.id, gone: stateTtl === 0 };
     return new PendingWrite(tag + ':state', result === undefined ? undefined : tag + ':result', stateText,
-      writeOp(guard, status, result !== undefined, stateTtl, true, false), result, String(resultTtl), 0, undefined, undefined, move);
+      writeOp(guard, status, result !== undefined, stateTtl, true, false), result, String(resultTtl), 0, undefined, move);
   }
-  const ix = indexed ? indexArg(status, state.updatedAt, state.id, index.cap, state.group) : undefined;
+  const ix = indexed ? indexPart(index.base(state.group), status, state.updatedAt, state.id, index.cap, guard === 'absent') : undefined;
   return new PendingWrite(
     tag + ':state',
     result === undefined ? undefined : tag + ':result',
@@ -157,7 +157,6 @@ export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping
     String(resultTtl),
     guard === 'absent' && result === undefined && stateTtl !== 0 && !final && ix === undefined ? stateTtl : 0,
     ix,
-    ix === undefined ? undefined : index?.base(state.group),
   );
 }
 
@@ -232,6 +231,7 @@ export class WriteBatcher {
   private readonly flush = (): void => {
     const all = this.pending;
     this.pending = [];
+    corkTick(this.client);
     const first = all[0] as PendingWrite;
     if (all.length === 1 && this.nativeSet && first.nativeTtl !== 0) this.sendNative(first);
     else if (this.client.isCluster && all.length > 1) {
@@ -254,26 +254,19 @@ export class WriteBatcher {
       const end = Math.min(to, start + MAX_WRITES_PER_CALL);
       let keys = 0;
       let args = 0;
-      // Each group whose index this call keeps declares its status sets after the writes' keys.
-      let groups: Map<string, number> | undefined;
+      let indexed = false;
       for (let i = start; i < end; i++) {
         const p = all[i] as PendingWrite;
         const withResult = p.resultKey !== undefined;
         keys += withResult ? 2 : 1;
         args += (withResult ? 4 : 2) + (p.ix === undefined ? 0 : 1);
-        if (p.ixBase !== undefined && !(groups ??= new Map()).has(p.ixBase)) groups.set(p.ixBase, 0);
+        if (p.ix !== undefined) indexed = true;
       }
-      const indexKeyLists: string[][] = [];
-      if (groups !== undefined) {
-        let at = 1 + keys;
-        for (const base of groups.keys()) {
-          const list = indexKeys(base);
-          groups.set(base, at);
-          indexKeyLists.push(list);
-          at += list.length;
-          keys += list.length;
-        }
-        keys += 1; // the set of indexed groups, last
+      // The index sets the writes may touch follow the writes' keys (`./redis-index-plan.ts`).
+      let plan: IndexPlan | undefined;
+      if (indexed) {
+        plan = new IndexPlan(all.slice(start, end).map((p) => p.ix), 1 + keys);
+        keys += plan.keys.length + 1; // and the set of indexed groups, last
       }
       // One array, passed as one argument: ioredis flattens it (no spread of thousands of arguments).
       const keysAndArgs = new Array<string | number>(1 + keys + args);
@@ -290,10 +283,10 @@ export class WriteBatcher {
           keysAndArgs[a++] = p.result as string;
           keysAndArgs[a++] = p.resultTtl;
         }
-        if (p.ix !== undefined) keysAndArgs[a++] = `${groups?.get(p.ixBase as string) as number}\n${p.ix}`;
+        if (p.ix !== undefined) keysAndArgs[a++] = (plan as IndexPlan).arg(p.ix);
       }
-      if (groups !== undefined) {
-        for (const list of indexKeyLists) for (const key of list) keysAndArgs[k++] = key;
+      if (plan !== undefined) {
+        for (const key of plan.keys) keysAndArgs[k++] = key;
         keysAndArgs[k++] = this.groupsKey;
       }
       (this.wait === undefined ? run.call(this.client, keysAndArgs) : (callWithWait(this.client, WRITE_COMMAND, [keysAndArgs], this.wait) as ReturnType<WriteCommand>)).then(

@@ -20,6 +20,7 @@ import { RedisScheduleStore } from './redis-schedules.js';
 import { RedisJournal } from './redis-journal.js';
 import { RedisRateLimits } from './redis-rate-limits.js';
 import { failureText, resolveOperationTimeout } from '../brokers/redis-connection.js';
+import type { RedisBroker, SharedConnection } from '../brokers/redis.js';
 import { createCluster, isCluster, type RedisClient, type RedisClusterConnection } from '../brokers/redis-cluster.js';
 import { checkWaitReplicas, type WaitReplicas } from '../brokers/redis-replicas.js';
 import { CLUSTER_INDEX_COMMAND, CLUSTER_INDEX_SCRIPT } from './redis-cluster-index.js';
@@ -78,6 +79,16 @@ export interface RedisBackendOptions {
    * `timeoutMs` reject the write with `ConnectionError` (outcome unknown). Default: no wait.
    */
   waitReplicas?: WaitReplicas;
+  /**
+   * Sends the backend's commands on this Redis broker's command connection instead of a connection
+   * of its own (one Redis node, not a Cluster; give no `connection`, `cluster` or
+   * `operationTimeoutMs`: the broker's apply). The commands of one tick on that connection leave in
+   * one socket write, so a send's publish and its `sent` write, or a worker's ack and its next state
+   * write, cost one write and one reply read instead of two of each. The connection is shut once
+   * the broker and the backend have both closed, in either order. `watchFinal` keeps its own
+   * subscriber connection. Default: a connection of the backend's own.
+   */
+  shareConnection?: Pick<RedisBroker, 'lendConnection'>;
 }
 
 /** Receives warnings of the Redis backend. */
@@ -101,6 +112,8 @@ export class RedisBackend implements Backend {
   /** Flow journals (`P:{ID}:journal`, see `./redis-journal.ts`). */
   readonly journal: RedisJournal;
   private readonly client: RedisClient;
+  /** The broker's connection this backend uses (`shareConnection`), if any. */
+  private readonly shared: SharedConnection | undefined;
   private readonly onError: ((err: Error) => void) | undefined;
   private closed = false;
   private connecting: Promise<void> | undefined;
@@ -141,12 +154,18 @@ export class RedisBackend implements Backend {
     };
     if (options.cluster !== undefined && options.connection !== undefined) throw new InvalidOptionError('give either connection or cluster, not both');
     const connection = options.cluster ?? options.connection ?? 'redis://127.0.0.1:6379';
-    this.opTimeout = resolveOperationTimeout(options.operationTimeoutMs, connection);
+    if (options.shareConnection !== undefined && (options.cluster ?? options.connection ?? options.operationTimeoutMs) !== undefined) {
+      throw new InvalidOptionError('shareConnection takes the broker\'s connection and operation timeout: give no connection, cluster or operationTimeoutMs');
+    }
+    this.shared = options.shareConnection?.lendConnection();
+    this.opTimeout = this.shared?.operationTimeoutMs ?? resolveOperationTimeout(options.operationTimeoutMs, connection);
     // Every command (also one waiting in the offline queue for a reconnect) rejects after the bound;
     // the subscriber connection, a duplicate, inherits it.
     const bound: RedisOptions = { commandTimeout: this.opTimeout };
-    const onCluster = typeof connection === 'object' && (isCluster(connection) || 'nodes' in connection);
-    if (typeof connection === 'object' && (isCluster(connection) || 'nodes' in connection)) {
+    const onCluster = this.shared === undefined && typeof connection === 'object' && (isCluster(connection) || 'nodes' in connection);
+    if (this.shared !== undefined) {
+      this.client = this.shared.client;
+    } else if (typeof connection === 'object' && (isCluster(connection) || 'nodes' in connection)) {
       if (!isCluster(connection) && (!Array.isArray(connection.nodes) || connection.nodes.length === 0)) {
         throw new InvalidOptionError('cluster.nodes must be a non-empty array of startup nodes');
       }
@@ -193,6 +212,13 @@ export class RedisBackend implements Backend {
   async connect(): Promise<void> {
     this.check();
     if (this.client.status === 'ready') return;
+    if (this.shared !== undefined) {
+      try {
+        return await this.shared.connect();
+      } catch (err) {
+        throw this.wrap(err, 'connect');
+      }
+    }
     if (this.client.status === 'wait') {
       this.connecting ??= this.client.connect().finally(() => {
         this.connecting = undefined;
@@ -224,6 +250,11 @@ export class RedisBackend implements Backend {
     if (this.closed) return;
     this.closed = true;
     this.watches.close();
+    if (this.shared !== undefined) {
+      this.client.off('error', this.onConnectionError);
+      await this.shared.release();
+      return;
+    }
     if (this.client.status === 'ready') {
       try {
         await this.client.quit();

@@ -21,6 +21,8 @@ export const COST_SYSTEMS: Array<CostConfig['system']> = [
   ...(process.env.TASUKI_BENCH_BASELINE ? (['tasuki-baseline'] as const) : []),
   // The Redis backend without its task index (`index: false`: no `client.ops` listing or counts).
   'tasuki-noindex',
+  // The Redis backend on the broker's connection (`shareConnection`).
+  'tasuki-shared',
   'bullmq',
   'bee-queue',
   'raw-redis',
@@ -57,9 +59,10 @@ export async function measureCost(o: CostOptions, log: (s: string) => void = () 
   const redis = await startPrivateRedis();
   const out: CostResult[] = [];
   try {
-    for (const system of o.systems) {
+    for (const [i, system] of o.systems.entries()) {
       const t = Date.now();
-      const r = await runChild({ system, prefix: `cost-${process.pid}-${system}`, tasks: o.tasks, waiting: o.waiting, concurrency: o.concurrency }, redis.port);
+      // Prefixes of one length: key names (in every command's bytes) cost every system the same.
+      const r = await runChild({ system, prefix: `cost-${process.pid}-${i}`, tasks: o.tasks, waiting: o.waiting, concurrency: o.concurrency }, redis.port);
       log(`  cost ${system.padEnd(12)} ${r.enqueue_commands + r.process_commands} commands, ${r.enqueue_bytes_in + r.process_bytes_in} B in per task, ${r.memory_per_waiting_task} B per waiting task (${((Date.now() - t) / 1000).toFixed(1)} s)`);
       out.push(r);
     }

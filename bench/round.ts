@@ -18,7 +18,7 @@ import { bullmqSystem, deleteKeys, tasukiSystem, TASUKI_BASELINE, withTimeout, t
 export type PostgresSystem = 'tasuki-postgres' | 'pg-boss' | 'graphile-worker';
 
 export interface RoundConfig {
-  system: 'tasuki' | 'tasuki-baseline' | 'tasuki-noindex' | 'tasuki-metrics' | 'tasuki-rabbitmq' | 'tasuki-memory' | 'bullmq' | 'bee-queue' | 'raw-redis' | PostgresSystem;
+  system: 'tasuki' | 'tasuki-baseline' | 'tasuki-noindex' | 'tasuki-shared' | 'tasuki-metrics' | 'tasuki-rabbitmq' | 'tasuki-memory' | 'bullmq' | 'bee-queue' | 'raw-redis' | PostgresSystem;
   jobs: number;
   concurrency: number;
   latencyJobs: number;
@@ -69,6 +69,8 @@ export async function makeSystem(cfg: Pick<RoundConfig, 'system' | 'prefix'>): P
       return tasukiSystem('redis', cfg.prefix, false, TASUKI_BASELINE);
     case 'tasuki-noindex':
       return tasukiSystem('redis', cfg.prefix, false, undefined, true);
+    case 'tasuki-shared':
+      return tasukiSystem('redis', cfg.prefix, false, undefined, false, true);
     case 'tasuki-metrics':
       return tasukiSystem('redis', cfg.prefix, true);
     case 'tasuki-rabbitmq':

@@ -6,7 +6,7 @@
  * medians over the rounds as a markdown table, then one JSON line per system.
  *
  * Options: --jobs N (20000) --concurrency C (50) --runs R (3) --latency-jobs L (2000) --json
- * --only NAME[,NAME] (tasuki | tasuki-metrics | tasuki-rabbitmq | tasuki-memory | bullmq | bee-queue | raw-redis;
+ * --only NAME[,NAME] (tasuki | tasuki-shared | tasuki-metrics | tasuki-rabbitmq | tasuki-memory | bullmq | bee-queue | raw-redis;
  * `tasuki` alone selects every tasuki row; tasuki-metrics is tasuki on Redis with `tasuki/metrics` on)
  * TASUKI_BENCH_BASELINE=/abs/path/to/other/dist adds "tasuki (baseline)" rows (Redis, and in the cost
  * table) for another build, for before/after ratios within one run.
@@ -37,6 +37,8 @@ const ALL: Array<RoundConfig['system']> = [
   'tasuki',
   // With TASUKI_BENCH_BASELINE (another build's dist/): the same rows for that build, alternating with this one.
   ...(process.env.TASUKI_BENCH_BASELINE ? (['tasuki-baseline'] as const) : []),
+  // The Redis backend on the broker's connection (`shareConnection`).
+  'tasuki-shared',
   'tasuki-metrics',
   'bullmq',
   'bee-queue',

@@ -118,6 +118,8 @@ export async function tasukiSystem(
   root = TASUKI_ROOT,
   /** The Redis backend without its task index (`index: false`): the "tasuki (index off)" row. */
   noIndex = false,
+  /** The Redis backend on its broker's connection (`shareConnection`): the "tasuki (one connection)" row. */
+  oneConnection = false,
 ): Promise<BenchSystem> {
   const loadTasuki = <T>(path: string): Promise<T> => loadFrom<T>(path, root);
   const { Server, Client, silentLogger, decodeValueText } = await loadTasuki<typeof import('../src/index.js')>('src/index.js');
@@ -129,7 +131,7 @@ export async function tasukiSystem(
   type ClientT = InstanceType<typeof Client>;
 
   let makeBroker: () => Promise<BrokerT>;
-  let makeBackend: () => Promise<BackendT>;
+  let makeBackend: (broker: BrokerT) => Promise<BackendT>;
   if (kind === 'memory') {
     const { MemoryBroker } = await loadTasuki<typeof import('../brokers/memory.js')>('brokers/memory.js');
     const { MemoryBackend } = await loadTasuki<typeof import('../backends/memory.js')>('backends/memory.js');
@@ -140,7 +142,10 @@ export async function tasukiSystem(
     makeBackend = async () => backend;
   } else {
     const { RedisBackend } = await loadTasuki<typeof import('../backends/redis.js')>('backends/redis.js');
-    makeBackend = async () => new RedisBackend({ prefix, connection: { host: REDIS_HOST, port: REDIS_PORT }, ...(noIndex ? { index: false as const } : {}) });
+    makeBackend = async (broker) =>
+      oneConnection
+        ? new RedisBackend({ prefix, shareConnection: broker as InstanceType<typeof import('../brokers/redis.js').RedisBroker> })
+        : new RedisBackend({ prefix, connection: { host: REDIS_HOST, port: REDIS_PORT }, ...(noIndex ? { index: false as const } : {}) });
     if (kind === 'redis') {
       const { RedisBroker } = await loadTasuki<typeof import('../brokers/redis.js')>('brokers/redis.js');
       makeBroker = async () => new RedisBroker({ prefix, connection: { host: REDIS_HOST, port: REDIS_PORT } });
@@ -152,7 +157,7 @@ export async function tasukiSystem(
   }
   const shared = kind === 'memory';
   const producerBroker = await makeBroker();
-  const producerBackend = await makeBackend();
+  const producerBackend = await makeBackend(producerBroker);
   const client: ClientT = new Client({ broker: producerBroker, backend: producerBackend, logger: silentLogger, instrumentation: metrics });
   const servers: ServerT[] = [];
   const refs = new Map<string, { group: string; name: string }>();
@@ -164,7 +169,7 @@ export async function tasukiSystem(
   const usedQueues = new Set<string>();
 
   return {
-    system: kind === 'memory' ? 'tasuki (in-process)' : metrics ? 'tasuki + metrics' : root !== TASUKI_ROOT ? 'tasuki (baseline)' : noIndex ? 'tasuki (index off)' : 'tasuki',
+    system: kind === 'memory' ? 'tasuki (in-process)' : metrics ? 'tasuki + metrics' : root !== TASUKI_ROOT ? 'tasuki (baseline)' : noIndex ? 'tasuki (index off)' : oneConnection ? 'tasuki (one connection)' : 'tasuki',
     broker: kind,
     backend: kind === 'memory' ? 'memory' : 'redis',
     async sendOne(queue, payload) {
@@ -186,9 +191,10 @@ export async function tasukiSystem(
     },
     async startWorker(queue, concurrency, onDone) {
       usedQueues.add(queue);
+      const workerBroker = shared ? producerBroker : await makeBroker();
       const server = new Server({
-        broker: shared ? producerBroker : await makeBroker(),
-        backend: shared ? producerBackend : await makeBackend(),
+        broker: workerBroker,
+        backend: shared ? producerBackend : await makeBackend(workerBroker),
         logger: silentLogger,
         instrumentation: metrics,
       });

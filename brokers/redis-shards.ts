@@ -10,6 +10,7 @@
  * - A token or dead letter id of shard i ≥ 1 starts with `i@` (message ids are digits; shard 0 keeps
  *   the unsharded form, so a group's layout with 1 shard is exactly today's).
  */
+import type { DispatchFeature } from '../src/broker.js';
 import { InvalidOptionError } from '../src/errors.js';
 
 /** Most shards of one group. */
@@ -84,4 +85,18 @@ export class ShardPicker {
     this.turn = (this.turn + 1) % 1_000_000;
     return this.turn % n;
   }
+}
+
+/** Flow-control features the Redis broker enforces (all of them, in its scripts). */
+const REDIS_FLOW_FEATURES: ReadonlySet<DispatchFeature> = new Set<DispatchFeature>(['priority', 'key', 'rateLimit', 'keyConcurrency', 'keyRateLimit', 'keyBackoff']);
+/**
+ * With sharded groups: a key lives on one shard, so the key features hold exactly; priorities and
+ * the group rate limit would hold per shard only, so they are not declared (the core refuses them).
+ */
+const SHARDED_FLOW_FEATURES: ReadonlySet<DispatchFeature> = new Set<DispatchFeature>(['key', 'keyConcurrency', 'keyRateLimit', 'keyBackoff']);
+
+/** The flow-control features the broker declares for a `shards` option (fewer once any group has more than one shard). */
+export function shardedFeatures(option: ShardsOption): ReadonlySet<DispatchFeature> {
+  const sharded = typeof option === 'number' ? option > 1 : Object.values(option).some((n) => n > 1);
+  return sharded ? SHARDED_FLOW_FEATURES : REDIS_FLOW_FEATURES;
 }

@@ -93,3 +93,22 @@ export function parseReason(json: string): DeadLetterReason {
   }
   return { code: '', message: json };
 }
+
+/** A publish waiting for the end of the current tick. */
+export interface PendingPublish {
+  at: number;
+  body: string;
+  /** Lane (priority and key), '' for a plain message. */
+  lane: string;
+}
+
+/** The publish script and its arguments for `items`: the plain one, or the flow one when a message has a priority or key. */
+export function publishArgs(items: ReadonlyArray<PendingPublish>): { name: 'tasukiPublish' | 'tasukiPublishFlow'; args: Array<string | number> } {
+  const args: Array<string | number> = [items.length];
+  if (items.some((p) => p.lane !== '')) {
+    for (const p of items) args.push(p.at, p.lane, p.body);
+    return { name: 'tasukiPublishFlow', args };
+  }
+  for (const p of items) args.push(p.at, p.body);
+  return { name: 'tasukiPublish', args };
+}

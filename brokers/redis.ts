@@ -9,7 +9,8 @@
  *
  * Where the rest lives: options (`./redis-options.ts`), connections and the operation timeout
  * (`./redis-connection.ts`), the publishes and acks of one tick coalesced into one script call each
- * (`./redis-tick-batches.ts`), idle fetches blocking on a pool of connections (`./redis-blocking.ts`),
+ * (`./redis-tick-batches.ts`), the fetch loop and its hints (`./redis-fetch.ts`), dead letters (`./redis-dead-letters.ts`), idle fetches blocking on
+ * a pool of connections (`./redis-blocking.ts`),
  * abortable waits (`./redis-waits.ts`), argument checks and reply parsing (`./redis-values.ts`), the
  * check of the server's persistence and eviction settings (`./redis-durability.ts`). This file holds
  * the broker class: its life cycle and the operations of the `Broker` interface.
@@ -19,49 +20,30 @@ import { checkKey } from '../src/limits.js';
 import { ClosedError, ConnectionError, InvalidOptionError, TasukiError } from '../src/errors.js';
 import { assertName } from '../src/names.js';
 import { BlockingPool } from './redis-blocking.js';
-import { RedisConnector, delay, failureText, openConnection, shutdown } from './redis-connection.js';
+import { RedisConnector, failureText, openConnection } from './redis-connection.js';
+import { DeadLetterOps } from './redis-dead-letters.js';
+import { GroupFetcher } from './redis-fetch.js';
+import { corkTick } from './redis-cork.js';
+import { ConnectionShare, type SharedConnection } from './redis-shared-connection.js';
 import { emitDurabilityWarning, watchDurability } from './redis-durability.js';
 import { KeyCache, allKeys, type GroupKeys } from './redis-keys.js';
 import { ScriptKeyCache, type ScriptName } from './redis-script-keys.js';
-import { ShardPicker, markShard, shardCount, shardOf, type ShardsOption } from './redis-shards.js';
-import { fetchSharded, listDeadSharded, onShards, splitByShard } from './redis-sharded.js';
+import { ShardPicker, markShard, shardCount, shardOf, shardedFeatures, type ShardsOption } from './redis-shards.js';
+import { fetchSharded, splitByShard } from './redis-sharded.js';
 import { callWithWait, checkWaitReplicas, type WaitReplicas } from './redis-replicas.js';
 import { brokerSettings, type RedisBrokerOptions } from './redis-options.js';
 import { registerScripts, type ScriptedRedis } from './redis-scripts.js';
 import { TickBatches } from './redis-tick-batches.js';
-import { availableAtArg, deliveryGroup, flowArgs, idList, laneArg, parseFetchReply, positiveMs, stringArray } from './redis-values.js';
+import { availableAtArg, deliveryGroup, flowArgs, laneArg, positiveMs, publishArgs, stringArray, type PendingPublish } from './redis-values.js';
 import { Waits } from './redis-waits.js';
 import { readWaitReason } from './redis-wait-reason.js';
 
 export type { RedisBrokerLogger } from './redis-connection.js';
 export type { RedisBrokerOptions } from './redis-options.js';
-
-/** A publish waiting for the end of the current tick. */
-interface PendingPublish {
-  at: number;
-  body: string;
-  /** Lane (priority and key), '' for a plain message. */
-  lane: string;
-}
-
-/** Flow-control features the Redis broker enforces (all of them, in its scripts). */
-const REDIS_FLOW_FEATURES: ReadonlySet<DispatchFeature> = new Set<DispatchFeature>(['priority', 'key', 'rateLimit', 'keyConcurrency', 'keyRateLimit', 'keyBackoff']);
-/**
- * With sharded groups: a key lives on one shard, so the key features hold exactly; priorities and
- * the group rate limit would hold per shard only, so they are not declared (the core refuses them).
- */
-const SHARDED_FLOW_FEATURES: ReadonlySet<DispatchFeature> = new Set<DispatchFeature>(['key', 'keyConcurrency', 'keyRateLimit', 'keyBackoff']);
+export type { SharedConnection } from './redis-shared-connection.js';
 
 /** Most messages of coalesced single publishes sent in one script call. */
 const MAX_PUBLISH_PER_CALL = 500;
-/** Least time a fetch waits for an unreachable Redis before it rejects with `ConnectionError`. */
-const DISCONNECTED_WAIT_MS = 1000;
-/** A drained-queue hint older than this (ms) is not used: the next fetch runs its script first. */
-const DRAINED_HINT_MS = 1000;
-/** Default page size of {@link RedisBroker.listDeadLetters}. */
-const DEFAULT_DEAD_LETTER_LIMIT = 100;
-
-const noop = (): void => undefined;
 
 /**
  * Redis broker: at-least-once delivery with leases, delays and retries held in Redis, blocking fetch,
@@ -101,14 +83,20 @@ export class RedisBroker implements Broker {
     },
     (err) => this.failure('ack', err),
   );
-  /** Groups whose last fetch drained the ready list, with what that fetch said about the next event. */
-  private readonly drained = new Map<string, { at: number; nextEventMs: number }>();
   /** Key names by group. */
   private readonly keys: KeyCache;
   /** The declared keys of each script by group. */
   private readonly scriptKeys = new ScriptKeyCache();
-  /** Groups whose last fetch emptied their rate-limit bucket: when the next token is due (epoch ms). */
-  private readonly throttled = new Map<string, number>();
+  /** Listing, redrive and deletion of dead letters (`./redis-dead-letters.ts`). */
+  private readonly deadLetters = new DeadLetterOps({
+    keys: (group, shard) => this.keys.get(group, shard),
+    shards: (group) => shardCount(this.shards, group),
+    call: (what, name, k, ...args) => this.run(what, () => this.script(name, k, ...args)),
+  });
+  /** The users of the command connection (`lendConnection`). */
+  private readonly share: ConnectionShare;
+  /** The fetch loop of unsharded groups, with its hints. */
+  private readonly fetcher: GroupFetcher;
   /** Shards by group. */
   private readonly shards: ShardsOption;
   /** Shard choice of publishes and fetches. */
@@ -124,8 +112,7 @@ export class RedisBroker implements Broker {
     this.opTimeout = settings.operationTimeoutMs;
     this.shards = settings.shards;
     this.waitReplicas = checkWaitReplicas(options.waitReplicas);
-    const sharded = typeof this.shards === 'number' ? this.shards > 1 : Object.values(this.shards).some((n) => n > 1);
-    this.dispatchFeatures = sharded ? SHARDED_FLOW_FEATURES : REDIS_FLOW_FEATURES;
+    this.dispatchFeatures = shardedFeatures(this.shards);
     const connector = new RedisConnector(settings.connection, settings.connectionName, options.logger, () => this.closed);
     // No ioredis auto-pipelining by default: the broker already sends the publishes and acks of one
     // tick as one script call, and auto-pipelining's per-batch objects cost more than they save
@@ -139,6 +126,8 @@ export class RedisBroker implements Broker {
       }),
     );
     this.pool = new BlockingPool(connector, this.cmd, this.waits, options.logger, this.opTimeout);
+    this.fetcher = new GroupFetcher(this.cmd, this.waits, this.pool);
+    this.share = new ConnectionShare(this.cmd, this.opTimeout, () => openConnection(this.cmd, () => false, this.opTimeout));
     const logger = options.logger;
     watchDurability(this.cmd, { module: 'redis broker', persistence: true }, logger ? (msg, fields) => logger.warn(msg, fields) : emitDurabilityWarning);
   }
@@ -162,14 +151,21 @@ export class RedisBroker implements Broker {
       this.waits.close();
       this.closing = (async () => {
         this.pool.close();
-        if (this.cmd.status === 'ready') {
-          // QUIT lets replies of commands already sent arrive first.
-          await Promise.race([this.cmd.quit().catch(noop), delay(2000)]);
-        }
-        shutdown(this.cmd);
+        // Shut now, or when the last backend it was lent to closes (QUIT first: replies in flight arrive).
+        await this.share.drop();
       })();
     }
     return this.closing;
+  }
+
+  /**
+   * Lends the command connection to a Redis backend (its option `shareConnection: broker` calls
+   * this): see `./redis-shared-connection.ts`. Throws `ClosedError` after close, `InvalidOptionError`
+   * on a Cluster.
+   */
+  lendConnection(): SharedConnection {
+    this.assertOpen();
+    return this.share.lend();
   }
 
   /** @inheritdoc */
@@ -229,53 +225,7 @@ export class RedisBroker implements Broker {
         fetchScript: (sk: GroupKeys, m: number) => this.run('fetch', () => this.script('tasukiFetch', sk, m, leaseMs, ...limits)) };
       return fetchSharded(ctx, group, n, max, deadline, signal);
     }
-    // The previous fetch emptied the group's token bucket: sleep until its next token first.
-    const tokenAt = this.throttled.get(group);
-    if (tokenAt !== undefined) {
-      this.throttled.delete(group);
-      const ms = Math.min(tokenAt - Date.now(), waitMs);
-      if (ms > 0) await this.waits.pause(ms, signal);
-    }
-    // The previous fetch of this group drained the ready list: block at once instead of running the
-    // script for an empty answer (any publish since then left a wake marker; the sleep is bounded by
-    // the next delayed message or lease deadline that script saw).
-    const drained = this.drained.get(group);
-    if (drained !== undefined) {
-      this.drained.delete(group);
-      const age = Date.now() - drained.at;
-      if (waitMs > 0 && age < DRAINED_HINT_MS && this.cmd.status === 'ready') {
-        const sleep = drained.nextEventMs >= 0 ? Math.max(0, drained.nextEventMs - age) + 1 : waitMs;
-        await this.pool.waitForWork(k.wake, Math.min(waitMs, sleep), signal);
-      }
-    }
-    for (;;) {
-      if (this.closed || signal?.aborted) return [];
-      if (this.cmd.status !== 'ready') {
-        // Waits at least DISCONNECTED_WAIT_MS, so that a caller looping on errors cannot spin.
-        const up = await this.waits.ready(this.cmd, Math.max(deadline - Date.now(), DISCONNECTED_WAIT_MS), signal);
-        if (!up) {
-          if (this.closed || signal?.aborted) return [];
-          throw new ConnectionError(`redis is not reachable (status ${this.cmd.status})`);
-        }
-      }
-      const reply = await this.run('fetch', () =>
-        this.script('tasukiFetch', k, max, leaseMs, ...limits),
-      );
-      const { deliveries, nextEventMs, throttleMs } = parseFetchReply(group, reply);
-      if (deliveries.length > 0) {
-        if (throttleMs >= 0) this.throttled.set(group, Date.now() + throttleMs);
-        else if (nextEventMs >= -1) this.drained.set(group, { at: Date.now(), nextEventMs });
-        return deliveries;
-      }
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) return [];
-      if (throttleMs >= 0) {
-        // Out of tokens: wake markers would not help (messages are there), a timer does.
-        await this.waits.pause(Math.min(remaining, throttleMs + 1), signal);
-        continue;
-      }
-      await this.pool.waitForWork(k.wake, nextEventMs >= 0 ? Math.min(remaining, nextEventMs + 1) : remaining, signal);
-    }
+    return this.fetcher.fetch({ group, keys: k, waitMs, deadline, signal, script: () => this.run('fetch', () => this.script('tasukiFetch', k, max, leaseMs, ...limits)) });
   }
 
   /**
@@ -348,35 +298,19 @@ export class RedisBroker implements Broker {
   /** Lists dead letters oldest first; `limit` defaults to 100. */
   async listDeadLetters(group: string, options: { offset?: number; limit?: number } = {}): Promise<DeadLetter[]> {
     this.assertOpen();
-    assertName('group', group);
-    const offset = options.offset ?? 0;
-    const limit = options.limit ?? DEFAULT_DEAD_LETTER_LIMIT;
-    if (!Number.isInteger(offset) || offset < 0) throw new InvalidOptionError(`offset must be an integer >= 0, got ${offset}`);
-    if (!Number.isInteger(limit) || limit < 0) throw new InvalidOptionError(`limit must be an integer >= 0, got ${limit}`);
-    if (limit === 0) return [];
-    return listDeadSharded(group, shardCount(this.shards, group), offset, limit, async (shard, from, count) =>
-      stringArray(await this.run('listDeadLetters', () => this.script('tasukiListDead', this.keys.get(group, shard), from, count)), 'listDeadLetters'),
-    );
+    return this.deadLetters.list(group, options);
   }
 
   /** @inheritdoc */
   async redriveDeadLetters(group: string, ids?: ReadonlyArray<string>): Promise<number> {
     this.assertOpen();
-    assertName('group', group);
-    const list = idList(ids);
-    if (list && list.length === 0) return 0;
-    const keys = (shard: number): GroupKeys => this.keys.get(group, shard);
-    return onShards(shardCount(this.shards, group), keys, list, (k, ids) => this.run('redriveDeadLetters', () => this.script('tasukiRedriveDead', k, ...ids)));
+    return this.deadLetters.redrive(group, ids);
   }
 
   /** @inheritdoc */
   async deleteDeadLetters(group: string, ids?: ReadonlyArray<string>): Promise<number> {
     this.assertOpen();
-    assertName('group', group);
-    const list = idList(ids);
-    if (list && list.length === 0) return 0;
-    const keys = (shard: number): GroupKeys => this.keys.get(group, shard);
-    return onShards(shardCount(this.shards, group), keys, list, (k, ids) => this.run('deleteDeadLetters', () => this.script('tasukiDeleteDead', k, ...ids)));
+    return this.deadLetters.delete(group, ids);
   }
 
   /** Counts after moving expired leases and due delayed messages to ready. */
@@ -405,7 +339,7 @@ export class RedisBroker implements Broker {
         await this.cmd.del(...allKeys(k));
       });
     }
-    this.throttled.delete(group);
+    this.fetcher.forget(group);
   }
 
   /** Gives no message of `key` in `group` for `ms` (every worker process: the back-off is stored in Redis). */
@@ -431,25 +365,15 @@ export class RedisBroker implements Broker {
 
   /** One atomic publish script call: the plain one, or the flow one when a message has a priority or key. */
   private publishScript(k: GroupKeys, items: ReadonlyArray<PendingPublish>): Promise<unknown> {
-    if (items.some((p) => p.lane !== '')) {
-      const argv: Array<string | number> = [items.length];
-      for (const p of items) argv.push(p.at, p.lane, p.body);
-      return this.publishCall('tasukiPublishFlow', k, argv);
-    }
-    const args: Array<string | number> = [items.length];
-    for (const p of items) args.push(p.at, p.body);
-    return this.publishCall('tasukiPublish', k, args);
+    const { name, args } = publishArgs(items);
+    if (this.waitReplicas === undefined) return this.script(name, k, ...args);
+    return callWithWait(this.cmd, name, [...this.scriptKeys.of(k, name), ...args], this.waitReplicas);
   }
 
   /** Calls script `name` with the keys it declares for the group (shard) of `k`, then `args`. */
   private script(name: ScriptName, k: GroupKeys, ...args: Array<string | number>): Promise<unknown> {
+    corkTick(this.cmd);
     return this.cmd[name](...this.scriptKeys.of(k, name), ...args);
-  }
-
-  /** {@link script} for a publish: followed by `WAIT` when `waitReplicas` is set. */
-  private publishCall(name: 'tasukiPublish' | 'tasukiPublishFlow', k: GroupKeys, args: Array<string | number>): Promise<unknown> {
-    if (this.waitReplicas === undefined) return this.script(name, k, ...args);
-    return callWithWait(this.cmd, name, [...this.scriptKeys.of(k, name), ...args], this.waitReplicas);
   }
 
   private assertOpen(): void {

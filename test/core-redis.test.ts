@@ -24,3 +24,28 @@ sendRaceSuite('redis broker + redis backend', () => ({
   backend: () => new RedisBackend({ prefix: ns.prefix }),
   teardown: () => ns.sweep(),
 }));
+
+/**
+ * The backend on its broker's command connection (`shareConnection`): each backend takes the broker
+ * made just before it (a Client's or Server's pair); one made alone borrows from a broker of its own
+ * that is closed at once (the connection then lives until the backend closes).
+ */
+function sharedPair(): { broker: () => RedisBroker; backend: () => RedisBackend } {
+  let last: RedisBroker | undefined;
+  return {
+    broker: () => (last = new RedisBroker({ prefix: ns.prefix })),
+    backend: () => {
+      const from = last;
+      last = undefined;
+      if (from !== undefined) return new RedisBackend({ prefix: ns.prefix, shareConnection: from });
+      const own = new RedisBroker({ prefix: ns.prefix });
+      const backend = new RedisBackend({ prefix: ns.prefix, shareConnection: own });
+      void own.close();
+      return backend;
+    },
+  };
+}
+
+coreSuite('redis broker + redis backend on one connection', () => ({ ...sharedPair(), teardown: () => ns.sweep() }));
+
+sendRaceSuite('redis broker + redis backend on one connection', () => ({ ...sharedPair(), teardown: () => ns.sweep() }));

@@ -1,0 +1,87 @@
+/**
+ * The index keys one call of the write script declares, and the index argument of each write in it
+ * (one node; a Redis Cluster moves the index by a second call, `./redis-cluster-index.ts`).
+ *
+ * A write whose previous status may be any (guards `notFinal`, `notSuccess`) can move its entry out
+ * of any of its group's status sets: the call declares all of them (`base|STATUS` in `TASK_STATUSES`
+ * order, once per group and call). An `absent` write either finds nothing stored (its entry is new)
+ * or is refused (nothing moves): it touches only its new status's set, so unless its group's sets are
+ * declared anyway the call declares that one set alone. After the sets comes the set of indexed
+ * groups, last.
+ *
+ * The index argument of a write, newline-separated: the position, then the status offset, score
+ * (`updatedAt`), cap, and the task id — left empty when the state key holds it as is (the script cuts
+ * it out of `P:{ID}:state`, with the length of `P` taken from the groups key `P:ix-groups`). The
+ * position is that of the group's first set in `KEYS` (the new set is at position + offset), or,
+ * negated, that of the write's one declared set.
+ */
+import { TASK_STATUSES, type TaskStatus } from '../src/state.js';
+import { InvalidOptionError } from '../src/errors.js';
+import { encodeIdForKey } from './redis-keys.js';
+
+/** Offset of each status within a group's index keys. */
+const OFFSETS = new Map<string, number>(TASK_STATUSES.map((s, i) => [s, i]));
+
+/** What a write keeps of the index (on one node). */
+export interface IndexPart {
+  /** The index key base of the write's group (`P:ix|G`). */
+  readonly base: string;
+  /** The new status. */
+  readonly status: TaskStatus;
+  /** Whether the write's previous status may be any (not an `absent` write): all the group's sets are declared. */
+  readonly anyPrevious: boolean;
+  /** The index argument after its position: `offset\nscore\ncap\nid`. */
+  readonly tail: string;
+}
+
+/** The {@link IndexPart} of a write of `status` for task `id`. */
+export function indexPart(base: string, status: TaskStatus, score: number, id: string, cap: number, absent: boolean): IndexPart {
+  const offset = OFFSETS.get(status);
+  if (offset === undefined) throw new InvalidOptionError(`unknown task status ${JSON.stringify(status)}`);
+  const idField = encodeIdForKey(id) === id ? '' : id;
+  return { base, status, anyPrevious: !absent, tail: `${offset}\n${score}\n${cap}\n${idField}` };
+}
+
+/** The declared index keys of a group: its sets `base|STATUS`, in `TASK_STATUSES` order. */
+export function indexKeys(base: string): string[] {
+  return TASK_STATUSES.map((s) => `${base}|${s}`);
+}
+
+/** The index keys of one script call and the position of each write's sets among them. */
+export class IndexPlan {
+  /** Groups whose sets are all declared → position of the first (1-based, in `KEYS`). */
+  private readonly full = new Map<string, number>();
+  /** Single sets declared → position. */
+  private readonly single = new Map<string, number>();
+  /** The declared index keys, in order (the groups key not included). */
+  readonly keys: string[] = [];
+
+  /**
+   * @param parts the index parts of the call's writes, in order (undefined: a write without index)
+   * @param firstPosition the position in `KEYS` of the first index key (after the writes' own keys)
+   */
+  constructor(parts: ReadonlyArray<IndexPart | undefined>, firstPosition: number) {
+    for (const p of parts) if (p !== undefined && p.anyPrevious && !this.full.has(p.base)) this.full.set(p.base, 0);
+    let at = firstPosition;
+    for (const base of this.full.keys()) {
+      this.full.set(base, at);
+      for (const key of indexKeys(base)) this.keys.push(key);
+      at += TASK_STATUSES.length;
+    }
+    for (const p of parts) {
+      if (p === undefined || this.full.has(p.base)) continue;
+      const key = `${p.base}|${p.status}`;
+      if (!this.single.has(key)) {
+        this.single.set(key, at++);
+        this.keys.push(key);
+      }
+    }
+  }
+
+  /** The index argument of a write with `part`. */
+  arg(part: IndexPart): string {
+    const first = this.full.get(part.base);
+    const pos = first !== undefined ? first : -(this.single.get(`${part.base}|${part.status}`) as number);
+    return `${pos}\n${part.tail}`;
+  }
+}
