@@ -8,10 +8,9 @@ import { ClosedError, InvalidOptionError } from './errors.js';
 import { waitForResult } from './result-wait.js';
 import { deliver, publishMany } from './deliver.js';
 import { sendInTx, sendManyInTx } from './tx-send.js';
-import { buildMessage, redriveState, validateSendOptions } from './outgoing.js';
+import { buildMessage, validateSendOptions } from './outgoing.js';
 import { checkSendSupport } from './limits.js';
 import { consoleLogger, type Logger } from './logger.js';
-import { decodeMessage, type TaskMessage } from './message.js';
 import { assertName } from './names.js';
 import { checkExpiry, checkMs, DEFAULT_EXPIRES, resolveBackoff, type SendOptions } from './options.js';
 import { resolveBounds, type ClientBounds, type ClientOptions } from './client-options.js';
@@ -27,6 +26,7 @@ import { chain as chainOf, chord as chordOf, group as groupOf } from './workflow
 import type { CallbackCheck } from './workflow/build.js';
 import type { ChainCheck, GroupOptions, GroupPolicy, GroupValue, ItemsCheck, LastOut, Step, StepOut, WorkflowInfo } from './workflow/types.js';
 import { waitReasonOf } from './wait-reason.js';
+import { redriveDeadLetters } from './redrive.js';
 import { MemoryBroker } from '../brokers/memory.js';
 import { MemoryBackend } from '../backends/memory.js';
 
@@ -287,34 +287,11 @@ export class Client {
     return this.core.broker.listDeadLetters(group, options);
   }
 
-  /** Moves dead letters (the given ids, or all) back to their queue. Resolves with how many moved. */
+  /** Moves dead letters (the given ids, or all) back to their queue, each with a fresh `sent` state (`./redrive.ts`). Resolves with how many moved. */
   async redriveDeadLetters(group: string, ids?: ReadonlyArray<string>): Promise<number> {
     this.checkOpen();
     assertName('group', group);
-    // A dead-lettered task usually has a final failure state, which would make workers skip it: give
-    // each decodable one a fresh `sent` state first (a stored success is kept: guard notSuccess).
-    const wanted = ids === undefined ? undefined : new Set(ids);
-    const page = 500;
-    for (let offset = 0; ; offset += page) {
-      const batch = await this.core.broker.listDeadLetters(group, { offset, limit: page });
-      await Promise.all(
-        batch.filter((d) => wanted === undefined || wanted.has(d.id)).map((d) => this.resetForRedrive(d.body)),
-      );
-      if (batch.length < page) break;
-    }
-    return this.core.broker.redriveDeadLetters(group, ids);
-  }
-
-  private async resetForRedrive(body: string): Promise<void> {
-    if (this.core.statusExpires === 0) return;
-    let msg: TaskMessage;
-    try {
-      msg = decodeMessage(body);
-    } catch {
-      return; // still undecodable: it will be dead-lettered again, with its reason
-    }
-    const state = redriveState(msg, Date.now());
-    await this.core.backend.write({ state, stateTtl: this.core.statusExpires, previous: 'refused', guard: 'notSuccess' });
+    return redriveDeadLetters(this.core.broker, this.core.backend, this.core.statusExpires, group, ids);
   }
 
   /** Deletes dead letters (the given ids, or all). Resolves with how many were deleted. */
