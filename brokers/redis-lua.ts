@@ -32,10 +32,9 @@ local function token_id(token)
   return string.match(token, '^([^:]+):')
 end
 
--- Keeps at least min(#ready, WAKE_CAP) markers in the wake list. With drop_stale (fetch only: the
--- caller found nothing and computes its own sleep) the list is deleted when nothing is ready.
-local function top_up_wake(ready, wake, drop_stale)
-  local want = math.min(redis.call('LLEN', ready), WAKE_CAP)
+-- Keeps at least want markers in the wake list. With drop_stale (fetch only: the caller found
+-- nothing and computes its own sleep) the list is deleted when want is 0.
+local function wake_at_least(wake, want, drop_stale)
   local have = redis.call('LLEN', wake)
   if want > have then
     local markers = {}
@@ -44,6 +43,11 @@ local function top_up_wake(ready, wake, drop_stale)
   elseif drop_stale and want == 0 and have > 0 then
     redis.call('DEL', wake)
   end
+end
+
+-- Keeps at least min(#ready, WAKE_CAP) markers in the wake list (see wake_at_least).
+local function top_up_wake(ready, wake, drop_stale)
+  wake_at_least(wake, math.min(redis.call('LLEN', ready), WAKE_CAP), drop_stale)
 end
 
 -- Puts expired leases back at the head of ready (marked redelivered) and moves due delayed
@@ -275,16 +279,7 @@ end
 
 -- top_up_wake() for a group with flow data: anything servable counts.
 local function top_up_wake_flow(drop_stale)
-  local wake = K.wake
-  local want = math.min(redis.call('LLEN', K.ready) + redis.call('ZCARD', K.lanes), WAKE_CAP)
-  local have = redis.call('LLEN', wake)
-  if want > have then
-    local markers = {}
-    for i = 1, want - have do markers[i] = '1' end
-    redis.call('RPUSH', wake, unpack(markers))
-  elseif drop_stale and want == 0 and have > 0 then
-    redis.call('DEL', wake)
-  end
+  wake_at_least(K.wake, math.min(redis.call('LLEN', K.ready) + redis.call('ZCARD', K.lanes), WAKE_CAP), drop_stale)
 end
 
 -- Takes up to allowed entries: levels strictly, lanes round-robin, keys within their limits.
