@@ -5,14 +5,13 @@
  * states: it never sends a child twice, except one whose message was lost before its state was
  * written (sent again, harmlessly: same id).
  */
-import type { TaskState } from '../state.js';
 import { isFinalStatus } from '../state.js';
 import { InvalidOptionError } from '../errors.js';
 import type { JournalEntry } from '../journal.js';
-import { WIRE_VERSION, decodeValueText, encodeMessage, encodeValue, type TaskMessage } from '../message.js';
+import { decodeValueText, encodeMessage, encodeValue } from '../message.js';
 import { assertName } from '../names.js';
-import { DEFAULT_RETRY_COUNT, resolveBackoff } from '../options.js';
 import type { TaskRef } from '../task.js';
+import { childMessage, childSentState } from './child-message.js';
 import { SUSPEND, type OpResult } from './engine.js';
 import { ChildFailedError } from './errors.js';
 import { childId } from './ids.js';
@@ -68,26 +67,10 @@ export async function callChildren(
 
   const send = async (i: number, id: string): Promise<void> => {
     const now = Date.now();
-    const msg: TaskMessage = {
-      v: WIRE_VERSION,
-      id,
-      group: ref.group,
-      name: ref.name,
-      args: encodeValue(argsList[i], `arguments of child ${itemKey(i)}`),
-      retriesLeft: options.retryCount ?? DEFAULT_RETRY_COUNT,
-      retriesUsed: 0,
-      backoff: resolveBackoff(options.backoff),
-      sentAt: now,
-      runAt: null,
-      expireAt: options.expireAt ?? null,
-      timeoutMs: options.timeout ?? null,
-      firstUnknownAt: null,
-      flow: { parent: { id: target.id, group: target.group, name: target.name } },
-    };
+    const msg = childMessage(id, ref, encodeValue(argsList[i], `arguments of child ${itemKey(i)}`), options, { parent: { id: target.id, group: target.group, name: target.name } }, now);
     // Published first: a crash before the state write leaves a message (and no state), which a replay sends again.
     await broker.publish(ref.group, encodeMessage(msg));
-    const state: TaskState = { v: 1, id, group: ref.group, name: ref.name, status: 'sent', retriesUsed: 0, retriesLeft: msg.retriesLeft, sentAt: now, updatedAt: now };
-    await backend.write({ state, stateTtl: ttl, guard: 'absent', previous: 'refused' });
+    await backend.write({ state: childSentState(msg, now), stateTtl: ttl, guard: 'absent', previous: 'refused' });
   };
 
   // Children already sent: read their states in one round trip and journal the ended ones.

@@ -14,12 +14,12 @@
  */
 import { isFinalStatus, type TaskState } from '../state.js';
 import type { JournalEntry } from '../journal.js';
-import { WIRE_VERSION, decodeValueText, encodeMessage, type TaskMessage } from '../message.js';
+import { decodeValueText, encodeMessage, type TaskMessage } from '../message.js';
 import { encodeValueFast } from '../plain.js';
 import { assertName } from '../names.js';
-import { DEFAULT_RETRY_COUNT, resolveBackoff } from '../options.js';
 import type { TaskRef } from '../task.js';
 import type { OpResult } from './engine.js';
+import { childMessage, childSentState } from './child-message.js';
 import { ChildFailedError } from './errors.js';
 import { childId } from './ids.js';
 import type { ChildDeps } from './children.js';
@@ -123,30 +123,19 @@ export async function callFanIn(run: ChildDeps, key: string, name: string, seq: 
     const now = Date.now();
     const msgs = indices.map((i): TaskMessage => {
       const { ref, args, options } = items[i] as FanItem;
-      return {
-        v: WIRE_VERSION,
-        id: ids[i] as string,
-        group: ref.group,
-        name: ref.name,
-        args: encodeValueFast(args, `arguments of child ${itemKey(i)}`),
-        retriesLeft: options.retryCount ?? DEFAULT_RETRY_COUNT,
-        retriesUsed: 0,
-        backoff: resolveBackoff(options.backoff),
-        sentAt: now,
-        runAt: null,
-        expireAt: options.expireAt ?? null,
-        timeoutMs: options.timeout ?? null,
-        firstUnknownAt: null,
-        flow: { parent: { id: target.id, group: target.group, name: target.name }, fanIn: { signal, total, index: i, ...(settled ? { settled: true } : {}) } },
-      };
+      const flow = { parent: { id: target.id, group: target.group, name: target.name }, fanIn: { signal, total, index: i, ...(settled ? { settled: true } : {}) } };
+      return childMessage(ids[i] as string, ref, encodeValueFast(args, `arguments of child ${itemKey(i)}`), options, flow, now);
     });
     const byGroup = new Map<string, TaskMessage[]>();
-    for (const m of msgs) byGroup.set(m.group, [...(byGroup.get(m.group) ?? []), m]);
+    for (const m of msgs) {
+      const list = byGroup.get(m.group);
+      if (list === undefined) byGroup.set(m.group, [m]);
+      else list.push(m);
+    }
     // Published first: a crash before the state writes leaves messages (and no states), which a replay sends again.
     await Promise.all([...byGroup].map(([group, list]) => broker.publishBatch(group, list.map((m) => ({ body: encodeMessage(m) })))));
     const written = Promise.all(msgs.map(async (m) => {
-      const state: TaskState = { v: 1, id: m.id, group: m.group, name: m.name, status: 'sent', retriesUsed: 0, retriesLeft: m.retriesLeft, sentAt: now, updatedAt: now };
-      await backend.write({ state, stateTtl: ttl, guard: 'absent', previous: 'refused' });
+      await backend.write({ state: childSentState(m, now), stateTtl: ttl, guard: 'absent', previous: 'refused' });
     }));
     written.catch(() => undefined); // awaited by send(); never unhandled meanwhile
     return { written };
