@@ -5,16 +5,11 @@
  * status with the statuses, inspect, retry, pause/resume, workers, SIGINT.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
 import { adminPool, dropSchema, PG_URL, schemaName } from './helpers/postgres.js';
 import { redisNamespace } from './helpers/redis.js';
+import { runCli, startCliWorker, until, type CliWorker, type Run } from './helpers/cli.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const TSX = join(root, 'node_modules/.bin/tsx');
-const CLI = join(root, 'cli/index.ts');
 const schema = schemaName('cli');
 const group = `clipg-${randomUUID().slice(0, 8)}`;
 const CONFIG = ['--config', 'test/fixtures/cli-postgres-config.ts'];
@@ -38,50 +33,15 @@ afterAll(async () => {
   await ns.quit();
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function run(args: string[]): Promise<Run> {
-  return new Promise((resolveRun, reject) => {
-    const child = spawn(TSX, [CLI, ...args], { cwd: root, env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolveRun({ code, stdout, stderr }));
-  });
+  return runCli(args, env);
 }
 
-function startWorker(): Promise<{ child: ChildProcess; output: () => string; exited: Promise<number | null> }> {
-  const child = spawn(TSX, [CLI, ...CONFIG, 'worker', 'test/fixtures/cli-tasks.ts', '--group', group, '--concurrency', '2'], { cwd: root, env });
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
-  return new Promise((resolveStart, reject) => {
-    const timer = setTimeout(() => reject(new Error(`worker did not start: ${out}`)), 60_000);
-    child.stdout?.on('data', () => {
-      if (out.includes('worker running')) {
-        clearTimeout(timer);
-        resolveStart({ child, output: () => out, exited });
-      }
-    });
-    child.on('close', () => reject(new Error(`worker exited: ${out}`)));
-  });
+function startWorker(): Promise<CliWorker> {
+  return startCliWorker([...CONFIG, 'worker', 'test/fixtures/cli-tasks.ts', '--group', group, '--concurrency', '2'], env);
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-async function until(check: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(200);
-  }
-}
 
 const inspect = async (id: string): Promise<{ state: { status: string; retriesUsed: number } }> => JSON.parse((await run([...CONFIG, '--json', 'inspect', id])).stdout);
 

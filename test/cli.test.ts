@@ -3,65 +3,26 @@
  * shared Redis (and RabbitMQ for `status`), checking output and exit codes.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { redisNamespace } from './helpers/redis.js';
+import { CLI, TSX, root, runCli, startCliWorker, until, type CliWorker, type Run } from './helpers/cli.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const TSX = join(root, 'node_modules/.bin/tsx');
-const CLI = join(root, 'cli/index.ts');
 const ns = redisNamespace('cli');
 const REDIS = ['--redis', 'redis://127.0.0.1:6379', '--prefix', ns.prefix];
 const group = `cli-${randomUUID().slice(0, 8)}`;
 const env = { ...process.env, CLI_GROUP: group, NO_COLOR: '1', TASUKI_QUIET: '1' };
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function run(args: string[], extraEnv: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolveRun, reject) => {
-    const child = spawn(TSX, [CLI, ...args], { cwd: root, env: { ...env, ...extraEnv } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolveRun({ code, stdout, stderr }));
-  });
+  return runCli(args, { ...env, ...extraEnv });
 }
 
 /** Starts `tasuki worker` and resolves once it says it runs. */
-function startWorker(args: string[]): Promise<{ child: ChildProcess; output: () => string; exited: Promise<number | null> }> {
-  const child = spawn(TSX, [CLI, ...REDIS, 'worker', 'test/fixtures/cli-tasks.ts', '--group', group, ...args], { cwd: root, env });
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
-  return new Promise((resolveStart, reject) => {
-    const timer = setTimeout(() => reject(new Error(`worker did not start: ${out}`)), 60_000);
-    child.stdout?.on('data', () => {
-      if (out.includes('worker running')) {
-        clearTimeout(timer);
-        resolveStart({ child, output: () => out, exited });
-      }
-    });
-    child.on('close', () => reject(new Error(`worker exited: ${out}`)));
-  });
+function startWorker(args: string[]): Promise<CliWorker> {
+  return startCliWorker([...REDIS, 'worker', 'test/fixtures/cli-tasks.ts', '--group', group, ...args], env);
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-async function until(check: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(200);
-  }
-}
 
 /** The RabbitMQ case's prefix: RabbitMQ names take at most 40 characters of it (its keys are swept too). */
 const AMQP_PREFIX = ns.prefix.slice(0, 40);
