@@ -68,6 +68,11 @@ function hash(s: string): number {
   return h;
 }
 
+/** The shard among `n` that every message of flow-control key `key` goes to. */
+export function keyShard(n: number, key: string): number {
+  return n === 1 ? 0 : hash(key) % n;
+}
+
 /** Picks shards for publishes: by key hash for keyed messages, round-robin otherwise. */
 export class ShardPicker {
   private turn = Math.floor(Math.random() * MAX_SHARDS);
@@ -75,7 +80,7 @@ export class ShardPicker {
   /** The shard of a message of lane `lane` (level digit + key, '' plain) among `n`. */
   pick(n: number, lane: string): number {
     if (n === 1) return 0;
-    if (lane.length > 1) return hash(lane.slice(1)) % n;
+    if (lane.length > 1) return keyShard(n, lane.slice(1));
     this.turn = (this.turn + 1) % 1_000_000;
     return this.turn % n;
   }

@@ -28,7 +28,7 @@ import { ConnectionShare, type SharedConnection } from './redis-shared-connectio
 import { emitDurabilityWarning, watchDurability } from './redis-durability.js';
 import { KeyCache, allKeys, type GroupKeys } from './redis-keys.js';
 import { ScriptKeyCache, type ScriptName } from './redis-script-keys.js';
-import { ShardPicker, markShard, shardCount, shardOf, shardedFeatures, type ShardsOption } from './redis-shards.js';
+import { ShardPicker, keyShard, markShard, shardCount, shardOf, shardedFeatures, type ShardsOption } from './redis-shards.js';
 import { fetchSharded, splitByShard } from './redis-sharded.js';
 import { callWithWait, checkWaitReplicas, type WaitReplicas } from './redis-replicas.js';
 import { brokerSettings, type RedisBrokerOptions } from './redis-options.js';
@@ -348,7 +348,7 @@ export class RedisBroker implements Broker {
     assertName('group', group);
     checkKey(key);
     const wait = positiveMs('backoff ms', ms);
-    const k = this.keys.get(group, this.picker.pick(shardCount(this.shards, group), `5${key}`));
+    const k = this.keys.get(group, keyShard(shardCount(this.shards, group), key));
     await this.run('backoffKey', () => this.script('tasukiBackoffKey', k, key, wait));
   }
 
@@ -357,7 +357,7 @@ export class RedisBroker implements Broker {
     this.assertOpen();
     assertName('group', group);
     // A keyed message lives on its key's shard (`./redis-shards.ts`).
-    const shard = key === undefined ? 0 : this.picker.pick(shardCount(this.shards, group), `5${key}`);
+    const shard = key === undefined ? 0 : keyShard(shardCount(this.shards, group), key);
     return this.run('waitReason', () => readWaitReason(this.cmd, this.keys.get(group, shard), key));
   }
 
