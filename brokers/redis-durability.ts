@@ -4,9 +4,12 @@
  * and any `maxmemory-policy` other than `noeviction` lets Redis delete keys under memory pressure —
  * tasks, delays, leases and states vanish without an error. At its first connection each module
  * reads both settings (`CONFIG GET`) and warns once when they are unsafe for it; when `CONFIG` is
- * disabled, renamed or denied it says once that they could not be checked. Each finding is reported
- * once per process and server, whichever module instance finds it first.
+ * disabled, renamed or denied it says once that they could not be checked. On a Redis Cluster every
+ * node is read, masters and replicas (a replica becomes the master of its slots at a failover), and
+ * a finding names the node. Each finding is reported once per process and server (node), whichever
+ * module instance finds it first.
  */
+import { Redis } from 'ioredis';
 import { isCluster, type RedisClient } from './redis-cluster.js';
 import { redactCredentials } from '../src/errors.js';
 
@@ -24,9 +27,8 @@ export interface DurabilityNeeds {
 /** Findings already reported in this process, by server and setting. */
 const reported = new Set<string>();
 
-/** `host:port` (or the socket path) of the server `redis` talks to. */
-function serverOf(redis: RedisClient): string {
-  if (isCluster(redis)) return 'redis cluster';
+/** `host:port` (or the socket path) of the node `redis` talks to. */
+function serverOf(redis: Redis): string {
   const o = redis.options;
   return o.path ? o.path : `${o.host ?? '127.0.0.1'}:${o.port ?? 6379}`;
 }
@@ -46,12 +48,54 @@ function reportOnce(keys: string[], warn: DurabilityWarn, message: string, field
 }
 
 /**
- * Reads the settings and reports what is unsafe. Resolves true when done (checked, or found
+ * Reads the settings and reports what is unsafe: of the one server, or of every node of a cluster
+ * (`host:port (cluster node)` in the findings). Resolves true when done (checked, or found
  * uncheckable), false when the connection failed meanwhile (the caller tries again at its next
  * connection).
  */
 async function check(redis: RedisClient, needs: DurabilityNeeds, warn: DurabilityWarn): Promise<boolean> {
-  const server = serverOf(redis);
+  if (!isCluster(redis)) return checkNode(redis, serverOf(redis), needs, warn);
+  let nodes: Array<{ host: string; port: number }>;
+  try {
+    nodes = clusterNodes(await redis.cluster('NODES'));
+  } catch {
+    return false;
+  }
+  if (nodes.length === 0) return false;
+  const done = await Promise.all(
+    nodes.map(async ({ host, port }) => {
+      // Replicas have no connection of the client (it reads from masters): a short-lived one of their own.
+      const known = redis.nodes('all').find((n) => n.options.port === port && n.options.host === host);
+      const node = known ?? new Redis({ ...redis.options.redisOptions, host, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      if (known === undefined) node.on('error', () => undefined);
+      try {
+        return await checkNode(node, `${host}:${port} (cluster node)`, needs, warn);
+      } finally {
+        if (known === undefined) node.disconnect();
+      }
+    }),
+  );
+  return done.every(Boolean);
+}
+
+/** Every live node (`host`, `port`) of a `CLUSTER NODES` reply, masters and replicas. */
+function clusterNodes(reply: unknown): Array<{ host: string; port: number }> {
+  const out: Array<{ host: string; port: number }> = [];
+  for (const line of String(reply).split('\n')) {
+    // <id> <ip:port@cport[,hostname]> <flags> <master> ...
+    const [, address, flags] = line.split(' ');
+    if (address === undefined || flags === undefined || /fail|noaddr|handshake/.test(flags)) continue;
+    const hostPort = address.split('@')[0] ?? '';
+    const colon = hostPort.lastIndexOf(':');
+    const host = hostPort.slice(0, colon);
+    const port = Number(hostPort.slice(colon + 1));
+    if (host !== '' && Number.isInteger(port) && port > 0) out.push({ host, port });
+  }
+  return out;
+}
+
+/** {@link check} of one node, named `server` in the findings. */
+async function checkNode(redis: Redis, server: string, needs: DurabilityNeeds, warn: DurabilityWarn): Promise<boolean> {
   let replies: unknown[];
   try {
     // Both at once: they reach the server ahead of whatever the module sends after connecting.
