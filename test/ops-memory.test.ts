@@ -88,6 +88,19 @@ describe('operations API on the memory pair', () => {
     expect((await client.ops.counts('pz')).paused).toBe(false);
   });
 
+  it('the registry shows a pause and a resume within the pause poll, not only at the next heartbeat', async () => {
+    const server = make(stores(), { heartbeatMs: 600_000 });
+    server.add('pr', 'ok', () => 1);
+    await server.run('pr', 1);
+    const client = server.client();
+    await until(async () => (await client.ops.workers()).length === 1);
+    expect((await client.ops.workers())[0]?.groups[0]).toMatchObject({ group: 'pr', paused: false });
+    await client.ops.pause('pr');
+    await until(async () => (await client.ops.workers())[0]?.groups[0]?.paused === true, 5000);
+    await client.ops.resume('pr');
+    await until(async () => (await client.ops.workers())[0]?.groups[0]?.paused === false, 5000);
+  });
+
   it('the worker registry lists a running server with its groups and counters; shutdown removes it', async () => {
     const st = stores();
     const server = make(st);

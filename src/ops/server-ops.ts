@@ -140,7 +140,11 @@ export class ServerOps {
     if (this.records === undefined) return;
     try {
       const list = await this.records.list(RECORD_KINDS.paused);
+      const before = this.pausedGroups;
       this.pausedGroups = new Set(list.map((r) => r.key));
+      // The registry entry says which of this server's groups are paused: rewritten at once when that
+      // changed, so that `workers()` shows a pause within the poll interval rather than a heartbeat.
+      if (this.heartbeatTimer !== undefined && this.ctx.groups().some((g) => before.has(g.group) !== this.pausedGroups.has(g.group))) await this.heartbeat();
     } catch (err) {
       // Keep the last known set: a backend outage neither pauses nor resumes anything.
       this.ctx.logger.warn('could not read paused groups', { error: toError(err) });
