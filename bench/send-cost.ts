@@ -5,7 +5,8 @@
  * processed (about one per socket write that reached it). CPU times and counts are far less noisy
  * than wall times on a shared machine; the counts are exact.
  *
- * Systems: tasuki (this build's sources, Redis broker + Redis backend), tasuki (baseline) with
+ * Systems: tasuki (this build's sources, Redis broker + Redis backend), tasuki (one connection:
+ * each backend with `shareConnection` on its broker), tasuki (baseline) with
  * `--baseline /abs/path/to/dist` (another build, e.g. main), and bee-queue; measured in alternating
  * rounds in one process, medians printed.
  *
@@ -14,7 +15,10 @@
  * the send and getResult settling, as median µs from the send() call over the round trips that
  * took the most common order.
  *
- * Usage: `npx tsx bench/send-cost.ts [--ops N (3000)] [--rounds R (3)] [--baseline DIST] [--timeline]`
+ * `--root DIST` loads tasuki from a build (e.g. `dist` after `npm run build`) instead of the sources:
+ * compare a baseline build with a build, not with the sources (tsx adds helpers of its own).
+ *
+ * Usage: `npx tsx bench/send-cost.ts [--ops N (3000)] [--rounds R (3)] [--root DIST] [--baseline DIST] [--timeline]`
  */
 import { Redis } from 'ioredis';
 import { countersDelta, readCounters, startPrivateRedis } from './private-redis.js';
@@ -115,14 +119,19 @@ async function timeline(port: number, trips: number): Promise<void> {
   (common[0] as Array<[number, string]>).forEach(([, what], i) => console.log(`${median(common.map((e) => (e[i] as [number, string])[0] * 1000)).toFixed(0).padStart(7)}  ${what}`));
 }
 
-async function tasuki(name: string, root: string, port: number, prefix: string): Promise<CostSystem> {
+/** tasuki on Redis from `root`; with `oneConnection`, each backend on its broker's connection (`shareConnection`). */
+async function tasuki(name: string, root: string, port: number, prefix: string, oneConnection = false): Promise<CostSystem> {
   type Index = typeof import('../src/index.js');
   const { Client, Server, silentLogger } = (await import(`${root}/src/index.js`)) as Index;
   const { RedisBroker } = (await import(`${root}/brokers/redis.js`)) as typeof import('../brokers/redis.js');
   const { RedisBackend } = (await import(`${root}/backends/redis.js`)) as typeof import('../backends/redis.js');
   const connection = { host: '127.0.0.1', port };
-  const client = new Client({ broker: new RedisBroker({ prefix, connection }), backend: new RedisBackend({ prefix, connection }), logger: silentLogger });
-  const server = new Server({ broker: new RedisBroker({ prefix, connection }), backend: new RedisBackend({ prefix, connection }), logger: silentLogger });
+  const pair = (): { broker: InstanceType<typeof RedisBroker>; backend: InstanceType<typeof RedisBackend> } => {
+    const broker = new RedisBroker({ prefix, connection });
+    return { broker, backend: oneConnection ? new RedisBackend({ prefix, shareConnection: broker }) : new RedisBackend({ prefix, connection }) };
+  };
+  const client = new Client({ ...pair(), logger: silentLogger });
+  const server = new Server({ ...pair(), logger: silentLogger });
   server.add('latency', 'noop', (p: string) => p.length);
   await server.run('latency', 50);
   return {
@@ -200,7 +209,10 @@ async function main(): Promise<void> {
       await timeline(server.port, ops);
       return;
     }
-    systems.push(await tasuki('tasuki', '..', server.port, 'tc'));
+    // The sources run through tsx unless --root names a build (compare builds with builds: tsx adds helpers).
+    const root = option('--root', '..') as string;
+    systems.push(await tasuki('tasuki', root, server.port, 'tc'));
+    systems.push(await tasuki('tasuki (one connection)', root, server.port, 'ts', true));
     if (baseline !== undefined) systems.push(await tasuki('tasuki (baseline)', baseline, server.port, 'tb'));
     systems.push(await beeQueue(server.port));
     const results = new Map<string, Cost[]>();
