@@ -26,7 +26,8 @@ export { MAINTENANCE_BATCH, WAKE_CAP } from './redis-lua.js';
  * Returns the number of messages stored.
  */
 const PUBLISH = `${HELPERS}
-local now = now_ms()
+-- The clock is read only when a message has an availableAt (0: ready now, the common case).
+local now
 local n = tonumber(ARGV[1])
 local last = redis.call('INCRBY', K.seq, n)
 local fields, ready, delayed = {}, {}, {}
@@ -35,7 +36,8 @@ for i = 1, n do
   local at = tonumber(ARGV[2 * i])
   fields[#fields + 1] = id
   fields[#fields + 1] = ARGV[2 * i + 1]
-  if at > now then
+  if at > 0 and now == nil then now = now_ms() end
+  if at > 0 and at > now then
     delayed[#delayed + 1] = at
     delayed[#delayed + 1] = id
   else
@@ -44,8 +46,12 @@ for i = 1, n do
 end
 call_chunked('HSET', K.body, fields)
 if #ready > 0 then
-  call_chunked('RPUSH', K.ready, ready)
-  top_up_wake(K.ready, K.wake)
+  -- RPUSH answers the list's new length: top_up_wake without its LLEN of ready.
+  local len = 0
+  for i = 1, #ready, 1000 do
+    len = redis.call('RPUSH', K.ready, unpack(ready, i, math.min(i + 999, #ready)))
+  end
+  wake_at_least(K.wake, math.min(len, WAKE_CAP))
 end
 if #delayed > 0 then
   call_chunked('ZADD', K.delayed, delayed)

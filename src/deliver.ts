@@ -23,6 +23,9 @@ export interface DeliverContext {
   bounds: ClientBounds;
 }
 
+/** Swallows a settled value or error. */
+const ignore = (): void => undefined;
+
 /** Bounds a send step by the send's deadline (ConnectionError after it). */
 function bounded<T>(ctx: DeliverContext, work: Promise<T>, deadline: number): Promise<T> {
   return beforeDeadline(
@@ -81,28 +84,36 @@ export async function deliver(ctx: DeliverContext, msg: TaskMessage, explicitId:
     );
   }
   // A fresh id cannot collide: record `sent` and publish concurrently. The `absent` guard keeps a
-  // worker's `running` (if it got there first) from being overwritten. Both are waited for; the
-  // send fails only when the publish failed (the state write is best effort: the worker writes
-  // the next state anyway).
-  const publish = bounded(ctx, ctx.broker.publish(group, body, publishOptions), deadline);
+  // worker's `running` (if it got there first) from being overwritten. Both are waited for, under
+  // one deadline (one timer per send); the send fails only when the publish failed (the state write
+  // is best effort: the worker writes the next state anyway).
+  const publish = ctx.broker.publish(group, body, publishOptions);
   const record = recordSent(ctx, msg);
-  // Handled now: it may reject while the publish is still awaited (an unhandled rejection otherwise).
-  record?.catch(() => undefined);
+  // Handled now: it may reject while the publish is still pending (an unhandled rejection otherwise).
+  record?.catch(ignore);
+  let published = false;
   let failure: { reason: unknown } | undefined;
+  const settled = publish
+    .then(
+      () => {
+        published = true;
+        return record;
+      },
+      (reason: unknown) => {
+        failure = { reason };
+        // The state is deleted only once its write has landed (or failed): see below.
+        return record;
+      },
+    )
+    .then(ignore, ignore);
   try {
-    await publish;
-  } catch (reason) {
-    failure = { reason };
-  }
-  if (record !== null) {
-    try {
-      await bounded(ctx, record, deadline);
-    } catch {
-      // best effort, see above
-    }
+    await bounded(ctx, settled, deadline);
+  } catch (timeout) {
+    // Past the deadline: a publish still unconfirmed fails the send (a late state write is not waited for).
+    if (!published && failure === undefined) failure = { reason: timeout };
   }
   if (failure !== undefined) {
-    await ctx.backend.delete(id).catch(() => undefined);
+    await ctx.backend.delete(id).catch(ignore);
     throw failure.reason;
   }
   return id as TaskId;

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
-import { Client, Server, silentLogger, type Broker, type PublishOptions } from '../src/index.js';
+import { Client, ConnectionError, Server, silentLogger, type Broker, type PublishOptions, type StateWrite, type WriteOutcome } from '../src/index.js';
 import { MemoryBackend, MemoryBackendStore } from '../backends/memory.js';
 import { MemoryBroker, MemoryBrokerStore } from '../brokers/memory.js';
 import { RedisBroker } from '../brokers/redis.js';
@@ -51,6 +51,31 @@ describe('client deadlines', () => {
     await expect(client.with({ id: 'hung-1' }).send('g', 'x', 1)).rejects.toMatchObject({ code: 'ERR_CONNECTION' });
     // The explicit id is free again: a later send may claim it.
     expect(await backend.read('hung-1')).toBeNull();
+    await client.close();
+  });
+
+  it('a send whose publish fails rejects with its error and deletes its sent state once that write has landed', async () => {
+    class FailingBroker extends MemoryBroker {
+      override publish(): Promise<void> {
+        return Promise.reject(new ConnectionError('publish refused'));
+      }
+    }
+    /** A backend whose writes land 50 ms late (after the publish failed); remembers the ids written. */
+    class SlowWrites extends MemoryBackend {
+      readonly ids: string[] = [];
+      override async write(w: StateWrite): Promise<WriteOutcome> {
+        this.ids.push(w.state.id);
+        await new Promise((r) => setTimeout(r, 50));
+        return super.write(w);
+      }
+    }
+    const backend = new SlowWrites();
+    const client = new Client({ broker: new FailingBroker(), backend, logger: silentLogger });
+    await expect(client.send('g', 'x', 1)).rejects.toThrow('publish refused');
+    expect(backend.ids).toHaveLength(1);
+    // Deleted after the late write, not before it (which would leave a `sent` state of a task never published).
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await backend.read(backend.ids[0] as string)).toBeNull();
     await client.close();
   });
 
