@@ -26,8 +26,9 @@ import { GroupFetcher } from './redis-fetch.js';
 import { corkTick } from './redis-cork.js';
 import { ConnectionShare, type SharedConnection } from './redis-shared-connection.js';
 import { emitDurabilityWarning, watchDurability } from './redis-durability.js';
+import { GroupGate } from './redis-group-gate.js';
 import { KeyCache, allKeys, type GroupKeys } from './redis-keys.js';
-import { ScriptKeyCache, type ScriptName } from './redis-script-keys.js';
+import { ScriptKeyCache, fixedKeys, type ScriptName } from './redis-script-keys.js';
 import { ShardPicker, keyShard, markShard, shardCount, shardOf, shardedFeatures, type ShardsOption } from './redis-shards.js';
 import { fetchSharded, splitByShard } from './redis-sharded.js';
 import { callWithWait, checkWaitReplicas, type WaitReplicas } from './redis-replicas.js';
@@ -36,7 +37,7 @@ import { registerScripts, type ScriptedRedis } from './redis-scripts.js';
 import { TickBatches } from './redis-tick-batches.js';
 import { availableAtArg, deliveryGroup, flowArgs, laneArg, positiveMs, publishArgs, stringArray, type PendingPublish } from './redis-values.js';
 import { Waits } from './redis-waits.js';
-import { readWaitReason } from './redis-wait-reason.js';
+import { parseWaitReason } from './redis-wait-reason.js';
 
 export type { RedisBrokerLogger } from './redis-connection.js';
 export type { RedisBrokerOptions } from './redis-options.js';
@@ -103,6 +104,14 @@ export class RedisBroker implements Broker {
   private readonly picker = new ShardPicker();
   /** Replicas every publish waits for (`waitReplicas`). */
   private readonly waitReplicas: WaitReplicas | undefined;
+  /** The shard-count check and the upgrade of the old lane layout (`./redis-group-gate.ts`). */
+  private readonly gate = new GroupGate({
+    recordShards: (group, count) => this.run('shards check', () => this.script('tasukiShards', this.keys.get(group), count)),
+    shardCount: (group) => shardCount(this.shards, group),
+    members: (key) => this.run('upgrade check', () => this.cmd.smembers(key)),
+    migrate: (keys, args) => this.run('upgrade', () => this.cmd.tasukiMigrateLanes(keys.length, ...keys, ...args)),
+    fixed: fixedKeys,
+  });
 
   /** @param options connection, key prefix, connection names, logger */
   constructor(options: RedisBrokerOptions = {}) {
@@ -183,7 +192,9 @@ export class RedisBroker implements Broker {
     }
     // The publishes of one tick to one group travel in one atomic script call; each resolves once
     // Redis holds its message.
-    return this.publishes.add(KeyCache.idOf(group, this.picker.pick(shardCount(this.shards, group), lane)), { at, body, lane });
+    const add = (): Promise<void> => this.publishes.add(KeyCache.idOf(group, this.picker.pick(shardCount(this.shards, group), lane)), { at, body, lane });
+    const check = this.gate.shards(group);
+    return check === undefined ? add() : check.then(add);
   }
 
   /** Publishes every item in one atomic script call (one round trip). */
@@ -196,6 +207,7 @@ export class RedisBroker implements Broker {
       if (typeof item?.body !== 'string') throw new InvalidOptionError('message body must be a string');
       return { at: availableAtArg(item.options?.availableAt), body: item.body, lane: laneArg(item.options) };
     });
+    await this.gate.shards(group);
     // One atomic call per shard (with shards, the batch as a whole is not atomic across them).
     const byShard = splitByShard(pending, shardCount(this.shards, group), this.picker);
     await Promise.all([...byShard].map(([shard, list]) => this.run('publish', () => this.publishScript(this.keys.get(group, shard), list))));
@@ -216,16 +228,17 @@ export class RedisBroker implements Broker {
     const waitMs = options?.waitMs;
     if (typeof waitMs !== 'number' || !(waitMs >= 0)) throw new InvalidOptionError(`waitMs must be a number >= 0, got ${waitMs}`);
     const { signal } = options;
+    await this.gate.shards(group);
     const k = this.keys.get(group);
     const deadline = Date.now() + waitMs;
     const limits = flowArgs(options.flow);
     const n = shardCount(this.shards, group);
     if (n > 1) {
       const ctx = { cmd: this.cmd, waits: this.waits, pool: this.pool, picker: this.picker, keys: (shard: number) => this.keys.get(group, shard),
-        fetchScript: (sk: GroupKeys, m: number) => this.run('fetch', () => this.script('tasukiFetch', sk, m, leaseMs, ...limits)) };
+        fetchScript: (sk: GroupKeys, m: number) => this.run('fetch', () => this.gate.upgraded(sk, () => this.script('tasukiFetch', sk, m, leaseMs, ...limits))) };
       return fetchSharded(ctx, group, n, max, deadline, signal);
     }
-    return this.fetcher.fetch({ group, keys: k, waitMs, deadline, signal, script: () => this.run('fetch', () => this.script('tasukiFetch', k, max, leaseMs, ...limits)) });
+    return this.fetcher.fetch({ group, keys: k, waitMs, deadline, signal, script: () => this.run('fetch', () => this.gate.upgraded(k, () => this.script('tasukiFetch', k, max, leaseMs, ...limits))) });
   }
 
   /**
@@ -319,7 +332,8 @@ export class RedisBroker implements Broker {
     assertName('group', group);
     const all = await Promise.all(
       Array.from({ length: shardCount(this.shards, group) }, async (_, shard) => {
-        const reply = await this.run('counts', () => this.script('tasukiCounts', this.keys.get(group, shard)));
+        const k = this.keys.get(group, shard);
+        const reply = await this.run('counts', () => this.gate.upgraded(k, () => this.script('tasukiCounts', k)));
         if (!Array.isArray(reply) || reply.length !== 4) throw new ConnectionError('unexpected reply of the counts script');
         return reply.map(Number) as [number, number, number, number];
       }),
@@ -328,18 +342,17 @@ export class RedisBroker implements Broker {
     return { ready: sum(0), delayed: sum(1), inFlight: sum(2), dead: sum(3) };
   }
 
-  /** Deletes every key of the group (one DEL: all keys share one hash slot). */
+  /** Deletes every key of the group (one DEL per shard: its keys share one hash slot), after moving any lanes of the old layout into them. */
   async purge(group: string): Promise<void> {
     this.assertOpen();
     assertName('group', group);
     for (let shard = 0; shard < shardCount(this.shards, group); shard++) {
       const k = this.keys.get(group, shard);
-      await this.run('purge', async () => {
-        await this.script('tasukiPurgeFlow', k);
-        await this.cmd.del(...allKeys(k));
-      });
+      await this.gate.upgrade(k, true);
+      await this.run('purge', () => this.cmd.del(...allKeys(k)));
     }
     this.fetcher.forget(group);
+    this.gate.forget(group);
   }
 
   /** Gives no message of `key` in `group` for `ms` (every worker process: the back-off is stored in Redis). */
@@ -358,7 +371,7 @@ export class RedisBroker implements Broker {
     assertName('group', group);
     // A keyed message lives on its key's shard (`./redis-shards.ts`).
     const shard = key === undefined ? 0 : keyShard(shardCount(this.shards, group), key);
-    return this.run('waitReason', () => readWaitReason(this.cmd, this.keys.get(group, shard), key));
+    return parseWaitReason(await this.run('waitReason', () => this.script('tasukiWaitReason', this.keys.get(group, shard), key ?? '')), key);
   }
 
   // ---- internals ---------------------------------------------------------------------------------
