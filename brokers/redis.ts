@@ -10,7 +10,7 @@
  * Where the rest lives: options (`./redis-options.ts`), connections and the operation timeout
  * (`./redis-connection.ts`), the publishes and acks of one tick coalesced into one script call each
  * (`./redis-tick-batches.ts`), the fetch loop and its hints (`./redis-fetch.ts`), dead letters (`./redis-dead-letters.ts`), idle fetches blocking on
- * a pool of connections (`./redis-blocking.ts`),
+ * a pool of connections (`./redis-blocking.ts`), the shard-count check and the upgrade of old lane data (`./redis-group-gate.ts`),
  * abortable waits (`./redis-waits.ts`), argument checks and reply parsing (`./redis-values.ts`), the
  * check of the server's persistence and eviction settings (`./redis-durability.ts`). This file holds
  * the broker class: its life cycle and the operations of the `Broker` interface.
@@ -30,12 +30,12 @@ import { GroupGate } from './redis-group-gate.js';
 import { KeyCache, allKeys, type GroupKeys } from './redis-keys.js';
 import { ScriptKeyCache, fixedKeys, type ScriptName } from './redis-script-keys.js';
 import { ShardPicker, keyShard, markShard, shardCount, shardOf, shardedFeatures, type ShardsOption } from './redis-shards.js';
-import { fetchSharded, splitByShard } from './redis-sharded.js';
+import { fetchSharded, splitByShard, tokensByShard } from './redis-sharded.js';
 import { callWithWait, checkWaitReplicas, type WaitReplicas } from './redis-replicas.js';
 import { brokerSettings, type RedisBrokerOptions } from './redis-options.js';
 import { registerScripts, type ScriptedRedis } from './redis-scripts.js';
 import { TickBatches } from './redis-tick-batches.js';
-import { availableAtArg, deliveryGroup, flowArgs, laneArg, positiveMs, publishArgs, stringArray, type PendingPublish } from './redis-values.js';
+import { availableAtArg, deliveryGroup, flowArgs, laneArg, positiveMs, publishArgs, stringArray, sumCounts, type PendingPublish } from './redis-values.js';
 import { Waits } from './redis-waits.js';
 import { parseWaitReason } from './redis-wait-reason.js';
 
@@ -280,17 +280,8 @@ export class RedisBroker implements Broker {
   async extend(deliveries: ReadonlyArray<Delivery>, leaseMs: number): Promise<string[]> {
     this.assertOpen();
     const ms = positiveMs('leaseMs', leaseMs);
-    const byShard = new Map<string, string[]>();
-    for (const d of deliveries) {
-      const g = deliveryGroup(d);
-      const { shard, local } = shardOf(d.token);
-      const id = KeyCache.idOf(g, shard);
-      const tokens = byShard.get(id) ?? [];
-      tokens.push(local);
-      byShard.set(id, tokens);
-    }
     const lost = await Promise.all(
-      [...byShard].map(async ([id, tokens]) => {
+      [...tokensByShard(deliveries)].map(async ([id, tokens]) => {
         const shard = this.keys.forId(id).shard;
         const reply = await this.run('extend', () => this.script('tasukiExtend', this.keys.forId(id), ms, ...tokens));
         return stringArray(reply, 'extend').map((t) => markShard(shard, t));
@@ -330,16 +321,13 @@ export class RedisBroker implements Broker {
   async counts(group: string): Promise<QueueCounts> {
     this.assertOpen();
     assertName('group', group);
-    const all = await Promise.all(
-      Array.from({ length: shardCount(this.shards, group) }, async (_, shard) => {
+    const replies = await Promise.all(
+      Array.from({ length: shardCount(this.shards, group) }, (_, shard) => {
         const k = this.keys.get(group, shard);
-        const reply = await this.run('counts', () => this.gate.upgraded(k, () => this.script('tasukiCounts', k)));
-        if (!Array.isArray(reply) || reply.length !== 4) throw new ConnectionError('unexpected reply of the counts script');
-        return reply.map(Number) as [number, number, number, number];
+        return this.run('counts', () => this.gate.upgraded(k, () => this.script('tasukiCounts', k)));
       }),
     );
-    const sum = (i: number): number => all.reduce((s, c) => s + c[i]!, 0);
-    return { ready: sum(0), delayed: sum(1), inFlight: sum(2), dead: sum(3) };
+    return sumCounts(replies);
   }
 
   /** Deletes every key of the group (one DEL per shard: its keys share one hash slot), after moving any lanes of the old layout into them. */
