@@ -6,15 +6,23 @@
  * the usual path allocates nothing.
  */
 import type { GroupKeys } from './redis-keys.js';
-import { LegacyLanes, type LegacyLanesContext } from './redis-legacy-lanes.js';
+import { LegacyLanes } from './redis-legacy-lanes.js';
+import { fixedKeys, type ScriptName } from './redis-script-keys.js';
+import type { ScriptedRedis } from './redis-scripts.js';
 import { ShardsCheck } from './redis-shards-check.js';
 
 /** What the gate needs of its broker. */
-export interface GroupGateContext extends LegacyLanesContext {
-  /** Runs the `shards` script of `group` (its shard 0) with `count`; resolves with the recorded count. */
-  recordShards(group: string, count: number): Promise<unknown>;
+export interface GroupGateContext {
+  /** The broker's command connection (read when used: the broker builds it after the gate). */
+  cmd(): ScriptedRedis;
   /** The configured shard count of `group`. */
   shardCount(group: string): number;
+  /** The keys of shard 0 of `group`. */
+  keys(group: string): GroupKeys;
+  /** Calls script `name` with the keys it declares for `k`, then `args`. */
+  script(name: ScriptName, k: GroupKeys, ...args: Array<string | number>): Promise<unknown>;
+  /** Runs one Redis operation, turning driver failures into typed errors. */
+  run<T>(what: string, op: () => Promise<T>): Promise<T>;
 }
 
 /** The checks of a broker before it works on a group (see the module comment). */
@@ -25,10 +33,15 @@ export class GroupGate {
   /** @param ctx commands of the broker */
   constructor(ctx: GroupGateContext) {
     this.shardsCheck = new ShardsCheck(
-      (group, count) => ctx.recordShards(group, count),
+      (group, count) => ctx.run('shards check', () => ctx.script('tasukiShards', ctx.keys(group), count)),
       (group) => ctx.shardCount(group),
     );
-    this.legacy = new LegacyLanes(ctx);
+    this.legacy = new LegacyLanes({
+      members: (key) => ctx.run('upgrade check', () => ctx.cmd().smembers(key)),
+      migrate: (keys, args) => ctx.run('upgrade', () => ctx.cmd().tasukiMigrateLanes(keys.length, ...keys, ...args)),
+      fixed: fixedKeys,
+      unparkIdle: (k) => ctx.run('upgrade', () => ctx.script('tasukiUnparkIdle', k)),
+    });
   }
 
   /** The shard-count check of `group` when it is still to be done (rejects with `ShardsMismatchError`). */

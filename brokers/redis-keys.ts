@@ -25,19 +25,21 @@
  * |-----------------------------------|--------|------------------------------------------------------------|
  * | `<prefix>:{<group>}:meta`         | HASH   | id → lane (level digit + key) of messages with a priority or key |
  * | `<prefix>:{<group>}:lanelist`     | ZSET   | ready entries of every lane but `5` (that is `ready`), all scored 0: `<lane>\0<order><entry>` |
- * | `<prefix>:{<group>}:lanes`        | ZSET   | servable lanes → (9 − level)·2^44 + turn                   |
- * | `<prefix>:{<group>}:tpark`        | ZSET   | lanes parked until a time (key back-off, key rate)         |
+ * | `<prefix>:{<group>}:serving`      | ZSET   | servable lanes → (9 − level)·2^44 + turn                   |
+ * | `<prefix>:{<group>}:timepark`     | ZSET   | lanes parked until a time (key back-off, key rate)         |
  * | `<prefix>:{<group>}:cpark`        | ZSET   | lanes parked at their key's concurrency bound, all scored 0: `<key>\0<lane>` |
  * | `<prefix>:{<group>}:running`      | HASH   | key → deliveries in flight                                 |
  * | `<prefix>:{<group>}:kstate`       | HASH   | `g` group bucket, `b<key>` key bucket (`tokens:at`), `o<key>` back-off until, `gn` next group token while empty |
  * | `<prefix>:{<group>}:kidle`        | ZSET   | `kstate` field → when it is stale (key bucket full, back-off over); dropped by fetch |
  * | `<prefix>:{<group>}:turn`         | STRING | round-robin turn counter                                   |
  *
- * Before this layout (tasuki 0.1.0 and earlier builds) each lane was a LIST `lane:<lane>`, listed in the
- * SET `laneset`, and each key's concurrency-parked lanes a SET `cpark:<key>`: keys named inside the
- * scripts. A broker moves such data into `lanelist` / `cpark` on its first use of a group and every
- * few seconds while `laneset` exists (`./redis-legacy-lanes.ts`, the only script whose `KEYS` are
- * not all fixed: it declares the old keys it empties).
+ * Before this layout (tasuki 0.1.0) each lane was a LIST `lane:<lane>`, listed in the SET `laneset`,
+ * and each key's concurrency-parked lanes a SET `cpark:<key>`: keys named inside the scripts; the
+ * servable and time-parked lanes were the ZSETs `lanes` and `tpark`. The new layout uses other names
+ * for those two, so that processes of both versions can run side by side during a rolling deploy,
+ * each serving its own lanes. A broker moves old data into the new keys on its first use of a group
+ * and every few seconds on fetch (`./redis-legacy-lanes.ts`: the only script whose `KEYS` are not
+ * all fixed: it also declares the old keys it empties).
  */
 
 /** The fixed keys of one group: name → suffix after the group's base `<prefix>:{<group>}:`. */
@@ -54,15 +56,19 @@ export const KEY_SUFFIXES = {
   shards: 'shards',
   meta: 'meta',
   lanelist: 'lanelist',
-  lanes: 'lanes',
-  tpark: 'tpark',
+  lanes: 'serving',
+  tpark: 'timepark',
   cpark: 'cpark',
   running: 'running',
   kstate: 'kstate',
   kidle: 'kidle',
   turn: 'turn',
-  /** The SET of lanes of the layout before `lanelist` (read and emptied by the upgrade only). */
+  /** The layout before `lanelist` (read and emptied by the upgrade only): the SET of non-empty lanes, */
   laneset: 'laneset',
+  /** … its servable lanes, */
+  oldLanes: 'lanes',
+  /** … and its lanes parked until a time. */
+  oldTpark: 'tpark',
 } as const;
 
 /** The name of a fixed key of a group (see {@link KEY_SUFFIXES}). */

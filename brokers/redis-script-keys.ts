@@ -30,6 +30,7 @@ export const SCRIPT_KEYS = {
   tasukiBackoffKey: ['kstate', 'kidle'],
   tasukiWaitReason: ['kstate', 'tpark', 'cpark'],
   tasukiShards: ['shards'],
+  tasukiUnparkIdle: ['cpark', 'running', 'lanes', 'turn', 'wake'],
 } as const satisfies Record<string, readonly KeyName[]>;
 
 /** A script command name of the broker. */

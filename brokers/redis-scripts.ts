@@ -13,7 +13,7 @@
  * so that a blocked fetch recomputes how long it may sleep.
  */
 import { ACK, ACK_MANY, BACKOFF_KEY, COUNTS, DEAD_LETTER, DELETE_DEAD, FETCH, PUBLISH_FLOW, REDRIVE_DEAD, RELEASE, RETRY, WAIT_REASON } from './redis-lane-scripts.js';
-import { MIGRATE_FIXED_KEYS, MIGRATE_LANES } from './redis-legacy-lanes.js';
+import { MIGRATE_FIXED_KEYS, MIGRATE_LANES, UNPARK_IDLE } from './redis-legacy-lanes.js';
 import { HELPERS } from './redis-lua.js';
 import { SCRIPT_KEYS, keyPrologue, type ScriptName } from './redis-script-keys.js';
 import { SHARDS } from './redis-shards-check.js';
@@ -111,6 +111,7 @@ const BODIES: { readonly [N in ScriptName]: string } = {
   tasukiBackoffKey: BACKOFF_KEY,
   tasukiWaitReason: WAIT_REASON,
   tasukiShards: SHARDS,
+  tasukiUnparkIdle: UNPARK_IDLE,
 };
 
 /** The name of the one script whose number of keys varies (the first argument gives it). */

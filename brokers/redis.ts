@@ -28,7 +28,7 @@ import { ConnectionShare, type SharedConnection } from './redis-shared-connectio
 import { emitDurabilityWarning, watchDurability } from './redis-durability.js';
 import { GroupGate } from './redis-group-gate.js';
 import { KeyCache, allKeys, type GroupKeys } from './redis-keys.js';
-import { ScriptKeyCache, fixedKeys, type ScriptName } from './redis-script-keys.js';
+import { ScriptKeyCache, type ScriptName } from './redis-script-keys.js';
 import { ShardPicker, keyShard, markShard, shardCount, shardOf, shardedFeatures, type ShardsOption } from './redis-shards.js';
 import { fetchSharded, splitByShard, tokensByShard } from './redis-sharded.js';
 import { callWithWait, checkWaitReplicas, type WaitReplicas } from './redis-replicas.js';
@@ -106,12 +106,10 @@ export class RedisBroker implements Broker {
   private readonly waitReplicas: WaitReplicas | undefined;
   /** The shard-count check and the upgrade of the old lane layout (`./redis-group-gate.ts`). */
   private readonly gate = new GroupGate({
-    recordShards: (group, count) => this.run('shards check', () => this.script('tasukiShards', this.keys.get(group), count)),
-    shardCount: (group) => shardCount(this.shards, group),
-    members: (key) => this.run('upgrade check', () => this.cmd.smembers(key)),
-    migrate: (keys, args) => this.run('upgrade', () => this.cmd.tasukiMigrateLanes(keys.length, ...keys, ...args)),
-    fixed: fixedKeys,
+    cmd: () => this.cmd, shardCount: (group) => shardCount(this.shards, group), keys: (group) => this.keys.get(group),
+    script: (name, k, ...args) => this.script(name, k, ...args), run: (what, op) => this.run(what, op),
   });
+
 
   /** @param options connection, key prefix, connection names, logger */
   constructor(options: RedisBrokerOptions = {}) {

@@ -186,6 +186,40 @@ it('what an old-version process writes after the upgrade is moved too (rolling d
   expect(await groupKeys(group)).toEqual([]);
 });
 
+it('old-version workers beside new ones: a lane the new layout parked on a key an old worker settles is served again by the next check', async () => {
+  const group = `mix-${randomUUID().slice(0, 8)}`;
+  const old = oldLayout(group);
+  const r = ns.admin;
+  // An old worker holds o1 of key k (its take, by hand: the old fetch's commands); z1 waits in the old layout.
+  const o1 = await old.publish('o1', '5k');
+  await r.lpop(`${old.base}lane:5k`);
+  await r.srem(`${old.base}laneset`, '5k');
+  await r.zrem(`${old.base}lanes`, '5k');
+  await r.hincrby(`${old.base}running`, 'k', 1);
+  await r.zadd(`${old.base}lease`, Date.now() + 600_000, `${o1}:1:k`);
+  await old.publish('z1', '5z');
+
+  const b = broker();
+  const flow = { keyConcurrency: 1 };
+  await b.publish(group, 'n1', { key: 'k' });
+  // z1 moved and served; n1's lane parked: key k is at its bound (o1 in flight).
+  expect((await b.fetch(group, 5, { leaseMs: 30_000, waitMs: 0, flow })).map((d) => d.body)).toEqual(['z1']);
+  // The old worker acks o1: the old ack frees key k but releases only the old layout's parked lanes.
+  await r.zrem(`${old.base}lease`, `${o1}:1:k`);
+  await r.hdel(`${old.base}body`, o1);
+  await r.hdel(`${old.base}running`, 'k');
+  await r.hdel(`${old.base}meta`, o1);
+  expect(await b.fetch(group, 5, { leaseMs: 30_000, waitMs: 0, flow })).toEqual([]);
+  // The next check (old lanes were seen lately) serves the lane again.
+  let now = Date.now();
+  vi.spyOn(Date, 'now').mockImplementation(() => now);
+  now += LEGACY_CHECK_MS + 1;
+  const [n1] = await b.fetch(group, 5, { leaseMs: 30_000, waitMs: 0, flow });
+  expect(n1?.body).toBe('n1');
+  await b.purge(group);
+  expect(await groupKeys(group)).toEqual([]);
+});
+
 it('a broker with another shards count for a group than the one recorded gets ShardsMismatchError naming both', async () => {
   const group = `sh-${randomUUID().slice(0, 8)}`;
   const two = broker({ [group]: 2 });
