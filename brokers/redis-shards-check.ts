@@ -20,8 +20,9 @@ const MAX_GROUPS = 1000;
 
 /** Checks a group's shard count once per broker (see the module comment). */
 export class ShardsCheck {
-  /** Groups checked (or being checked) with their outcome. */
+  /** Checks in flight, by group (concurrent first uses share one). */
   private readonly done = new Map<string, Promise<void>>();
+  /** Groups whose count matched. */
   private readonly ok = new Set<string>();
 
   /**
