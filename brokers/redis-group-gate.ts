@@ -54,6 +54,16 @@ export class GroupGate {
     return this.legacy.due(k, force);
   }
 
+  /**
+   * Runs `op` (a fetch script call on the group shard `k`) after the shard-count check of `group`
+   * and the upgrade check of `k` when they are due. Called where the fetch loop calls its script, so
+   * that a fetch while Redis is unreachable still waits for the reconnect first.
+   */
+  fetching<T>(group: string, k: GroupKeys, op: () => Promise<T>): Promise<T> {
+    const check = this.shardsCheck.check(group);
+    return check === undefined ? this.upgraded(k, op) : check.then(() => this.upgraded(k, op));
+  }
+
   /** Runs `op` after the upgrade check of `k` when one is due. */
   upgraded<T>(k: GroupKeys, op: () => Promise<T>): Promise<T> {
     const due = this.legacy.due(k);

@@ -226,17 +226,16 @@ export class RedisBroker implements Broker {
     const waitMs = options?.waitMs;
     if (typeof waitMs !== 'number' || !(waitMs >= 0)) throw new InvalidOptionError(`waitMs must be a number >= 0, got ${waitMs}`);
     const { signal } = options;
-    await this.gate.shards(group);
     const k = this.keys.get(group);
     const deadline = Date.now() + waitMs;
     const limits = flowArgs(options.flow);
     const n = shardCount(this.shards, group);
     if (n > 1) {
       const ctx = { cmd: this.cmd, waits: this.waits, pool: this.pool, picker: this.picker, keys: (shard: number) => this.keys.get(group, shard),
-        fetchScript: (sk: GroupKeys, m: number) => this.run('fetch', () => this.gate.upgraded(sk, () => this.script('tasukiFetch', sk, m, leaseMs, ...limits))) };
+        fetchScript: (sk: GroupKeys, m: number) => this.run('fetch', () => this.gate.fetching(group, sk, () => this.script('tasukiFetch', sk, m, leaseMs, ...limits))) };
       return fetchSharded(ctx, group, n, max, deadline, signal);
     }
-    return this.fetcher.fetch({ group, keys: k, waitMs, deadline, signal, script: () => this.run('fetch', () => this.gate.upgraded(k, () => this.script('tasukiFetch', k, max, leaseMs, ...limits))) });
+    return this.fetcher.fetch({ group, keys: k, waitMs, deadline, signal, script: () => this.run('fetch', () => this.gate.fetching(group, k, () => this.script('tasukiFetch', k, max, leaseMs, ...limits))) });
   }
 
   /**
