@@ -11,5 +11,7 @@ export default defineConfig({
     maxWorkers: 3,
     minWorkers: 1,
     reporters: ['default'],
+    // TASUKI_REDIS_KEY_CHECK=1: every Redis broker script checks that it touches declared keys only.
+    setupFiles: ['test/helpers/redis-key-check-setup.ts'],
   },
 });

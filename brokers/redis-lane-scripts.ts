@@ -1,12 +1,13 @@
 /**
  * The Redis broker's scripts that know about flow control (priorities, keys, limits; see
- * `FLOW_HELPERS` in `./redis-lua.ts`). Each declares its keys as listed in `./redis-script-keys.ts`. A
+ * `FLOW_HELPERS` in `./redis-flow-lua.ts`). Each declares its keys as listed in `./redis-script-keys.ts`. A
  * group that never used a priority, a key or a limit has no `meta` hash: fetch then runs the plain
  * path (the code of before, plus one EXISTS), and settling a plain delivery (token without a flow
  * flag) runs the code of before plus one check of its token's last character. The flow helpers are
  * Lua local functions defined inside the flow branches, so a plain call does not even create them.
  */
-import { FLOW_HELPERS, HELPERS } from './redis-lua.js';
+import { FLOW_HELPERS } from './redis-flow-lua.js';
+import { HELPERS } from './redis-lua.js';
 
 const ALL = `${HELPERS}${FLOW_HELPERS}`;
 
@@ -275,8 +276,7 @@ local ready = 0
 if redis.call('EXISTS', K.meta) == 1 then
   maintain_flow(now_ms())
   top_up_wake_flow()
-  local lanes = redis.call('SMEMBERS', K.laneset)
-  for i = 1, #lanes do ready = ready + redis.call('LLEN', lane_key(lanes[i])) end
+  ready = redis.call('ZCARD', K.lanelist)
 else
   maintain(K.ready, K.delayed, K.lease, now_ms())
   top_up_wake(K.ready, K.wake)
@@ -305,7 +305,8 @@ for i = 1, n do
     redis.call('ZADD', K.delayed, at, id)
     any_delayed = true
   else
-    push_ready(id, m, false)
+    -- The new id is a fresh value of seq: it orders the entry in its lane.
+    push_ready(id, m, false, last - n + i)
     any_ready = true
   end
 end
@@ -329,16 +330,26 @@ return untilMs
 `;
 
 /**
- * purgeFlow — deletes the lanes and per-key parking sets of a group (the broker then deletes its
- * fixed keys). KEYS: see `SCRIPT_KEYS`. Returns how many lanes were deleted.
+ * waitReason — why ready tasks of a key (or keyless ones) are held back, read-only (see
+ * `./redis-wait-reason.ts`). KEYS: see `SCRIPT_KEYS`. ARGV: key ('' for keyless). Returns `{}` or
+ * `{reason, until}` (until -1: none).
  */
-export const PURGE_FLOW = `${ALL}
-local lanes = redis.call('SMEMBERS', K.laneset)
-for i = 1, #lanes do
-  local m = lanes[i]
-  redis.call('DEL', lane_key(m))
-  local key = string.sub(m, 2)
-  if key ~= '' then redis.call('DEL', BASE .. 'cpark:' .. key) end
+export const WAIT_REASON = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local key = ARGV[1]
+if key ~= '' then
+  local off = tonumber(redis.call('HGET', K.kstate, 'o' .. key) or '0')
+  if off > now then return {'key-paused', off} end
+  if redis.call('ZLEXCOUNT', K.cpark, '[' .. key .. '\\0', '(' .. key .. '\\1') > 0 then return {'key-concurrency', -1} end
+  local best = -1
+  for lv = 0, 9 do
+    local s = tonumber(redis.call('ZSCORE', K.tpark, lv .. key) or '0')
+    if s > now and (best < 0 or s < best) then best = s end
+  end
+  if best > 0 then return {'key-rate-limit', best} end
 end
-return #lanes
+local gn = tonumber(redis.call('HGET', K.kstate, 'gn') or '0')
+if gn > now then return {'rate-limit', gn} end
+return {}
 `;

@@ -1,41 +1,45 @@
 /**
- * Which fixed keys of a group each script of the Redis broker touches, in the order of its `KEYS`.
- * Every script starts with a prologue that names them (`K.ready`, `K.lease`, …) and derives the
- * group's base from its first key (for the per-lane lists and per-key parking sets, named after a
- * priority and key); a helper that touches a key its script did not declare fails loudly (nil key).
+ * Which fixed keys of a group each script of the Redis broker touches, in the order of its `KEYS`:
+ * every key a script touches is one of them (no key is named inside a script; the upgrade script
+ * of `./redis-legacy-lanes.ts` also declares the old keys it empties). Every script starts with a
+ * prologue that names them (`K.ready`, `K.lease`, …); a helper that touches a key its script did
+ * not declare fails loudly (nil key). `test/helpers/redis-key-check.ts` checks it at run time.
  */
-import { KEY_SUFFIXES, type GroupKeys, type KeyName } from './redis-keys.js';
+import type { GroupKeys, KeyName } from './redis-keys.js';
 
 /** Keys settling a flagged delivery may touch (its key's running count and parked lanes, wake-up). */
-const SETTLE: readonly KeyName[] = ['meta', 'running', 'lanes', 'turn', 'wake'];
+const SETTLE: readonly KeyName[] = ['meta', 'running', 'lanes', 'cpark', 'turn', 'wake'];
+/** Keys putting an entry back into its lane touches (besides SETTLE's). */
+const PUSH: readonly KeyName[] = ['ready', 'lanelist', 'seq'];
 
 /** The declared keys of every script, by command name. */
 export const SCRIPT_KEYS = {
   tasukiPublish: ['ready', 'delayed', 'body', 'wake', 'seq'],
-  tasukiFetch: ['ready', 'delayed', 'lease', 'body', 'wake', 'seq', 'meta', 'lanes', 'laneset', 'tpark', 'running', 'kstate', 'kidle', 'turn'],
+  tasukiFetch: ['ready', 'delayed', 'lease', 'body', 'wake', 'seq', 'meta', 'lanelist', 'lanes', 'tpark', 'cpark', 'running', 'kstate', 'kidle', 'turn'],
   tasukiAck: ['lease', 'body', ...SETTLE],
   tasukiAckMany: ['lease', 'body', ...SETTLE],
-  tasukiRetry: ['lease', 'body', 'ready', 'delayed', 'laneset', ...SETTLE],
-  tasukiRelease: ['lease', 'ready', 'laneset', ...SETTLE],
+  tasukiRetry: ['lease', 'body', 'delayed', ...PUSH, ...SETTLE],
+  tasukiRelease: ['lease', ...PUSH, ...SETTLE],
   tasukiExtend: ['lease'],
   tasukiDeadLetter: ['lease', 'body', 'dead', 'deadBody', 'deadReason', ...SETTLE],
   tasukiListDead: ['dead', 'deadBody', 'deadReason'],
-  tasukiRedriveDead: ['dead', 'deadBody', 'deadReason', 'body', 'ready', 'wake', 'meta', 'lanes', 'laneset', 'turn'],
+  tasukiRedriveDead: ['dead', 'deadBody', 'deadReason', 'body', 'wake', 'meta', 'lanes', 'turn', ...PUSH],
   tasukiDeleteDead: ['dead', 'deadBody', 'deadReason', 'meta'],
-  tasukiCounts: ['ready', 'delayed', 'lease', 'dead', 'wake', 'meta', 'lanes', 'laneset', 'tpark', 'running', 'kstate', 'kidle', 'turn'],
-  tasukiPublishFlow: ['ready', 'delayed', 'body', 'wake', 'seq', 'meta', 'lanes', 'laneset', 'turn'],
+  tasukiCounts: ['ready', 'delayed', 'lease', 'dead', 'wake', 'seq', 'meta', 'lanelist', 'lanes', 'tpark', 'cpark', 'running', 'kstate', 'kidle', 'turn'],
+  tasukiPublishFlow: ['ready', 'delayed', 'body', 'wake', 'seq', 'meta', 'lanelist', 'lanes', 'turn'],
   tasukiBackoffKey: ['kstate', 'kidle'],
-  tasukiPurgeFlow: ['ready', 'laneset'],
+  tasukiWaitReason: ['kstate', 'tpark', 'cpark'],
+  tasukiShards: ['shards'],
+  tasukiUnparkIdle: ['cpark', 'running', 'lanes', 'turn', 'wake'],
 } as const satisfies Record<string, readonly KeyName[]>;
 
 /** A script command name of the broker. */
 export type ScriptName = keyof typeof SCRIPT_KEYS;
 
-/** The Lua prologue of a script declaring `names`: `local K = {…}` and `local BASE`. */
+/** The Lua prologue of a script declaring `names`: `local K = {…}`. */
 export function keyPrologue(names: readonly KeyName[]): string {
   const fields = names.map((n, i) => `${n} = KEYS[${i + 1}]`).join(', ');
-  const first = names[0] as KeyName;
-  return `local K = { ${fields} }\nlocal BASE = string.sub(KEYS[1], 1, #KEYS[1] - ${KEY_SUFFIXES[first].length})\n`;
+  return `local K = { ${fields} }\n`;
 }
 
 /** The `KEYS` of each script for each group (shard), built once (kept as long as its key names are). */
@@ -51,9 +55,14 @@ export class ScriptKeyCache {
     }
     let keys = byScript.get(name);
     if (keys === undefined) {
-      keys = (SCRIPT_KEYS[name] as readonly KeyName[]).map((n) => k[n]);
+      keys = fixedKeys(k, SCRIPT_KEYS[name]);
       byScript.set(name, keys);
     }
     return keys;
   }
+}
+
+/** The names `names` of fixed keys of the group (shard) of `k`. */
+export function fixedKeys(k: GroupKeys, names: readonly KeyName[]): string[] {
+  return names.map((n) => k[n]);
 }

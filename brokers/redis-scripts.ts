@@ -12,9 +12,11 @@
  * cost at most one extra round trip. Publishing a delayed message adds one marker when there is none,
  * so that a blocked fetch recomputes how long it may sleep.
  */
-import { ACK, ACK_MANY, BACKOFF_KEY, COUNTS, DEAD_LETTER, DELETE_DEAD, FETCH, PUBLISH_FLOW, PURGE_FLOW, REDRIVE_DEAD, RELEASE, RETRY } from './redis-lane-scripts.js';
+import { ACK, ACK_MANY, BACKOFF_KEY, COUNTS, DEAD_LETTER, DELETE_DEAD, FETCH, PUBLISH_FLOW, REDRIVE_DEAD, RELEASE, RETRY, WAIT_REASON } from './redis-lane-scripts.js';
+import { MIGRATE_FIXED_KEYS, MIGRATE_LANES, UNPARK_IDLE } from './redis-legacy-lanes.js';
 import { HELPERS } from './redis-lua.js';
 import { SCRIPT_KEYS, keyPrologue, type ScriptName } from './redis-script-keys.js';
+import { SHARDS } from './redis-shards-check.js';
 import type { RedisClient } from './redis-cluster.js';
 
 export { MAINTENANCE_BATCH, WAKE_CAP } from './redis-lua.js';
@@ -113,25 +115,40 @@ const BODIES: { readonly [N in ScriptName]: string } = {
   tasukiCounts: COUNTS,
   tasukiPublishFlow: PUBLISH_FLOW,
   tasukiBackoffKey: BACKOFF_KEY,
-  tasukiPurgeFlow: PURGE_FLOW,
+  tasukiWaitReason: WAIT_REASON,
+  tasukiShards: SHARDS,
+  tasukiUnparkIdle: UNPARK_IDLE,
 };
+
+/** The name of the one script whose number of keys varies (the first argument gives it). */
+export type DynamicScriptName = 'tasukiMigrateLanes';
+
+/** A script definition as passed to ioredis `defineCommand` (no `numberOfKeys`: the first argument gives it). */
+export interface ScriptDefinition {
+  numberOfKeys?: number;
+  lua: string;
+  readOnly?: boolean;
+}
 
 /**
  * Script definitions by command name, as passed to ioredis `defineCommand`: the prologue naming the
- * declared keys (`./redis-script-keys.ts`), then the body.
+ * declared keys (`./redis-script-keys.ts`), then the body. Every script the broker runs is here.
  */
-export const SCRIPTS: { readonly [N in ScriptName]: { numberOfKeys: number; lua: string; readOnly?: boolean } } = Object.fromEntries(
-  (Object.keys(BODIES) as ScriptName[]).map((name) => [
-    name,
-    { numberOfKeys: SCRIPT_KEYS[name].length, lua: keyPrologue(SCRIPT_KEYS[name]) + BODIES[name], ...(name === 'tasukiListDead' ? { readOnly: true } : {}) },
-  ]),
-) as { readonly [N in ScriptName]: { numberOfKeys: number; lua: string; readOnly?: boolean } };
+export const SCRIPTS: { readonly [N in ScriptName | DynamicScriptName]: ScriptDefinition } = {
+  ...(Object.fromEntries(
+    (Object.keys(BODIES) as ScriptName[]).map((name) => [
+      name,
+      { numberOfKeys: SCRIPT_KEYS[name].length, lua: keyPrologue(SCRIPT_KEYS[name]) + BODIES[name], ...(name === 'tasukiListDead' || name === 'tasukiWaitReason' ? { readOnly: true } : {}) },
+    ]),
+  ) as { readonly [N in ScriptName]: ScriptDefinition }),
+  tasukiMigrateLanes: { lua: keyPrologue(MIGRATE_FIXED_KEYS) + MIGRATE_LANES },
+};
 
 /** A script command: keys first (as many as its `numberOfKeys`), then arguments. */
 export type ScriptCommand = (...keysAndArgs: Array<string | number>) => Promise<unknown>;
 
 /** The script commands added to a connection by {@link registerScripts}. */
-export type TasukiScripts = { readonly [K in ScriptName]: ScriptCommand };
+export type TasukiScripts = { readonly [K in ScriptName | DynamicScriptName]: ScriptCommand };
 
 /** An ioredis connection with the tasuki scripts defined. */
 export type ScriptedRedis = RedisClient & TasukiScripts;

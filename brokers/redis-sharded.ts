@@ -7,9 +7,9 @@
 import type { DeadLetter, Delivery } from '../src/broker.js';
 import { ConnectionError } from '../src/errors.js';
 import type { BlockingPool } from './redis-blocking.js';
-import type { GroupKeys } from './redis-keys.js';
+import { KeyCache, type GroupKeys } from './redis-keys.js';
 import { markShard, shardOf, type ShardPicker } from './redis-shards.js';
-import { parseFetchReply, parseReason } from './redis-values.js';
+import { deliveryGroup, parseFetchReply, parseReason } from './redis-values.js';
 import type { Waits } from './redis-waits.js';
 import type { RedisClient } from './redis-cluster.js';
 
@@ -96,6 +96,19 @@ export async function onShards(n: number, keys: (shard: number) => GroupKeys, id
   }
   const counts = await Promise.all([...byShard].map(([shard, list]) => op(keys(shard), list)));
   return counts.reduce<number>((s, c) => s + Number(c), 0);
+}
+
+/** The tokens of `deliveries` as their scripts know them, by group shard id (`KeyCache.idOf`). */
+export function tokensByShard(deliveries: ReadonlyArray<Delivery>): Map<string, string[]> {
+  const byShard = new Map<string, string[]>();
+  for (const d of deliveries) {
+    const { shard, local } = shardOf(d.token);
+    const id = KeyCache.idOf(deliveryGroup(d), shard);
+    const tokens = byShard.get(id);
+    if (tokens === undefined) byShard.set(id, [local]);
+    else tokens.push(local);
+  }
+  return byShard;
 }
 
 /** Groups `items` by the shard each goes to (all in shard 0 when there is one). */

@@ -2,7 +2,7 @@
  * Argument checks and script reply parsing of the Redis broker: what goes into a script call and
  * what comes back out of one, validated with typed errors.
  */
-import type { DeadLetterReason, Delivery, FetchLimits, PublishOptions } from '../src/broker.js';
+import type { DeadLetterReason, Delivery, FetchLimits, PublishOptions, QueueCounts } from '../src/broker.js';
 import { DEFAULT_PRIORITY, checkKey, checkPriority } from '../src/limits.js';
 import { ConnectionError, InvalidOptionError } from '../src/errors.js';
 import { assertName } from '../src/names.js';
@@ -78,6 +78,16 @@ export function flowArgs(flow: FetchLimits | undefined): number[] {
     flow.keyConcurrency ?? 0,
     k ? k.limit : 0, k ? k.periodMs : 1, k ? (k.burst ?? k.limit) : 1,
   ];
+}
+
+/** The counts of a group from the replies of the counts script of each of its shards (`{ready, delayed, inFlight, dead}`). */
+export function sumCounts(replies: ReadonlyArray<unknown>): QueueCounts {
+  const sum = [0, 0, 0, 0];
+  for (const reply of replies) {
+    if (!Array.isArray(reply) || reply.length !== 4) throw new ConnectionError('unexpected reply of the counts script');
+    for (let i = 0; i < 4; i++) sum[i]! += Number(reply[i]);
+  }
+  return { ready: sum[0]!, delayed: sum[1]!, inFlight: sum[2]!, dead: sum[3]! };
 }
 
 /** Parses a stored dead-letter reason (tolerates foreign or damaged values). */

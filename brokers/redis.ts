@@ -10,7 +10,7 @@
  * Where the rest lives: options (`./redis-options.ts`), connections and the operation timeout
  * (`./redis-connection.ts`), the publishes and acks of one tick coalesced into one script call each
  * (`./redis-tick-batches.ts`), the fetch loop and its hints (`./redis-fetch.ts`), dead letters (`./redis-dead-letters.ts`), idle fetches blocking on
- * a pool of connections (`./redis-blocking.ts`),
+ * a pool of connections (`./redis-blocking.ts`), the shard-count check and the upgrade of old lane data (`./redis-group-gate.ts`),
  * abortable waits (`./redis-waits.ts`), argument checks and reply parsing (`./redis-values.ts`), the
  * check of the server's persistence and eviction settings (`./redis-durability.ts`). This file holds
  * the broker class: its life cycle and the operations of the `Broker` interface.
@@ -26,17 +26,18 @@ import { GroupFetcher } from './redis-fetch.js';
 import { corkTick } from './redis-cork.js';
 import { ConnectionShare, type SharedConnection } from './redis-shared-connection.js';
 import { emitDurabilityWarning, watchDurability } from './redis-durability.js';
+import { GroupGate } from './redis-group-gate.js';
 import { KeyCache, allKeys, type GroupKeys } from './redis-keys.js';
 import { ScriptKeyCache, type ScriptName } from './redis-script-keys.js';
 import { ShardPicker, keyShard, markShard, shardCount, shardOf, shardedFeatures, type ShardsOption } from './redis-shards.js';
-import { fetchSharded, splitByShard } from './redis-sharded.js';
+import { fetchSharded, splitByShard, tokensByShard } from './redis-sharded.js';
 import { callWithWait, checkWaitReplicas, type WaitReplicas } from './redis-replicas.js';
 import { brokerSettings, type RedisBrokerOptions } from './redis-options.js';
 import { registerScripts, type ScriptedRedis } from './redis-scripts.js';
 import { TickBatches } from './redis-tick-batches.js';
-import { availableAtArg, deliveryGroup, flowArgs, laneArg, positiveMs, publishArgs, stringArray, type PendingPublish } from './redis-values.js';
+import { availableAtArg, deliveryGroup, flowArgs, laneArg, positiveMs, publishArgs, stringArray, sumCounts, type PendingPublish } from './redis-values.js';
 import { Waits } from './redis-waits.js';
-import { readWaitReason } from './redis-wait-reason.js';
+import { parseWaitReason } from './redis-wait-reason.js';
 
 export type { RedisBrokerLogger } from './redis-connection.js';
 export type { RedisBrokerOptions } from './redis-options.js';
@@ -103,6 +104,12 @@ export class RedisBroker implements Broker {
   private readonly picker = new ShardPicker();
   /** Replicas every publish waits for (`waitReplicas`). */
   private readonly waitReplicas: WaitReplicas | undefined;
+  /** The shard-count check and the upgrade of the old lane layout (`./redis-group-gate.ts`). */
+  private readonly gate = new GroupGate({
+    cmd: () => this.cmd, shardCount: (group) => shardCount(this.shards, group), keys: (group) => this.keys.get(group),
+    script: (name, k, ...args) => this.script(name, k, ...args), run: (what, op) => this.run(what, op),
+  });
+
 
   /** @param options connection, key prefix, connection names, logger */
   constructor(options: RedisBrokerOptions = {}) {
@@ -183,7 +190,9 @@ export class RedisBroker implements Broker {
     }
     // The publishes of one tick to one group travel in one atomic script call; each resolves once
     // Redis holds its message.
-    return this.publishes.add(KeyCache.idOf(group, this.picker.pick(shardCount(this.shards, group), lane)), { at, body, lane });
+    const add = (): Promise<void> => this.publishes.add(KeyCache.idOf(group, this.picker.pick(shardCount(this.shards, group), lane)), { at, body, lane });
+    const check = this.gate.shards(group);
+    return check === undefined ? add() : check.then(add);
   }
 
   /** Publishes every item in one atomic script call (one round trip). */
@@ -196,6 +205,7 @@ export class RedisBroker implements Broker {
       if (typeof item?.body !== 'string') throw new InvalidOptionError('message body must be a string');
       return { at: availableAtArg(item.options?.availableAt), body: item.body, lane: laneArg(item.options) };
     });
+    await this.gate.shards(group);
     // One atomic call per shard (with shards, the batch as a whole is not atomic across them).
     const byShard = splitByShard(pending, shardCount(this.shards, group), this.picker);
     await Promise.all([...byShard].map(([shard, list]) => this.run('publish', () => this.publishScript(this.keys.get(group, shard), list))));
@@ -222,10 +232,10 @@ export class RedisBroker implements Broker {
     const n = shardCount(this.shards, group);
     if (n > 1) {
       const ctx = { cmd: this.cmd, waits: this.waits, pool: this.pool, picker: this.picker, keys: (shard: number) => this.keys.get(group, shard),
-        fetchScript: (sk: GroupKeys, m: number) => this.run('fetch', () => this.script('tasukiFetch', sk, m, leaseMs, ...limits)) };
+        fetchScript: (sk: GroupKeys, m: number) => this.run('fetch', () => this.gate.fetching(group, sk, () => this.script('tasukiFetch', sk, m, leaseMs, ...limits))) };
       return fetchSharded(ctx, group, n, max, deadline, signal);
     }
-    return this.fetcher.fetch({ group, keys: k, waitMs, deadline, signal, script: () => this.run('fetch', () => this.script('tasukiFetch', k, max, leaseMs, ...limits)) });
+    return this.fetcher.fetch({ group, keys: k, waitMs, deadline, signal, script: () => this.run('fetch', () => this.gate.fetching(group, k, () => this.script('tasukiFetch', k, max, leaseMs, ...limits))) });
   }
 
   /**
@@ -267,17 +277,8 @@ export class RedisBroker implements Broker {
   async extend(deliveries: ReadonlyArray<Delivery>, leaseMs: number): Promise<string[]> {
     this.assertOpen();
     const ms = positiveMs('leaseMs', leaseMs);
-    const byShard = new Map<string, string[]>();
-    for (const d of deliveries) {
-      const g = deliveryGroup(d);
-      const { shard, local } = shardOf(d.token);
-      const id = KeyCache.idOf(g, shard);
-      const tokens = byShard.get(id) ?? [];
-      tokens.push(local);
-      byShard.set(id, tokens);
-    }
     const lost = await Promise.all(
-      [...byShard].map(async ([id, tokens]) => {
+      [...tokensByShard(deliveries)].map(async ([id, tokens]) => {
         const shard = this.keys.forId(id).shard;
         const reply = await this.run('extend', () => this.script('tasukiExtend', this.keys.forId(id), ms, ...tokens));
         return stringArray(reply, 'extend').map((t) => markShard(shard, t));
@@ -317,29 +318,26 @@ export class RedisBroker implements Broker {
   async counts(group: string): Promise<QueueCounts> {
     this.assertOpen();
     assertName('group', group);
-    const all = await Promise.all(
-      Array.from({ length: shardCount(this.shards, group) }, async (_, shard) => {
-        const reply = await this.run('counts', () => this.script('tasukiCounts', this.keys.get(group, shard)));
-        if (!Array.isArray(reply) || reply.length !== 4) throw new ConnectionError('unexpected reply of the counts script');
-        return reply.map(Number) as [number, number, number, number];
+    const replies = await Promise.all(
+      Array.from({ length: shardCount(this.shards, group) }, (_, shard) => {
+        const k = this.keys.get(group, shard);
+        return this.run('counts', () => this.gate.upgraded(k, () => this.script('tasukiCounts', k)));
       }),
     );
-    const sum = (i: number): number => all.reduce((s, c) => s + c[i]!, 0);
-    return { ready: sum(0), delayed: sum(1), inFlight: sum(2), dead: sum(3) };
+    return sumCounts(replies);
   }
 
-  /** Deletes every key of the group (one DEL: all keys share one hash slot). */
+  /** Deletes every key of the group (one DEL per shard: its keys share one hash slot), after moving any lanes of the old layout into them. */
   async purge(group: string): Promise<void> {
     this.assertOpen();
     assertName('group', group);
     for (let shard = 0; shard < shardCount(this.shards, group); shard++) {
       const k = this.keys.get(group, shard);
-      await this.run('purge', async () => {
-        await this.script('tasukiPurgeFlow', k);
-        await this.cmd.del(...allKeys(k));
-      });
+      await this.gate.upgrade(k, true);
+      await this.run('purge', () => this.cmd.del(...allKeys(k)));
     }
     this.fetcher.forget(group);
+    this.gate.forget(group);
   }
 
   /** Gives no message of `key` in `group` for `ms` (every worker process: the back-off is stored in Redis). */
@@ -358,7 +356,7 @@ export class RedisBroker implements Broker {
     assertName('group', group);
     // A keyed message lives on its key's shard (`./redis-shards.ts`).
     const shard = key === undefined ? 0 : keyShard(shardCount(this.shards, group), key);
-    return this.run('waitReason', () => readWaitReason(this.cmd, this.keys.get(group, shard), key));
+    return parseWaitReason(await this.run('waitReason', () => this.script('tasukiWaitReason', this.keys.get(group, shard), key ?? '')), key);
   }
 
   // ---- internals ---------------------------------------------------------------------------------

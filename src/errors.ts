@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'ERR_DATABASE'
   | 'ERR_VALUE_TOO_LARGE'
   | 'ERR_TOPOLOGY_MISMATCH'
+  | 'ERR_SHARDS_MISMATCH'
   | 'ERR_DUPLICATE_TASK'
   | 'ERR_NOT_FOUND'
   | 'ERR_TOO_MANY_DELIVERIES'
@@ -200,6 +201,34 @@ export class TopologyMismatchError extends TasukiError {
   /** @param message what differs */
   constructor(message: string) {
     super('ERR_TOPOLOGY_MISMATCH', message);
+  }
+}
+
+/**
+ * The Redis broker is configured with another `shards` count for a group than the one recorded by
+ * the first broker that used it (every process must use the same count).
+ */
+export class ShardsMismatchError extends TasukiError {
+  /** The group. */
+  readonly group: string;
+  /** The count recorded for the group in Redis. */
+  readonly recorded: number;
+  /** The count this broker is configured with. */
+  readonly configured: number;
+
+  /**
+   * @param group the group
+   * @param recorded the count recorded in Redis
+   * @param configured the count of this broker
+   */
+  constructor(group: string, recorded: number, configured: number) {
+    super(
+      'ERR_SHARDS_MISMATCH',
+      `group ${JSON.stringify(group)} uses ${recorded} shard(s) (recorded in Redis by the first broker that used it), but this broker is configured with shards ${configured}: every process must use the same count`,
+    );
+    this.group = group;
+    this.recorded = recorded;
+    this.configured = configured;
   }
 }
 
