@@ -10,7 +10,7 @@
  * Where the rest lives: options (`./redis-options.ts`), connections and the operation timeout
  * (`./redis-connection.ts`), the publishes and acks of one tick coalesced into one script call each
  * (`./redis-tick-batches.ts`), the fetch loop and its hints (`./redis-fetch.ts`), dead letters (`./redis-dead-letters.ts`), idle fetches blocking on
- * a pool of connections (`./redis-blocking.ts`),
+ * one connection with a multi-key BLPOP (`./redis-wake-hub.ts`; on a cluster a capped pool, `./redis-blocking.ts`),
  * abortable waits (`./redis-waits.ts`), argument checks and reply parsing (`./redis-values.ts`), the
  * check of the server's persistence and eviction settings (`./redis-durability.ts`). This file holds
  * the broker class: its life cycle and the operations of the `Broker` interface.
@@ -20,6 +20,7 @@ import { checkKey } from '../src/limits.js';
 import { ClosedError, ConnectionError, InvalidOptionError, TasukiError } from '../src/errors.js';
 import { assertName } from '../src/names.js';
 import { BlockingPool } from './redis-blocking.js';
+import { WakeHub, type WakeWaiter } from './redis-wake-hub.js';
 import { RedisConnector, failureText, openConnection } from './redis-connection.js';
 import { DeadLetterOps } from './redis-dead-letters.js';
 import { GroupFetcher } from './redis-fetch.js';
@@ -63,8 +64,8 @@ export class RedisBroker implements Broker {
   private readonly cmd: ScriptedRedis;
   /** Every pending wait; closing the broker ends them. */
   private readonly waits = new Waits();
-  /** Blocking connections of idle fetches. */
-  private readonly pool: BlockingPool;
+  /** Where idle fetches wait: the wake hub (one blocking connection), on a cluster a capped pool. */
+  private readonly pool: WakeWaiter;
   /** Bound of one operation (ms), see {@link RedisBrokerOptions.operationTimeoutMs}. */
   private readonly opTimeout: number;
   private closing: Promise<void> | undefined;
@@ -125,7 +126,10 @@ export class RedisBroker implements Broker {
         commandTimeout: this.opTimeout,
       }),
     );
-    this.pool = new BlockingPool(connector, this.cmd, this.waits, options.logger, this.opTimeout);
+    this.pool =
+      connector.cluster === undefined
+        ? new WakeHub(connector, this.cmd, this.waits, options.logger, this.opTimeout)
+        : new BlockingPool(connector, this.cmd, this.waits, options.logger, this.opTimeout, settings.clusterBlockingConnections);
     this.fetcher = new GroupFetcher(this.cmd, this.waits, this.pool);
     this.share = new ConnectionShare(this.cmd, this.opTimeout, () => openConnection(this.cmd, () => false, this.opTimeout));
     const logger = options.logger;
