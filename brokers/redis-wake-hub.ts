@@ -55,6 +55,13 @@ const SPARE_MS = 2000;
 /** Pause after an unexpected blocking error with a healthy connection (no busy loop). */
 const ERROR_PAUSE_MS = 250;
 
+/** Pops one marker of each key that has one; returns their 1-based positions. */
+const SWEEP = `local out = {}
+for i = 1, #KEYS do
+  if redis.call('LPOP', KEYS[i]) then out[#out + 1] = i end
+end
+return out`;
+
 /** One idle fetch waiting in the hub. */
 interface Waiter {
   readonly key: string;
@@ -228,7 +235,11 @@ export class WakeHub implements WakeWaiter {
         this.unblockSent = false;
         try {
           const key = await this.blpop(conn, keys);
-          if (key !== undefined) this.deliver(key);
+          if (key !== undefined) {
+            this.deliver(key);
+            this.blocked = undefined;
+            await this.sweep(conn);
+          }
         } catch (err) {
           if (this.waits.closed) break;
           this.logger?.warn('redis broker blocking wait failed', { error: failureText(err, this.opTimeout) });
@@ -265,32 +276,26 @@ export class WakeHub implements WakeWaiter {
 
   /**
    * One BLPOP over `keys`: the key a marker was popped from, or undefined (timeout, `CLIENT UNBLOCK`,
-   * dropped connection). A BLPOP cut by a disconnect never settles (no resend): 'close' ends it.
+   * dropped connection).
    */
-  private blpop(conn: RedisClient, keys: string[]): Promise<string | undefined> {
-    return new Promise<string | undefined>((resolve, reject) => {
-      const hung = setTimeout(() => conn.disconnect(true), HUB_BLOCK_MS + HUNG_CONNECTION_MS);
-      hung.unref();
-      const settle = (): void => {
-        clearTimeout(hung);
-        conn.off('close', onClose);
-      };
-      const onClose = (): void => {
-        settle();
-        resolve(undefined);
-      };
-      conn.once('close', onClose);
-      conn.blpop(keys, HUB_BLOCK_MS / 1000).then(
-        (reply) => {
-          settle();
-          resolve(reply === null ? undefined : reply[0]);
-        },
-        (err: unknown) => {
-          settle();
-          reject(err);
-        },
-      );
-    });
+  private async blpop(conn: RedisClient, keys: string[]): Promise<string | undefined> {
+    const reply = await guarded(conn, conn.blpop(keys, HUB_BLOCK_MS / 1000), HUB_BLOCK_MS + HUNG_CONNECTION_MS);
+    return reply === null || reply === undefined ? undefined : reply[0];
+  }
+
+  /**
+   * After a wake, takes one marker of every other waiting key that has one, in one round trip (a
+   * burst of publishes to many groups wakes them all at once instead of one BLPOP each).
+   */
+  private async sweep(conn: RedisClient): Promise<void> {
+    const keys = [...this.byKey.keys()];
+    if (keys.length === 0) return;
+    const reply = await guarded(conn, conn.eval(SWEEP, keys.length, ...keys), this.opTimeout);
+    if (!Array.isArray(reply)) return;
+    for (const i of reply) {
+      const key = keys[Number(i) - 1];
+      if (key !== undefined) this.deliver(key);
+    }
   }
 
   /** Wakes the oldest waiter of `key`, or keeps the marker for the next wait on it. */
@@ -331,6 +336,37 @@ function sameKeys(blocked: ReadonlySet<string>, waiting: ReadonlyMap<string, unk
   for (const k of waiting.keys()) if (!blocked.has(k)) return false;
   for (const k of lingering.keys()) if (!blocked.has(k)) return false;
   return true;
+}
+
+/**
+ * `p` made safe on a connection that never resends: undefined when the connection closes first (a
+ * command cut by a disconnect never settles) or after `ms` (the connection is then dropped: a
+ * hung TCP connection).
+ */
+function guarded<T>(conn: RedisClient, p: Promise<T>, ms: number): Promise<T | undefined> {
+  return new Promise<T | undefined>((resolve, reject) => {
+    const hung = setTimeout(() => conn.disconnect(true), ms);
+    hung.unref();
+    const settle = (): void => {
+      clearTimeout(hung);
+      conn.off('close', onClose);
+    };
+    const onClose = (): void => {
+      settle();
+      resolve(undefined);
+    };
+    conn.once('close', onClose);
+    p.then(
+      (v) => {
+        settle();
+        resolve(v);
+      },
+      (err: unknown) => {
+        settle();
+        reject(err);
+      },
+    );
+  });
 }
 
 /** `p`, or undefined after `ms` (then `onTimeout` runs: the connection is dropped). */
