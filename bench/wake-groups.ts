@@ -3,12 +3,14 @@
  * (TASUKI_BENCH_BASELINE=/abs/path/to/other/dist), on a private redis-server, rounds alternating
  * (A B A B …), each round in its own child process.
  *
- * - latency: one group, one task in flight: send → result p50/p99 over --latency-jobs (1000).
+ * - latency: one group, one task in flight: send → result p50/p99 over --latency-jobs (1000), with
+ *   --idle-groups K (0) more groups idle in the same server.
  * - groups: one server running N groups (--groups 1,10,100,1000): the broker connections it holds
  *   (CLIENT LIST, by connection name), the commands Redis ran while all groups sat idle for
  *   --idle-ms (5000; fetchWaitMs 5000), and the time to serve one task per group sent at once.
  *
- * Options: --runs R (3) --latency-jobs L --groups LIST --idle-ms MS --json.
+ * Options: --runs R (3, latency rounds) --group-runs G (1) --latency-jobs L --idle-groups K
+ * --groups LIST (empty: none) --idle-ms MS.
  */
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -44,7 +46,7 @@ const quantile = (xs: number[], q: number): number => {
 };
 
 /** One round in this (child) process. */
-async function child(root: string, port: number, mode: string, n: number, idleMs: number): Promise<LatencyResult | GroupsResult> {
+async function child(root: string, port: number, mode: string, n: number, idleMs: number, idleGroups: number): Promise<LatencyResult | GroupsResult> {
   const { index, broker, backend } = await load(root);
   const prefix = `wake-bench-${process.pid}`;
   const name = `wake-bench-${process.pid}`;
@@ -56,7 +58,8 @@ async function child(root: string, port: number, mode: string, n: number, idleMs
     fetchWaitMs: 5000,
   });
   const client = new index.Client({ broker: new broker.RedisBroker({ connection, prefix, connectionName: `${name}-client` }), backend: new backend.RedisBackend({ connection, prefix }), logger: index.silentLogger });
-  const groups = mode === 'latency' ? ['g0'] : Array.from({ length: n }, (_, i) => `g${i}`);
+  // Latency: g0 plus `idleGroups` groups that stay idle (their waits share the hub with g0's).
+  const groups = Array.from({ length: mode === 'latency' ? 1 + idleGroups : n }, (_, i) => `g${i}`);
   for (const g of groups) server.add(g, 'echo', (x: number) => x);
   for (const g of groups) await server.run(g, 1);
   const admin = new Redis({ ...connection, connectionName: 'wake-bench-admin' });
@@ -95,9 +98,9 @@ async function child(root: string, port: number, mode: string, n: number, idleMs
   }
 }
 
-function runChild(root: string, port: number, mode: string, n: number, idleMs: number): Promise<LatencyResult | GroupsResult> {
+function runChild(root: string, port: number, mode: string, n: number, idleMs: number, idleGroups = 0): Promise<LatencyResult | GroupsResult> {
   return new Promise((resolve, reject) => {
-    const c = fork(here, ['--child', root, String(port), mode, String(n), String(idleMs)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const c = fork(here, ['--child', root, String(port), mode, String(n), String(idleMs), String(idleGroups)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     c.once('message', (m) => resolve(m as LatencyResult | GroupsResult));
     c.once('exit', (code) => reject(new Error(`child exited ${String(code)}`)));
   });
@@ -106,8 +109,8 @@ function runChild(root: string, port: number, mode: string, n: number, idleMs: n
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (args[0] === '--child') {
-    const [, root, port, mode, n, idleMs] = args as [string, string, string, string, string, string];
-    const out = await child(root, Number(port), mode, Number(n), Number(idleMs));
+    const [, root, port, mode, n, idleMs, idleGroups] = args as [string, string, string, string, string, string, string];
+    const out = await child(root, Number(port), mode, Number(n), Number(idleMs), Number(idleGroups));
     process.send?.(out);
     process.exit(0);
   }
@@ -117,30 +120,37 @@ async function main(): Promise<void> {
   };
   const runs = Number(opt('--runs', '3'));
   const jobs = Number(opt('--latency-jobs', '1000'));
-  const groupCounts = opt('--groups', '1,10,100,1000').split(',').map(Number);
+  const groupCounts = opt('--groups', '1,10,100,1000').split(',').filter(Boolean).map(Number);
   const idleMs = Number(opt('--idle-ms', '5000'));
+  const idleGroups = Number(opt('--idle-groups', '0'));
   const builds: Array<[string, string]> = [['this build', CURRENT]];
   if (process.env.TASUKI_BENCH_BASELINE) builds.push(['baseline', process.env.TASUKI_BENCH_BASELINE]);
   const redis = await startPrivateRedis();
   try {
     const lat = new Map<string, LatencyResult[]>(builds.map(([b]) => [b, []]));
     for (let r = 0; r < runs; r++) {
-      for (const [label, root] of r % 2 === 0 ? builds : [...builds].reverse()) (lat.get(label) as LatencyResult[]).push((await runChild(root, redis.port, 'latency', jobs, 0)) as LatencyResult);
+      for (const [label, root] of r % 2 === 0 ? builds : [...builds].reverse()) (lat.get(label) as LatencyResult[]).push((await runChild(root, redis.port, 'latency', jobs, 0, idleGroups)) as LatencyResult);
     }
-    console.log('| build | send→result p50 ms (median of rounds) | p99 ms | rounds p50 |');
+    console.log(`| build (one group, 1 in flight, ${idleGroups} other groups idle) | send→result p50 ms (median of rounds) | p99 ms | rounds p50 |`);
     console.log('|---|---|---|---|');
     for (const [label, rs] of lat) {
       console.log(`| ${label} | ${quantile(rs.map((x) => x.p50), 0.5).toFixed(3)} | ${quantile(rs.map((x) => x.p99), 0.5).toFixed(3)} | ${rs.map((x) => x.p50.toFixed(3)).join(' ')} |`);
     }
     console.log('\n| build | groups | cmd conns | block conns | commands while idle (per s) | burst: one task per group, ms |');
     console.log('|---|---|---|---|---|---|');
+    const groupRuns = Number(opt('--group-runs', '1'));
     for (const n of groupCounts) {
-      for (const [label, root] of builds) {
-        const g = (await runChild(root, redis.port, 'groups', n, idleMs)) as GroupsResult;
+      const rounds = new Map<string, GroupsResult[]>(builds.map(([b]) => [b, []]));
+      for (let r = 0; r < groupRuns; r++) {
+        for (const [label, root] of r % 2 === 0 ? builds : [...builds].reverse()) (rounds.get(label) as GroupsResult[]).push((await runChild(root, redis.port, 'groups', n, idleMs)) as GroupsResult);
+      }
+      for (const [label, rs] of rounds) {
+        const g = rs[0] as GroupsResult;
         const idle = Object.entries(g.idleCommands)
           .map(([k, v]) => `${k} ${((v * 1000) / idleMs).toFixed(1)}`)
           .join(', ');
-        console.log(`| ${label} | ${n} | ${g.cmdConnections} | ${g.blockConnections} | ${idle} | ${g.burstMs.toFixed(0)} |`);
+        const burst = rs.map((x) => x.burstMs);
+        console.log(`| ${label} | ${n} | ${g.cmdConnections} | ${g.blockConnections} | ${idle} | ${quantile(burst, 0.5).toFixed(0)} (${burst.map((x) => x.toFixed(0)).join(' ')}) |`);
       }
     }
   } finally {
