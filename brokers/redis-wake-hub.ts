@@ -93,6 +93,8 @@ export class WakeHub implements WakeWaiter {
   /** Whether `CLIENT UNBLOCK` was sent for the BLPOP in flight. */
   private unblockSent = false;
   private running = false;
+  /** Cleared when the sweep script is refused (scripts disabled by ACL): one wake per BLPOP then. */
+  private sweeps = true;
   /** A check of the key set is scheduled for this tick / after the grace period. */
   private checkSoon = false;
   private graceTimer: NodeJS.Timeout | undefined;
@@ -297,8 +299,16 @@ export class WakeHub implements WakeWaiter {
    */
   private async sweep(conn: RedisClient): Promise<void> {
     const keys = [...this.byKey.keys()];
-    if (keys.length === 0) return;
-    const reply = await guarded(conn, conn.eval(SWEEP, keys.length, ...keys), this.opTimeout);
+    if (keys.length === 0 || !this.sweeps) return;
+    let reply: unknown;
+    try {
+      reply = await guarded(conn, conn.eval(SWEEP, keys.length, ...keys), this.opTimeout);
+    } catch (err) {
+      // A refused script (no connection problem: that ends in `guarded`) would fail every time.
+      this.sweeps = false;
+      this.logger?.warn('redis broker wake sweep failed; each blocking wait now wakes one group', { error: failureText(err, this.opTimeout) });
+      return;
+    }
     if (!Array.isArray(reply)) return;
     for (const i of reply) {
       const key = keys[Number(i) - 1];

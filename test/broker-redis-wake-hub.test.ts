@@ -164,6 +164,13 @@ describe('redis broker wake hub', () => {
   }, 30_000);
 });
 
+it('clusterBlockingConnections must be an integer from 1 to 1000', async () => {
+  for (const bad of [0, 1.5, 1001, '8']) {
+    expect(() => new RedisBroker({ prefix, clusterBlockingConnections: bad as number })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }));
+  }
+  await new RedisBroker({ prefix, clusterBlockingConnections: 1 }).close();
+});
+
 describe('wake hub: a marker popped for a waiter that left', () => {
   it('ends the next wait on that key at once (its fetch script then takes the work)', async () => {
     const name = `tasuki-hub-${uid()}`;
