@@ -30,6 +30,8 @@ interface GroupsResult {
   blockConnections: number;
   idleCommands: Record<string, number>;
   burstMs: number;
+  /** BLPOP, EVAL (the hub's sweep) and CLIENT (UNBLOCK) calls Redis ran during the burst. */
+  burstCommands: Record<string, number>;
 }
 
 async function load(root: string): Promise<{ index: typeof import('../src/index.js'); broker: typeof import('../brokers/redis.js'); backend: typeof import('../backends/redis.js') }> {
@@ -80,16 +82,20 @@ async function child(root: string, port: number, mode: string, n: number, idleMs
     const after = await readCounters(admin);
     const list = String(await admin.call('CLIENT', 'LIST'));
     const names = list.split('\n').map((l) => /(?:^|\s)name=(\S*)/.exec(l)?.[1] ?? '');
+    const burstBefore = await readCounters(admin);
     const t = performance.now();
     const ids = await Promise.all(groups.map((g, i) => client.send(g, 'echo', i)));
     await Promise.all(ids.map((id) => client.getResult(id, 60_000)));
     const burstMs = performance.now() - t;
+    const burst = countersDelta(burstBefore, await readCounters(admin)).byName;
+    const burstCommands = Object.fromEntries(Object.entries(burst).filter(([k]) => k === 'blpop' || k === 'eval' || k.startsWith('client')));
     return {
       groups: n,
       cmdConnections: names.filter((x) => x === `${name}:cmd`).length,
       blockConnections: names.filter((x) => x === `${name}:block`).length,
       idleCommands: Object.fromEntries(Object.entries(countersDelta(before, after).byName).filter(([k]) => k !== 'info')),
       burstMs,
+      burstCommands,
     };
   } finally {
     await server.shutdown(5000);
@@ -131,13 +137,17 @@ async function main(): Promise<void> {
     for (let r = 0; r < runs; r++) {
       for (const [label, root] of r % 2 === 0 ? builds : [...builds].reverse()) (lat.get(label) as LatencyResult[]).push((await runChild(root, redis.port, 'latency', jobs, 0, idleGroups)) as LatencyResult);
     }
-    console.log(`| build (one group, 1 in flight, ${idleGroups} other groups idle) | send→result p50 ms (median of rounds) | p99 ms | rounds p50 |`);
-    console.log('|---|---|---|---|');
-    for (const [label, rs] of lat) {
-      console.log(`| ${label} | ${quantile(rs.map((x) => x.p50), 0.5).toFixed(3)} | ${quantile(rs.map((x) => x.p99), 0.5).toFixed(3)} | ${rs.map((x) => x.p50.toFixed(3)).join(' ')} |`);
+    if (runs > 0) {
+      console.log(`| build (one group, 1 in flight, ${idleGroups} other groups idle) | send→result p50 ms (median of rounds) | p99 ms | rounds p50 |`);
+      console.log('|---|---|---|---|');
+      for (const [label, rs] of lat) {
+        console.log(`| ${label} | ${quantile(rs.map((x) => x.p50), 0.5).toFixed(3)} | ${quantile(rs.map((x) => x.p99), 0.5).toFixed(3)} | ${rs.map((x) => x.p50.toFixed(3)).join(' ')} |`);
+      }
     }
-    console.log('\n| build | groups | cmd conns | block conns | commands while idle (per s) | burst: one task per group, ms |');
-    console.log('|---|---|---|---|---|---|');
+    if (groupCounts.length > 0) {
+      console.log('\n| build | groups | cmd conns | block conns | commands while idle (per s) | burst: one task per group, ms | burst: blocking commands (first round) |');
+      console.log('|---|---|---|---|---|---|---|');
+    }
     const groupRuns = Number(opt('--group-runs', '1'));
     for (const n of groupCounts) {
       const rounds = new Map<string, GroupsResult[]>(builds.map(([b]) => [b, []]));
@@ -150,7 +160,10 @@ async function main(): Promise<void> {
           .map(([k, v]) => `${k} ${((v * 1000) / idleMs).toFixed(1)}`)
           .join(', ');
         const burst = rs.map((x) => x.burstMs);
-        console.log(`| ${label} | ${n} | ${g.cmdConnections} | ${g.blockConnections} | ${idle} | ${quantile(burst, 0.5).toFixed(0)} (${burst.map((x) => x.toFixed(0)).join(' ')}) |`);
+        const cmds = Object.entries(g.burstCommands)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ');
+        console.log(`| ${label} | ${n} | ${g.cmdConnections} | ${g.blockConnections} | ${idle} | ${quantile(burst, 0.5).toFixed(0)} (${burst.map((x) => x.toFixed(0)).join(' ')}) | ${cmds} |`);
       }
     }
   } finally {
