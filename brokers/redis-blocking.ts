@@ -1,16 +1,24 @@
 /**
- * Idle fetches of the Redis broker: a small pool of blocking connections, one per fetch waiting at
- * the same moment (normally one per group a worker runs). A wait blocks with BLPOP on the group's
- * wake list and is ended precisely by a client-side timer that sends `CLIENT UNBLOCK` through the
- * command connection (Redis itself resolves blocking timeouts only every 1/hz s).
+ * Idle fetches of the Redis broker on a Redis Cluster (a single node uses the wake hub,
+ * `./redis-wake-hub.ts`): a pool of blocking connections, one per fetch waiting at the same moment,
+ * at most `max` of them. A wait blocks with BLPOP on its wake list (one key: a multi-key BLPOP must
+ * stay in one slot, and groups hash to different slots). Each blocking connection is a Cluster
+ * client (BLPOP is routed to the master of the wake list's slot); `CLIENT UNBLOCK` cannot be
+ * addressed to that node, so a wait ends by the server's own BLPOP timeout, and a wait cut short
+ * (abort) keeps its connection busy until then.
  *
- * On a Redis Cluster each blocking connection is a Cluster client (BLPOP is routed to the master of
- * the wake list's slot); `CLIENT UNBLOCK` cannot be addressed to that node, so a wait ends by the
- * server's own BLPOP timeout, and a wait cut short (abort) keeps its connection busy until then.
+ * Bound: at most `max` blocking Cluster clients per broker (option `clusterBlockingConnections`,
+ * default 8), each holding a connection to the nodes it reached. A wait that finds all of them busy
+ * sleeps client-side for at most {@link OVERFLOW_PAUSE_MS} and its fetch script runs again (a timed
+ * re-fetch, no busy loop): such groups see a publish within that pause, not at once.
+ *
+ * Off a cluster the pool also works (one connection per concurrent wait, each ended precisely by
+ * `CLIENT UNBLOCK` through the command connection), as the broker ran before the wake hub.
  */
 import type { RedisClient } from './redis-cluster.js';
 import { failureText, shutdown, type RedisBrokerLogger, type RedisConnector } from './redis-connection.js';
 import type { Waits } from './redis-waits.js';
+import type { WakeWaiter } from './redis-wake-hub.js';
 
 /** A connection of the blocking pool. */
 interface BlockingConn {
@@ -27,9 +35,13 @@ const SERVER_TIMEOUT_SLACK_MS = 100;
 const HUNG_CONNECTION_MS = 10_000;
 /** Pause after an unexpected blocking error with a healthy connection (no busy loop). */
 const ERROR_PAUSE_MS = 250;
+/** Longest sleep of a wait that finds every blocking connection busy (its fetch script runs next). */
+export const OVERFLOW_PAUSE_MS = 250;
+/** Default most blocking connections of a pool (`clusterBlockingConnections`). */
+export const DEFAULT_CLUSTER_BLOCKING_CONNECTIONS = 8;
 
 /** The blocking connections of one broker and the waits made on them. */
-export class BlockingPool {
+export class BlockingPool implements WakeWaiter {
   /** Every blocking connection, and those currently free. */
   private readonly all = new Set<BlockingConn>();
   private readonly idle: BlockingConn[] = [];
@@ -40,6 +52,7 @@ export class BlockingPool {
    * @param waits the broker's waits (ended on close)
    * @param logger receives warnings of failed waits
    * @param opTimeout bound (ms) of the non-blocking commands sent on blocking connections (`CLIENT ID`)
+   * @param max most blocking connections (waits beyond sleep up to {@link OVERFLOW_PAUSE_MS})
    */
   constructor(
     private readonly connector: RedisConnector,
@@ -47,7 +60,13 @@ export class BlockingPool {
     private readonly waits: Waits,
     private readonly logger: RedisBrokerLogger | undefined,
     private readonly opTimeout: number,
+    private readonly max: number = Number.POSITIVE_INFINITY,
   ) {}
+
+  /** Number of blocking connections open. */
+  get connections(): number {
+    return this.all.size;
+  }
 
   /** Disconnects every blocking connection (after `waits.close()`). */
   close(): void {
@@ -63,6 +82,7 @@ export class BlockingPool {
    */
   async waitForWork(wakeKey: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
     if (ms < MIN_BLOCK_MS) return this.waits.pause(ms, signal);
+    if (this.idle.length === 0 && this.all.size >= this.max) return this.waits.pause(Math.min(ms, OVERFLOW_PAUSE_MS), signal);
     const conn = this.acquire();
     let blocked = false;
     try {

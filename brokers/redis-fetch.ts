@@ -8,7 +8,7 @@
  */
 import type { Delivery } from '../src/broker.js';
 import { ConnectionError } from '../src/errors.js';
-import type { BlockingPool } from './redis-blocking.js';
+import type { WakeWaiter } from './redis-wake-hub.js';
 import type { GroupKeys } from './redis-keys.js';
 import type { ScriptedRedis } from './redis-scripts.js';
 import { parseFetchReply } from './redis-values.js';
@@ -47,7 +47,7 @@ export class GroupFetcher {
   constructor(
     private readonly cmd: ScriptedRedis,
     private readonly waits: Waits,
-    private readonly pool: BlockingPool,
+    private readonly pool: WakeWaiter,
   ) {}
 
   /** Drops the rate-limit hint of `group` (after a purge). */

@@ -6,7 +6,7 @@
  */
 import type { DeadLetter, Delivery } from '../src/broker.js';
 import { ConnectionError } from '../src/errors.js';
-import type { BlockingPool } from './redis-blocking.js';
+import type { WakeWaiter } from './redis-wake-hub.js';
 import { KeyCache, type GroupKeys } from './redis-keys.js';
 import { markShard, shardOf, type ShardPicker } from './redis-shards.js';
 import { deliveryGroup, parseFetchReply, parseReason } from './redis-values.js';
@@ -20,7 +20,7 @@ const DISCONNECTED_WAIT_MS = 1000;
 export interface ShardedFetchContext {
   readonly cmd: RedisClient;
   readonly waits: Waits;
-  readonly pool: BlockingPool;
+  readonly pool: WakeWaiter;
   readonly picker: ShardPicker;
   /** The keys of shard `shard` of the group. */
   keys(shard: number): GroupKeys;

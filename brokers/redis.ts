@@ -7,19 +7,19 @@
  * leases and due delayed messages are moved by the fetch script itself (no reaper process is needed:
  * any fetching worker recovers the deliveries of a worker killed with SIGKILL).
  *
- * Where the rest lives: options (`./redis-options.ts`), connections and the operation timeout
- * (`./redis-connection.ts`), the publishes and acks of one tick coalesced into one script call each
- * (`./redis-tick-batches.ts`), the fetch loop and its hints (`./redis-fetch.ts`), dead letters (`./redis-dead-letters.ts`), idle fetches blocking on
- * a pool of connections (`./redis-blocking.ts`), the shard-count check and the upgrade of old lane data (`./redis-group-gate.ts`),
- * abortable waits (`./redis-waits.ts`), argument checks and reply parsing (`./redis-values.ts`), the
- * check of the server's persistence and eviction settings (`./redis-durability.ts`). This file holds
- * the broker class: its life cycle and the operations of the `Broker` interface.
+ * Elsewhere: options (`./redis-options.ts`), connections (`./redis-connection.ts`), per-tick
+ * publish/ack batches (`./redis-tick-batches.ts`), the fetch loop (`./redis-fetch.ts`), dead letters
+ * (`./redis-dead-letters.ts`), idle fetches on one multi-key BLPOP (`./redis-wake-hub.ts`; a capped
+ * pool on a cluster, `./redis-blocking.ts`), the shard-count check and old lane data upgrade
+ * (`./redis-group-gate.ts`), waits (`./redis-waits.ts`), values (`./redis-values.ts`), the durability
+ * check (`./redis-durability.ts`). This file: the broker class, its life cycle and `Broker` operations.
  */
 import type { Broker, DeadLetter, DeadLetterReason, Delivery, FetchOptions, DispatchFeature, PublishOptions, QueueCounts, WaitReason } from '../src/broker.js';
 import { checkKey } from '../src/limits.js';
 import { ClosedError, ConnectionError, InvalidOptionError, TasukiError } from '../src/errors.js';
 import { assertName } from '../src/names.js';
 import { BlockingPool } from './redis-blocking.js';
+import { WakeHub, type WakeWaiter } from './redis-wake-hub.js';
 import { RedisConnector, failureText, openConnection } from './redis-connection.js';
 import { DeadLetterOps } from './redis-dead-letters.js';
 import { GroupFetcher } from './redis-fetch.js';
@@ -64,8 +64,8 @@ export class RedisBroker implements Broker {
   private readonly cmd: ScriptedRedis;
   /** Every pending wait; closing the broker ends them. */
   private readonly waits = new Waits();
-  /** Blocking connections of idle fetches. */
-  private readonly pool: BlockingPool;
+  /** Where idle fetches wait: the wake hub (one blocking connection), on a cluster a capped pool. */
+  private readonly pool: WakeWaiter;
   /** Bound of one operation (ms), see {@link RedisBrokerOptions.operationTimeoutMs}. */
   private readonly opTimeout: number;
   private closing: Promise<void> | undefined;
@@ -132,7 +132,10 @@ export class RedisBroker implements Broker {
         commandTimeout: this.opTimeout,
       }),
     );
-    this.pool = new BlockingPool(connector, this.cmd, this.waits, options.logger, this.opTimeout);
+    this.pool =
+      connector.cluster === undefined
+        ? new WakeHub(connector, this.cmd, this.waits, options.logger, this.opTimeout)
+        : new BlockingPool(connector, this.cmd, this.waits, options.logger, this.opTimeout, settings.clusterBlockingConnections);
     this.fetcher = new GroupFetcher(this.cmd, this.waits, this.pool);
     this.share = new ConnectionShare(this.cmd, this.opTimeout, () => openConnection(this.cmd, () => false, this.opTimeout));
     const logger = options.logger;
