@@ -1,7 +1,7 @@
 /**
  * RabbitMQ broker (+ Redis backend) against raw amqplib doing the same work, in one run.
  *
- * Rows, each round of each in its own child process, in alternation (raw, tasuki, raw, tasuki ...):
+ * Rows, each round of each in its own child process, in alternation (raw, broker, tasuki, tasuki-mem, raw ...):
  * - raw: `jobs` confirmed publishes (persistent, durable classic queue) with `concurrency` in flight
  *   on one confirm channel, each awaited for its own confirm; then a consumer with prefetch
  *   `concurrency` on the prefilled queue that stores each result in Redis (`SET`) and acks after
@@ -12,10 +12,23 @@
  * - tasuki: `client.send` with `concurrency` in flight (the `sent` state is written too), then a
  *   worker with `concurrency` on a queue prefilled with `client.sendMany`; every state and result is
  *   read back from the backend.
+ * - tasuki-mem: the tasuki row with the memory backend (one in-process store for the client and the
+ *   worker): the broker and the core without the backend's Redis writes.
+ * Like for like: every row connects and declares its queue before the enqueue timing (one warm-up
+ * publish or send to the timed queue, counted), and the processing rate runs from the first task
+ * done to the last in every row (connection and consumer setup left out). What still differs, and
+ * belongs to tasuki: its publishes are `mandatory` with a `messageId`, its body is the ~280-byte
+ * wire message carrying the 64-byte payload, and its consumer prefetches `concurrency` + the
+ * worker's `prefetch` (default `concurrency`) where the raw consumer holds `concurrency`.
  * Prints the medians and the ratios to raw (goals for tasuki: ≥ 0.8 for both).
  *
  * `npx tsx bench/rabbitmq.ts [--jobs N] [--concurrency C] [--runs R]` (TASUKI_BENCH_SOURCE=1 for the
- * sources, otherwise `dist/`); `bench/run.ts` calls {@link runRabbitMQBench}.
+ * sources, otherwise `dist/`); `bench/run.ts` calls {@link runRabbitMQBench}. For profiling:
+ * TASUKI_BENCH_CPU=<beam pid>,<redis pid> prints CPU and system calls per task of each phase,
+ * TASUKI_BENCH_REDIS_STATS=1 the Redis commands (use a private redis-server on
+ * TASUKI_BENCH_REDIS_PORT, e.g. as `bench/private-redis.ts` starts one, for exact counts),
+ * TASUKI_BENCH_PROF=<dir> writes a CPU profile of each timed phase. One round alone:
+ * `npx tsx bench/rabbitmq.ts --round '{"kind":"tasuki","jobs":20000,"concurrency":50,"prefix":"p"}'`.
  */
 import { fork } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -155,6 +168,15 @@ async function statsReport(what: string, since: CommandStats, jobs: number): Pro
   );
 }
 
+/**
+ * Tasks processed per second from the first task done to the last (every row alike): the setup
+ * before the first task (the raw consumer's `basic.consume`, tasuki's worker connecting to the
+ * broker and the backend) is left out of every row.
+ */
+function processRate(jobs: number, firstDone: number, lastDone: number): number {
+  return Math.round((jobs - 1) / ((lastDone - firstDone) / 1000));
+}
+
 /** Runs `work` with `n` loops pulling from one counter of `jobs`. */
 async function inFlight(jobs: number, n: number, work: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
@@ -198,7 +220,7 @@ async function rawRound(a: RoundArgs): Promise<RoundFigures> {
     await profStart();
     const s1 = await statsNow();
     const c1 = cpuNow();
-    const t1 = performance.now();
+    let t1first = 0;
     let t1end = 0;
     let seq = 0;
     await ch.consume(queues[1] as string, (msg) => {
@@ -206,14 +228,14 @@ async function rawRound(a: RoundArgs): Promise<RoundFigures> {
       const result = msg.content.toString('utf8').length;
       redis.set(`${a.prefix}:r:${seq++}`, String(result)).then(() => {
         ch.ack(msg);
-        if (++done === a.jobs) {
+        if (++done === 1) t1first = performance.now();
+        if (done === a.jobs) {
           t1end = performance.now();
           finish();
         }
       }, fail);
     });
     await allDone;
-    const processS = (t1end - t1) / 1000;
     cpuReport('raw process', c1, a.jobs);
     await statsReport('raw process', s1, a.jobs);
     let stored = 0;
@@ -222,7 +244,7 @@ async function rawRound(a: RoundArgs): Promise<RoundFigures> {
       stored += (await redis.mget(...keys)).filter((v) => v === String(EXPECTED_RESULT)).length;
     }
     if (stored !== a.jobs) throw new Error(`raw process: ${stored} of ${a.jobs} results stored`);
-    return { enqueue_per_s: Math.round(a.jobs / enqueueS), process_per_s: Math.round(a.jobs / processS) };
+    return { enqueue_per_s: Math.round(a.jobs / enqueueS), process_per_s: processRate(a.jobs, t1first, t1end) };
   } finally {
     const ch = await conn.createChannel();
     for (const q of queues) await ch.deleteQueue(q).catch(() => undefined);
@@ -238,7 +260,8 @@ async function brokerRound(a: RoundArgs): Promise<RoundFigures> {
   const broker = new RabbitMQBroker({ prefix: a.prefix });
   const redis = new Redis({ host: REDIS_HOST, port: REDIS_PORT });
   try {
-    await broker.publish('warm', PAYLOAD);
+    // Connected and the group declared before the timing, as the raw row's queue is.
+    await broker.publish('enqueue', PAYLOAD);
     await profStart();
     const s0 = await statsNow();
     const c0 = cpuNow();
@@ -248,13 +271,13 @@ async function brokerRound(a: RoundArgs): Promise<RoundFigures> {
     cpuReport('broker enqueue', c0, a.jobs);
     await statsReport('broker enqueue', s0, a.jobs);
     const waiting = await broker.counts('enqueue');
-    if (waiting.ready !== a.jobs) throw new Error(`broker enqueue: ${waiting.ready} of ${a.jobs} in the queue`);
+    if (waiting.ready !== a.jobs + 1) throw new Error(`broker enqueue: ${waiting.ready} of ${a.jobs + 1} in the queue`);
     for (let i = 0; i < a.jobs; i += 1000) await broker.publishBatch('process', Array.from({ length: Math.min(1000, a.jobs - i) }, () => ({ body: PAYLOAD })));
 
     await profStart();
     const s1 = await statsNow();
     const c1 = cpuNow();
-    const t1 = performance.now();
+    let t1first = 0;
     let t1end = 0;
     let held = 0;
     let done = 0;
@@ -275,7 +298,8 @@ async function brokerRound(a: RoundArgs): Promise<RoundFigures> {
           .then(() => broker.ack(d))
           .then(
             () => {
-              if (++done === a.jobs) t1end = performance.now();
+              if (++done === 1) t1first = performance.now();
+              if (done === a.jobs) t1end = performance.now();
               held--;
               const wake = slotFreed;
               slotFreed = null;
@@ -289,7 +313,6 @@ async function brokerRound(a: RoundArgs): Promise<RoundFigures> {
       }
     }
     if (failure !== undefined) throw failure;
-    const processS = (t1end - t1) / 1000;
     cpuReport('broker process', c1, a.jobs);
     await statsReport('broker process', s1, a.jobs);
     let stored = 0;
@@ -298,9 +321,9 @@ async function brokerRound(a: RoundArgs): Promise<RoundFigures> {
       stored += (await redis.mget(...keys)).filter((v) => v === String(EXPECTED_RESULT)).length;
     }
     if (stored !== a.jobs) throw new Error(`broker process: ${stored} of ${a.jobs} results stored`);
-    return { enqueue_per_s: Math.round(a.jobs / enqueueS), process_per_s: Math.round(a.jobs / processS) };
+    return { enqueue_per_s: Math.round(a.jobs / enqueueS), process_per_s: processRate(a.jobs, t1first, t1end) };
   } finally {
-    for (const g of ['warm', 'enqueue', 'process']) await broker.purge(g).catch(() => undefined);
+    for (const g of ['enqueue', 'process']) await broker.purge(g).catch(() => undefined);
     await broker.close().catch(() => undefined);
     await redis.quit().catch(() => undefined);
     await deleteKeys(a.prefix);
@@ -310,15 +333,22 @@ async function brokerRound(a: RoundArgs): Promise<RoundFigures> {
 async function tasukiRound(a: RoundArgs): Promise<RoundFigures> {
   const sys = await tasukiSystem(a.kind === 'tasuki-mem' ? 'rabbitmq-memory' : 'rabbitmq', a.prefix);
   try {
+    // Connected (broker and backend) and the group declared before the timing, as the raw row's queue is.
+    await sys.sendOne('enqueue', PAYLOAD);
     await profStart();
     const s0 = await statsNow();
     const c0 = cpuNow();
     const t0 = performance.now();
-    await inFlight(a.jobs, a.concurrency, async () => void (await sys.sendOne('enqueue', PAYLOAD)));
+    let firstSent = 0;
+    await inFlight(a.jobs, a.concurrency, async () => {
+      await sys.sendOne('enqueue', PAYLOAD);
+      firstSent ||= performance.now() - t0;
+    });
     const enqueueS = (performance.now() - t0) / 1000;
+    if (CPU_PIDS.length > 0) console.error(`    ${a.kind} enqueue: first send resolved after ${firstSent.toFixed(0)} ms`);
     cpuReport(`${a.kind} enqueue`, c0, a.jobs);
     await statsReport(`${a.kind} enqueue`, s0, a.jobs);
-    if ((await sys.waiting('enqueue')) !== a.jobs) throw new Error('tasuki enqueue: count mismatch');
+    if ((await sys.waiting('enqueue')) !== a.jobs + 1) throw new Error('tasuki enqueue: count mismatch');
     const ids = await sys.sendBulk('process', new Array<string>(a.jobs).fill(PAYLOAD));
     let done = 0;
     let failed = 0;
@@ -329,7 +359,9 @@ async function tasukiRound(a: RoundArgs): Promise<RoundFigures> {
     const s1 = await statsNow();
     const c1 = cpuNow();
     const t1 = performance.now();
+    let t1first = 0;
     await sys.startWorker('process', a.concurrency, (ok) => {
+      t1first ||= performance.now();
       if (ok) done++;
       else failed++;
       if (done + failed === a.jobs) {
@@ -337,14 +369,15 @@ async function tasukiRound(a: RoundArgs): Promise<RoundFigures> {
         finish();
       }
     });
+    const started = performance.now() - t1;
     await allDone;
-    const processS = (t1end - t1) / 1000;
+    if (CPU_PIDS.length > 0) console.error(`    ${a.kind} process: worker started after ${started.toFixed(0)} ms, first task done after ${(t1first - t1).toFixed(0)} ms`);
     cpuReport(`${a.kind} process`, c1, a.jobs);
     await statsReport(`${a.kind} process`, s1, a.jobs);
     await sys.stopWorkers();
     const v = await sys.verify('process', ids);
     if (failed > 0 || v.completed !== a.jobs || v.resultsStored !== a.jobs) throw new Error(`tasuki process: ${v.completed} completed, ${String(v.resultsStored)} results of ${a.jobs}`);
-    return { enqueue_per_s: Math.round(a.jobs / enqueueS), process_per_s: Math.round(a.jobs / processS) };
+    return { enqueue_per_s: Math.round(a.jobs / enqueueS), process_per_s: processRate(a.jobs, t1first, t1end) };
   } finally {
     await sys.close().catch(() => undefined);
     await deleteKeys(a.prefix);
@@ -423,7 +456,8 @@ if (process.argv[1] === here) {
     const args = JSON.parse(argv[1] ?? '{}') as RoundArgs;
     (args.kind === 'raw' ? rawRound(args) : args.kind === 'broker' ? brokerRound(args) : tasukiRound(args)).then(
       (figures) => {
-        process.send?.({ ok: true, figures });
+        if (process.send) process.send({ ok: true, figures });
+        else console.log(JSON.stringify(figures));
         setTimeout(() => process.exit(0), 100).unref();
       },
       (err: unknown) => {
