@@ -1,7 +1,7 @@
 /**
  * RabbitMQ broker (+ Redis backend) against raw amqplib doing the same work, in one run.
  *
- * Rows, each round of each in its own child process, in alternation (raw, tasuki, raw, tasuki ...):
+ * Rows, each round of each in its own child process, in alternation (raw, broker, tasuki, tasuki-mem, raw ...):
  * - raw: `jobs` confirmed publishes (persistent, durable classic queue) with `concurrency` in flight
  *   on one confirm channel, each awaited for its own confirm; then a consumer with prefetch
  *   `concurrency` on the prefilled queue that stores each result in Redis (`SET`) and acks after
@@ -12,10 +12,23 @@
  * - tasuki: `client.send` with `concurrency` in flight (the `sent` state is written too), then a
  *   worker with `concurrency` on a queue prefilled with `client.sendMany`; every state and result is
  *   read back from the backend.
+ * - tasuki-mem: the tasuki row with the memory backend (one in-process store for the client and the
+ *   worker): the broker and the core without the backend's Redis writes.
+ * Like for like: every row connects and declares its queue before the enqueue timing (one warm-up
+ * publish or send to the timed queue, counted), and the processing rate runs from the first task
+ * done to the last in every row (connection and consumer setup left out). What still differs, and
+ * belongs to tasuki: its publishes are `mandatory` with a `messageId`, its body is the ~280-byte
+ * wire message carrying the 64-byte payload, and its consumer prefetches `concurrency` + the
+ * worker's `prefetch` (default `concurrency`) where the raw consumer holds `concurrency`.
  * Prints the medians and the ratios to raw (goals for tasuki: ≥ 0.8 for both).
  *
  * `npx tsx bench/rabbitmq.ts [--jobs N] [--concurrency C] [--runs R]` (TASUKI_BENCH_SOURCE=1 for the
- * sources, otherwise `dist/`); `bench/run.ts` calls {@link runRabbitMQBench}.
+ * sources, otherwise `dist/`); `bench/run.ts` calls {@link runRabbitMQBench}. For profiling:
+ * TASUKI_BENCH_CPU=<beam pid>,<redis pid> prints CPU and system calls per task of each phase,
+ * TASUKI_BENCH_REDIS_STATS=1 the Redis commands (use a private redis-server on
+ * TASUKI_BENCH_REDIS_PORT, e.g. as `bench/private-redis.ts` starts one, for exact counts),
+ * TASUKI_BENCH_PROF=<dir> writes a CPU profile of each timed phase. One round alone:
+ * `npx tsx bench/rabbitmq.ts --round '{"kind":"tasuki","jobs":20000,"concurrency":50,"prefix":"p"}'`.
  */
 import { fork } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -40,9 +53,14 @@ export interface RabbitBenchOptions {
 }
 
 /** The rows: raw amqplib, the tasuki RabbitMQ broker alone (no core, same work as raw), tasuki. */
-const KINDS = ['raw', 'broker', 'tasuki'] as const;
+const KINDS = ['raw', 'broker', 'tasuki', 'tasuki-mem'] as const;
 type Kind = (typeof KINDS)[number];
-const LABEL: Record<Kind, string> = { raw: 'raw amqplib', broker: 'RabbitMQBroker alone', tasuki: 'tasuki (client, worker)' };
+const LABEL: Record<Kind, string> = {
+  raw: 'raw amqplib',
+  broker: 'RabbitMQBroker alone',
+  tasuki: 'tasuki (client, worker)',
+  'tasuki-mem': 'tasuki, memory backend',
+};
 
 /** One round's figures. */
 interface RoundFigures {
@@ -57,7 +75,10 @@ interface RoundArgs {
   prefix: string;
 }
 
-/** With TASUKI_BENCH_CPU=<beam pid>,<redis pid>: CPU ms of RabbitMQ, Redis and this process per phase (for profiling). */
+/**
+ * With TASUKI_BENCH_CPU=<beam pid>,<redis pid>: CPU ms of RabbitMQ, Redis and this process per phase,
+ * and the read/write system calls of this process and of Redis per task (for profiling).
+ */
 const CPU_PIDS = (process.env.TASUKI_BENCH_CPU ?? '').split(',').filter(Boolean);
 function cpuNow(): number[] {
   const ticks = CPU_PIDS.map((pid) => {
@@ -65,7 +86,15 @@ function cpuNow(): number[] {
     return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
   });
   const u = process.cpuUsage();
-  return [...ticks, (u.user + u.system) / 1000];
+  return [...ticks, (u.user + u.system) / 1000, ...ioNow(), u.system / 1000];
+}
+/** Read and write system calls and bytes written of this process and of Redis so far (`/proc/PID/io`). */
+function ioNow(): number[] {
+  const of = (pid: string): number[] => {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    return ['syscr', 'syscw', 'wchar'].map((k) => Number(new RegExp(`^${k}: (\\d+)`, 'm').exec(io)?.[1] ?? 0));
+  };
+  return [...of('self'), ...(CPU_PIDS[1] ? of(CPU_PIDS[1]) : [0, 0, 0])];
 }
 /** With TASUKI_BENCH_PROF=<dir>: a CPU profile of each timed phase, written there. */
 const PROF_DIR = process.env.TASUKI_BENCH_PROF;
@@ -93,7 +122,59 @@ function cpuReport(what: string, since: number[], jobs: number): void {
   void profStop(what);
   if (CPU_PIDS.length === 0) return;
   const d = cpuNow().map((x, i) => ((x - (since[i] ?? 0)) / jobs) * 1000);
-  console.error(`    ${what}: CPU ms per 1000 tasks: rabbitmq ${d[0]?.toFixed(0)} redis ${d[1]?.toFixed(0)} node ${d[2]?.toFixed(0)}`);
+  const per = (i: number): string => ((d[i] ?? 0) / 1000).toFixed(2);
+  console.error(
+    `    ${what}: CPU ms per 1000 tasks: rabbitmq ${d[0]?.toFixed(0)} redis ${d[1]?.toFixed(0)} node ${d[2]?.toFixed(0)} (system ${d[9]?.toFixed(0)}); system calls per task: node ${per(3)} reads ${per(4)} writes (${per(5)} bytes written), redis ${per(6)} reads ${per(7)} writes (${per(8)} bytes)`,
+  );
+}
+
+/**
+ * With TASUKI_BENCH_REDIS_STATS=1: the Redis commands of each timed phase per task, with Redis's
+ * own time in them (INFO commandstats of the bench's Redis before and after: exact when nothing
+ * else uses that server, e.g. a private one on TASUKI_BENCH_REDIS_PORT).
+ */
+const REDIS_STATS = process.env.TASUKI_BENCH_REDIS_STATS === '1';
+type CommandStats = Map<string, { calls: number; usec: number }>;
+const SCRIPT_COMMANDS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
+async function statsNow(): Promise<CommandStats> {
+  const stats: CommandStats = new Map();
+  if (!REDIS_STATS) return stats;
+  const redis = new Redis({ host: REDIS_HOST, port: REDIS_PORT });
+  try {
+    const info = await redis.info('commandstats');
+    for (const m of info.matchAll(/^cmdstat_(\S+):calls=(\d+),usec=(\d+)/gm)) stats.set(m[1] as string, { calls: Number(m[2]), usec: Number(m[3]) });
+  } finally {
+    await redis.quit();
+  }
+  return stats;
+}
+async function statsReport(what: string, since: CommandStats, jobs: number): Promise<void> {
+  if (!REDIS_STATS) return;
+  const now = await statsNow();
+  const parts: string[] = [];
+  let scriptUs = 0;
+  let otherUs = 0;
+  for (const [cmd, v] of now) {
+    const calls = v.calls - (since.get(cmd)?.calls ?? 0);
+    const us = v.usec - (since.get(cmd)?.usec ?? 0);
+    if (cmd === 'info' || cmd === 'quit' || calls === 0) continue;
+    // A script's time includes the commands it runs, which are counted under their own names too.
+    if (SCRIPT_COMMANDS.has(cmd)) scriptUs += us;
+    else otherUs += us;
+    parts.push(`${cmd} ${calls} (${(us / jobs).toFixed(1)} µs/task)`);
+  }
+  console.error(
+    `    ${what}: Redis commands: ${parts.join(', ') || 'none'}; per task ${(scriptUs / jobs).toFixed(1)} µs in scripts, ${(otherUs / jobs).toFixed(1)} µs in other commands (those scripts run included)`,
+  );
+}
+
+/**
+ * Tasks processed per second from the first task done to the last (every row alike): the setup
+ * before the first task (the raw consumer's `basic.consume`, tasuki's worker connecting to the
+ * broker and the backend) is left out of every row.
+ */
+function processRate(jobs: number, firstDone: number, lastDone: number): number {
+  return Math.round((jobs - 1) / ((lastDone - firstDone) / 1000));
 }
 
 /** Runs `work` with `n` loops pulling from one counter of `jobs`. */
@@ -119,11 +200,13 @@ async function rawRound(a: RoundArgs): Promise<RoundFigures> {
         pub.publish('', queue, body, { persistent: true }, (err: unknown) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve()));
       });
     await profStart();
+    const s0 = await statsNow();
     const c0 = cpuNow();
     const t0 = performance.now();
     await inFlight(a.jobs, a.concurrency, () => publish(queues[0] as string));
     const enqueueS = (performance.now() - t0) / 1000;
     cpuReport('raw enqueue', c0, a.jobs);
+    await statsReport('raw enqueue', s0, a.jobs);
     if ((await pub.checkQueue(queues[0] as string)).messageCount !== a.jobs) throw new Error('raw enqueue: count mismatch');
     // Prefill for processing (not timed).
     await inFlight(a.jobs, 1000, () => publish(queues[1] as string));
@@ -135,8 +218,9 @@ async function rawRound(a: RoundArgs): Promise<RoundFigures> {
     let fail!: (e: unknown) => void;
     const allDone = new Promise<void>((resolve, reject) => ((finish = resolve), (fail = reject)));
     await profStart();
+    const s1 = await statsNow();
     const c1 = cpuNow();
-    const t1 = performance.now();
+    let t1first = 0;
     let t1end = 0;
     let seq = 0;
     await ch.consume(queues[1] as string, (msg) => {
@@ -144,22 +228,23 @@ async function rawRound(a: RoundArgs): Promise<RoundFigures> {
       const result = msg.content.toString('utf8').length;
       redis.set(`${a.prefix}:r:${seq++}`, String(result)).then(() => {
         ch.ack(msg);
-        if (++done === a.jobs) {
+        if (++done === 1) t1first = performance.now();
+        if (done === a.jobs) {
           t1end = performance.now();
           finish();
         }
       }, fail);
     });
     await allDone;
-    const processS = (t1end - t1) / 1000;
     cpuReport('raw process', c1, a.jobs);
+    await statsReport('raw process', s1, a.jobs);
     let stored = 0;
     for (let i = 0; i < a.jobs; i += 1000) {
       const keys = Array.from({ length: Math.min(1000, a.jobs - i) }, (_, j) => `${a.prefix}:r:${i + j}`);
       stored += (await redis.mget(...keys)).filter((v) => v === String(EXPECTED_RESULT)).length;
     }
     if (stored !== a.jobs) throw new Error(`raw process: ${stored} of ${a.jobs} results stored`);
-    return { enqueue_per_s: Math.round(a.jobs / enqueueS), process_per_s: Math.round(a.jobs / processS) };
+    return { enqueue_per_s: Math.round(a.jobs / enqueueS), process_per_s: processRate(a.jobs, t1first, t1end) };
   } finally {
     const ch = await conn.createChannel();
     for (const q of queues) await ch.deleteQueue(q).catch(() => undefined);
@@ -175,20 +260,24 @@ async function brokerRound(a: RoundArgs): Promise<RoundFigures> {
   const broker = new RabbitMQBroker({ prefix: a.prefix });
   const redis = new Redis({ host: REDIS_HOST, port: REDIS_PORT });
   try {
-    await broker.publish('warm', PAYLOAD);
+    // Connected and the group declared before the timing, as the raw row's queue is.
+    await broker.publish('enqueue', PAYLOAD);
     await profStart();
+    const s0 = await statsNow();
     const c0 = cpuNow();
     const t0 = performance.now();
     await inFlight(a.jobs, a.concurrency, () => broker.publish('enqueue', PAYLOAD));
     const enqueueS = (performance.now() - t0) / 1000;
     cpuReport('broker enqueue', c0, a.jobs);
+    await statsReport('broker enqueue', s0, a.jobs);
     const waiting = await broker.counts('enqueue');
-    if (waiting.ready !== a.jobs) throw new Error(`broker enqueue: ${waiting.ready} of ${a.jobs} in the queue`);
+    if (waiting.ready !== a.jobs + 1) throw new Error(`broker enqueue: ${waiting.ready} of ${a.jobs + 1} in the queue`);
     for (let i = 0; i < a.jobs; i += 1000) await broker.publishBatch('process', Array.from({ length: Math.min(1000, a.jobs - i) }, () => ({ body: PAYLOAD })));
 
     await profStart();
+    const s1 = await statsNow();
     const c1 = cpuNow();
-    const t1 = performance.now();
+    let t1first = 0;
     let t1end = 0;
     let held = 0;
     let done = 0;
@@ -209,7 +298,8 @@ async function brokerRound(a: RoundArgs): Promise<RoundFigures> {
           .then(() => broker.ack(d))
           .then(
             () => {
-              if (++done === a.jobs) t1end = performance.now();
+              if (++done === 1) t1first = performance.now();
+              if (done === a.jobs) t1end = performance.now();
               held--;
               const wake = slotFreed;
               slotFreed = null;
@@ -223,17 +313,17 @@ async function brokerRound(a: RoundArgs): Promise<RoundFigures> {
       }
     }
     if (failure !== undefined) throw failure;
-    const processS = (t1end - t1) / 1000;
     cpuReport('broker process', c1, a.jobs);
+    await statsReport('broker process', s1, a.jobs);
     let stored = 0;
     for (let i = 0; i < seq; i += 1000) {
       const keys = Array.from({ length: Math.min(1000, seq - i) }, (_, j) => `${a.prefix}:r:${i + j}`);
       stored += (await redis.mget(...keys)).filter((v) => v === String(EXPECTED_RESULT)).length;
     }
     if (stored !== a.jobs) throw new Error(`broker process: ${stored} of ${a.jobs} results stored`);
-    return { enqueue_per_s: Math.round(a.jobs / enqueueS), process_per_s: Math.round(a.jobs / processS) };
+    return { enqueue_per_s: Math.round(a.jobs / enqueueS), process_per_s: processRate(a.jobs, t1first, t1end) };
   } finally {
-    for (const g of ['warm', 'enqueue', 'process']) await broker.purge(g).catch(() => undefined);
+    for (const g of ['enqueue', 'process']) await broker.purge(g).catch(() => undefined);
     await broker.close().catch(() => undefined);
     await redis.quit().catch(() => undefined);
     await deleteKeys(a.prefix);
@@ -241,15 +331,24 @@ async function brokerRound(a: RoundArgs): Promise<RoundFigures> {
 }
 
 async function tasukiRound(a: RoundArgs): Promise<RoundFigures> {
-  const sys = await tasukiSystem('rabbitmq', a.prefix);
+  const sys = await tasukiSystem(a.kind === 'tasuki-mem' ? 'rabbitmq-memory' : 'rabbitmq', a.prefix);
   try {
+    // Connected (broker and backend) and the group declared before the timing, as the raw row's queue is.
+    await sys.sendOne('enqueue', PAYLOAD);
     await profStart();
+    const s0 = await statsNow();
     const c0 = cpuNow();
     const t0 = performance.now();
-    await inFlight(a.jobs, a.concurrency, async () => void (await sys.sendOne('enqueue', PAYLOAD)));
+    let firstSent = 0;
+    await inFlight(a.jobs, a.concurrency, async () => {
+      await sys.sendOne('enqueue', PAYLOAD);
+      firstSent ||= performance.now() - t0;
+    });
     const enqueueS = (performance.now() - t0) / 1000;
-    cpuReport('tasuki enqueue', c0, a.jobs);
-    if ((await sys.waiting('enqueue')) !== a.jobs) throw new Error('tasuki enqueue: count mismatch');
+    if (CPU_PIDS.length > 0) console.error(`    ${a.kind} enqueue: first send resolved after ${firstSent.toFixed(0)} ms`);
+    cpuReport(`${a.kind} enqueue`, c0, a.jobs);
+    await statsReport(`${a.kind} enqueue`, s0, a.jobs);
+    if ((await sys.waiting('enqueue')) !== a.jobs + 1) throw new Error('tasuki enqueue: count mismatch');
     const ids = await sys.sendBulk('process', new Array<string>(a.jobs).fill(PAYLOAD));
     let done = 0;
     let failed = 0;
@@ -257,9 +356,12 @@ async function tasukiRound(a: RoundArgs): Promise<RoundFigures> {
     const allDone = new Promise<void>((r) => (finish = r));
     let t1end = 0;
     await profStart();
+    const s1 = await statsNow();
     const c1 = cpuNow();
     const t1 = performance.now();
+    let t1first = 0;
     await sys.startWorker('process', a.concurrency, (ok) => {
+      t1first ||= performance.now();
       if (ok) done++;
       else failed++;
       if (done + failed === a.jobs) {
@@ -267,13 +369,15 @@ async function tasukiRound(a: RoundArgs): Promise<RoundFigures> {
         finish();
       }
     });
+    const started = performance.now() - t1;
     await allDone;
-    const processS = (t1end - t1) / 1000;
-    cpuReport('tasuki process', c1, a.jobs);
+    if (CPU_PIDS.length > 0) console.error(`    ${a.kind} process: worker started after ${started.toFixed(0)} ms, first task done after ${(t1first - t1).toFixed(0)} ms`);
+    cpuReport(`${a.kind} process`, c1, a.jobs);
+    await statsReport(`${a.kind} process`, s1, a.jobs);
     await sys.stopWorkers();
     const v = await sys.verify('process', ids);
     if (failed > 0 || v.completed !== a.jobs || v.resultsStored !== a.jobs) throw new Error(`tasuki process: ${v.completed} completed, ${String(v.resultsStored)} results of ${a.jobs}`);
-    return { enqueue_per_s: Math.round(a.jobs / enqueueS), process_per_s: Math.round(a.jobs / processS) };
+    return { enqueue_per_s: Math.round(a.jobs / enqueueS), process_per_s: processRate(a.jobs, t1first, t1end) };
   } finally {
     await sys.close().catch(() => undefined);
     await deleteKeys(a.prefix);
@@ -304,7 +408,7 @@ function median(xs: number[]): number {
  */
 export async function runRabbitMQBench(o: RabbitBenchOptions): Promise<string[]> {
   const log = o.log ?? ((line: string) => console.log(line));
-  const figures: Record<Kind, RoundFigures[]> = { raw: [], broker: [], tasuki: [] };
+  const figures: Record<Kind, RoundFigures[]> = { raw: [], broker: [], tasuki: [], 'tasuki-mem': [] };
   const failures: string[] = [];
   log(`\nRabbitMQ: raw amqplib vs the RabbitMQ broker alone vs tasuki (RabbitMQ broker + Redis backend), ${o.jobs} jobs, 64-byte payload, concurrency ${o.concurrency}, ${o.runs} alternating round(s)`);
   for (let r = 1; r <= o.runs; r++) {
@@ -312,7 +416,7 @@ export async function runRabbitMQBench(o: RabbitBenchOptions): Promise<string[]>
       try {
         const f = await runChild({ kind, jobs: o.jobs, concurrency: o.concurrency, prefix: `tasuki-bench-${process.pid}-rmq-${r}-${kind}` });
         figures[kind].push(f);
-        log(`  round ${r} ${kind.padEnd(6)} enqueue ${f.enqueue_per_s}/s  process ${f.process_per_s}/s`);
+        log(`  round ${r} ${kind.padEnd(10)} enqueue ${f.enqueue_per_s}/s  process ${f.process_per_s}/s`);
       } catch (err) {
         failures.push(err instanceof Error ? err.message : String(err));
         log(`  round ${r} ${kind}: FAILED: ${failures[failures.length - 1] ?? ''}`);
@@ -323,14 +427,14 @@ export async function runRabbitMQBench(o: RabbitBenchOptions): Promise<string[]>
   const med = (k: Kind, m: keyof RoundFigures): number => median(figures[k].map((f) => f[m]));
   const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
   log('');
-  log(`| figure (medians of ${o.runs}, ${o.concurrency} in flight) | ${KINDS.map((k) => LABEL[k]).join(' | ')} | broker / raw | tasuki / raw |`);
-  log(`|---|${KINDS.map(() => '--:').join('|')}|--:|--:|`);
+  log(`| figure (medians of ${o.runs}, ${o.concurrency} in flight) | ${KINDS.map((k) => LABEL[k]).join(' | ')} | broker / raw | tasuki / raw | tasuki (memory backend) / raw |`);
+  log(`|---|${KINDS.map(() => '--:').join('|')}|--:|--:|--:|`);
   for (const [label, m] of [
     ['enqueue, confirmed (/s)', 'enqueue_per_s'],
     ['process: consume, result to Redis, ack (/s)', 'process_per_s'],
   ] as const) {
     const ratio = (k: Kind): number => med(k, m) / med('raw', m);
-    log(`| ${label} | ${KINDS.map((k) => fmt(med(k, m))).join(' | ')} | ${ratio('broker').toFixed(2)} | ${ratio('tasuki').toFixed(2)} ${ratio('tasuki') >= 0.8 ? '(goal ≥ 0.8 met)' : '(goal ≥ 0.8 NOT met)'} |`);
+    log(`| ${label} | ${KINDS.map((k) => fmt(med(k, m))).join(' | ')} | ${ratio('broker').toFixed(2)} | ${ratio('tasuki').toFixed(2)} ${ratio('tasuki') >= 0.8 ? '(goal ≥ 0.8 met)' : '(goal ≥ 0.8 NOT met)'} | ${ratio('tasuki-mem').toFixed(2)} |`);
   }
   const json: Record<string, RoundFigures> = {};
   for (const k of KINDS) json[k] = { enqueue_per_s: med(k, 'enqueue_per_s'), process_per_s: med(k, 'process_per_s') };
@@ -352,7 +456,8 @@ if (process.argv[1] === here) {
     const args = JSON.parse(argv[1] ?? '{}') as RoundArgs;
     (args.kind === 'raw' ? rawRound(args) : args.kind === 'broker' ? brokerRound(args) : tasukiRound(args)).then(
       (figures) => {
-        process.send?.({ ok: true, figures });
+        if (process.send) process.send({ ok: true, figures });
+        else console.log(JSON.stringify(figures));
         setTimeout(() => process.exit(0), 100).unref();
       },
       (err: unknown) => {

@@ -110,9 +110,13 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 // ---- tasuki ---------------------------------------------------------------------------------------
 
-/** tasuki on Redis broker + Redis backend, RabbitMQ broker + Redis backend, or memory + memory. */
+/**
+ * tasuki on Redis broker + Redis backend, RabbitMQ broker + Redis backend, memory + memory, or
+ * RabbitMQ broker + memory backend (`rabbitmq-memory`: the producer and the workers of the process
+ * on one in-process store; what the RabbitMQ path costs without the backend's Redis writes).
+ */
 export async function tasukiSystem(
-  kind: 'redis' | 'rabbitmq' | 'memory',
+  kind: 'redis' | 'rabbitmq' | 'memory' | 'rabbitmq-memory',
   prefix: string,
   withMetrics = false,
   root = TASUKI_ROOT,
@@ -140,6 +144,12 @@ export async function tasukiSystem(
     // One process: producer and worker must share the in-memory instances.
     makeBroker = async () => broker;
     makeBackend = async () => backend;
+  } else if (kind === 'rabbitmq-memory') {
+    const { MemoryBackend, MemoryBackendStore } = await loadTasuki<typeof import('../backends/memory.js')>('backends/memory.js');
+    const store = new MemoryBackendStore();
+    makeBackend = async () => new MemoryBackend({ store });
+    const { RabbitMQBroker } = (await loadTasuki<unknown>('brokers/rabbitmq.js')) as { RabbitMQBroker: new (o: { prefix: string }) => BrokerT };
+    makeBroker = async () => new RabbitMQBroker({ prefix });
   } else {
     const { RedisBackend } = await loadTasuki<typeof import('../backends/redis.js')>('backends/redis.js');
     makeBackend = async (broker) =>
@@ -171,7 +181,7 @@ export async function tasukiSystem(
   return {
     system: kind === 'memory' ? 'tasuki (in-process)' : metrics ? 'tasuki + metrics' : root !== TASUKI_ROOT ? 'tasuki (baseline)' : noIndex ? 'tasuki (index off)' : oneConnection ? 'tasuki (one connection)' : 'tasuki',
     broker: kind,
-    backend: kind === 'memory' ? 'memory' : 'redis',
+    backend: kind === 'memory' || kind === 'rabbitmq-memory' ? 'memory' : 'redis',
     async sendOne(queue, payload) {
       usedQueues.add(queue);
       return client.send(queue, 'noop', payload);
@@ -239,12 +249,12 @@ export async function tasukiSystem(
     },
     async close() {
       await Promise.all(servers.splice(0).map((s) => s.shutdown(5000)));
-      if (kind !== 'memory') {
+      if (!shared) {
         for (const q of usedQueues) await producerBroker.purge(q).catch(() => undefined);
       }
       // The RabbitMQ delay exchanges are shared by every group of a prefix: remove them too.
       const withExchanges = producerBroker as BrokerT & { deleteDelayExchanges?: () => Promise<void> };
-      if (kind === 'rabbitmq') await withExchanges.deleteDelayExchanges?.().catch(() => undefined);
+      if (kind === 'rabbitmq' || kind === 'rabbitmq-memory') await withExchanges.deleteDelayExchanges?.().catch(() => undefined);
       await client.close();
       if (shared) {
         await producerBroker.close();
