@@ -13,7 +13,7 @@ import { corkTick } from '../brokers/redis-cork.js';
 import { applyIndexMoves, statusOf, type IndexMove } from './redis-cluster-index.js';
 import type { Expiry, StateWrite, WriteOutcome } from '../src/backend.js';
 import { InvalidOptionError, ValueTooLargeError } from '../src/errors.js';
-import { isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
+import { encodeTaskState, isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
 import { taskTag } from './redis-keys.js';
 import { IndexPlan, indexPart, type IndexPart } from './redis-index-plan.js';
 import { WRITE_COMMAND, writeOp } from './redis-scripts.js';
@@ -135,7 +135,7 @@ export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping
     checkSize(result);
   }
   const state = w.state;
-  const stateText = JSON.stringify(state);
+  const stateText = encodeTaskState(state);
   checkSize(stateText);
   const tag = taskTag(prefix, state.id);
   const status = state.status;

@@ -59,8 +59,8 @@ export class JobClaimer {
     }
 
     // Claim: store `running`; a final state stored (success by a duplicate, aborted, expired) means: do not run.
-    const running = rec.state(msg, 'running');
-    running.startedAt = now;
+    // Written at the time the run started (a compact record then leaves `updatedAt` out: `encodeTaskState`).
+    const running = rec.state(msg, 'running', { startedAt: now, updatedAt: now });
     if (deliveries > 1) running.deliveries = job.deliveries = deliveries;
     const w = await rec.persist(job, { state: running, stateTtl: ctx.settings.statusExpires, guard: 'notFinal' });
     if (w === undefined) return undefined;

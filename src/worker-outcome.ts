@@ -40,9 +40,7 @@ export class OutcomeRecorder {
       } catch (err) {
         return this.conclude(job, { kind: 'failure', error: toError(err), retryable: false, deadLetter: false, startedAt: outcome.startedAt });
       }
-      const state = rec.state(msg, 'success');
-      state.startedAt = outcome.startedAt;
-      state.finishedAt = now;
+      const state = rec.state(msg, 'success', { startedAt: outcome.startedAt, finishedAt: now, updatedAt: now });
       if (job.progress !== undefined) state.progress = job.progress;
       const write: StateWrite = { state, stateTtl: statusExpires, guard: 'notSuccess' };
       if (result !== undefined) {
@@ -90,7 +88,7 @@ export class OutcomeRecorder {
       rec.ctx.emit('retrying', { ...rec.event(msg), error, delayMs, retriesLeft: next.retriesLeft });
       return;
     }
-    extra.finishedAt = now;
+    extra.finishedAt = extra.updatedAt = now;
     extra.message = job.delivery.body;
     if ((await rec.persist(job, { state: rec.state(msg, 'failure', extra), stateTtl: statusExpires, guard: 'notFinal' })) === undefined) return;
     if (outcome.deadLetter) {
