@@ -43,6 +43,7 @@ export class OutcomeRecorder {
       const state = rec.state(msg, 'success', { startedAt: outcome.startedAt, finishedAt: now, updatedAt: now });
       if (job.progress !== undefined) state.progress = job.progress;
       const write: StateWrite = { state, stateTtl: statusExpires, guard: 'notSuccess' };
+      if (job.stored !== undefined) write.basis = job.stored;
       if (result !== undefined) {
         write.result = result;
         write.resultTtl = resultExpires;
@@ -166,11 +167,9 @@ export class OutcomeRecorder {
     const msg = job.msg as TaskMessage;
     const state = rec.state(msg, 'running', { progress, startedAt: Date.now() });
     if (job.deliveries > 1) state.deliveries = job.deliveries;
-    await rec.ctx.backend.write({
-      state,
-      stateTtl: rec.ctx.settings.statusExpires,
-      guard: 'notFinal',
-      previous: 'refused',
-    });
+    const write: StateWrite = { state, stateTtl: rec.ctx.settings.statusExpires, guard: 'notFinal', previous: 'refused' };
+    if (job.stored !== undefined) write.basis = job.stored;
+    const w = await rec.ctx.backend.write(write);
+    if (w.written) job.stored = state;
   }
 }
