@@ -1,5 +1,5 @@
 /**
- * Delta writes of the Redis result backend: when a writer knows the state stored before its write
+ * Delta writes of the Redis result backend (option `deltaWrites`, off by default): when a writer knows the state stored before its write
  * (`StateWrite.basis`: the worker's claim after the client's `sent`, its final write after its claim),
  * the write script is sent only the edits that turn that state's text into the new one, checked
  * against the stored text (its length and a SHA-1 prefix): the script rebuilds the new text from the

@@ -102,26 +102,36 @@ local function stored_status(prev)
 end
 
 -- Rebuilds a delta write's state from the stored text (see ./redis-delta.ts); nil when the stored
--- text is not the delta's basis (or none is stored).
+-- text is not the delta's basis (or none is stored). One or two edits (the worker's writes) are one
+-- concatenation; more go through a table.
+local function delta_edit(d, from)
+  local a = string.find(d, '\\n', from, true)
+  local b = string.find(d, '\\n', a + 1, true)
+  local c = string.find(d, '\\n', b + 1, true)
+  return tonumber(string.sub(d, from, a - 1)), tonumber(string.sub(d, a + 1, b - 1)), string.sub(d, b + 1, (c or #d + 1) - 1), c
+end
+
 local function apply_delta(prev, d)
   if not prev then return nil end
   local nl1 = string.find(d, '\\n', 1, true)
   local nl2 = string.find(d, '\\n', nl1 + 1, true)
   if tonumber(string.sub(d, 1, nl1 - 1)) ~= #prev then return nil end
   if string.sub(redis.sha1hex(prev), 1, ${DELTA_HASH_DIGITS}) ~= string.sub(d, nl1 + 1, nl2 - 1) then return nil end
-  local out = {}
-  local pos = 0
-  local from = nl2 + 1
-  while true do
-    local a = string.find(d, '\\n', from, true)
-    local b = string.find(d, '\\n', a + 1, true)
-    local c = string.find(d, '\\n', b + 1, true)
-    local at = tonumber(string.sub(d, from, a - 1))
+  local at1, del1, t1, c1 = delta_edit(d, nl2 + 1)
+  if not c1 then return string.sub(prev, 1, at1) .. t1 .. string.sub(prev, at1 + del1 + 1) end
+  local at2, del2, t2, c2 = delta_edit(d, c1 + 1)
+  if not c2 then
+    return string.sub(prev, 1, at1) .. t1 .. string.sub(prev, at1 + del1 + 1, at2) .. t2 .. string.sub(prev, at2 + del2 + 1)
+  end
+  local out = { string.sub(prev, 1, at1), t1, string.sub(prev, at1 + del1 + 1, at2), t2 }
+  local pos = at2 + del2
+  local c = c2
+  while c do
+    local at, del, t
+    at, del, t, c = delta_edit(d, c + 1)
     out[#out + 1] = string.sub(prev, pos + 1, at)
-    out[#out + 1] = string.sub(d, b + 1, (c or #d + 1) - 1)
-    pos = at + tonumber(string.sub(d, a + 1, b - 1))
-    if not c then break end
-    from = c + 1
+    out[#out + 1] = t
+    pos = at + del
   end
   out[#out + 1] = string.sub(prev, pos + 1)
   return table.concat(out)
@@ -207,10 +217,12 @@ local function write_one(skey, rkey, state, op, result, rttl, ix)
       if not state then return 2, false end
     end
   end
+  local ps = nil
   if prev then
     local pass = false
     if g ~= 'a' then
-      local status = stored_status(prev)
+      ps = stored_status(prev)
+      local status = ps
       if status == nil or status == 'success' then
         pass = false
       elseif g == 'n' then
@@ -224,8 +236,7 @@ local function write_one(skey, rkey, state, op, result, rttl, ix)
   if rkey then store(rkey, result, tonumber(rttl)) end
   if not stored then store(skey, state, t) end
   if ix then
-    local ps = nil
-    if prev then ps = stored_status(prev) end
+    -- The guard found the previous status already (an absent write that passes has none).
     index_one(ix, skey, ps, t)
   end
   if final then

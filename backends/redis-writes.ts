@@ -125,9 +125,10 @@ export interface IndexKeeping {
 /**
  * Validates a write for keys under `prefix` and turns it into a {@link PendingWrite} (throws typed
  * errors). With `index`, the write also keeps the task index (in the same script call: a lone
- * `absent` write then goes through the script too, not the native SET).
+ * `absent` write then goes through the script too, not the native SET). With `deltas`, a guarded
+ * write with a basis is sent as its edits from it when they are shorter (`./redis-delta.ts`).
  */
-export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping): PendingWrite {
+export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping, deltas = false): PendingWrite {
   const guard = w.guard;
   if (guard !== 'absent' && guard !== 'notFinal' && guard !== 'notSuccess') {
     throw new InvalidOptionError(`unknown write guard ${JSON.stringify(guard)}`);
@@ -168,7 +169,7 @@ export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping
     ix,
   );
   // With the state the writer expects stored: only the edits from it, when they are shorter.
-  if (w.basis === undefined || guard === 'absent' || stateTtl === 0) return whole;
+  if (!deltas || w.basis === undefined || guard === 'absent' || stateTtl === 0) return whole;
   const delta = stateDelta(encodeTaskState(w.basis), stateText);
   if (delta === undefined) return whole;
   const op = writeOp(guard, status, result !== undefined, stateTtl, previous, ix !== undefined, true);

@@ -42,13 +42,15 @@ describe('state deltas', () => {
     expect(stateDelta(encodeTaskState({ ...sent, name: 'naïve' }), encodeTaskState({ ...running, name: 'naïve' }))).toBeUndefined();
   });
 
-  it('are used by the backend only for guarded writes that store the state, off a cluster', () => {
-    const w = prepareWrite('p', { state: running, basis: sent, stateTtl: 60, guard: 'notFinal' });
+  it('are used by the backend, when on, only for guarded writes that store the state', () => {
+    const w = prepareWrite('p', { state: running, basis: sent, stateTtl: 60, guard: 'notFinal' }, undefined, true);
     expect(w.op).toBe('n--p-d60');
     expect(w.whole?.stateText).toBe(encodeTaskState(running));
     expect(w.stateText.length).toBeLessThan(encodeTaskState(running).length / 2);
-    expect(prepareWrite('p', { state: running, basis: sent, stateTtl: 0, guard: 'notFinal' }).whole).toBeUndefined();
-    expect(prepareWrite('p', { state: sent, basis: running, stateTtl: 60, guard: 'absent' }).whole).toBeUndefined();
+    expect(prepareWrite('p', { state: running, basis: sent, stateTtl: 0, guard: 'notFinal' }, undefined, true).whole).toBeUndefined();
+    expect(prepareWrite('p', { state: sent, basis: running, stateTtl: 60, guard: 'absent' }, undefined, true).whole).toBeUndefined();
+    // Off (the default): the basis is not used.
+    expect(prepareWrite('p', { state: running, basis: sent, stateTtl: 60, guard: 'notFinal' }).op).toBe('n--p--60');
     expect(prepareWrite('p', { state: running, stateTtl: 60, guard: 'notFinal' }).op).toBe('n--p--60');
   });
 });
@@ -63,7 +65,7 @@ describe('delta writes on Redis', () => {
   const as = (s: TaskState, taskId: string): TaskState => ({ ...s, id: taskId });
 
   it('rebuild the state from its stored basis, keep the index and publish the whole final state', async () => {
-    const b = new RedisBackend({ prefix: ns.prefix });
+    const b = new RedisBackend({ prefix: ns.prefix, deltaWrites: true });
     try {
       const t = 'd1';
       expect((await b.write({ state: as(sent, t), stateTtl: 60, guard: 'absent' })).written).toBe(true);
@@ -81,13 +83,20 @@ describe('delta writes on Redis', () => {
       expect(await ns.admin.zscore(`${ns.prefix}:ix|g|success`, t)).toBe(String(success.updatedAt));
       await expect.poll(() => notices).toEqual([encodeTaskState(as(success, t))]);
       stop();
+      // A failure after the claim: three edits (status, the error, the fields at the end).
+      const f = 'd1f';
+      await b.write({ state: as(running, f), stateTtl: 60, guard: 'absent' });
+      const delta = stateDelta(encodeTaskState(as(running, f)), encodeTaskState(as(failure, f))) as string;
+      expect(delta.split('\n').length).toBe(2 + 3 * 3);
+      expect((await b.write({ state: as(failure, f), basis: as(running, f), stateTtl: 60, guard: 'notFinal' })).written).toBe(true);
+      expect(await ns.admin.get(key(f))).toBe(encodeTaskState(as(failure, f)));
     } finally {
       await b.close();
     }
   });
 
   it('go again whole when the stored state is not the basis (or none is stored), with the same guard', async () => {
-    const b = new RedisBackend({ prefix: ns.prefix });
+    const b = new RedisBackend({ prefix: ns.prefix, deltaWrites: true });
     try {
       // Another writer came between: the claim still lands, whole.
       const t = 'd2';
