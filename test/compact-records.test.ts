@@ -3,7 +3,9 @@
  * and what the previous release wrote (every field, nulls included) still reads the same.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { decodeMessage, encodeMessage, type TaskMessage } from '../src/index.js';
+import { randomUUID } from 'node:crypto';
+import { Client, Server, decodeMessage, encodeMessage, silentLogger, type TaskMessage } from '../src/index.js';
+import { RedisBroker } from '../brokers/redis.js';
 import { encodeTaskState, parseTaskState, type TaskState } from '../src/state.js';
 import { liveState } from '../backends/mongo-documents.js';
 import { RedisBackend } from '../backends/redis.js';
@@ -131,6 +133,43 @@ describe('compact stored states', () => {
       expect(await b.read('w')).toEqual(state);
     } finally {
       await b.close();
+    }
+  });
+
+  it('a task run on Redis stores compact sent, running and success records (with deltaWrites too)', async () => {
+    for (const deltaWrites of [false, true]) {
+      const group = `compact-${randomUUID().slice(0, 8)}`;
+      const server = new Server({ broker: new RedisBroker({ prefix: ns.prefix }), backend: new RedisBackend({ prefix: ns.prefix, deltaWrites }), logger: silentLogger });
+      const client = new Client({ broker: new RedisBroker({ prefix: ns.prefix }), backend: new RedisBackend({ prefix: ns.prefix }), logger: silentLogger });
+      const seen: Array<string | null> = [];
+      let key = '';
+      const task = server.add(group, 'echo', async (x: number) => {
+        seen.push(await ns.admin.get(key));
+        return x;
+      });
+      try {
+        const id = await client.send(task, 5);
+        key = redisKeys(ns.prefix, id).state;
+        seen.push(await ns.admin.get(key));
+        await server.run(group, 1);
+        expect((await client.getResult(id, 10_000)).value).toBe(5);
+        seen.push(await ns.admin.get(key));
+        const [sent, running, success] = seen.map((t) => JSON.parse(t as string) as Record<string, unknown>);
+        expect(sent).toMatchObject({ id, status: 'sent', retriesLeft: 3 });
+        expect(running).toMatchObject({ id, status: 'running', sentAt: sent?.sentAt });
+        expect(success).toMatchObject({ id, status: 'success', sentAt: sent?.sentAt });
+        for (const r of [sent, running, success]) {
+          expect(r).not.toHaveProperty('v');
+          expect(r).not.toHaveProperty('retriesUsed');
+          expect(r).not.toHaveProperty('updatedAt');
+        }
+        // Read back whole: updatedAt is the status's own time.
+        const state = (await client.getStatus(id))?.state;
+        expect(state).toMatchObject({ v: 1, retriesUsed: 0, status: 'success', updatedAt: success?.finishedAt });
+      } finally {
+        await client.close();
+        await server.shutdown(5000);
+      }
     }
   });
 });
