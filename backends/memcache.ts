@@ -35,7 +35,7 @@ import { CONFLICT, MemcacheCas, OP_ADD, OP_DELETE, OP_SET, STATUS_NOT_FOUND, STA
 import { absoluteExpiry, checkExpiry, memcacheKeys, memcachedExptime } from './memcache-keys.js';
 import type { Backend, StateWrite, WriteGuard, WriteOutcome } from '../src/backend.js';
 import { ClosedError, ConnectionError, InvalidOptionError, TasukiError, ValueTooLargeError } from '../src/errors.js';
-import { isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
+import { encodeTaskState, isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
 
 export { MEMCACHED_MAX_RELATIVE_EXPIRY, absoluteExpiry, memcacheKeys, memcachedExptime } from './memcache-keys.js';
 
@@ -162,7 +162,7 @@ export class MemcacheBackend implements Backend {
     const hasResult = w.result !== undefined;
     if (hasResult && w.resultTtl === undefined) throw new InvalidOptionError('resultTtl is required when a result is written');
     const resultTtl = hasResult ? checkExpiry(w.resultTtl, 'resultTtl') : 0;
-    const stateValue = Buffer.from(JSON.stringify(w.state), 'utf8');
+    const stateValue = Buffer.from(encodeTaskState(w.state), 'utf8');
     const resultValue = hasResult ? Buffer.from(w.result as string, 'utf8') : null;
     for (const v of [stateValue, resultValue]) {
       if (v !== null && v.length > this.maxValueBytes) throw new ValueTooLargeError(v.length, this.maxValueBytes);

@@ -29,7 +29,7 @@
 import type { Document } from 'mongodb';
 import type { Expiry, StateWrite, WriteGuard } from '../src/backend.js';
 import { ConnectionError, DecodeError, InvalidOptionError, TasukiError, TopologyMismatchError, ValueTooLargeError } from '../src/errors.js';
-import { TASK_STATUSES, completeTaskState, isFinalStatus, type TaskState, type TaskStatus } from '../src/state.js';
+import { TASK_STATUSES, completeTaskState, encodeTaskState, isFinalStatus, type TaskState, type TaskStatus } from '../src/state.js';
 
 /** A task document as stored. */
 export interface TaskDocument {
@@ -155,7 +155,7 @@ export function buildUpdatePipeline(w: StateWrite, now: Date): Document[] {
   if (w.stateTtl === 0) {
     unset.push('state', 'status', 'stateExpiresAt');
   } else {
-    set.state = { $literal: JSON.stringify(w.state) };
+    set.state = { $literal: encodeTaskState(w.state) };
     set.status = { $literal: w.state.status };
     set.stateExpiresAt = { $literal: expiryDate(w.stateTtl, now) };
   }
@@ -213,7 +213,7 @@ export function expiresAtExpression(now: Date): Document {
 
 /** Size in bytes of what a write stores (state JSON + result). */
 export function writeBytes(w: StateWrite): number {
-  return Buffer.byteLength(JSON.stringify(w.state)) + (w.result === undefined ? 0 : Buffer.byteLength(w.result));
+  return Buffer.byteLength(encodeTaskState(w.state)) + (w.result === undefined ? 0 : Buffer.byteLength(w.result));
 }
 
 /** True for MongoDB's duplicate key error (E11000), which an upsert meets when its guard refused. */

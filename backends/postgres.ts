@@ -12,7 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Backend, FinalNotice, StateWrite, WriteOutcome } from '../src/backend.js';
 import { ClosedError, InvalidOptionError } from '../src/errors.js';
-import { isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
+import { encodeTaskState, isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
 import { PostgresBase } from '../postgres/base.js';
 import { isQueryable, run, type PostgresCommonOptions } from '../postgres/connection.js';
 import { Listener } from '../postgres/listener.js';
@@ -154,11 +154,11 @@ export class PostgresBackend implements Backend {
     if (!isQueryable(on)) throw new InvalidOptionError('tx must be a pg client (or pool client) inside an open transaction');
     await this.ready();
     const id = w.state.id;
-    const stateText = w.stateTtl === 0 ? null : JSON.stringify(w.state);
+    const stateText = w.stateTtl === 0 ? null : encodeTaskState(w.state);
     const hasResult = w.result !== undefined;
     const resultTtl = hasResult ? (w.resultTtl ?? 0) : 0;
     const result = hasResult && resultTtl !== 0 ? (w.result as string) : null;
-    const payload = isFinalStatus(w.state.status) ? noticePayload(id, stateText ?? JSON.stringify(w.state), result) : null;
+    const payload = isFinalStatus(w.state.status) ? noticePayload(id, stateText ?? encodeTaskState(w.state), result) : null;
     const values = [
       id,
       stateText === null ? null : w.state.status,

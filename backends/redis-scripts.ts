@@ -3,12 +3,13 @@
  * (ioredis sends it with EVALSHA and falls back to EVAL after a `NOSCRIPT`, e.g. after a restart).
  */
 import { TASK_STATUSES } from '../src/state.js';
+import { DELTA_HASH_DIGITS } from './redis-delta.js';
 
 /** Name under which {@link WRITE_SCRIPT} is registered on the ioredis client. */
 export const WRITE_COMMAND = 'tasukiBackendWrite';
 
 /**
- * The `op` argument of a write: five letters and the state expiry, e.g. `a--p-60` or `nsr-i-1`.
+ * The `op` argument of a write: six letters and the state expiry, e.g. `a--p--60` or `nsr-id-1`.
  * 1. guard: `a` absent, `n` notFinal, `s` notSuccess;
  * 2. the new status when it is final (`s` success, `f` failure, `e` expired, `a` aborted), else `-`;
  * 3. `r` when a result is written (then the write has a result key and two more arguments), else `-`;
@@ -16,7 +17,8 @@ export const WRITE_COMMAND = 'tasukiBackendWrite';
  *    that refused a write is (saves sending back a state nobody reads);
  * 5. `i` when the write keeps the task index (then one more argument follows, see
  *    `./redis-index-plan.ts`), else `-`;
- * 6. the state expiry in seconds (-1 forever, 0 not stored, N).
+ * 6. `d` when the state argument is a delta against the stored state (`./redis-delta.ts`), else `-`;
+ * 7. the state expiry in seconds (-1 forever, 0 not stored, N).
  */
 export function writeOp(
   guard: 'absent' | 'notFinal' | 'notSuccess',
@@ -25,11 +27,12 @@ export function writeOp(
   stateTtl: number,
   previousWhenWritten = true,
   indexed = false,
+  delta = false,
 ): string {
   const g = guard === 'absent' ? 'a' : guard === 'notFinal' ? 'n' : 's';
   const f =
     status === 'success' ? 's' : status === 'failure' ? 'f' : status === 'expired' ? 'e' : status === 'aborted' ? 'a' : '-';
-  return g + f + (hasResult ? 'r' : '-') + (previousWhenWritten ? 'p' : '-') + (indexed ? 'i' : '-') + stateTtl;
+  return g + f + (hasResult ? 'r' : '-') + (previousWhenWritten ? 'p' : '-') + (indexed ? 'i' : '-') + (delta ? 'd' : '-') + stateTtl;
 }
 
 /** Lua table status → offset of its set within a group's index keys. */
@@ -50,7 +53,12 @@ const STATUS_NAMES = `{ ${TASK_STATUSES.map((s) => `'${s}'`).join(', ')} }`;
  *
  * Returns `{written1, previous1, written2, previous2, ...}`: `written` is 1 or 0, `previous` the
  * state JSON stored before (or that refused the write), nil when none was stored (or, for a write
- * that passed without the `p` flag, not asked for).
+ * that passed without the `p` flag, not asked for). A delta write (`d`) whose basis is not the
+ * stored text does nothing and returns `written` 2: the caller sends it again whole.
+ *
+ * A delta write's state argument is rebuilt into the new state JSON from the stored text first
+ * (`./redis-delta.ts`: its length and SHA-1 prefix are checked, then the edits applied with
+ * `string.sub` and `table.concat`); the guard, the stores and the notice then see the whole text.
  *
  * The guard is evaluated against the stored state (an expired key does not exist in Redis, so it
  * counts as absent). A stored `success` refuses every guard.
@@ -91,6 +99,42 @@ local function stored_status(prev)
     end
     from = s + 1
   end
+end
+
+-- Rebuilds a delta write's state from the stored text (see ./redis-delta.ts); nil when the stored
+-- text is not the delta's basis (or none is stored). One or two edits (the worker's writes) are one
+-- concatenation; more go through a table.
+local function delta_edit(d, from)
+  local a = string.find(d, '\\n', from, true)
+  local b = string.find(d, '\\n', a + 1, true)
+  local c = string.find(d, '\\n', b + 1, true)
+  return tonumber(string.sub(d, from, a - 1)), tonumber(string.sub(d, a + 1, b - 1)), string.sub(d, b + 1, (c or #d + 1) - 1), c
+end
+
+local function apply_delta(prev, d)
+  if not prev then return nil end
+  local nl1 = string.find(d, '\\n', 1, true)
+  local nl2 = string.find(d, '\\n', nl1 + 1, true)
+  if tonumber(string.sub(d, 1, nl1 - 1)) ~= #prev then return nil end
+  if string.sub(redis.sha1hex(prev), 1, ${DELTA_HASH_DIGITS}) ~= string.sub(d, nl1 + 1, nl2 - 1) then return nil end
+  local at1, del1, t1, c1 = delta_edit(d, nl2 + 1)
+  if not c1 then return string.sub(prev, 1, at1) .. t1 .. string.sub(prev, at1 + del1 + 1) end
+  local at2, del2, t2, c2 = delta_edit(d, c1 + 1)
+  if not c2 then
+    return string.sub(prev, 1, at1) .. t1 .. string.sub(prev, at1 + del1 + 1, at2) .. t2 .. string.sub(prev, at2 + del2 + 1)
+  end
+  local out = { string.sub(prev, 1, at1), t1, string.sub(prev, at1 + del1 + 1, at2), t2 }
+  local pos = at2 + del2
+  local c = c2
+  while c do
+    local at, del, t
+    at, del, t, c = delta_edit(d, c + 1)
+    out[#out + 1] = string.sub(prev, pos + 1, at)
+    out[#out + 1] = t
+    pos = at + del
+  end
+  out[#out + 1] = string.sub(prev, pos + 1)
+  return table.concat(out)
 end
 
 -- Stores a value with an expiry in seconds: 0 deletes the key (not stored), -1 keeps it forever.
@@ -150,7 +194,7 @@ local function write_one(skey, rkey, state, op, result, rttl, ix)
     return redis.error_reply('ERR tasuki: malformed write op ' .. tostring(op))
   end
   local final = FINAL[string.sub(op, 2, 2)]
-  local t = tonumber(string.sub(op, 6))
+  local t = tonumber(string.sub(op, 7))
   local prev
   local stored = false
   if g == 'a' and t ~= 0 then
@@ -168,11 +212,17 @@ local function write_one(skey, rkey, state, op, result, rttl, ix)
     end
   else
     prev = redis.call('GET', skey)
+    if string.sub(op, 6, 6) == 'd' then
+      state = apply_delta(prev, state)
+      if not state then return 2, false end
+    end
   end
+  local ps = nil
   if prev then
     local pass = false
     if g ~= 'a' then
-      local status = stored_status(prev)
+      ps = stored_status(prev)
+      local status = ps
       if status == nil or status == 'success' then
         pass = false
       elseif g == 'n' then
@@ -186,8 +236,7 @@ local function write_one(skey, rkey, state, op, result, rttl, ix)
   if rkey then store(rkey, result, tonumber(rttl)) end
   if not stored then store(skey, state, t) end
   if ix then
-    local ps = nil
-    if prev then ps = stored_status(prev) end
+    -- The guard found the previous status already (an absent write that passes has none).
     index_one(ix, skey, ps, t)
   end
   if final then

@@ -3,6 +3,8 @@
  * and the writes of one event-loop tick travel together at its end — a lone `absent` write of a state
  * alone as the native `SET … NX GET` (same semantics, Redis ≥ 7.0; older servers get the script),
  * anything else in calls of the write script (`./redis-scripts.ts`), which checks each write's guard
+ * (a write whose caller knows the stored state, `StateWrite.basis`, sends only its edits from it:
+ * `./redis-delta.ts`)
  * against the stored state and sets state and result with their own expiries (`-1` → no expiry,
  * `0` → key deleted, `N` → `EX N`). On a Redis Cluster the writes of a tick are grouped by hash slot,
  * one script call per slot.
@@ -13,10 +15,11 @@ import { corkTick } from '../brokers/redis-cork.js';
 import { applyIndexMoves, statusOf, type IndexMove } from './redis-cluster-index.js';
 import type { Expiry, StateWrite, WriteOutcome } from '../src/backend.js';
 import { InvalidOptionError, ValueTooLargeError } from '../src/errors.js';
-import { isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
+import { encodeTaskState, isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
 import { taskTag } from './redis-keys.js';
 import { IndexPlan, indexPart, type IndexPart } from './redis-index-plan.js';
 import { WRITE_COMMAND, writeOp } from './redis-scripts.js';
+import { stateDelta } from './redis-delta.js';
 
 /** Largest string Redis stores (512 MiB, the default `proto-max-bulk-len`). */
 export const REDIS_MAX_STRING = 512 * 1024 * 1024;
@@ -68,6 +71,8 @@ export class PendingWrite {
     readonly ix?: IndexPart,
     /** On a cluster: the index move made after the write (its previous status filled in then). */
     readonly move?: Omit<IndexMove, 'prev'>,
+    /** For a delta write (`stateText` a delta, `./redis-delta.ts`): the same write whole, sent when the basis was not stored. */
+    readonly whole?: PendingWrite,
   ) {}
 
   /** Settles with the script's or the SET's reply: written or not, and the previous state text. */
@@ -100,6 +105,7 @@ export class PendingWrite {
 
   /** Bytes of the values written (for a size error). */
   bytes(): number {
+    if (this.whole !== undefined) return this.whole.bytes();
     return Buffer.byteLength(this.stateText) + (this.result === undefined ? 0 : Buffer.byteLength(this.result));
   }
 }
@@ -119,9 +125,10 @@ export interface IndexKeeping {
 /**
  * Validates a write for keys under `prefix` and turns it into a {@link PendingWrite} (throws typed
  * errors). With `index`, the write also keeps the task index (in the same script call: a lone
- * `absent` write then goes through the script too, not the native SET).
+ * `absent` write then goes through the script too, not the native SET). With `deltas`, a guarded
+ * write with a basis is sent as its edits from it when they are shorter (`./redis-delta.ts`).
  */
-export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping): PendingWrite {
+export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping, deltas = false): PendingWrite {
   const guard = w.guard;
   if (guard !== 'absent' && guard !== 'notFinal' && guard !== 'notSuccess') {
     throw new InvalidOptionError(`unknown write guard ${JSON.stringify(guard)}`);
@@ -135,7 +142,7 @@ export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping
     checkSize(result);
   }
   const state = w.state;
-  const stateText = JSON.stringify(state);
+  const stateText = encodeTaskState(state);
   checkSize(stateText);
   const tag = taskTag(prefix, state.id);
   const status = state.status;
@@ -148,16 +155,25 @@ export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping
       writeOp(guard, status, result !== undefined, stateTtl, true, false), result, String(resultTtl), 0, undefined, move);
   }
   const ix = indexed ? indexPart(index.base(state.group), status, state.updatedAt, state.id, index.cap, guard === 'absent') : undefined;
-  return new PendingWrite(
-    tag + ':state',
-    result === undefined ? undefined : tag + ':result',
+  const stateKey = tag + ':state';
+  const resultKey = result === undefined ? undefined : tag + ':result';
+  const previous = w.previous !== 'refused';
+  const whole = new PendingWrite(
+    stateKey,
+    resultKey,
     stateText,
-    writeOp(guard, status, result !== undefined, stateTtl, w.previous !== 'refused', ix !== undefined),
+    writeOp(guard, status, result !== undefined, stateTtl, previous, ix !== undefined),
     result,
     String(resultTtl),
     guard === 'absent' && result === undefined && stateTtl !== 0 && !final && ix === undefined ? stateTtl : 0,
     ix,
   );
+  // With the state the writer expects stored: only the edits from it, when they are shorter.
+  if (!deltas || w.basis === undefined || guard === 'absent' || stateTtl === 0) return whole;
+  const delta = stateDelta(encodeTaskState(w.basis), stateText);
+  if (delta === undefined) return whole;
+  const op = writeOp(guard, status, result !== undefined, stateTtl, previous, ix !== undefined, true);
+  return new PendingWrite(stateKey, resultKey, delta, op, result, String(resultTtl), 0, ix, undefined, whole);
 }
 
 /** The writes of the current tick on one connection. */
@@ -196,6 +212,14 @@ export class WriteBatcher {
       this.pending.push(p);
       if (this.pending.length === 1) process.nextTick(this.flush);
     });
+  }
+
+  /** Sends `whole` in place of the delta write `p`, settling `p`'s promise with its outcome. */
+  private resend(p: PendingWrite, whole: PendingWrite): void {
+    whole.resolve = p.resolve;
+    whole.reject = p.reject;
+    this.pending.push(whole);
+    if (this.pending.length === 1) process.nextTick(this.flush);
   }
 
   /**
@@ -293,8 +317,14 @@ export class WriteBatcher {
         (reply) => {
           const settleAll = (): void => {
             for (let i = start, j = 0; i < end; i++, j += 2) {
+              const p = all[i] as PendingWrite;
+              // 2: a delta write whose basis was not stored did nothing; it goes again whole.
+              if (reply[j] === 2 && p.whole !== undefined) {
+                this.resend(p, p.whole);
+                continue;
+              }
               const prev = reply[j + 1];
-              (all[i] as PendingWrite).settle(reply[j] === 1, prev === null || prev === undefined ? null : String(prev));
+              p.settle(reply[j] === 1, prev === null || prev === undefined ? null : String(prev));
             }
           };
           let moves: IndexMove[] | undefined;

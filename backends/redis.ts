@@ -89,6 +89,14 @@ export interface RedisBackendOptions {
    * subscriber connection. Default: a connection of the backend's own.
    */
   shareConnection?: Pick<RedisBroker, 'lendConnection'>;
+  /**
+   * Delta writes (`./redis-delta.ts`): a write whose caller names the state it expects stored (the
+   * worker's claim and final writes do) sends only its edits from it, which the write script checks
+   * (length and SHA-1 prefix of the stored text) and applies; any other stored text makes the write
+   * go again whole, so outcomes are the same. Measured: about 200 fewer bytes to Redis per task, for
+   * about 7 µs more Redis CPU per task (the hash and the string building). Default off.
+   */
+  deltaWrites?: boolean;
 }
 
 /** Receives warnings of the Redis backend. */
@@ -128,6 +136,8 @@ export class RedisBackend implements Backend {
   private readonly watches: FinalWatches;
   /** How writes keep the task index; undefined when it is off. */
   private readonly keeping: IndexKeeping | undefined;
+  /** Whether writes with a basis are sent as deltas ({@link RedisBackendOptions.deltaWrites}). */
+  private readonly deltas: boolean;
   /** @inheritdoc */
   readonly index: RedisTaskIndex | undefined;
   /** @inheritdoc */
@@ -193,6 +203,7 @@ export class RedisBackend implements Backend {
     const cap = options.index === false ? 0 : options.index?.cap ?? DEFAULT_INDEX_CAP;
     if (options.index !== false && (!Number.isInteger(cap) || cap < 1)) throw new InvalidOptionError(`index.cap must be a whole number ≥ 1, got ${String(cap)}`);
     this.keeping = options.index === false ? undefined : indexKeeping(this.prefix, cap, onCluster);
+    this.deltas = options.deltaWrites === true;
     this.writes = new WriteBatcher(this.client, (err, bytes) => this.wrap(err, 'write', bytes), this.keeping?.groupsKey, checkWaitReplicas(options.waitReplicas), cap);
     if (onCluster) this.client.defineCommand(CLUSTER_INDEX_COMMAND, { numberOfKeys: TASK_STATUSES.length, lua: CLUSTER_INDEX_SCRIPT });
     const wrap = (err: unknown, op: string): Error => this.wrap(err, op);
@@ -271,7 +282,7 @@ export class RedisBackend implements Backend {
     let p: PendingWrite;
     try {
       this.check();
-      p = prepareWrite(this.prefix, w, this.keeping);
+      p = prepareWrite(this.prefix, w, this.keeping, this.deltas);
     } catch (err) {
       return Promise.reject(err);
     }

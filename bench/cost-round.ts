@@ -34,6 +34,10 @@ export interface CostResult {
   /** Commands of enqueue + process by name, per task (those called inside scripts included). */
   by_name: Record<string, number>;
   memory_per_waiting_task: number;
+  /** Microseconds per task in script calls (commandstats usec of EVAL/EVALSHA/FCALL), enqueue + process. */
+  script_usec: number;
+  /** Redis server CPU (user + system) per task, microseconds, enqueue + process (noisier: includes I/O). */
+  server_cpu_usec: number;
 }
 
 const per = (n: number, tasks: number): number => Math.round((n / tasks) * 10) / 10;
@@ -88,6 +92,8 @@ export async function runCost(cfg: CostConfig): Promise<CostResult> {
       socket_writes: per(enqueue.reads + process.reads, cfg.tasks),
       by_name: byName,
       memory_per_waiting_task: Math.round((m1 - m0) / cfg.waiting),
+      script_usec: per(enqueue.scriptUsec + process.scriptUsec, cfg.tasks),
+      server_cpu_usec: per(enqueue.cpuUsec + process.cpuUsec, cfg.tasks),
     };
   } finally {
     await sys.close().catch(() => undefined);

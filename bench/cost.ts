@@ -63,7 +63,7 @@ export async function measureCost(o: CostOptions, log: (s: string) => void = () 
       const t = Date.now();
       // Prefixes of one length: key names (in every command's bytes) cost every system the same.
       const r = await runChild({ system, prefix: `cost-${process.pid}-${i}`, tasks: o.tasks, waiting: o.waiting, concurrency: o.concurrency }, redis.port);
-      log(`  cost ${system.padEnd(12)} ${r.enqueue_commands + r.process_commands} commands, ${r.enqueue_bytes_in + r.process_bytes_in} B in per task, ${r.memory_per_waiting_task} B per waiting task (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+      log(`  cost ${system.padEnd(12)} ${r.enqueue_commands + r.process_commands} commands, ${r.enqueue_bytes_in + r.process_bytes_in} B in per task, ${r.memory_per_waiting_task} B per waiting task, ${r.script_usec} µs in scripts, ${r.server_cpu_usec} µs Redis CPU per task (${((Date.now() - t) / 1000).toFixed(1)} s)`);
       out.push(r);
     }
   } finally {

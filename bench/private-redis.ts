@@ -94,6 +94,10 @@ export interface RedisCounters {
   reads: number;
   /** Bytes of this INFO reply (counted in the next read's output bytes, and taken off there). */
   replyBytes: number;
+  /** Microseconds spent in each command by name (commandstats `usec`; a script's includes its calls). */
+  usec: Map<string, number>;
+  /** Server CPU time (user + system) in microseconds. */
+  cpuUsec: number;
 }
 
 /** Bytes of the INFO request itself (`*2 $4 info $10 everything`), taken off the input bytes. */
@@ -107,10 +111,15 @@ export async function readCounters(redis: Redis): Promise<RedisCounters> {
   let netOutput = 0;
   let usedMemory = 0;
   let reads = 0;
+  let cpuUsec = 0;
+  const usec = new Map<string, number>();
   for (const line of text.split('\r\n')) {
-    const m = /^cmdstat_([^:]+):calls=(\d+)/.exec(line);
+    const m = /^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/.exec(line);
     if (m) {
-      if (m[1] !== 'info') commands.set(m[1] as string, Number(m[2]));
+      if (m[1] !== 'info') {
+        commands.set(m[1] as string, Number(m[2]));
+        usec.set(m[1] as string, Number(m[3]));
+      }
       continue;
     }
     const [k, v] = line.split(':');
@@ -118,14 +127,24 @@ export async function readCounters(redis: Redis): Promise<RedisCounters> {
     else if (k === 'total_net_output_bytes') netOutput = Number(v);
     else if (k === 'used_memory') usedMemory = Number(v);
     else if (k === 'total_reads_processed') reads = Number(v);
+    else if (k === 'used_cpu_user' || k === 'used_cpu_sys') cpuUsec += Math.round(Number(v) * 1e6);
   }
-  return { commands, netInput, netOutput, usedMemory, reads, replyBytes: Buffer.byteLength(text) + 16 };
+  return { commands, netInput, netOutput, usedMemory, reads, replyBytes: Buffer.byteLength(text) + 16, usec, cpuUsec };
 }
 
-/** Difference of two counter reads: total commands, commands by name, bytes in and out. */
-export function countersDelta(a: RedisCounters, b: RedisCounters): { commands: number; byName: Record<string, number>; netInput: number; netOutput: number; reads: number } {
+/**
+ * Difference of two counter reads: total commands, commands by name, bytes in and out, the
+ * microseconds of script calls (EVAL/EVALSHA/FCALL, what runs inside them included) and the
+ * server's CPU time.
+ */
+export function countersDelta(
+  a: RedisCounters,
+  b: RedisCounters,
+): { commands: number; byName: Record<string, number>; netInput: number; netOutput: number; reads: number; scriptUsec: number; cpuUsec: number } {
   const byName: Record<string, number> = {};
   let commands = 0;
+  let scriptUsec = 0;
+  for (const name of ['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']) scriptUsec += (b.usec.get(name) ?? 0) - (a.usec.get(name) ?? 0);
   for (const [name, calls] of b.commands) {
     const d = calls - (a.commands.get(name) ?? 0);
     if (d > 0) {
@@ -134,5 +153,8 @@ export function countersDelta(a: RedisCounters, b: RedisCounters): { commands: n
     }
   }
   // The INFO request of `b` is one read event of its own.
-  return { commands, byName, netInput: b.netInput - a.netInput - INFO_REQUEST_BYTES, netOutput: b.netOutput - a.netOutput - a.replyBytes, reads: b.reads - a.reads - 1 };
+  return {
+    commands, byName, netInput: b.netInput - a.netInput - INFO_REQUEST_BYTES, netOutput: b.netOutput - a.netOutput - a.replyBytes, reads: b.reads - a.reads - 1,
+    scriptUsec, cpuUsec: b.cpuUsec - a.cpuUsec,
+  };
 }

@@ -152,10 +152,12 @@ export async function tasukiSystem(
     makeBroker = async () => new RabbitMQBroker({ prefix });
   } else {
     const { RedisBackend } = await loadTasuki<typeof import('../backends/redis.js')>('backends/redis.js');
+    // TASUKI_BENCH_DELTA=1: the Redis backend with `deltaWrites` on (this build's tasuki rows; an older build ignores it).
+    const delta = process.env.TASUKI_BENCH_DELTA === '1' && root === TASUKI_ROOT ? { deltaWrites: true } : {};
     makeBackend = async (broker) =>
       oneConnection
-        ? new RedisBackend({ prefix, shareConnection: broker as InstanceType<typeof import('../brokers/redis.js').RedisBroker> })
-        : new RedisBackend({ prefix, connection: { host: REDIS_HOST, port: REDIS_PORT }, ...(noIndex ? { index: false as const } : {}) });
+        ? new RedisBackend({ prefix, shareConnection: broker as InstanceType<typeof import('../brokers/redis.js').RedisBroker>, ...delta })
+        : new RedisBackend({ prefix, connection: { host: REDIS_HOST, port: REDIS_PORT }, ...(noIndex ? { index: false as const } : {}), ...delta });
     if (kind === 'redis') {
       const { RedisBroker } = await loadTasuki<typeof import('../brokers/redis.js')>('brokers/redis.js');
       makeBroker = async () => new RedisBroker({ prefix, connection: { host: REDIS_HOST, port: REDIS_PORT } });

@@ -43,6 +43,13 @@ export interface StateWrite {
    */
   previous?: 'always' | 'refused';
   /**
+   * The state the caller expects stored before this write (the one it or the client last wrote for
+   * the task), when it knows it. A backend may then send only the difference from it, checked
+   * against what is stored: a stored state other than this one costs a second call, never a wrong
+   * state. The write's guard and outcome are the same with or without it.
+   */
+  basis?: TaskState;
+  /**
    * The caller's open transaction (the `tx` send control), passed through opaque. Only a backend with
    * {@link Backend.transactional} set receives it: the write then exists if and only if that
    * transaction commits.

@@ -34,7 +34,7 @@ export type { GroupCounts, ListOptions, WorkerInfo, WorkerGroupInfo, RetryReport
 export type { OpsServerOptions } from './ops/server-ops.js';
 export { findAbnormal, type WatchdogOptions } from './ops/watchdog.js';
 export { TASUKI_VERSION } from './version.js';
-export { TASK_STATUSES, FINAL_STATUSES, isFinalStatus, parseTaskState, type TaskState, type TaskStatus, type StoredError } from './state.js';
+export { TASK_STATUSES, FINAL_STATUSES, isFinalStatus, parseTaskState, encodeTaskState, type TaskState, type TaskStatus, type StoredError } from './state.js';
 export {
   WIRE_VERSION,
   MAX_WIRE_ID_CHARS,

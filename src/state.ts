@@ -120,6 +120,37 @@ export function parseTaskState(text: string, where: string): TaskState {
 }
 
 /**
+ * The `updatedAt` a reader assumes for a record without one (see {@link completeTaskState}): the time
+ * of its status's own event (`finishedAt` of a final state, `startedAt` of `running`, else `sentAt`),
+ * else the first known of them, else 0.
+ */
+function impliedUpdatedAt(s: Partial<TaskState> & Pick<TaskState, 'status'>): number {
+  const own = isFinalStatus(s.status) ? s.finishedAt : s.status === 'running' ? s.startedAt : s.sentAt;
+  return own ?? s.finishedAt ?? s.startedAt ?? s.sentAt ?? 0;
+}
+
+/**
+ * The stored text of a state (JSON) in its compact form, what every backend writes: without `v` 1,
+ * `retriesUsed` 0, `updatedAt` when it equals the time readers assume for it (its status's own,
+ * see {@link completeTaskState}) and undefined fields. Field order is the object's (the Redis write
+ * script relies on `status` coming before the nested `error`). {@link parseTaskState} reads it back
+ * to an equal state; so does every release since the one that added `completeTaskState`.
+ */
+export function encodeTaskState(state: TaskState): string {
+  const out: Record<string, unknown> = {};
+  const implied = impliedUpdatedAt(state);
+  for (const k in state) {
+    const v = (state as unknown as Record<string, unknown>)[k];
+    if (v === undefined) continue;
+    if (k === 'v' && v === 1) continue;
+    if (k === 'retriesUsed' && v === 0) continue;
+    if (k === 'updatedAt' && v === implied) continue;
+    out[k] = v;
+  }
+  return JSON.stringify(out);
+}
+
+/**
  * Completes a stored state record (in place) with the fields a compact record may leave out, so that
  * this release reads records written without them (by a later release's compact writes) as it reads
  * complete ones: `v` 1, `retriesUsed` 0, and `updatedAt` the time of the status's own event
@@ -130,9 +161,6 @@ export function completeTaskState(state: TaskState): TaskState {
   const s = state as Partial<TaskState> & TaskState;
   if (s.v === undefined) s.v = 1;
   if (s.retriesUsed === undefined) s.retriesUsed = 0;
-  if (s.updatedAt === undefined) {
-    const own = isFinalStatus(s.status) ? s.finishedAt : s.status === 'running' ? s.startedAt : s.sentAt;
-    s.updatedAt = own ?? s.finishedAt ?? s.startedAt ?? s.sentAt ?? 0;
-  }
+  if (s.updatedAt === undefined) s.updatedAt = impliedUpdatedAt(s);
   return s;
 }

@@ -5,7 +5,9 @@
  */
 import { toError } from './errors.js';
 import { MessageDecodeError, decodeMessage, type TaskMessage } from './message.js';
+import type { StateWrite } from './backend.js';
 import { MAX_MS } from './options.js';
+import { sentState } from './outgoing.js';
 import type { TaskState } from './state.js';
 import type { Registration } from './worker-context.js';
 import type { Job } from './worker-job.js';
@@ -59,10 +61,13 @@ export class JobClaimer {
     }
 
     // Claim: store `running`; a final state stored (success by a duplicate, aborted, expired) means: do not run.
-    const running = rec.state(msg, 'running');
-    running.startedAt = now;
+    // Written at the time the run started (a compact record then leaves `updatedAt` out: `encodeTaskState`).
+    const running = rec.state(msg, 'running', { startedAt: now, updatedAt: now });
     if (deliveries > 1) running.deliveries = job.deliveries = deliveries;
-    const w = await rec.persist(job, { state: running, stateTtl: ctx.settings.statusExpires, guard: 'notFinal' });
+    const claim: StateWrite = { state: running, stateTtl: ctx.settings.statusExpires, guard: 'notFinal' };
+    // A first delivery of a first run finds, as a rule, the `sent` state its client stored.
+    if (!job.delivery.redelivered && msg.retriesUsed === 0) claim.basis = sentState(msg);
+    const w = await rec.persist(job, claim);
     if (w === undefined) return undefined;
     if (!w.written) {
       ctx.logger.debug('task already final; not running it again', { id: msg.id, status: w.previous?.status });
@@ -70,6 +75,7 @@ export class JobClaimer {
       if (w.previous?.status === 'aborted') ctx.emit('aborted', rec.event(msg));
       return undefined;
     }
+    job.stored = running;
     job.claimed();
     return reg;
   }

@@ -16,6 +16,7 @@
 import type { Delivery } from './broker.js';
 import type { ProcessScope } from './instrumentation.js';
 import type { TaskMessage } from './message.js';
+import type { TaskState } from './state.js';
 import type { Registration } from './worker-context.js';
 
 /** Where a job is in its life. */
@@ -53,6 +54,8 @@ export class Job {
   leaseEndsBy: number;
   /** Which delivery of its current run this is (counted from redeliveries; see `maxDeliveries`). */
   deliveries = 1;
+  /** The last state this delivery stored (its claim, then its progress writes): the basis of its next write (`StateWrite.basis`). */
+  stored: TaskState | undefined = undefined;
   /** Last progress value the handler stored (superjson text), kept in the final state. */
   progress: string | undefined = undefined;
   /** Set once this delivery's success is stored: its value text (absent when results are not kept). Read by the flow settle hook. */

@@ -40,11 +40,10 @@ export class OutcomeRecorder {
       } catch (err) {
         return this.conclude(job, { kind: 'failure', error: toError(err), retryable: false, deadLetter: false, startedAt: outcome.startedAt });
       }
-      const state = rec.state(msg, 'success');
-      state.startedAt = outcome.startedAt;
-      state.finishedAt = now;
+      const state = rec.state(msg, 'success', { startedAt: outcome.startedAt, finishedAt: now, updatedAt: now });
       if (job.progress !== undefined) state.progress = job.progress;
       const write: StateWrite = { state, stateTtl: statusExpires, guard: 'notSuccess' };
+      if (job.stored !== undefined) write.basis = job.stored;
       if (result !== undefined) {
         write.result = result;
         write.resultTtl = resultExpires;
@@ -90,7 +89,7 @@ export class OutcomeRecorder {
       rec.ctx.emit('retrying', { ...rec.event(msg), error, delayMs, retriesLeft: next.retriesLeft });
       return;
     }
-    extra.finishedAt = now;
+    extra.finishedAt = extra.updatedAt = now;
     extra.message = job.delivery.body;
     if ((await rec.persist(job, { state: rec.state(msg, 'failure', extra), stateTtl: statusExpires, guard: 'notFinal' })) === undefined) return;
     if (outcome.deadLetter) {
@@ -168,11 +167,9 @@ export class OutcomeRecorder {
     const msg = job.msg as TaskMessage;
     const state = rec.state(msg, 'running', { progress, startedAt: Date.now() });
     if (job.deliveries > 1) state.deliveries = job.deliveries;
-    await rec.ctx.backend.write({
-      state,
-      stateTtl: rec.ctx.settings.statusExpires,
-      guard: 'notFinal',
-      previous: 'refused',
-    });
+    const write: StateWrite = { state, stateTtl: rec.ctx.settings.statusExpires, guard: 'notFinal', previous: 'refused' };
+    if (job.stored !== undefined) write.basis = job.stored;
+    const w = await rec.ctx.backend.write(write);
+    if (w.written) job.stored = state;
   }
 }

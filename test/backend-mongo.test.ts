@@ -18,6 +18,7 @@ import {
   type TaskDocument,
 } from '../backends/mongo-documents.js';
 import type { StateWrite } from '../src/backend.js';
+import { encodeTaskState } from '../src/state.js';
 import { evalExpr } from './helpers/mongo-stand-in.js';
 
 const MONGO_URL = process.env.MONGO_URL;
@@ -116,7 +117,7 @@ describe('mongo documents: update pipeline', () => {
     expect(p).toHaveLength(2);
     expect(p[0]).toEqual({
       $set: {
-        state: { $literal: JSON.stringify(state) },
+        state: { $literal: encodeTaskState(state) },
         status: { $literal: 'success' },
         stateExpiresAt: { $literal: new Date('2024-01-01T00:01:00Z') },
         result: { $literal: '$also literal' },

@@ -3,8 +3,10 @@
  * and what the previous release wrote (every field, nulls included) still reads the same.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { decodeMessage, encodeMessage, type TaskMessage } from '../src/index.js';
-import { parseTaskState, type TaskState } from '../src/state.js';
+import { randomUUID } from 'node:crypto';
+import { Client, Server, decodeMessage, encodeMessage, silentLogger, type TaskMessage } from '../src/index.js';
+import { RedisBroker } from '../brokers/redis.js';
+import { encodeTaskState, parseTaskState, type TaskState } from '../src/state.js';
 import { liveState } from '../backends/mongo-documents.js';
 import { RedisBackend } from '../backends/redis.js';
 import { redisKeys } from '../backends/redis-keys.js';
@@ -64,6 +66,34 @@ const compactText = (s: TaskState): string => {
   return JSON.stringify(rest);
 };
 
+describe('compact state writes (encodeTaskState)', () => {
+  it('leaves out v, retriesUsed 0 and an updatedAt readers assume, and reads back to the same state', () => {
+    for (const full of complete) {
+      const text = encodeTaskState(full);
+      expect(text).toBe(compactText(full));
+      expect(parseTaskState(text, 'k')).toEqual(full);
+    }
+  });
+
+  it('keeps retriesUsed above 0, an updatedAt other than the status\'s own time, and leaves out undefined fields', () => {
+    const retry: TaskState = { v: 1, id: 'd', group: 'g', name: 'n', status: 'waiting-retry', retriesUsed: 1, retriesLeft: 2, sentAt: 11, retryAt: 50, updatedAt: 44, progress: undefined };
+    const text = encodeTaskState(retry);
+    expect(JSON.parse(text)).toEqual({ id: 'd', group: 'g', name: 'n', status: 'waiting-retry', retriesUsed: 1, retriesLeft: 2, sentAt: 11, retryAt: 50, updatedAt: 44 });
+    expect(parseTaskState(text, 'k')).toEqual({ ...retry, progress: undefined });
+    // A final state written later than its finishedAt keeps its updatedAt; a running one written at its start does not.
+    const late: TaskState = { ...(complete[2] as TaskState), updatedAt: 34 };
+    expect(parseTaskState(encodeTaskState(late), 'k')).toEqual(late);
+    expect(encodeTaskState(complete[1] as TaskState)).not.toContain('updatedAt');
+  });
+
+  it('keeps status before the nested error (the Redis write script finds the first status key)', () => {
+    const failed: TaskState = { v: 1, id: 'e', group: 'g', name: 'n', status: 'failure', retriesUsed: 0, retriesLeft: 0, error: { name: 'Error', message: '"status":"success"' }, finishedAt: 5, updatedAt: 5 };
+    const text = encodeTaskState(failed);
+    expect(text.indexOf('"status":"failure"')).toBeLessThan(text.indexOf('"error"'));
+    expect(parseTaskState(text, 'k')).toEqual(failed);
+  });
+});
+
 describe('compact stored states', () => {
   const ns = redisNamespace('compact');
   afterAll(async () => {
@@ -96,8 +126,50 @@ describe('compact stored states', () => {
       const late = await b.write({ state: { ...(complete[0] as TaskState), id: 'c' }, stateTtl: 60, guard: 'notFinal' });
       expect(late.written).toBe(false);
       expect(late.previous).toEqual(complete[2]);
+      // What the backend writes is the compact record, read back whole.
+      const state: TaskState = { v: 1, id: 'w', group: '', name: 'n', status: 'running', retriesUsed: 0, retriesLeft: 3, sentAt: 11, startedAt: 22, updatedAt: 22 };
+      expect((await b.write({ state, stateTtl: 60, guard: 'notFinal' })).written).toBe(true);
+      expect(await ns.admin.get(redisKeys(ns.prefix, 'w').state)).toBe(compactText(state));
+      expect(await b.read('w')).toEqual(state);
     } finally {
       await b.close();
+    }
+  });
+
+  it('a task run on Redis stores compact sent, running and success records (with deltaWrites too)', async () => {
+    for (const deltaWrites of [false, true]) {
+      const group = `compact-${randomUUID().slice(0, 8)}`;
+      const server = new Server({ broker: new RedisBroker({ prefix: ns.prefix }), backend: new RedisBackend({ prefix: ns.prefix, deltaWrites }), logger: silentLogger });
+      const client = new Client({ broker: new RedisBroker({ prefix: ns.prefix }), backend: new RedisBackend({ prefix: ns.prefix }), logger: silentLogger });
+      const seen: Array<string | null> = [];
+      let key = '';
+      const task = server.add(group, 'echo', async (x: number) => {
+        seen.push(await ns.admin.get(key));
+        return x;
+      });
+      try {
+        const id = await client.send(task, 5);
+        key = redisKeys(ns.prefix, id).state;
+        seen.push(await ns.admin.get(key));
+        await server.run(group, 1);
+        expect((await client.getResult(id, 10_000)).value).toBe(5);
+        seen.push(await ns.admin.get(key));
+        const [sent, running, success] = seen.map((t) => JSON.parse(t as string) as Record<string, unknown>);
+        expect(sent).toMatchObject({ id, status: 'sent', retriesLeft: 3 });
+        expect(running).toMatchObject({ id, status: 'running', sentAt: sent?.sentAt });
+        expect(success).toMatchObject({ id, status: 'success', sentAt: sent?.sentAt });
+        for (const r of [sent, running, success]) {
+          expect(r).not.toHaveProperty('v');
+          expect(r).not.toHaveProperty('retriesUsed');
+          expect(r).not.toHaveProperty('updatedAt');
+        }
+        // Read back whole: updatedAt is the status's own time.
+        const state = (await client.getStatus(id))?.state;
+        expect(state).toMatchObject({ v: 1, retriesUsed: 0, status: 'success', updatedAt: success?.finishedAt });
+      } finally {
+        await client.close();
+        await server.shutdown(5000);
+      }
     }
   });
 });
