@@ -165,7 +165,7 @@ export class OutcomeRecorder {
     if (!job.held || job.phase === 'done') return;
     job.progress = progress;
     const msg = job.msg as TaskMessage;
-    const state = rec.state(msg, 'running', { progress, startedAt: Date.now() });
+    const state = rec.state(msg, 'running', { progress, startedAt: job.startedAt || Date.now() });
     if (job.deliveries > 1) state.deliveries = job.deliveries;
     const write: StateWrite = { state, stateTtl: rec.ctx.settings.statusExpires, guard: 'notFinal', previous: 'refused' };
     if (job.stored !== undefined) write.basis = job.stored;

@@ -331,10 +331,13 @@ export function coreSuite(name: string, makeHarness: () => CoreHarness): void {
       const server = newServer();
       let release!: () => void;
       const gate = new Promise<void>((r) => (release = r));
+      let handlerStart = 0;
       const t = server.add(
         group,
         'prog',
         async (ctl: TaskCtl) => {
+          handlerStart = Date.now();
+          await new Promise((r) => setTimeout(r, 30));
           await ctl.progress({ pct: 50, note: 'half' });
           await gate;
           return 'done';
@@ -350,6 +353,9 @@ export function coreSuite(name: string, makeHarness: () => CoreHarness): void {
       }, 10_000, 'progress');
       expect(mid.status).toBe('running');
       expect(mid.progress).toEqual({ pct: 50, note: 'half' });
+      // A progress write keeps the run's start time.
+      expect(mid.startedAt).toBeDefined();
+      expect(mid.startedAt?.getTime() ?? Infinity).toBeLessThanOrEqual(handlerStart);
       release();
       expect((await client.getResult(id, 10_000)).value).toBe('done');
     });
