@@ -18,23 +18,34 @@ export const CLUSTER_INDEX_COMMAND = 'tasukiBackendIndex';
  * Moves index entries of one group. KEYS: the group's status sets in `TASK_STATUSES` order
  * (`indexKeys`). ARGV: the cap, then per entry: previous status ('' none), new status, score, id,
  * '1' when the state was not stored (the entry is removed). Returns the number of entries moved.
+ * A set is trimmed in steps, as on one node (`./redis-scripts.ts`): past cap + cap // 100 entries it
+ * goes back to its cap, oldest first; its size is read once per call and counted after that.
  */
 export const CLUSTER_INDEX_SCRIPT = `
 local cap = tonumber(ARGV[1])
 local pos = {}
 local names = { ${TASK_STATUSES.map((s) => `'${s}'`).join(', ')} }
 for i = 1, #names do pos[names[i]] = KEYS[i] end
+local limit = cap + math.floor(cap / 100)
+local card = {}
 local n = 0
 for a = 2, #ARGV, 5 do
   local prev, status, score, id, gone = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-  if prev ~= '' and prev ~= status and pos[prev] then redis.call('ZREM', pos[prev], id) end
+  if prev ~= '' and prev ~= status and pos[prev] then
+    if redis.call('ZREM', pos[prev], id) == 1 and card[prev] then card[prev] = card[prev] - 1 end
+  end
   local set = pos[status]
   if set then
     if gone == '1' then
-      redis.call('ZREM', set, id)
-    else
-      redis.call('ZADD', set, score, id)
-      if redis.call('ZCARD', set) > cap then redis.call('ZREMRANGEBYRANK', set, 0, -cap - 1) end
+      if redis.call('ZREM', set, id) == 1 and card[status] then card[status] = card[status] - 1 end
+    elseif redis.call('ZADD', set, score, id) == 1 then
+      local c = card[status]
+      if c then c = c + 1 else c = redis.call('ZCARD', set) end
+      if c > limit then
+        redis.call('ZREMRANGEBYRANK', set, 0, -cap - 1)
+        c = cap
+      end
+      card[status] = c
     end
     n = n + 1
   end

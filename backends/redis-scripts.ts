@@ -149,12 +149,17 @@ local function store(key, value, ttl)
 end
 
 -- Moves a task's index entry with its write (see ./redis-index-plan.ts): out of the previous
--- status's set, into the new one's, trimmed to its cap (oldest first); a state not stored leaves it.
--- An entry already in its set only gets its new score (the set does not grow: no cap check). The
--- entry that creates a set adds its group to the set of indexed groups (every set's first entry
--- does, so a group with any entry is listed).
+-- status's set, into the new one's; a state not stored leaves it. An entry already in its set only
+-- gets its new score (the set does not grow: no cap check). A set is trimmed in steps: once an add
+-- takes it past its cap plus a slack of 1 % (cap // 100), it goes back to its cap (oldest first), so
+-- a set never holds more than cap + cap // 100 entries and the trim runs once per slack + 1 adds at
+-- the cap instead of on every add. A set's size is read (ZCARD) once per call, at its first new
+-- entry, and counted here after that (CARD: set -> entries; every change of a counted set in this
+-- call goes through it). The entry that creates a set adds its group to the set of indexed groups,
+-- unless it came out of another of the group's sets (a group with any entry is listed already).
 local STATUS_OFFSET = ${STATUS_OFFSETS}
 local STATUS_NAME = ${STATUS_NAMES}
+local CARD = {}
 
 local function index_one(ix, skey, prev_status, ttl)
   local parts = {}
@@ -170,21 +175,33 @@ local function index_one(ix, skey, prev_status, ttl)
   local id = string.sub(ix, from)
   if id == '' then id = string.sub(skey, plen + 3, -8) end
   local set
+  local moved = false
   if pos > 0 then
     set = KEYS[pos + off]
     local po = prev_status and STATUS_OFFSET[prev_status]
-    if po and po ~= off then redis.call('ZREM', KEYS[pos + po], id) end
+    if po and po ~= off then
+      local old = KEYS[pos + po]
+      if redis.call('ZREM', old, id) == 1 then
+        moved = true
+        if CARD[old] then CARD[old] = CARD[old] - 1 end
+      end
+    end
   else
     set = KEYS[-pos]
   end
   if ttl == 0 then
-    redis.call('ZREM', set, id)
+    if redis.call('ZREM', set, id) == 1 and CARD[set] then CARD[set] = CARD[set] - 1 end
     return
   end
   if redis.call('ZADD', set, score, id) == 1 then
-    local n = redis.call('ZCARD', set)
-    if n > cap then redis.call('ZREMRANGEBYRANK', set, 0, -cap - 1) end
-    if n == 1 then redis.call('SADD', groups, string.sub(set, plen + 5, #set - #STATUS_NAME[off + 1] - 1)) end
+    local n = CARD[set]
+    if n then n = n + 1 else n = redis.call('ZCARD', set) end
+    if n == 1 and not moved then redis.call('SADD', groups, string.sub(set, plen + 5, #set - #STATUS_NAME[off + 1] - 1)) end
+    if n > cap + math.floor(cap / 100) then
+      redis.call('ZREMRANGEBYRANK', set, 0, -cap - 1)
+      n = cap
+    end
+    CARD[set] = n
   end
 end
 

@@ -70,7 +70,9 @@ export interface RedisBackendOptions {
   /**
    * The task index (`client.ops.list`, counts by status, the watchdog), kept inside the write script
    * (no extra round trip; see `./redis-index.ts`). Default on with a cap of 10 000 entries per group
-   * and status; `false` turns it off (then a lone `absent` write is the native `SET NX GET` again).
+   * and status, trimmed in steps: a set holds at most `cap + ⌊cap / 100⌋` entries (10 100), and an add
+   * that takes it past that trims it back to its `cap` newest; `false` turns it off (then a lone
+   * `absent` write is the native `SET NX GET` again).
    */
   index?: false | { cap?: number };
   /**

@@ -33,6 +33,40 @@ describe('redis task index', () => {
     }
   });
 
+  it('trims a set in steps: at most cap + cap/100 entries, back to the cap newest when an add passes that (in one call as alone)', async () => {
+    const b = new RedisBackend({ connection: REDIS_URL, prefix: ns.prefix, index: { cap: 200 } });
+    try {
+      const t0 = Date.now() - 10_000;
+      const write = (g: string, i: number) =>
+        b.write({ state: makeState(`${g}-${i}`, 'failure', { group: g, updatedAt: t0 + i }), stateTtl: 60, guard: 'notFinal' });
+      const set = (g: string) => `${ns.prefix}:ix|${g}|failure`;
+      // Alone: one script call per write; the set grows to 202 (cap 200 + slack 2), the next add trims it to 200.
+      for (let i = 0; i < 202; i++) await write('steps', i);
+      expect(await ns.admin.zcard(set('steps'))).toBe(202);
+      await write('steps', 202);
+      expect(await ns.admin.zcard(set('steps'))).toBe(200);
+      expect(await ns.admin.zrange(set('steps'), 0, 0)).toEqual(['steps-3']);
+      // In one call (the size read once, then counted in the script): 250 adds end at 200 + 2, the newest.
+      await Promise.all(Array.from({ length: 250 }, (_, i) => write('batch', i)));
+      expect(await ns.admin.zcard(set('batch'))).toBe(202);
+      expect(await ns.admin.zrange(set('batch'), 0, 0)).toEqual(['batch-48']);
+      // Moves out of a counted set in the same call are counted too: the first add trims to 200, two
+      // entries leave (198), four come (202: no trim; counted without the two it would trim at 203).
+      await Promise.all([
+        write('batch', 250),
+        ...[248, 249].map((i) => b.write({ state: makeState(`batch-${i}`, 'success', { group: 'batch', updatedAt: t0 + 300 + i }), stateTtl: 60, guard: 'notSuccess' })),
+        ...[251, 252, 253, 254].map((i) => write('batch', i)),
+      ]);
+      expect(await ns.admin.zcard(set('batch'))).toBe(202);
+      expect(await ns.admin.zrange(set('batch'), 0, 0)).toEqual(['batch-51']);
+      const page = await b.index?.list({ group: 'batch', status: 'failure', limit: 1 });
+      expect(page?.items[0]?.id).toBe('batch-254');
+    } finally {
+      await b.close();
+      await ns.sweep();
+    }
+  });
+
   it('moves entries of ids stored encoded and of plain ids, from an absent write (one set declared) through later writes, in one call or alone', async () => {
     const b = new RedisBackend({ connection: REDIS_URL, prefix: ns.prefix });
     try {
