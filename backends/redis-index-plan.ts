@@ -2,18 +2,23 @@
  * The index keys one call of the write script declares, and the index argument of each write in it
  * (one node; a Redis Cluster moves the index by a second call, `./redis-cluster-index.ts`).
  *
- * A write whose previous status may be any (guards `notFinal`, `notSuccess`) can move its entry out
- * of any of its group's status sets: the call declares all of them (`base|STATUS` in `TASK_STATUSES`
- * order, once per group and call). An `absent` write either finds nothing stored (its entry is new)
- * or is refused (nothing moves): it touches only its new status's set, so unless its group's sets are
- * declared anyway the call declares that one set alone. After the sets comes the set of indexed
- * groups, last.
+ * A write whose previous status may be any (guards `notFinal`, `notSuccess` without an expected
+ * status) can move its entry out of any of its group's status sets: the call declares all of them
+ * (`base|STATUS` in `TASK_STATUSES` order, once per group and call). A guarded write whose caller
+ * knows the status it expects stored (`StateWrite.basis`) declares only that status's set and its
+ * new one; when the script finds another status stored, it does nothing and answers 3, and the
+ * write goes again with all its group's sets declared (`WriteBatcher`). An `absent` write either
+ * finds nothing stored (its entry is new) or is refused (nothing moves): it touches only its new
+ * status's set. Single sets are declared once per call, and not at all for a group whose sets are
+ * all declared anyway. After the sets comes the set of indexed groups, last.
  *
  * The index argument of a write, newline-separated: the position, then the status offset, score
- * (`updatedAt`), cap, and the task id — left empty when the state key holds it as is (the script cuts
- * it out of `P:{ID}:state`, with the length of `P` taken from the groups key `P:ix-groups`). The
- * position is that of the group's first set in `KEYS` (the new set is at position + offset), or,
- * negated, that of the write's one declared set.
+ * (`updatedAt`), cap, and the task id — left empty when the state key holds it as is (the script
+ * cuts it out of `P:{ID}:state`, with the length of `P` taken from the groups key `P:ix-groups`).
+ * The position is that of the group's first set in `KEYS` (the new set is at position + offset), or,
+ * negated, that of the write's new set alone. A write that declares the set of its expected status
+ * adds `8 × (8 × position + offset)` of that set to its offset field (offsets are below 8; a plain
+ * offset, below 8, means none: all sets are declared, or an `absent` write).
  */
 import { TASK_STATUSES, type TaskStatus } from '../src/state.js';
 import { InvalidOptionError } from '../src/errors.js';
@@ -28,18 +33,32 @@ export interface IndexPart {
   readonly base: string;
   /** The new status. */
   readonly status: TaskStatus;
-  /** Whether the write's previous status may be any (not an `absent` write): all the group's sets are declared. */
+  /** Whether the write's previous status may be any (a guarded write with no expected status): all the group's sets are declared. */
   readonly anyPrevious: boolean;
-  /** The index argument after its position: `offset\nscore\ncap\nid`. */
+  /** A guarded write's expected previous status (its basis's), when it declares only that set and its new one. */
+  readonly expected?: TaskStatus;
+  /** The new status's offset. */
+  readonly offset: number;
+  /** The index argument after its offset: `\nscore\ncap\nid` (id '' when the state key holds it as is). */
   readonly tail: string;
 }
 
-/** The {@link IndexPart} of a write of `status` for task `id`. */
-export function indexPart(base: string, status: TaskStatus, score: number, id: string, cap: number, absent: boolean): IndexPart {
+/**
+ * The {@link IndexPart} of a write of `status` for task `id`: an `absent` write's, or a guarded
+ * write's — with `expected`, the status its caller expects stored (only that set and the new one
+ * are declared).
+ */
+export function indexPart(base: string, status: TaskStatus, score: number, id: string, cap: number, absent: boolean, expected?: TaskStatus): IndexPart {
   const offset = OFFSETS.get(status);
   if (offset === undefined) throw new InvalidOptionError(`unknown task status ${JSON.stringify(status)}`);
   const idField = encodeIdForKey(id) === id ? '' : id;
-  return { base, status, anyPrevious: !absent, tail: `${offset}\n${score}\n${cap}\n${idField}` };
+  const narrowed = !absent && expected !== undefined && OFFSETS.has(expected);
+  return { base, status, anyPrevious: !absent && !narrowed, ...(narrowed ? { expected } : {}), offset, tail: `\n${score}\n${cap}\n${idField}` };
+}
+
+/** `part` with all its group's sets declared (a write sent again after its expected status was not the stored one). */
+export function widenedPart(part: IndexPart): IndexPart {
+  return { base: part.base, status: part.status, anyPrevious: true, offset: part.offset, tail: part.tail };
 }
 
 /** The declared index keys of a group: its sets `base|STATUS`, in `TASK_STATUSES` order. */
@@ -70,18 +89,25 @@ export class IndexPlan {
     }
     for (const p of parts) {
       if (p === undefined || this.full.has(p.base)) continue;
-      const key = `${p.base}|${p.status}`;
-      if (!this.single.has(key)) {
-        this.single.set(key, at++);
-        this.keys.push(key);
-      }
+      at = this.declare(`${p.base}|${p.status}`, at);
+      if (p.expected !== undefined) at = this.declare(`${p.base}|${p.expected}`, at);
     }
+  }
+
+  /** Declares the single set `key` at `at` unless it is declared already; returns the next position. */
+  private declare(key: string, at: number): number {
+    if (this.single.has(key)) return at;
+    this.single.set(key, at);
+    this.keys.push(key);
+    return at + 1;
   }
 
   /** The index argument of a write with `part`. */
   arg(part: IndexPart): string {
     const first = this.full.get(part.base);
-    const pos = first !== undefined ? first : -(this.single.get(`${part.base}|${part.status}`) as number);
-    return `${pos}\n${part.tail}`;
+    if (first !== undefined) return `${first}\n${part.offset}${part.tail}`;
+    const pos = this.single.get(`${part.base}|${part.status}`) as number;
+    const old = part.expected === undefined || part.expected === part.status ? 0 : 8 * (this.single.get(`${part.base}|${part.expected}`) as number) + (OFFSETS.get(part.expected) as number);
+    return `-${pos}\n${part.offset + 8 * old}${part.tail}`;
   }
 }

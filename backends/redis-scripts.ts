@@ -54,7 +54,10 @@ const STATUS_NAMES = `{ ${TASK_STATUSES.map((s) => `'${s}'`).join(', ')} }`;
  * Returns `{written1, previous1, written2, previous2, ...}`: `written` is 1 or 0, `previous` the
  * state JSON stored before (or that refused the write), nil when none was stored (or, for a write
  * that passed without the `p` flag, not asked for). A delta write (`d`) whose basis is not the
- * stored text does nothing and returns `written` 2: the caller sends it again whole.
+ * stored text does nothing and returns `written` 2: the caller sends it again whole. A write that
+ * declares only the index set of the status its caller expects stored (and its new one) and finds
+ * another status stored does nothing (after its guard passed: a refused write answers as always)
+ * and returns `written` 3: the caller sends it again with all its group's sets declared.
  *
  * A delta write's state argument is rebuilt into the new state JSON from the stored text first
  * (`./redis-delta.ts`: its length and SHA-1 prefix are checked, then the edits applied with
@@ -161,19 +164,37 @@ local STATUS_OFFSET = ${STATUS_OFFSETS}
 local STATUS_NAME = ${STATUS_NAMES}
 local CARD = {}
 
-local function index_one(ix, skey, prev_status, ttl)
-  local parts = {}
-  local from = 1
-  for _ = 1, 4 do
-    local nl = string.find(ix, '\\n', from, true)
-    parts[#parts + 1] = string.sub(ix, from, nl - 1)
-    from = nl + 1
+-- The fields of a write's index argument: position, new status offset, score, cap, the id, and the
+-- declared set of the expected status as 8 x position + offset (nil when none is; it travels in the
+-- offset field, as offset + 8 x that).
+local function index_fields(ix, skey)
+  local a = string.find(ix, '\\n', 1, true)
+  local b = string.find(ix, '\\n', a + 1, true)
+  local c = string.find(ix, '\\n', b + 1, true)
+  local d = string.find(ix, '\\n', c + 1, true)
+  local off = tonumber(string.sub(ix, a + 1, b - 1))
+  local old = false
+  if off > 7 then
+    old = math.floor(off / 8)
+    off = off % 8
   end
-  local pos, off, score, cap = tonumber(parts[1]), tonumber(parts[2]), parts[3], tonumber(parts[4])
+  local id = string.sub(ix, d + 1)
+  if id == '' then id = string.sub(skey, #KEYS[#KEYS] - 7, -8) end
+  return tonumber(string.sub(ix, 1, a - 1)), off, string.sub(ix, b + 1, c - 1), tonumber(string.sub(ix, c + 1, d - 1)), id, old
+end
+
+-- Whether the write's entry may move from prev_status with the sets its call declares: all of its
+-- group's, or (a write declaring its new set alone, with the expected one) that of the expected status.
+local function declared(pos, off, old, prev_status)
+  if pos > 0 then return true end
+  local po = prev_status and STATUS_OFFSET[prev_status]
+  if not po or po == off then return true end
+  return old and old % 8 == po
+end
+
+local function index_one(pos, off, score, cap, id, expected, prev_status, ttl)
   local groups = KEYS[#KEYS]
   local plen = #groups - 10
-  local id = string.sub(ix, from)
-  if id == '' then id = string.sub(skey, plen + 3, -8) end
   local set
   local moved = false
   if pos > 0 then
@@ -188,6 +209,14 @@ local function index_one(ix, skey, prev_status, ttl)
     end
   else
     set = KEYS[-pos]
+    local po = expected and prev_status and STATUS_OFFSET[prev_status]
+    if po and po ~= off then
+      local old = KEYS[(expected - po) / 8]
+      if redis.call('ZREM', old, id) == 1 then
+        moved = true
+        if CARD[old] then CARD[old] = CARD[old] - 1 end
+      end
+    end
   end
   if ttl == 0 then
     if redis.call('ZREM', set, id) == 1 and CARD[set] then CARD[set] = CARD[set] - 1 end
@@ -250,12 +279,17 @@ local function write_one(skey, rkey, state, op, result, rttl, ix)
     end
     if not pass then return 0, prev end
   end
+  local pos, off, score, cap, id, expected
+  if ix then
+    -- The guard found the previous status already (an absent write that passes has none). A write
+    -- that declared only its expected set and finds another status does nothing: it goes again
+    -- with all its group's sets (an absent write that passes has stored its state: prev is nil).
+    pos, off, score, cap, id, expected = index_fields(ix, skey)
+    if not declared(pos, off, expected, ps) then return 3, false end
+  end
   if rkey then store(rkey, result, tonumber(rttl)) end
   if not stored then store(skey, state, t) end
-  if ix then
-    -- The guard found the previous status already (an absent write that passes has none).
-    index_one(ix, skey, ps, t)
-  end
+  if ix then index_one(pos, off, score, cap, id, expected, ps, t) end
   if final then
     -- The notice carries the write: the state, then (when this write stored one) a newline and the result.
     local notice = state

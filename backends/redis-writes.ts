@@ -17,7 +17,7 @@ import type { Expiry, StateWrite, WriteOutcome } from '../src/backend.js';
 import { InvalidOptionError, ValueTooLargeError } from '../src/errors.js';
 import { encodeTaskState, isFinalStatus, parseTaskState, type TaskState } from '../src/state.js';
 import { taskTag } from './redis-keys.js';
-import { IndexPlan, indexPart, type IndexPart } from './redis-index-plan.js';
+import { IndexPlan, indexPart, widenedPart, type IndexPart } from './redis-index-plan.js';
 import { WRITE_COMMAND, writeOp } from './redis-scripts.js';
 import { stateDelta } from './redis-delta.js';
 
@@ -103,6 +103,15 @@ export class PendingWrite {
     });
   }
 
+  /**
+   * The same write with all its group's index sets declared (sent again when the script found a
+   * status other than the expected one stored: reply 3).
+   */
+  widened(): PendingWrite {
+    const ix = this.ix === undefined ? undefined : widenedPart(this.ix);
+    return new PendingWrite(this.stateKey, this.resultKey, this.stateText, this.op, this.result, this.resultTtl, this.nativeTtl, ix, this.move, this.whole?.widened());
+  }
+
   /** Bytes of the values written (for a size error). */
   bytes(): number {
     if (this.whole !== undefined) return this.whole.bytes();
@@ -154,7 +163,8 @@ export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping
     return new PendingWrite(tag + ':state', result === undefined ? undefined : tag + ':result', stateText,
       writeOp(guard, status, result !== undefined, stateTtl, true, false), result, String(resultTtl), 0, undefined, move);
   }
-  const ix = indexed ? indexPart(index.base(state.group), status, state.updatedAt, state.id, index.cap, guard === 'absent') : undefined;
+  // A guarded write with a basis declares only the index sets of its basis's status and its new one.
+  const ix = indexed ? indexPart(index.base(state.group), status, state.updatedAt, state.id, index.cap, guard === 'absent', w.basis?.status) : undefined;
   const stateKey = tag + ':state';
   const resultKey = result === undefined ? undefined : tag + ':result';
   const previous = w.previous !== 'refused';
@@ -214,7 +224,7 @@ export class WriteBatcher {
     });
   }
 
-  /** Sends `whole` in place of the delta write `p`, settling `p`'s promise with its outcome. */
+  /** Sends `whole` in place of the write `p` (a delta's whole write, or `p` widened), settling `p`'s promise with its outcome. */
   private resend(p: PendingWrite, whole: PendingWrite): void {
     whole.resolve = p.resolve;
     whole.reject = p.reject;
@@ -321,6 +331,11 @@ export class WriteBatcher {
               // 2: a delta write whose basis was not stored did nothing; it goes again whole.
               if (reply[j] === 2 && p.whole !== undefined) {
                 this.resend(p, p.whole);
+                continue;
+              }
+              // 3: another status than the expected one was stored; it goes again with all its group's sets.
+              if (reply[j] === 3 && p.ix !== undefined && !p.ix.anyPrevious) {
+                this.resend(p, p.widened());
                 continue;
               }
               const prev = reply[j + 1];

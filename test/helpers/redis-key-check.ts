@@ -17,7 +17,7 @@ import { SCRIPTS } from '../../brokers/redis-scripts.js';
  * use: `first`, `last` (-1: the last argument), `step` — as `COMMAND INFO` reports them.
  */
 export const KEY_SPECS: Readonly<Record<string, readonly [number, number, number]>> = {
-  TIME: [0, 0, 0],
+  TIME: [0, 0, 0], PUBLISH: [0, 0, 0],
   GET: [1, 1, 1], SET: [1, 1, 1], INCR: [1, 1, 1], INCRBY: [1, 1, 1], DECR: [1, 1, 1], DECRBY: [1, 1, 1],
   DEL: [1, -1, 1], UNLINK: [1, -1, 1], EXISTS: [1, -1, 1], TYPE: [1, 1, 1], PEXPIRE: [1, 1, 1], EXPIRE: [1, 1, 1],
   HGET: [1, 1, 1], HSET: [1, 1, 1], HSETNX: [1, 1, 1], HMGET: [1, 1, 1], HDEL: [1, 1, 1], HINCRBY: [1, 1, 1], HEXISTS: [1, 1, 1], HLEN: [1, 1, 1], HGETALL: [1, 1, 1],
