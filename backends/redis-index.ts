@@ -7,7 +7,8 @@
  *   `updatedAt` (a list of every status merges the seven);
  * - `P:ix-groups` — set of the groups with indexed tasks.
  * The write script (`./redis-scripts.ts`) keeps them inside each state write, with no extra round
- * trip: out of the previous status's set, into the new one's, trimmed to its cap. An entry
+ * trip: out of the previous status's set, into the new one's, trimmed to its cap in steps (a set
+ * holds at most `cap + ⌊cap / 100⌋` entries; an add past that trims it to its `cap` newest). An entry
  * whose state has expired or was deleted is removed when a query meets it (reads check the state
  * keys; counts first sweep the oldest entries).
  *

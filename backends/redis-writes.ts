@@ -4,7 +4,8 @@
  * alone as the native `SET … NX GET` (same semantics, Redis ≥ 7.0; older servers get the script),
  * anything else in calls of the write script (`./redis-scripts.ts`), which checks each write's guard
  * (a write whose caller knows the stored state, `StateWrite.basis`, sends only its edits from it:
- * `./redis-delta.ts`)
+ * `./redis-delta.ts`, and declares only the index sets of that state's status and its new one:
+ * `./redis-index-plan.ts`)
  * against the stored state and sets state and result with their own expiries (`-1` → no expiry,
  * `0` → key deleted, `N` → `EX N`). On a Redis Cluster the writes of a tick are grouped by hash slot,
  * one script call per slot.
