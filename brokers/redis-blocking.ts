@@ -111,8 +111,10 @@ export class BlockingPool implements WakeWaiter {
   /**
    * Issues BLPOP on `conn` and resolves when it returns, when `ms` passed, on abort, on close or when
    * the connection drops. On timeout/abort the BLPOP is ended with `CLIENT UNBLOCK` (the connection
-   * goes back to the pool once Redis answered it). True on a quiet timeout: off a cluster the client
-   * timer ended the BLPOP, on a cluster the server's timeout did (no marker in either case).
+   * goes back to the pool once Redis answered it). True on a quiet timeout, off a cluster only (the
+   * client timer ended the BLPOP): on a cluster an aborted wait's BLPOP stays on the server until its
+   * timeout and may take a marker meant for a later wait on the same key, so a timeout there proves
+   * nothing and the fetch script runs again as before.
    */
   private blockOn(conn: BlockingConn, wakeKey: string, ms: number, signal: AbortSignal | undefined): Promise<boolean> {
     const r = conn.redis;
@@ -149,11 +151,11 @@ export class BlockingPool implements WakeWaiter {
       const onAbort = (): void => finish(true);
       const onClose = (): void => finish(false);
       const unregister = this.waits.onClose(onAbort);
-      // Off a cluster the client timer ends a quiet wait; on a cluster it fires only when the server's timeout did not.
+      // Off a cluster the client timer ends a quiet wait (CLIENT UNBLOCK ends every BLPOP cut short).
       const timer = setTimeout(() => finish(true, !r.isCluster && r.status === 'ready'), r.isCluster ? ms + SERVER_TIMEOUT_SLACK_MS : ms);
       timer.unref();
       call.then(
-        (reply) => finish(false, reply === null),
+        () => finish(false),
         () => finish(false),
       );
       r.once('close', onClose);
