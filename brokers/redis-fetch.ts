@@ -11,7 +11,8 @@
  * no delayed message or lease deadline is due before it) returns `[]` without calling the script
  * again; the caller's next fetch starts with the script (which moves due delayed messages and
  * recovers expired leases) before it waits. A wait ended any other way (marker, the next event's
- * time, a connection problem, a short sleep) is followed by the script as before.
+ * time, a connection problem, a short sleep, any wait of the capped pool on a Redis Cluster) is
+ * followed by the script as before.
  */
 import type { Delivery } from '../src/broker.js';
 import { ConnectionError } from '../src/errors.js';
