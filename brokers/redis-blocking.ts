@@ -78,29 +78,31 @@ export class BlockingPool implements WakeWaiter {
   /**
    * Waits up to `ms` for a wake-up marker of the group (publish, retry, release, redrive), on a
    * blocking connection from the pool. Returns early on abort or close. Errors are swallowed: the
-   * caller runs the fetch script again, which reports connection problems.
+   * caller runs the fetch script again, which reports connection problems. `true`: a quiet timeout
+   * (the BLPOP ran its whole time with no marker), see {@link WakeWaiter.waitForWork}.
    */
-  async waitForWork(wakeKey: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
-    if (ms < MIN_BLOCK_MS) return this.waits.pause(ms, signal);
-    if (this.idle.length === 0 && this.all.size >= this.max) return this.waits.pause(Math.min(ms, OVERFLOW_PAUSE_MS), signal);
+  async waitForWork(wakeKey: string, ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+    if (ms < MIN_BLOCK_MS) return this.waits.pause(ms, signal).then(() => false);
+    if (this.idle.length === 0 && this.all.size >= this.max) return this.waits.pause(Math.min(ms, OVERFLOW_PAUSE_MS), signal).then(() => false);
     const conn = this.acquire();
     let blocked = false;
     try {
       if (conn.redis.status !== 'ready') {
         await this.waits.ready(conn.redis, ms, signal);
-        return;
+        return false;
       }
       if (conn.clientId === undefined && !conn.redis.isCluster) {
         conn.clientId = await this.clientId(conn, this.opTimeout);
-        if (conn.clientId === undefined || this.waits.closed || signal?.aborted) return;
+        if (conn.clientId === undefined || this.waits.closed || signal?.aborted) return false;
       }
       blocked = true;
-      await this.blockOn(conn, wakeKey, ms, signal);
+      return await this.blockOn(conn, wakeKey, ms, signal);
     } catch (err) {
-      if (this.waits.closed || signal?.aborted) return;
+      if (this.waits.closed || signal?.aborted) return false;
       this.logger?.warn('redis broker blocking wait failed', { error: failureText(err, this.opTimeout) });
       if (conn.redis.status === 'ready') await this.waits.pause(Math.min(ms, ERROR_PAUSE_MS), signal);
       else await this.waits.ready(conn.redis, ms, signal);
+      return false;
     } finally {
       if (!blocked) this.release(conn);
     }
@@ -109,9 +111,12 @@ export class BlockingPool implements WakeWaiter {
   /**
    * Issues BLPOP on `conn` and resolves when it returns, when `ms` passed, on abort, on close or when
    * the connection drops. On timeout/abort the BLPOP is ended with `CLIENT UNBLOCK` (the connection
-   * goes back to the pool once Redis answered it).
+   * goes back to the pool once Redis answered it). True on a quiet timeout, off a cluster only (the
+   * client timer ended the BLPOP): on a cluster an aborted wait's BLPOP stays on the server until its
+   * timeout and may take a marker meant for a later wait on the same key, so a timeout there proves
+   * nothing and the fetch script runs again as before.
    */
-  private blockOn(conn: BlockingConn, wakeKey: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
+  private blockOn(conn: BlockingConn, wakeKey: string, ms: number, signal: AbortSignal | undefined): Promise<boolean> {
     const r = conn.redis;
     let returned = false;
     const hung = setTimeout(() => {
@@ -131,9 +136,9 @@ export class BlockingPool implements WakeWaiter {
     // On a cluster the server's timeout ends the wait (no CLIENT UNBLOCK), so it gets no slack.
     const call = r.blpop(wakeKey, (r.isCluster ? ms : ms + SERVER_TIMEOUT_SLACK_MS) / 1000);
     call.then(giveBack, giveBack);
-    return new Promise<void>((resolve) => {
+    return new Promise<boolean>((resolve) => {
       let done = false;
-      const finish = (unblock: boolean): void => {
+      const finish = (unblock: boolean, quiet = false): void => {
         if (done) return;
         done = true;
         clearTimeout(timer);
@@ -141,12 +146,13 @@ export class BlockingPool implements WakeWaiter {
         r.off('close', onClose);
         unregister();
         if (unblock && !returned) this.unblock(conn);
-        resolve();
+        resolve(quiet);
       };
       const onAbort = (): void => finish(true);
       const onClose = (): void => finish(false);
       const unregister = this.waits.onClose(onAbort);
-      const timer = setTimeout(() => finish(true), r.isCluster ? ms + SERVER_TIMEOUT_SLACK_MS : ms);
+      // Off a cluster the client timer ends a quiet wait (CLIENT UNBLOCK ends every BLPOP cut short).
+      const timer = setTimeout(() => finish(true, !r.isCluster && r.status === 'ready'), r.isCluster ? ms + SERVER_TIMEOUT_SLACK_MS : ms);
       timer.unref();
       call.then(
         () => finish(false),

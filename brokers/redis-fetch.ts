@@ -5,6 +5,14 @@
  * group from the previous fetch: the group's token bucket ran empty (sleep until its next token
  * first), and the ready list was drained (block at once instead of running the script for an empty
  * answer). Sharded groups go through `./redis-sharded.ts`.
+ *
+ * One script call per idle wait: a wait that runs to the fetch's deadline and ends quietly (no
+ * marker: nothing was published, retried or released for the group meanwhile, and the script said
+ * no delayed message or lease deadline is due before it) returns `[]` without calling the script
+ * again; the caller's next fetch starts with the script (which moves due delayed messages and
+ * recovers expired leases) before it waits. A wait ended any other way (marker, the next event's
+ * time, a connection problem, a short sleep, any wait of the capped pool on a Redis Cluster) is
+ * followed by the script as before.
  */
 import type { Delivery } from '../src/broker.js';
 import { ConnectionError } from '../src/errors.js';
@@ -78,7 +86,8 @@ export class GroupFetcher {
       const age = Date.now() - drained.at;
       if (waitMs > 0 && age < DRAINED_HINT_MS && this.cmd.status === 'ready') {
         const sleep = drained.nextEventMs >= 0 ? Math.max(0, drained.nextEventMs - age) + 1 : waitMs;
-        await this.pool.waitForWork(f.keys.wake, Math.min(waitMs, sleep), signal);
+        const quiet = await this.pool.waitForWork(f.keys.wake, Math.min(waitMs, sleep), signal);
+        if (quiet && sleep >= waitMs) return [];
       }
     }
     for (;;) {
@@ -104,7 +113,10 @@ export class GroupFetcher {
         await this.waits.pause(Math.min(remaining, throttleMs + 1), signal);
         continue;
       }
-      await this.pool.waitForWork(f.keys.wake, nextEventMs >= 0 ? Math.min(remaining, nextEventMs + 1) : remaining, signal);
+      const toDeadline = nextEventMs < 0 || nextEventMs + 1 >= remaining;
+      const quiet = await this.pool.waitForWork(f.keys.wake, toDeadline ? remaining : nextEventMs + 1, signal);
+      // Waited to the deadline and nothing came: the answer is empty (the next fetch runs the script first).
+      if (quiet && toDeadline) return [];
     }
   }
 }

@@ -31,7 +31,8 @@ export interface ShardedFetchContext {
 /**
  * Fetches up to `max` deliveries of a group of `n` shards: shards in turn from a rotating start (so
  * that every shard is first once every n fetches and none starves), blocking on all wake lists
- * when every shard is empty, until `deadline` (epoch ms).
+ * when every shard is empty, until `deadline` (epoch ms). A wait that runs to the deadline and
+ * ends quietly returns `[]` without visiting the shards again (as `./redis-fetch.ts` does).
  */
 export async function fetchSharded(ctx: ShardedFetchContext, group: string, n: number, max: number, deadline: number, signal: AbortSignal | undefined): Promise<Delivery[]> {
   for (;;) {
@@ -59,17 +60,22 @@ export async function fetchSharded(ctx: ShardedFetchContext, group: string, n: n
     if (remaining <= 0) return [];
     let ms = next >= 0 ? Math.min(remaining, next + 1) : remaining;
     if (throttle >= 0) ms = Math.min(ms, throttle + 1);
-    await waitAny(ctx, n, ms, signal);
+    const quiet = await waitAny(ctx, n, ms, signal);
+    // Waited to the deadline and nothing came: the answer is empty (the next fetch visits the shards first).
+    if (quiet && ms === remaining) return [];
   }
 }
 
-/** Waits up to `ms` for a wake marker on any shard's wake list (one blocking wait per shard). */
-async function waitAny(ctx: ShardedFetchContext, n: number, ms: number, signal: AbortSignal | undefined): Promise<void> {
+/**
+ * Waits up to `ms` for a wake marker on any shard's wake list (one blocking wait per shard); true
+ * when the first wait to end ended quietly (see `WakeWaiter.waitForWork`).
+ */
+async function waitAny(ctx: ShardedFetchContext, n: number, ms: number, signal: AbortSignal | undefined): Promise<boolean> {
   const done = new AbortController();
   const onAbort = (): void => done.abort();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    await Promise.race(Array.from({ length: n }, (_, shard) => ctx.pool.waitForWork(ctx.keys(shard).wake, ms, done.signal)));
+    return await Promise.race(Array.from({ length: n }, (_, shard) => ctx.pool.waitForWork(ctx.keys(shard).wake, ms, done.signal)));
   } finally {
     signal?.removeEventListener('abort', onAbort);
     done.abort();

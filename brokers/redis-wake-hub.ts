@@ -14,7 +14,9 @@
  *
  * Deadlines stay client-side: every waiter has its own timer (the time until its group's next
  * delayed message or lease deadline, as the fetch script reported, or its `waitMs`), which ends
- * that waiter alone, without a round trip. The server's BLPOP timeout is a liveness bound
+ * that waiter alone, without a round trip, and reports whether it ended quietly (its timer, while a
+ * BLPOP covering its key was in flight: no marker for it arrived), so that a fetch whose wait ran to
+ * its deadline returns empty without one more script call. The server's BLPOP timeout is a liveness bound
  * ({@link HUB_BLOCK_MS}); a BLPOP not answered well after it means a hung connection, dropped and
  * reconnected. The connection never resends a command after a reconnect (a replayed BLPOP would eat
  * a marker later); a dropped connection ends the BLPOP and the hub blocks again once it is back.
@@ -43,9 +45,13 @@ import type { Waits } from './redis-waits.js';
 export interface WakeWaiter {
   /**
    * Waits up to `ms` for a wake marker on `wakeKey`; returns early on a marker, abort or close.
-   * Never rejects: the caller runs the fetch script next, which reports connection problems.
+   * Resolves `true` only when the wait ran its whole `ms` blocked on the wake list with no marker
+   * seen (a quiet timeout: nothing was pushed to the list meanwhile, or its marker is still there
+   * for the next wait), `false` otherwise (marker, abort, close, a short or overflow sleep, a
+   * connection problem). Never rejects: the caller runs the fetch script next, which reports
+   * connection problems.
    */
-  waitForWork(wakeKey: string, ms: number, signal: AbortSignal | undefined): Promise<void>;
+  waitForWork(wakeKey: string, ms: number, signal: AbortSignal | undefined): Promise<boolean>;
   /** Disconnects the blocking connections (after `waits.close()`). */
   close(): void;
 }
@@ -73,8 +79,11 @@ return out`;
 /** One idle fetch waiting in the hub. */
 interface Waiter {
   readonly key: string;
-  /** Ends the wait (`false`: by its timer, its key may linger; `true`: abort or close). */
-  end(urgent: boolean): void;
+  /**
+   * Ends the wait (`urgent` false: by its timer or a marker, its key may linger; true: abort or
+   * close); `quiet`: by its timer while a BLPOP covering its key was in flight.
+   */
+  end(urgent: boolean, quiet?: boolean): void;
 }
 
 /** The single blocking connection of one broker and the waiters it serves. */
@@ -131,31 +140,33 @@ export class WakeHub implements WakeWaiter {
   }
 
   /** @inheritdoc */
-  waitForWork(wakeKey: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
-    if (ms < MIN_BLOCK_MS) return this.waits.pause(ms, signal);
-    if (this.waits.closed || signal?.aborted) return Promise.resolve();
+  waitForWork(wakeKey: string, ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+    if (ms < MIN_BLOCK_MS) return this.waits.pause(ms, signal).then(() => false);
+    if (this.waits.closed || signal?.aborted) return Promise.resolve(false);
     const spareAt = this.spare.get(wakeKey);
     if (spareAt !== undefined) {
       this.spare.delete(wakeKey);
-      if (Date.now() - spareAt < SPARE_MS) return Promise.resolve();
+      if (Date.now() - spareAt < SPARE_MS) return Promise.resolve(false);
     }
-    return new Promise<void>((resolve) => {
+    return new Promise<boolean>((resolve) => {
       let done = false;
       const waiter: Waiter = {
         key: wakeKey,
-        end: (urgent) => {
+        end: (urgent, quiet = false) => {
           if (done) return;
           done = true;
           clearTimeout(timer);
           signal?.removeEventListener('abort', onAbort);
           unregister();
           this.remove(waiter, urgent);
-          resolve();
+          resolve(quiet);
         },
       };
       const onAbort = (): void => waiter.end(true);
       const unregister = this.waits.onClose(onAbort);
-      const timer = setTimeout(() => waiter.end(false), ms);
+      // Quiet only when the BLPOP in flight covers the key: a marker pushed since it was issued
+      // would have been popped and delivered to this waiter (a waiter still waiting saw none).
+      const timer = setTimeout(() => waiter.end(false, this.blocked?.has(wakeKey) === true && this.conn?.status === 'ready'), ms);
       timer.unref();
       signal?.addEventListener('abort', onAbort, { once: true });
       let set = this.byKey.get(wakeKey);
