@@ -82,6 +82,8 @@ export class BlockingPool implements WakeWaiter {
    * (the BLPOP ran its whole time with no marker), see {@link WakeWaiter.waitForWork}.
    */
   async waitForWork(wakeKey: string, ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+    // Aborted before the wait began (e.g. while the fetch script ran): an 'abort' listener would never fire.
+    if (this.waits.closed || signal?.aborted) return false;
     if (ms < MIN_BLOCK_MS) return this.waits.pause(ms, signal).then(() => false);
     if (this.idle.length === 0 && this.all.size >= this.max) return this.waits.pause(Math.min(ms, OVERFLOW_PAUSE_MS), signal).then(() => false);
     const conn = this.acquire();

@@ -71,6 +71,8 @@ export async function fetchSharded(ctx: ShardedFetchContext, group: string, n: n
  * when the first wait to end ended quietly (see `WakeWaiter.waitForWork`).
  */
 async function waitAny(ctx: ShardedFetchContext, n: number, ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+  // Aborted while the shards' scripts ran: an 'abort' listener added now would never fire.
+  if (signal?.aborted) return false;
   const done = new AbortController();
   const onAbort = (): void => done.abort();
   signal?.addEventListener('abort', onAbort, { once: true });

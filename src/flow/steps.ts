@@ -98,7 +98,9 @@ async function attemptOnce<T>(
   const controller = new AbortController();
   const outer = run.deps.signal;
   const relay = (): void => controller.abort(outer.reason);
-  outer.addEventListener('abort', relay, { once: true });
+  // An outer signal already aborted fires no 'abort' event: pass its state on at once.
+  if (outer.aborted) relay();
+  else outer.addEventListener('abort', relay, { once: true });
   let timer: LongTimer | undefined;
   try {
     const body = Promise.resolve().then(() => fn({ signal: controller.signal, attempt }));
