@@ -68,8 +68,13 @@ describe.each(setups)('priorities on $name', ({ make }) => {
       // a consumer) may start first; none of the remaining ~950 may.
       expect(lowsBeforeLastHigh - lowBefore).toBeLessThanOrEqual(4 * concurrency);
       expect(lowsBeforeLastHigh).toBeLessThan(200);
-      // FIFO within the high level.
-      expect(starts.filter((s) => s.startsWith('high'))).toEqual(Array.from({ length: 10 }, (_, i) => `high${i}`));
+      // FIFO within the high level, as the broker hands them out: the worker starts a handler once
+      // its `running` claim is stored, and claims of tasks fetched together may be answered out of
+      // order (one resent whole after the client's `sent` write raced it), so a high task may start
+      // before at most concurrency − 1 of those handed out before it.
+      const highs = starts.filter((s) => s.startsWith('high'));
+      expect([...highs].sort((a, b) => Number(a.slice(4)) - Number(b.slice(4)))).toEqual(Array.from({ length: 10 }, (_, i) => `high${i}`));
+      highs.forEach((label, at) => expect(Math.abs(Number(label.slice(4)) - at)).toBeLessThan(concurrency));
     } finally {
       await server.shutdown(2000);
       const b = make().broker;
