@@ -33,8 +33,9 @@ afterAll(async () => {
 describe('RabbitMQ broker: node crash and restart (private node)', () => {
   it('delivers every confirmed delayed message and delayed retry after a SIGKILL of the node', async () => {
     const group = 'g';
-    const delayed = 300;
-    const retries = 100;
+    // The issue's scale (3 000 delayed, 800 retries) runs with TASUKI_CRASH_DELAYED / TASUKI_CRASH_RETRIES.
+    const delayed = Number(process.env.TASUKI_CRASH_DELAYED ?? 300);
+    const retries = Number(process.env.TASUKI_CRASH_RETRIES ?? 100);
     const consumer = make();
     const producer = make();
     // Declare the group (and start whatever the broker runs for a fetching group).
@@ -86,7 +87,7 @@ describe('RabbitMQ broker: node crash and restart (private node)', () => {
     const missing = [...expected].filter((b) => !seen.has(b));
     console.log(
       `rabbitmq crash run: ${expected.size} confirmed (${delayed} delayed, ${retries} delayed retries), ${before} delivered before the crash, ` +
-        `${missing.length} lost; last delivery ${Date.now() - restarted} ms after the restart completed (or the 60 s wait ran out)`,
+        `${missing.length} lost (${missing.filter((b) => b.endsWith('-retry')).length} of them retries); last delivery ${Date.now() - restarted} ms after the restart completed (or the 60 s wait ran out)`,
     );
     expect(missing).toEqual([]);
   }, 180_000);
