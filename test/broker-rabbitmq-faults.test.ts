@@ -6,6 +6,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { inspect } from 'node:util';
 import { randomUUID } from 'node:crypto';
 import { connect } from 'amqplib';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -188,6 +189,27 @@ describe('RabbitMQ broker: unreachable server', () => {
     await b.close();
     await expect(b.fetch('g', 1, { leaseMs: 1000, waitMs: 200 })).rejects.toMatchObject({ code: 'ERR_CLOSED' });
     await expect(b.counts('g')).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+  });
+});
+
+describe('RabbitMQ broker: credentials', () => {
+  it('after a wrong password neither the error, its causes, nor its stack holds the password (URL and connection fields)', async () => {
+    const secret = `wrong-${randomUUID()}`;
+    const byUrl = make({ url: `amqp://guest:${secret}@127.0.0.1:5672`, operationTimeoutMs: 1500, reconnectInitialDelayMs: 50 });
+    const byFields = make({
+      connection: { protocol: 'amqp', hostname: '127.0.0.1', port: 5672, username: 'guest', password: secret },
+      operationTimeoutMs: 1500,
+      reconnectInitialDelayMs: 50,
+    });
+    for (const b of [byUrl, byFields]) {
+      const errs = [await b.connect().catch((e: unknown) => e), await b.publish('g', 'x').catch((e: unknown) => e)];
+      for (const err of errs) {
+        expect(err).toMatchObject({ code: 'ERR_CONNECTION' });
+        const printed = [inspect(err, { depth: Infinity, showHidden: true }), String((err as Error).stack)];
+        for (let c: unknown = err; c instanceof Error; c = c.cause) printed.push(String(c.message), String(c.stack), JSON.stringify(c));
+        for (const text of printed) expect(text).not.toContain(secret);
+      }
+    }
   });
 });
 
