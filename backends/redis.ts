@@ -6,23 +6,24 @@
  * state and sets state and result with their own expiries; the writes of one event-loop tick travel
  * together (`./redis-writes.ts`), and so do the reads (`./redis-reads.ts`). A write that stores a
  * final state is announced on the task's pub/sub channel (`./redis-watch.ts`). This file holds the
- * options, the connection and the operations of the `Backend` interface.
+ * operations of the `Backend` interface; the options are in `./redis-options.ts`, the connection in
+ * `./redis-connection.ts`.
  */
-import { Redis, type Cluster, type RedisOptions } from 'ioredis';
 import type { Backend, FinalNotice, StateWrite, WriteOutcome } from '../src/backend.js';
 import { ClosedError, ConnectionError, InvalidOptionError, TasukiError, ValueTooLargeError, safeCause } from '../src/errors.js';
 import { parseTaskState, TASK_STATUSES, type TaskState } from '../src/state.js';
 import { finalChannel, redisKeys, taskTag } from './redis-keys.js';
 import { ReadBatcher } from './redis-reads.js';
 import { WRITE_COMMAND, WRITE_SCRIPT } from './redis-scripts.js';
+import { BackendConnection } from './redis-connection.js';
+import type { RedisBackendOptions } from './redis-options.js';
 import { FinalWatches } from './redis-watch.js';
 import { RedisScheduleStore } from './redis-schedules.js';
 import { RedisJournal } from './redis-journal.js';
 import { RedisRateLimits } from './redis-rate-limits.js';
-import { failureText, resolveOperationTimeout } from '../brokers/redis-connection.js';
-import type { RedisBroker, SharedConnection } from '../brokers/redis.js';
-import { createCluster, isCluster, type RedisClient, type RedisClusterConnection } from '../brokers/redis-cluster.js';
-import { checkWaitReplicas, type WaitReplicas } from '../brokers/redis-replicas.js';
+import { failureText } from '../brokers/redis-connection.js';
+import type { RedisClient } from '../brokers/redis-cluster.js';
+import { checkWaitReplicas } from '../brokers/redis-replicas.js';
 import { CLUSTER_INDEX_COMMAND, CLUSTER_INDEX_SCRIPT } from './redis-cluster-index.js';
 import { emitDurabilityWarning, watchDurability } from '../brokers/redis-durability.js';
 import { REDIS_MAX_STRING, WriteBatcher, prepareWrite, type PendingWrite, type IndexKeeping } from './redis-writes.js';
@@ -30,88 +31,8 @@ import { DEFAULT_INDEX_CAP, indexKeeping, RedisRecordStore, RedisTaskIndex } fro
 
 export { encodeIdForKey, finalChannel, redisKeys } from './redis-keys.js';
 export { normalizeExpiry } from './redis-writes.js';
-
-/** Options of {@link RedisBackend}. */
-export interface RedisBackendOptions {
-  /**
-   * Redis URL (`redis://user:pass@host:6379/0`, `rediss://…`) or ioredis options.
-   * Default `redis://127.0.0.1:6379`. Options given here override tasuki's defaults (lazy connect,
-   * auto-pipelining, capped exponential reconnect backoff). An ioredis `Cluster` runs the backend on
-   * that Redis Cluster (the backend makes its own duplicate; the given client stays yours to close).
-   */
-  connection?: string | RedisOptions | Cluster;
-  /**
-   * Runs the backend on a Redis Cluster: startup nodes and ioredis Cluster options (instead of
-   * `connection`). The keys of one task share its hash tag; the writes of one tick travel in one
-   * script call per hash slot; the task index (`P:ix|{G}|STATUS`) is moved by a second call per
-   * group right after them; records are tagged per kind (`P:rec|{KIND}|KEY`).
-   */
-  cluster?: RedisClusterConnection;
-  /** Prefix of every key (default `tasuki`); must not contain `{` or `}`. */
-  prefix?: string;
-  /**
-   * Called with connection errors as they happen (the client reconnects by itself); default: ignored.
-   * Each is a copy of the driver's error without credentials (see `safeCause` in `src/errors.ts`).
-   */
-  onError?: (err: Error) => void;
-  /**
-   * How long one operation (read, write, delete, subscribe, and `connect`) waits for Redis — for its
-   * answer, and for a reconnect while Redis is unreachable — before it rejects with
-   * `ConnectionError` (`ERR_CONNECTION`); reconnecting goes on with backoff. Such a write's outcome
-   * is unknown (it may still take effect). Default: the `commandTimeout` of `connection` when it has
-   * one, else 15000. Integer ms.
-   */
-  operationTimeoutMs?: number;
-  /**
-   * Receives the durability warning (a `maxmemory-policy` other than `noeviction`, checked at the
-   * first connection). Default: a Node process warning (`TASUKI_REDIS_DURABILITY`).
-   */
-  logger?: RedisBackendLogger;
-  /**
-   * The task index (`client.ops.list`, counts by status, the watchdog), kept inside the write script
-   * (no extra round trip; see `./redis-index.ts`). Default on with a cap of 10 000 entries per group
-   * and status, trimmed in steps: a set holds at most `cap + ⌊cap / 100⌋` entries (10 100), and an add
-   * that takes it past that trims it back to its `cap` newest; `false` turns it off (then a lone
-   * `absent` write is the native `SET NX GET` again).
-   */
-  index?: false | { cap?: number };
-  /**
-   * Makes every state write wait until this many replicas have it (`WAIT`, in one pipeline with the
-   * write): an outcome that was stored survives the failover of its master. Fewer replicas within
-   * `timeoutMs` reject the write with `ConnectionError` (outcome unknown). Default: no wait.
-   */
-  waitReplicas?: WaitReplicas;
-  /**
-   * Sends the backend's commands on this Redis broker's command connection instead of a connection
-   * of its own (one Redis node, not a Cluster; give no `connection`, `cluster` or
-   * `operationTimeoutMs`: the broker's apply). The commands of one tick on that connection leave in
-   * one socket write, so a send's publish and its `sent` write, or a worker's ack and its next state
-   * write, cost one write and one reply read instead of two of each. The connection is shut once
-   * the broker and the backend have both closed, in either order. `watchFinal` keeps its own
-   * subscriber connection. Default: a connection of the backend's own.
-   */
-  shareConnection?: Pick<RedisBroker, 'lendConnection'>;
-  /**
-   * Delta writes (`./redis-delta.ts`): a write whose caller names the state it expects stored (the
-   * worker's claim and final writes do) sends only its edits from it, which the write script checks
-   * (length and SHA-1 prefix of the stored text) and applies; any other stored text makes the write
-   * go again whole, so outcomes are the same. Measured: about 200 fewer bytes to Redis per task, for
-   * about 7 µs more Redis CPU per task (the hash and the string building). Default off.
-   */
-  deltaWrites?: boolean;
-}
-
-/** Receives warnings of the Redis backend. */
-export interface RedisBackendLogger {
-  /** Logs one warning with optional structured fields. */
-  warn(msg: string, fields?: Record<string, unknown>): void;
-}
-
-/** Reconnect delay in ms for the n-th attempt: 100, 200, 400 … capped at 3 s, with up to 20 % jitter. */
-export function redisReconnectDelay(attempt: number, random: () => number = Math.random): number {
-  const base = Math.min(100 * 2 ** Math.min(Math.max(attempt - 1, 0), 10), 3000);
-  return Math.round(base * (1 - 0.2 * random()));
-}
+export { redisReconnectDelay } from './redis-connection.js';
+export type { RedisBackendLogger, RedisBackendOptions } from './redis-options.js';
 
 /** Result backend on Redis: one server, or a Redis Cluster (`cluster` option). */
 export class RedisBackend implements Backend {
@@ -121,12 +42,11 @@ export class RedisBackend implements Backend {
   readonly prefix: string;
   /** Flow journals (`P:{ID}:journal`, see `./redis-journal.ts`). */
   readonly journal: RedisJournal;
+  /** The client and its bounded connect (`./redis-connection.ts`). */
+  private readonly conn: BackendConnection;
   private readonly client: RedisClient;
-  /** The broker's connection this backend uses (`shareConnection`), if any. */
-  private readonly shared: SharedConnection | undefined;
   private readonly onError: ((err: Error) => void) | undefined;
   private closed = false;
-  private connecting: Promise<void> | undefined;
   private lastError: Error | undefined;
   /** Bound of one operation (ms), see {@link RedisBackendOptions.operationTimeoutMs}. */
   private readonly opTimeout: number;
@@ -156,40 +76,10 @@ export class RedisBackend implements Backend {
       throw new InvalidOptionError(`redis backend prefix must be non-empty and contain no "{" or "}", got ${JSON.stringify(this.prefix)}`);
     }
     this.onError = options.onError;
-    const defaults: RedisOptions = {
-      lazyConnect: true,
-      enableAutoPipelining: true,
-      // The backend coalesces its reads and writes itself (per tick): auto-pipelining them would only
-      // add a setImmediate hop and make them wait for the pipeline in flight.
-      autoPipeliningIgnoredCommands: [WRITE_COMMAND, 'set', 'get'],
-      retryStrategy: (times: number) => redisReconnectDelay(times),
-    };
-    if (options.cluster !== undefined && options.connection !== undefined) throw new InvalidOptionError('give either connection or cluster, not both');
-    const connection = options.cluster ?? options.connection ?? 'redis://127.0.0.1:6379';
-    if (options.shareConnection !== undefined && (options.cluster ?? options.connection ?? options.operationTimeoutMs) !== undefined) {
-      throw new InvalidOptionError('shareConnection takes the broker\'s connection and operation timeout: give no connection, cluster or operationTimeoutMs');
-    }
-    this.shared = options.shareConnection?.lendConnection();
-    this.opTimeout = this.shared?.operationTimeoutMs ?? resolveOperationTimeout(options.operationTimeoutMs, connection);
-    // Every command (also one waiting in the offline queue for a reconnect) rejects after the bound;
-    // the subscriber connection, a duplicate, inherits it.
-    const bound: RedisOptions = { commandTimeout: this.opTimeout };
-    const onCluster = this.shared === undefined && typeof connection === 'object' && (isCluster(connection) || 'nodes' in connection);
-    if (this.shared !== undefined) {
-      this.client = this.shared.client;
-    } else if (typeof connection === 'object' && (isCluster(connection) || 'nodes' in connection)) {
-      if (!isCluster(connection) && (!Array.isArray(connection.nodes) || connection.nodes.length === 0)) {
-        throw new InvalidOptionError('cluster.nodes must be a non-empty array of startup nodes');
-      }
-      this.client = createCluster(connection, bound, {
-        enableAutoPipelining: true,
-        autoPipeliningIgnoredCommands: [WRITE_COMMAND, 'set'],
-        clusterRetryStrategy: (times: number) => redisReconnectDelay(times),
-      });
-    } else {
-      this.client =
-        typeof connection === 'string' ? new Redis(connection, { ...defaults, ...bound }) : new Redis({ ...defaults, ...connection, ...bound });
-    }
+    this.conn = new BackendConnection(options);
+    this.client = this.conn.client;
+    this.opTimeout = this.conn.opTimeout;
+    const onCluster = this.conn.onCluster;
     // ioredis emits 'error' on every failed (re)connection attempt; without a listener Node would
     // treat it as unhandled. Operations report failures through their own rejections.
     this.client.on('error', this.onConnectionError);
@@ -224,37 +114,10 @@ export class RedisBackend implements Backend {
   /** Connects; rejects with `ConnectionError` when Redis is not ready within `operationTimeoutMs`. Idempotent. */
   async connect(): Promise<void> {
     this.check();
-    if (this.client.status === 'ready') return;
-    if (this.shared !== undefined) {
-      try {
-        return await this.shared.connect();
-      } catch (err) {
-        throw this.wrap(err, 'connect');
-      }
-    }
-    if (this.client.status === 'wait') {
-      this.connecting ??= this.client.connect().finally(() => {
-        this.connecting = undefined;
-      });
-    }
-    let timer: NodeJS.Timeout | undefined;
-    const bound = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`not ready within ${this.opTimeout} ms (operationTimeoutMs)`)), this.opTimeout);
-      timer.unref();
-    });
     try {
-      const ready = (async () => {
-        if (this.connecting) await this.connecting;
-        // Not ready yet (connecting or reconnecting after a failure): a PING waits in the offline
-        // queue until the connection is up, or fails after the operation timeout.
-        if ((this.client.status as string) !== 'ready') await this.client.ping();
-      })();
-      ready.catch(() => undefined);
-      await Promise.race([ready, bound]);
+      await this.conn.ready();
     } catch (err) {
       throw this.wrap(err, 'connect');
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -263,20 +126,7 @@ export class RedisBackend implements Backend {
     if (this.closed) return;
     this.closed = true;
     this.watches.close();
-    if (this.shared !== undefined) {
-      this.client.off('error', this.onConnectionError);
-      await this.shared.release();
-      return;
-    }
-    if (this.client.status === 'ready') {
-      try {
-        await this.client.quit();
-        return;
-      } catch {
-        // fall through to a hard disconnect
-      }
-    }
-    this.client.disconnect();
+    await this.conn.close(this.onConnectionError);
   }
 
   /** @inheritdoc */

@@ -77,6 +77,52 @@ describe('a job', () => {
     expect(job.phase).toBe('done');
   });
 
+  it('a lost or handed-back delivery is held no more, and such a job or an aborted one is not watched', () => {
+    const lost = new Job(delivery, 1000);
+    lost.claimed();
+    expect(lost.lost()).toBe(true);
+    expect([lost.hold, lost.held, lost.watched]).toEqual(['lost', false, false]);
+    expect(lost.lost()).toBe(false);
+    expect(lost.released()).toBe(false);
+    lost.settled();
+    expect(lost.hold).toBe('lost');
+
+    const handedBack = new Job(delivery, 1000);
+    expect(handedBack.released()).toBe(true);
+    expect(handedBack.lost()).toBe(false);
+    expect([handedBack.hold, handedBack.held]).toEqual(['released', false]);
+
+    const aborted = new Job(delivery, 1000);
+    aborted.claimed();
+    aborted.abort(new Error('stop'));
+    expect([aborted.held, aborted.watched]).toEqual([true, false]);
+  });
+
+  it('a job settled without running goes from fetched or claimed straight to done', () => {
+    const fromFetched = new Job(delivery, 1000);
+    fromFetched.settled();
+    fromFetched.ended();
+    expect([fromFetched.phase, fromFetched.hold, fromFetched.startedAt]).toEqual(['done', 'settled', 0]);
+    expect(fromFetched.concluding()).toBe(false);
+    fromFetched.claimed();
+    expect(fromFetched.phase).toBe('done');
+
+    const fromClaimed = new Job(delivery, 1000);
+    fromClaimed.claimed();
+    fromClaimed.ended();
+    expect([fromClaimed.phase, fromClaimed.watched]).toEqual(['done', false]);
+  });
+
+  it('a held slot is freed by either side; lingering needs a held slot', () => {
+    const job = new Job(delivery, 1000);
+    job.lingering();
+    expect(job.slot).toBe('none');
+    expect(job.freeSlot(false)).toBe(false);
+    job.takeSlot();
+    expect(job.freeSlot(false)).toBe(true);
+    expect(job.slot).toBe('none');
+  });
+
   it('a lingering slot is freed only by its handler', () => {
     const job = new Job(delivery, 1000);
     job.takeSlot();
