@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -47,7 +47,8 @@ describe('flow examples', () => {
     const readme = readFileSync(join(root, 'README.md'), 'utf8');
     const code = /\n## Flows\n[^]*?\n```ts\n([^]*?)\n```\n/.exec(readme)?.[1];
     expect(code).toContain("server.flow('orders', 'closeOrder'");
-    const dir = mkdtempSync(join(root, 'test', '.flow-snippet-'));
+    mkdirSync(join(root, '.scratch'), { recursive: true });
+    const dir = mkdtempSync(join(root, '.scratch', 'flow-snippet-'));
     try {
       const file = join(dir, 'snippet.ts');
       writeFileSync(file, code!.replace("from 'tasuki'", `from '${join(root, 'src/index.js')}'`));
