@@ -1,7 +1,7 @@
 /**
  * The RabbitMQ broker on a private local 3-node RabbitMQ cluster with quorum queues
  * (`test/helpers/rabbitmq-cluster.ts`; the shared node is never touched): the broker contract suite,
- * the core behaviour suite, and a node SIGKILLed mid-run and restarted, counting what completes.
+ * the core and flow behaviour suites, and a node SIGKILLed mid-run and restarted, counting what completes.
  * Opt-in (`TASUKI_RABBIT_CLUSTER=1`): it starts three RabbitMQ nodes and takes minutes on two cores.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import { RabbitMQBroker, type RabbitMQBrokerOptions } from '../brokers/rabbitmq.
 import type { Delivery } from '../src/broker.js';
 import { brokerContract } from './contract/broker.js';
 import { coreSuite } from './core/suite.js';
+import { flowSuite } from './flow/suite.js';
 import { clusterTestsEnabled, startPrivateRabbitCluster, type PrivateRabbitCluster } from './helpers/rabbitmq-cluster.js';
 import { redisNamespace } from './helpers/redis.js';
 
@@ -46,6 +47,12 @@ describe.runIf(clusterTestsEnabled)('RabbitMQ broker on a 3-node cluster, quorum
 
   coreSuite('rabbitmq cluster (quorum) + redis backend', () => ({
     broker: () => make('core'),
+    backend: () => new RedisBackend({ prefix: redis.prefix }),
+    teardown: () => redis.sweep(),
+  }));
+
+  flowSuite('rabbitmq cluster (quorum) + redis backend', () => ({
+    broker: () => make('flow'),
     backend: () => new RedisBackend({ prefix: redis.prefix }),
     teardown: () => redis.sweep(),
   }));

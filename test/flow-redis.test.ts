@@ -17,3 +17,26 @@ flowSuite('redis broker + redis backend', () => ({
   backend: () => new RedisBackend({ prefix: ns.prefix }),
   teardown: () => ns.sweep(),
 }));
+
+/**
+ * The backend on its broker's command connection (`shareConnection`), as in `core-redis.test.ts`:
+ * each backend takes the broker made just before it; one made alone borrows from a broker of its
+ * own that is closed at once.
+ */
+function sharedPair(): { broker: () => RedisBroker; backend: () => RedisBackend } {
+  let last: RedisBroker | undefined;
+  return {
+    broker: () => (last = new RedisBroker({ prefix: ns.prefix })),
+    backend: () => {
+      const from = last;
+      last = undefined;
+      if (from !== undefined) return new RedisBackend({ prefix: ns.prefix, shareConnection: from });
+      const own = new RedisBroker({ prefix: ns.prefix });
+      const backend = new RedisBackend({ prefix: ns.prefix, shareConnection: own });
+      void own.close();
+      return backend;
+    },
+  };
+}
+
+flowSuite('redis broker + redis backend on one connection', () => ({ ...sharedPair(), teardown: () => ns.sweep() }));

@@ -1,7 +1,7 @@
 /**
  * The Redis broker and backend on a real local Redis Cluster (3 masters + 3 replicas, started once
  * for this file by `test/helpers/redis-cluster.ts` and stopped at its end): the broker and backend
- * contract suites and the core behaviour suite, unsharded and with `shards: 3`, and the shard checks.
+ * contract suites and the core and flow behaviour suites, unsharded and with `shards: 3`, and the shard checks.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,6 +12,7 @@ import { brokerContract } from './contract/broker.js';
 import { backendContract } from './contract/backend.js';
 import { opsContract } from './contract/ops.js';
 import { coreSuite } from './core/suite.js';
+import { flowSuite } from './flow/suite.js';
 import { haveRedisCluster, startRedisCluster, type PrivateCluster } from './helpers/redis-cluster.js';
 import { shardSpecifics } from './redis-shard-checks.js';
 
@@ -69,6 +70,12 @@ describe.skipIf(!haveRedisCluster)('redis cluster', () => {
     teardown: sweep,
   }));
 
+  flowSuite('redis cluster broker with 3 shards + backend', () => ({
+    broker: () => new RedisBroker({ prefix, cluster: { nodes: cluster.nodes }, shards: 3 }),
+    backend: () => new RedisBackend({ prefix, cluster: { nodes: cluster.nodes } }),
+    teardown: sweep,
+  }));
+
   it('takes an ioredis Cluster as connection (duplicated, left open), refuses both connection and cluster', async () => {
     const given = new Cluster(cluster.nodes.slice(0, 1));
     given.on('error', () => undefined);
@@ -93,6 +100,12 @@ describe.skipIf(!haveRedisCluster)('redis cluster', () => {
   });
 
   coreSuite('redis cluster broker + backend', () => ({
+    broker: () => new RedisBroker({ prefix, cluster: { nodes: cluster.nodes } }),
+    backend: () => new RedisBackend({ prefix, cluster: { nodes: cluster.nodes } }),
+    teardown: sweep,
+  }));
+
+  flowSuite('redis cluster broker + backend', () => ({
     broker: () => new RedisBroker({ prefix, cluster: { nodes: cluster.nodes } }),
     backend: () => new RedisBackend({ prefix, cluster: { nodes: cluster.nodes } }),
     teardown: sweep,

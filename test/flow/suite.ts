@@ -72,7 +72,7 @@ export function flowSuite(name: string, makeHarness: () => FlowHarness): void {
         });
         const parts: number[] = [];
         for (let i = 0; i < 3; i++) parts.push(await flow.step('part', () => (count(`part${i}`), i * n)));
-        await flow.sleep('nap', 150);
+        await flow.sleep('nap', 1500);
         const last = await flow.step('last', () => (count('last'), 'x'));
         return { d, parts, last };
       });
@@ -80,9 +80,11 @@ export function flowSuite(name: string, makeHarness: () => FlowHarness): void {
       await server.run(group, 1);
       const client = server.client();
       const id = await client.send(f, 7);
-      // The flow sleeps: with one slot, a plain task still runs meanwhile.
-      await until(async () => (await client.getFlow(id))?.waitingOn.some((s) => s.kind === 'sleep'), 10_000, 'the sleep');
-      expect((await result(server, await client.send(plain))).value).toBe('p');
+      // The flow sleeps: with one slot, a plain task still runs meanwhile (before the step after the
+      // sleep starts). The sleep's journal entry is there from the first run on, however late this looks.
+      await until(async () => (await client.getFlow(id))?.steps.some((s) => s.key === 'nap#0'), 10_000, 'the sleep');
+      const p = await result(server, await client.send(plain));
+      expect(p.value).toBe('p');
       const r = await result(server, id);
       expect(r.status).toBe('success');
       expectTypeOf(r.value).toEqualTypeOf<{ d: { at: Date; n: number }; parts: number[]; last: string } | undefined>();
@@ -94,6 +96,8 @@ export function flowSuite(name: string, makeHarness: () => FlowHarness): void {
       const info = await client.getFlow(id);
       expect(info?.steps.map((s) => s.key)).toEqual(['load#0', 'part#0', 'part#1', 'part#2', 'nap#0', 'last#0']);
       expect(info?.steps.find((s) => s.key === 'part#2')).toMatchObject({ name: 'part', occurrence: 2, status: 'done', attempts: 1, value: 14 });
+      const lastStarted = info?.steps.find((s) => s.key === 'last#0')?.startedAt;
+      expect(p.finishedAt!.getTime()).toBeLessThanOrEqual(lastStarted!.getTime());
     });
 
     it('resumes a sleeping flow on another server after its worker shut down, without running done steps again', async () => {
@@ -223,6 +227,8 @@ export function flowSuite(name: string, makeHarness: () => FlowHarness): void {
       const server = newServer();
       let running = 0;
       let peak = 0;
+      let mapRunning = 0;
+      let mapPeak = 0;
       const double = server.add(other, 'double', async (n: number) => {
         running++;
         peak = Math.max(peak, running);
@@ -234,7 +240,12 @@ export function flowSuite(name: string, makeHarness: () => FlowHarness): void {
         const one = await flow.call('one', double, 21);
         expectTypeOf(one).toEqualTypeOf<number>();
         const many = await flow.callMany('many', double, xs.map((x) => [x] as [number]), { concurrency: 3 });
-        const mapped = await flow.map('sq', xs, (x) => x * x, { concurrency: 2 });
+        const mapped = await flow.map('sq', xs, async (x) => {
+          mapPeak = Math.max(mapPeak, ++mapRunning);
+          await sleep(20);
+          mapRunning--;
+          return x * x;
+        }, { concurrency: 2 });
         return { one, many, mapped };
       }, { recheckMs: 60_000 });
       await server.run(group, 2);
@@ -245,12 +256,30 @@ export function flowSuite(name: string, makeHarness: () => FlowHarness): void {
       const r = await result(server, id);
       expect(r.value).toEqual({ one: 42, many: xs.map((x) => x * 2), mapped: xs.map((x) => x * x) });
       expect(peak).toBeLessThanOrEqual(3);
+      expect(mapPeak).toBeLessThanOrEqual(2);
       const info = await client.getFlow(id);
       const kids = info?.steps.filter((s) => s.kind === 'call') ?? [];
       expect(kids).toHaveLength(8);
       // Children have deterministic ids derived from the flow id and step key.
       expect(kids[0]?.child).toBe(`${id}/one#0`);
       expect((await client.getStatus(`${id}/many#0[6]`))?.value).toBe(14);
+    });
+
+    it('a flow sent twice with the same id (vtask\'s keyword) is one flow: its steps run once', async () => {
+      const server = newServer();
+      let runs = 0;
+      const f = server.flow(group, 'keyed', async (flow, n: number) => flow.step('once', () => (runs++, n * 2)));
+      await server.run(group, 2);
+      const client = server.client();
+      const keyword = `kw-${group}`;
+      const [a, b] = await Promise.all([client.with({ id: keyword }).send(f, 1), client.with({ id: keyword }).send(f, 1)]);
+      expect(a).toBe(keyword);
+      expect(b).toBe(keyword);
+      expect((await result(server, keyword)).value).toBe(2);
+      expect(await client.with({ id: keyword }).send(f, 1)).toBe(keyword);
+      await sleep(200);
+      expect(runs).toBe(1);
+      expect((await client.getFlow(keyword))?.steps.map((s) => s.key)).toEqual(['once#0']);
     });
 
     it('wakes the parent when a child\'s worker died after storing the final state and before acking', async () => {
