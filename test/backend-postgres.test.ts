@@ -99,6 +99,13 @@ describe('postgres backend specifics', () => {
     expect(rows.rows.map((r: { id: string }) => r.id).sort()).toEqual([kept, resultKept].sort());
   });
 
+  it('one sweep deletes at most sweepLimit rows; the next ones take the rest', async () => {
+    const b = make({ sweepIntervalMs: 0, sweepLimit: 2 });
+    for (let i = 0; i < 5; i++) await b.write({ state: makeState(randomUUID(), 'success'), stateTtl: 1, guard: 'notSuccess' });
+    await new Promise((r) => setTimeout(r, 1200));
+    expect([await b.sweep(), await b.sweep(), await b.sweep(), await b.sweep()]).toEqual([2, 2, 1, 0]);
+  });
+
   it('the sweep deletes flow journals whose expiry passed, and only those', async () => {
     const b = make({ sweepIntervalMs: 0 });
     const [gone, kept, forever] = [randomUUID(), randomUUID(), randomUUID()];

@@ -4,6 +4,7 @@
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { PostgresBroker } from '../brokers/postgres.js';
 import type { Delivery } from '../src/broker.js';
 import { brokerContract } from './contract/broker.js';
@@ -94,6 +95,30 @@ describe('postgres broker specifics', () => {
     const got = await b.fetch(g, 10, { leaseMs: 30_000, waitMs: 1000 });
     expect(got.map((d) => d.body)).toEqual(['m0', 'm1', 'm2', 'm3']);
     await b.purge(g);
+  });
+
+  it('acks that arrive together go in one DELETE statement', async () => {
+    const pool = new pg.Pool({ connectionString: PG_URL, max: 4 });
+    const acks: string[] = [];
+    const query = pool.query.bind(pool) as (text: string, values?: unknown[]) => Promise<pg.QueryResult>;
+    (pool as unknown as { query: typeof query }).query = (text, values) => {
+      if (text.startsWith(`DELETE FROM "${schema}".messages m USING unnest`)) acks.push(text);
+      return query(text, values);
+    };
+    let opened: PostgresBroker | undefined;
+    try {
+      const b = (opened = await make({ connection: pool }));
+      const g = group();
+      await b.publishBatch(g, Array.from({ length: 20 }, (_, i) => ({ body: `m${i}` })));
+      const got = await b.fetch(g, 20, { leaseMs: 30_000, waitMs: 1000 });
+      expect(got).toHaveLength(20);
+      await Promise.all(got.map((d) => b.ack(d)));
+      expect(acks).toHaveLength(1);
+      expect(await b.counts(g)).toEqual({ ready: 0, delayed: 0, inFlight: 0, dead: 0 });
+    } finally {
+      await opened?.close(); // its LISTEN connection is a client of this pool
+      await pool.end();
+    }
   });
 
   it('a publish in the caller transaction is delivered after COMMIT and never after ROLLBACK', async () => {
