@@ -88,6 +88,25 @@ describe('postgres broker specifics', () => {
     expect(res.rows[0]).toEqual({ n: 1 });
   });
 
+  it('the longest schema name allowed (47 characters) publishes, wakes and fetches; a longer one is refused', async () => {
+    const long = `${schemaName('bkl')}${'x'.repeat(47)}`.slice(0, 47);
+    try {
+      const waiter = await make({ schema: long, pollMs: 3_600_000 });
+      const producer = await make({ schema: long });
+      const g = group();
+      const waiting = waiter.fetch(g, 1, { leaseMs: 30_000, waitMs: 20_000 });
+      await new Promise((r) => setTimeout(r, 200));
+      await producer.publish(g, 'long');
+      const got = await waiting;
+      expect(got.map((d) => d.body)).toEqual(['long']);
+      await waiter.ack(got[0] as Delivery);
+    } finally {
+      await Promise.all(brokers.splice(0).map((b) => b.close()));
+      await dropSchema(admin, long);
+    }
+    expect(() => new PostgresBroker({ connection: PG_URL, schema: `${long}x` })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }));
+  });
+
   it('caps one claim at maxClaim rows', async () => {
     const b = await make({ maxClaim: 4 });
     const g = group();

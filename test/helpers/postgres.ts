@@ -14,7 +14,7 @@ export const PG_URL = process.env.TASUKI_PG_URL ?? 'postgres://postgres@127.0.0.
  */
 const FILE_TAG = randomUUID().replace(/-/g, '').slice(0, 6);
 
-/** A fresh schema name `tasuki_<label>_<file tag><random>` (lower case, within the 48-character limit). */
+/** A fresh schema name `tasuki_<label>_<file tag><random>` (lower case, within the 47-character limit). */
 export function schemaName(label = 't'): string {
   return `tasuki_${label}_${FILE_TAG}${randomUUID().replace(/-/g, '').slice(0, 10)}`;
 }
