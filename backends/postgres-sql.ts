@@ -40,7 +40,7 @@ WITH w AS (
 )
 SELECT EXISTS (SELECT 1 FROM w) AS written,
   CASE WHEN $9::text IS NOT NULL AND EXISTS (SELECT 1 FROM w) AND EXISTS (SELECT 1 FROM ${s}.watches x WHERE x.id = $1)
-    THEN pg_notify($10, $9) END AS notified,
+    THEN pg_notify($10, $9)::text END AS notified,
   (SELECT p.state FROM ${s}.states p WHERE p.id = $1 AND ${live(s, 'p')}) AS previous`;
 }
 

@@ -17,7 +17,7 @@ export const SCHEMA_PREFIX = 'tasuki_bench_';
 
 /** The schema of one round, from its key prefix (`tasuki-bench-<pid>-<round>-<system>`). */
 export function schemaOf(prefix: string): string {
-  return prefix.toLowerCase().replace(/[^a-z0-9]+/g, '_').slice(0, 48);
+  return prefix.toLowerCase().replace(/[^a-z0-9]+/g, '_').slice(0, 47);
 }
 
 /** Counts the schemas left behind by the run with this pid. */

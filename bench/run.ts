@@ -20,7 +20,7 @@
  * --cluster (afterwards: `bench/cluster.ts`, one group with 1 and 3 shards on a private local Redis Cluster).
  * PostgreSQL rows (tasuki-postgres, pg-boss, graphile-worker; bench/postgres-systems.ts) run only when
  * asked: `--pg` adds them to the selection, `--only postgres` (or `--only pg`) selects just them, and
- * each can be named in `--only`.
+ * each can be named in `--only`. With them runs the outbox's commit-to-start latency (bench/outbox-latency.ts).
  */
 import { fork, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -351,6 +351,9 @@ async function main(): Promise<void> {
   const left = await countKeys(`${KEY_PREFIX}-${process.pid}-`);
   if (left > 0) failures.push(`${left} benchmark key(s) left in Redis`);
   if (systems.some((s) => PG.includes(s))) {
+    log('\nOutbox: transactional send through PostgreSQL to Redis, commit to handler start (bench/outbox-latency.ts)…');
+    const ob = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'outbox-latency.ts'), '--tasks', String(Math.min(o.jobs, 1000))], { stdio: 'inherit' });
+    if (ob.status !== 0) failures.push('outbox latency scenario failed');
     const { countSchemas } = await import('./postgres-systems.js');
     const schemas = await countSchemas(process.pid);
     if (schemas > 0) failures.push(`${schemas} benchmark schema(s) left in PostgreSQL`);

@@ -76,7 +76,7 @@ export class PostgresOutbox implements Broker {
     this.insertSql = `WITH rows AS (
       INSERT INTO ${s}.outbox (grp, body, available_at)
       SELECT $1, x.body, x.at FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS x(body, at, o) ORDER BY x.o RETURNING id
-    ) SELECT pg_notify($4, '') FROM rows LIMIT 1`;
+    ) SELECT pg_notify($4, '')::text AS notified FROM rows LIMIT 1`;
     this.claimSql = `SELECT id::text AS id, grp, body, available_at FROM ${s}.outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`;
     this.deleteSql = `DELETE FROM ${s}.outbox WHERE id = ANY($1::bigint[])`;
     this.listener = new Listener(this.base.pool, this.channel, { notify: () => this.kick(), resumed: () => this.kick() });

@@ -8,7 +8,7 @@
  */
 
 /** Notification of the earliest `run_at` of the rows in CTE `rows` of group `g` (a parameter). */
-const notify = (g: string): string => `SELECT pg_notify($CH, min(run_at)::text || ' ' || ${g}), count(*)::int AS n FROM rows HAVING count(*) > 0`;
+const notify = (g: string): string => `SELECT pg_notify($CH, min(run_at)::text || ' ' || ${g})::text AS notified, count(*)::int AS n FROM rows HAVING count(*) > 0`;
 
 /** Replaces the `$CH` placeholder by the parameter number of the channel. */
 const ch = (sql: string, n: number): string => sql.replace('$CH', `$${n}`);
@@ -58,7 +58,7 @@ export const retrySql = (s: string): string =>
     `WITH rows AS (
       UPDATE ${s}.messages SET body = $3, run_at = $4::bigint, lease_token = NULL, deliveries = 0
       WHERE id = $1 AND lease_token = $2 RETURNING run_at, grp
-    ) SELECT pg_notify($CH, min(run_at)::text || ' ' || min(grp)), count(*)::int AS n FROM rows HAVING count(*) > 0`,
+    ) SELECT pg_notify($CH, min(run_at)::text || ' ' || min(grp))::text AS notified, count(*)::int AS n FROM rows HAVING count(*) > 0`,
     5,
   );
 
@@ -68,7 +68,7 @@ export const releaseSql = (s: string): string =>
     `WITH rows AS (
       UPDATE ${s}.messages SET run_at = ${s}.now_ms(), lease_token = NULL
       WHERE id = $1 AND lease_token = $2 RETURNING run_at, grp
-    ) SELECT pg_notify($CH, min(run_at)::text || ' ' || min(grp)), count(*)::int AS n FROM rows HAVING count(*) > 0`,
+    ) SELECT pg_notify($CH, min(run_at)::text || ' ' || min(grp))::text AS notified, count(*)::int AS n FROM rows HAVING count(*) > 0`,
     3,
   );
 

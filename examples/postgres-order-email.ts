@@ -10,14 +10,17 @@ import { PostgresBroker } from '../brokers/postgres.js';
 import { PostgresBackend } from '../backends/postgres.js';
 
 const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+// The demo's schemas (the business table's and tasuki's), both dropped at the end.
+const shop = process.env.SHOP_SCHEMA ?? 'shop';
+const tasukiSchema = process.env.TASUKI_SCHEMA ?? 'tasuki_example';
 // One pool for the application and tasuki (tasuki uses it and never closes it).
 const pool = new pg.Pool({ connectionString: url });
-await pool.query(`CREATE SCHEMA IF NOT EXISTS shop`);
-await pool.query(`CREATE TABLE IF NOT EXISTS shop.orders (id bigserial PRIMARY KEY, email text NOT NULL, item text NOT NULL)`);
+await pool.query(`CREATE SCHEMA IF NOT EXISTS ${shop}`);
+await pool.query(`CREATE TABLE IF NOT EXISTS ${shop}.orders (id bigserial PRIMARY KEY, email text NOT NULL, item text NOT NULL)`);
 
 const server = new Server({
-  broker: new PostgresBroker({ connection: pool, schema: 'tasuki_example' }),
-  backend: new PostgresBackend({ connection: pool, schema: 'tasuki_example' }),
+  broker: new PostgresBroker({ connection: pool, schema: tasukiSchema }),
+  backend: new PostgresBackend({ connection: pool, schema: tasukiSchema }),
   logger: consoleLogger('info'),
 });
 const sendEmail = server.add('mail', 'order_confirmation', async (orderId: number, to: string) => {
@@ -32,7 +35,7 @@ async function placeOrder(email: string, item: string, fail: boolean): Promise<s
   const tx = await pool.connect();
   try {
     await tx.query('BEGIN');
-    const { rows } = await tx.query<{ id: string }>(`INSERT INTO shop.orders (email, item) VALUES ($1, $2) RETURNING id`, [email, item]);
+    const { rows } = await tx.query<{ id: string }>(`INSERT INTO ${shop}.orders (email, item) VALUES ($1, $2) RETURNING id`, [email, item]);
     const orderId = Number(rows[0]?.id);
     const taskId = await client.with({ tx }).send(sendEmail, orderId, email);
     if (fail) throw new Error('payment declined');
@@ -56,6 +59,6 @@ if (ok !== null) {
 
 await server.shutdown();
 // Clean-up of the demo (leaves the database as it found it).
-await pool.query('DROP SCHEMA shop CASCADE');
-await pool.query('DROP SCHEMA tasuki_example CASCADE');
+await pool.query(`DROP SCHEMA ${shop} CASCADE`);
+await pool.query(`DROP SCHEMA ${tasukiSchema} CASCADE`);
 await pool.end();

@@ -12,14 +12,18 @@ import { RedisBroker } from '../brokers/redis.js';
 import { RedisBackend } from '../backends/redis.js';
 
 const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+// The demo's schemas (the business table's and tasuki's), both dropped at the end.
+const shop = process.env.SHOP_SCHEMA ?? 'shop';
+const tasukiSchema = process.env.TASUKI_SCHEMA ?? 'tasuki_example';
+const prefix = process.env.TASUKI_PREFIX ?? 'tasuki-example';
 const pool = new pg.Pool({ connectionString: url });
-await pool.query(`CREATE SCHEMA IF NOT EXISTS shop`);
-await pool.query(`CREATE TABLE IF NOT EXISTS shop.orders (id bigserial PRIMARY KEY, email text NOT NULL, item text NOT NULL)`);
+await pool.query(`CREATE SCHEMA IF NOT EXISTS ${shop}`);
+await pool.query(`CREATE TABLE IF NOT EXISTS ${shop}.orders (id bigserial PRIMARY KEY, email text NOT NULL, item text NOT NULL)`);
 
 const server = new Server({
   // Redis stays the broker; only sends made with `tx` pass through the outbox in PostgreSQL.
-  broker: new PostgresOutbox({ broker: new RedisBroker({ prefix: 'tasuki-example' }), connection: pool, schema: 'tasuki_example' }),
-  backend: new RedisBackend({ prefix: 'tasuki-example' }),
+  broker: new PostgresOutbox({ broker: new RedisBroker({ prefix }), connection: pool, schema: tasukiSchema }),
+  backend: new RedisBackend({ prefix }),
   logger: consoleLogger('info'),
   statusExpires: 60,
   resultExpires: 60,
@@ -36,7 +40,7 @@ async function placeOrder(email: string, item: string, fail: boolean): Promise<s
   const tx = await pool.connect();
   try {
     await tx.query('BEGIN');
-    const { rows } = await tx.query<{ id: string }>(`INSERT INTO shop.orders (email, item) VALUES ($1, $2) RETURNING id`, [email, item]);
+    const { rows } = await tx.query<{ id: string }>(`INSERT INTO ${shop}.orders (email, item) VALUES ($1, $2) RETURNING id`, [email, item]);
     const taskId = await client.with({ tx }).send(sendEmail, Number(rows[0]?.id), email);
     if (fail) throw new Error('payment declined');
     await tx.query('COMMIT');
@@ -60,6 +64,6 @@ if (ok !== null) {
 await server.broker.purge('mail');
 await server.shutdown();
 // Clean-up of the demo (leaves the database as it found it).
-await pool.query('DROP SCHEMA shop CASCADE');
-await pool.query('DROP SCHEMA tasuki_example CASCADE');
+await pool.query(`DROP SCHEMA ${shop} CASCADE`);
+await pool.query(`DROP SCHEMA ${tasukiSchema} CASCADE`);
 await pool.end();

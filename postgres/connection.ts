@@ -21,7 +21,11 @@ export interface PostgresCommonOptions {
   schema?: string;
 }
 
-const SCHEMA_PATTERN = /^[a-z_][a-z0-9_]{0,47}$/;
+/**
+ * At most 47 characters: the longest notification channel, `tasuki:<schema>:messages`, must stay
+ * within PostgreSQL's 63-byte identifier limit (a longer one fails every publish).
+ */
+const SCHEMA_PATTERN = /^[a-z_][a-z0-9_]{0,46}$/;
 
 /** Checks a schema name and returns it quoted for SQL. */
 export function schemaIdentifier(schema: string): string {

@@ -4,7 +4,8 @@
  * `{ query(text, values) }` tasuki runs its statements on, so the task is written in that transaction.
  * The module loads no package at all: the libraries' objects are typed structurally, and each adapter
  * calls only the public raw-SQL entry point of its own library (Knex `trx.raw`, Kysely
- * `trx.executeQuery`, Drizzle `tx.execute` with the `sql` helper you pass in).
+ * `trx.executeQuery`, Drizzle `tx.execute` with the `sql` helper you pass in, Prisma
+ * `tx.$queryRawUnsafe`).
  */
 import { InvalidOptionError } from '../src/errors.js';
 
@@ -181,6 +182,27 @@ export function drizzleTx<S, P>(tx: DrizzleTransactionLike<S>, sql: DrizzleSqlLi
         if (i < ordered.length) chunks.push(sql.param(ordered[i]));
       });
       return toResult<R>(await tx.execute(sql.join(chunks)));
+    },
+  };
+}
+
+/** The part of a Prisma interactive transaction (or client) the adapter uses. */
+export interface PrismaTransactionLike {
+  $queryRawUnsafe<T = unknown>(query: string, ...values: unknown[]): PromiseLike<T>;
+}
+
+/**
+ * Prisma (with the `@prisma/adapter-pg` driver adapter) interactive transaction → tasuki `tx`: each
+ * statement runs through `tx.$queryRawUnsafe(text, ...values)` (the `$n` placeholders are
+ * PostgreSQL's own), which returns the rows. tasuki's statements return no column of a type
+ * Prisma's raw queries cannot read (such as `void`).
+ *
+ * @example await prisma.$transaction(async (tx) => { await tx.order.create({ data: row }); await client.with({ tx: prismaTx(tx) }).send(task, id); });
+ */
+export function prismaTx(tx: PrismaTransactionLike): TxQueryable {
+  return {
+    async query<R>(text: string, values: readonly unknown[] = []): Promise<TxQueryResult<R>> {
+      return toResult<R>(await tx.$queryRawUnsafe<unknown>(text, ...values));
     },
   };
 }

@@ -4,12 +4,16 @@
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { PostgresBackend } from '../backends/postgres.js';
 import { backendContract, makeState } from './contract/backend.js';
 import { journalContract, makeEntry } from './contract/journal.js';
 import { encodeValueText } from '../src/message.js';
 import { PG_URL, adminPool, dropSchema, schemaExists, schemaName } from './helpers/postgres.js';
 
+const run = promisify(execFile);
 const admin = adminPool();
 afterAll(() => admin.end());
 
@@ -52,6 +56,17 @@ describe('postgres backend specifics', () => {
     expect(res.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }]);
     const tables = await admin.query(`SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1`, [schema]);
     expect(tables.rows.map((r: { tablename: string }) => r.tablename)).toEqual(['dead_letters', 'journals', 'messages', 'migrations', 'outbox', 'records', 'schedules', 'states', 'watches']);
+  });
+
+  it('two processes starting at once on a new schema both connect; each migration is applied once', async () => {
+    const schema = schemaName('mig');
+    schemas.push(schema);
+    const fixture = fileURLToPath(new URL('./fixtures/postgres-migrate-race.ts', import.meta.url));
+    const env = { ...process.env, TASUKI_PG_URL: PG_URL, TASUKI_SCHEMA: schema, TASUKI_START_AT: String(Date.now() + 3000) };
+    const outs = await Promise.all([0, 1].map(() => run(process.execPath, ['--import', 'tsx', fixture], { env, timeout: 60_000 })));
+    for (const { stdout } of outs) expect(stdout).toBe('migrated\n');
+    const res = await admin.query(`SELECT version FROM "${schema}".migrations ORDER BY version`);
+    expect(res.rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }]);
   });
 
   it('uses a pg.Pool given to it and never ends it', async () => {
@@ -97,6 +112,13 @@ describe('postgres backend specifics', () => {
     expect(await b.sweep()).toBe(1);
     const rows = await admin.query(`SELECT id FROM "${b.schema}".states ORDER BY id`);
     expect(rows.rows.map((r: { id: string }) => r.id).sort()).toEqual([kept, resultKept].sort());
+  });
+
+  it('one sweep deletes at most sweepLimit rows; the next ones take the rest', async () => {
+    const b = make({ sweepIntervalMs: 0, sweepLimit: 2 });
+    for (let i = 0; i < 5; i++) await b.write({ state: makeState(randomUUID(), 'success'), stateTtl: 1, guard: 'notSuccess' });
+    await new Promise((r) => setTimeout(r, 1200));
+    expect([await b.sweep(), await b.sweep(), await b.sweep(), await b.sweep()]).toEqual([2, 2, 1, 0]);
   });
 
   it('the sweep deletes flow journals whose expiry passed, and only those', async () => {

@@ -4,6 +4,7 @@
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { PostgresBroker } from '../brokers/postgres.js';
 import type { Delivery } from '../src/broker.js';
 import { brokerContract } from './contract/broker.js';
@@ -87,6 +88,25 @@ describe('postgres broker specifics', () => {
     expect(res.rows[0]).toEqual({ n: 1 });
   });
 
+  it('the longest schema name allowed (47 characters) publishes, wakes and fetches; a longer one is refused', async () => {
+    const long = `${schemaName('bkl')}${'x'.repeat(47)}`.slice(0, 47);
+    try {
+      const waiter = await make({ schema: long, pollMs: 3_600_000 });
+      const producer = await make({ schema: long });
+      const g = group();
+      const waiting = waiter.fetch(g, 1, { leaseMs: 30_000, waitMs: 20_000 });
+      await new Promise((r) => setTimeout(r, 200));
+      await producer.publish(g, 'long');
+      const got = await waiting;
+      expect(got.map((d) => d.body)).toEqual(['long']);
+      await waiter.ack(got[0] as Delivery);
+    } finally {
+      await Promise.all(brokers.splice(0).map((b) => b.close()));
+      await dropSchema(admin, long);
+    }
+    expect(() => new PostgresBroker({ connection: PG_URL, schema: `${long}x` })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }));
+  });
+
   it('caps one claim at maxClaim rows', async () => {
     const b = await make({ maxClaim: 4 });
     const g = group();
@@ -94,6 +114,30 @@ describe('postgres broker specifics', () => {
     const got = await b.fetch(g, 10, { leaseMs: 30_000, waitMs: 1000 });
     expect(got.map((d) => d.body)).toEqual(['m0', 'm1', 'm2', 'm3']);
     await b.purge(g);
+  });
+
+  it('acks that arrive together go in one DELETE statement', async () => {
+    const pool = new pg.Pool({ connectionString: PG_URL, max: 4 });
+    const acks: string[] = [];
+    const query = pool.query.bind(pool) as (text: string, values?: unknown[]) => Promise<pg.QueryResult>;
+    (pool as unknown as { query: typeof query }).query = (text, values) => {
+      if (text.startsWith(`DELETE FROM "${schema}".messages m USING unnest`)) acks.push(text);
+      return query(text, values);
+    };
+    let opened: PostgresBroker | undefined;
+    try {
+      const b = (opened = await make({ connection: pool }));
+      const g = group();
+      await b.publishBatch(g, Array.from({ length: 20 }, (_, i) => ({ body: `m${i}` })));
+      const got = await b.fetch(g, 20, { leaseMs: 30_000, waitMs: 1000 });
+      expect(got).toHaveLength(20);
+      await Promise.all(got.map((d) => b.ack(d)));
+      expect(acks).toHaveLength(1);
+      expect(await b.counts(g)).toEqual({ ready: 0, delayed: 0, inFlight: 0, dead: 0 });
+    } finally {
+      await opened?.close(); // its LISTEN connection is a client of this pool
+      await pool.end();
+    }
   });
 
   it('a publish in the caller transaction is delivered after COMMIT and never after ROLLBACK', async () => {

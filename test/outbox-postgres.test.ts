@@ -107,6 +107,57 @@ describe('transactional send through the postgres outbox', () => {
     );
   });
 
+  it('a crash of the sending process before its commit leaves nothing: no outbox row, no message, no state', async () => {
+    const ns = redisNamespace('ob');
+    cleanups.push(async () => {
+      await ns.sweep();
+      await ns.quit();
+    });
+    const runs: number[] = [];
+    const server = new Server({
+      broker: new PostgresOutbox({ broker: new RedisBroker({ prefix: ns.prefix }), connection: PG_URL, schema }),
+      backend: new PostgresBackend({ connection: PG_URL, schema }),
+      logger: silentLogger,
+      fetchWaitMs: 300,
+    });
+    servers.push(server);
+    const email = server.add(group, 'email', (order: number) => {
+      runs.push(order);
+      return order;
+    });
+    await server.broker.connect();
+    await admin.query(`CREATE TABLE "${schema}".orders (id integer PRIMARY KEY, item text NOT NULL)`);
+    const fixture = fileURLToPath(new URL('./fixtures/postgres-tx-sender.ts', import.meta.url));
+    const child = spawn(process.execPath, ['--import', 'tsx', fixture], {
+      env: { ...process.env, TASUKI_PG_URL: PG_URL, TASUKI_SCHEMA: schema, TASUKI_GROUP: group, TASUKI_OUTBOX_PREFIX: ns.prefix },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    for (let i = 0; i < 600 && !out.includes('sent '); i++) await sleep(50);
+    const id = /sent (\S+)/.exec(out)?.[1];
+    expect(id, out).toBeDefined();
+    child.kill('SIGKILL');
+    await exited;
+    // PostgreSQL rolls back the transaction of the lost connection once it notices the socket closed.
+    await until(
+      async () => ((await admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' AND query LIKE $1`, [`%${schema}%`])).rows[0] as { n: number }).n === 0,
+      10_000,
+      'the sender transaction ended',
+    );
+    await server.run(group, 1);
+    const client = server.client();
+    const later = await client.send(email, 9); // straight to Redis
+    expect((await client.getResult(later, 10_000)).value).toBe(9);
+    await sleep(300);
+    expect(runs).toEqual([9]);
+    expect(await client.getStatus(id as string)).toBeNull();
+    expect(await (server.broker as PostgresOutbox).pending()).toBe(0);
+    expect((await admin.query(`SELECT count(*)::int AS n FROM "${schema}".orders`)).rows[0]).toEqual({ n: 0 });
+  });
+
   it('a relay that fails after publishing and before deleting publishes again; the task runs once in effect', async () => {
     const ns = redisNamespace('ob');
     cleanups.push(async () => {

@@ -6,13 +6,12 @@ import { afterAll, expect } from 'vitest';
 import { schedulesContract } from './contract/schedules.js';
 import { PostgresBroker } from '../brokers/postgres.js';
 import { PostgresBackend } from '../backends/postgres.js';
-import { PG_URL, adminPool, dropSchema, schemaName } from './helpers/postgres.js';
+import { PG_URL, adminPool, dropSchema, schemaName, schemasLeft } from './helpers/postgres.js';
 
 const admin = adminPool();
 
 afterAll(async () => {
-  const left = await admin.query(`SELECT nspname FROM pg_namespace WHERE nspname LIKE 'tasuki_sched%'`);
-  expect(left.rows).toEqual([]);
+  expect(await schemasLeft(admin, 'sched')).toEqual([]);
   await admin.end();
 });
 

@@ -1,7 +1,9 @@
 /**
  * The transactional send through Knex, Kysely and Drizzle (`tasuki/postgres-tx`), on the real
  * PostgreSQL: the order row is written with the library's own query builder and the task through its
- * adapter, in the library's transaction. Commit → the task runs once (an explicit id stays an
+ * adapter, in the library's transaction. Prisma is not installed here: `prismaTx` runs on a stand-in of
+ * an interactive transaction's `$queryRawUnsafe` (rows back, and a `void` column refused as Prisma's
+ * raw queries refuse it). Commit → the task runs once (an explicit id stays an
  * idempotency key, `sendMany` joins too); rollback → it never runs and leaves no state.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -15,7 +17,9 @@ import { integer, pgSchema, text } from 'drizzle-orm/pg-core';
 import { Server, silentLogger, type TaskId } from '../src/index.js';
 import { PostgresBroker } from '../brokers/postgres.js';
 import { PostgresBackend } from '../backends/postgres.js';
-import { drizzleTx, knexTx, kyselyTx, splitPlaceholders, type TxQueryable } from '../postgres/tx-adapters.js';
+import { drizzleTx, knexTx, kyselyTx, prismaTx, splitPlaceholders, type PrismaTransactionLike, type TxQueryable } from '../postgres/tx-adapters.js';
+import { PostgresOutbox } from '../brokers/postgres-outbox.js';
+import { MemoryBroker } from '../brokers/memory.js';
 import { until } from './core/suite.js';
 import { PG_URL, adminPool, dropSchema, schemaName } from './helpers/postgres.js';
 
@@ -28,6 +32,23 @@ class Rollback extends Error {}
 interface Library {
   transaction(fn: (tx: TxQueryable, insertOrder: (id: number, item: string) => Promise<void>) => Promise<void>): Promise<void>;
   close(): Promise<void>;
+}
+
+/** OID of PostgreSQL's `void` type. */
+const VOID_OID = 2278;
+
+/**
+ * A stand-in of a Prisma interactive transaction on a `pg` client inside BEGIN: `$queryRawUnsafe`
+ * returns the rows, and refuses a result with a `void` column as Prisma's raw queries do (P2010).
+ */
+function prismaStandIn(client: pg.PoolClient): PrismaTransactionLike {
+  return {
+    async $queryRawUnsafe<T>(query: string, ...values: unknown[]): Promise<T> {
+      const res = await client.query(query, values);
+      if (res.fields.some((f) => f.dataTypeID === VOID_OID)) throw Object.assign(new Error("Failed to deserialize column of type 'void'"), { code: 'P2010' });
+      return res.rows as T;
+    },
+  };
 }
 
 interface OrdersDb {
@@ -75,7 +96,50 @@ const libraries: Record<string, (schema: string) => Library> = {
       close: () => pool.end(),
     };
   },
+  prisma(schema) {
+    const pool = new pg.Pool({ connectionString: PG_URL, max: 2 });
+    return {
+      async transaction(fn) {
+        const client = await pool.connect();
+        try {
+          await client.query('BEGIN');
+          const tx = prismaStandIn(client);
+          await fn(prismaTx(tx), async (id, item) => {
+            await tx.$queryRawUnsafe(`INSERT INTO "${schema}".orders (id, item) VALUES ($1, $2)`, id, item);
+          });
+          await client.query('COMMIT');
+        } catch (err) {
+          await client.query('ROLLBACK');
+          throw err;
+        } finally {
+          client.release();
+        }
+      },
+      close: () => pool.end(),
+    };
+  },
 };
+
+describe('prismaTx', () => {
+  it('an outbox insert in the caller transaction returns no void column (readable by Prisma raw queries)', async () => {
+    const admin = adminPool();
+    const schema = schemaName('txp');
+    const outbox = new PostgresOutbox({ broker: new MemoryBroker(), connection: PG_URL, schema, relay: false });
+    const client = await admin.connect();
+    try {
+      await client.query('BEGIN');
+      await outbox.publishBatch('g', [{ body: 'a', options: { tx: prismaTx(prismaStandIn(client)) } }, { body: 'b' }]);
+      await client.query('COMMIT');
+      expect(await outbox.pending()).toBe(2);
+    } finally {
+      await client.query('ROLLBACK').catch(() => undefined);
+      client.release();
+      await outbox.close();
+      await dropSchema(admin, schema);
+      await admin.end();
+    }
+  });
+});
 
 describe('splitPlaceholders', () => {
   it('splits at $n outside quotes, dollar quotes and comments, keeping repeats', () => {

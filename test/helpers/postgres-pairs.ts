@@ -12,7 +12,7 @@ import { PostgresBackend, type PostgresBackendOptions } from '../../backends/pos
 import { RedisBroker } from '../../brokers/redis.js';
 import { RedisBackend } from '../../backends/redis.js';
 import { redisNamespace } from './redis.js';
-import { PG_URL, adminPool, dropSchema, schemaName } from './postgres.js';
+import { PG_URL, adminPool, dropSchema, schemaName, schemasLeft } from './postgres.js';
 
 /** Which side is PostgreSQL: `pg+pg` both, `pg+redis` the broker, `redis+pg` the backend. */
 export type PostgresPair = 'pg+pg' | 'pg+redis' | 'redis+pg';
@@ -49,8 +49,7 @@ export function postgresPairs(label: string): {
       await ns.sweep();
       expect(await ns.keys()).toEqual([]);
       await ns.quit();
-      const left = await admin.query(`SELECT nspname FROM pg_namespace WHERE nspname LIKE $1`, [`tasuki\\_${label}\\_%`]);
-      expect(left.rows).toEqual([]);
+      expect(await schemasLeft(admin, label)).toEqual([]);
       await admin.end();
     },
   };

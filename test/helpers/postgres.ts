@@ -8,9 +8,21 @@ import pg from 'pg';
 /** Connection string of the shared test server (override with TASUKI_PG_URL). */
 export const PG_URL = process.env.TASUKI_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
-/** A fresh schema name (lower case, within the 48-character limit). */
+/**
+ * Tag of this test file's schemas (modules load once per file): checks for schemas left behind
+ * look at their own file's only, never at those of another run on the same server.
+ */
+const FILE_TAG = randomUUID().replace(/-/g, '').slice(0, 6);
+
+/** A fresh schema name `tasuki_<label>_<file tag><random>` (lower case, within the 47-character limit). */
 export function schemaName(label = 't'): string {
-  return `tasuki_${label}_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+  return `tasuki_${label}_${FILE_TAG}${randomUUID().replace(/-/g, '').slice(0, 10)}`;
+}
+
+/** Schemas of this test file with `label` still present (for an `afterAll` check). */
+export async function schemasLeft(pool: pg.Pool, label: string): Promise<string[]> {
+  const res = await pool.query<{ nspname: string }>('SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)', [`tasuki_${label}_${FILE_TAG}`]);
+  return res.rows.map((r) => r.nspname);
 }
 
 /** An admin pool for assertions and clean-up. */
