@@ -143,7 +143,8 @@ describe('README', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+    // One tsc run over every snippet and the sources they import: a minute or more on a loaded machine.
+  }, 300_000);
 
   it('the quick start prints what the README shows', async () => {
     const section = readme.slice(readme.indexOf('## Install and quick start'));
