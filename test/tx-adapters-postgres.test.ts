@@ -1,9 +1,9 @@
 /**
  * The transactional send through Knex, Kysely and Drizzle (`tasuki/postgres-tx`), on the real
  * PostgreSQL: the order row is written with the library's own query builder and the task through its
- * adapter, in the library's transaction. Prisma is not installed here: `prismaTx` runs on a stand-in of
- * an interactive transaction's `$queryRawUnsafe` (rows back, and a `void` column refused as Prisma's
- * raw queries refuse it). Commit → the task runs once (an explicit id stays an
+ * adapter, in the library's transaction. Here `prismaTx` runs on a stand-in of an interactive
+ * transaction's `$queryRawUnsafe` (rows back, and a `void` column refused as Prisma's raw queries
+ * refuse it); the generated Prisma client itself is in `tx-prisma-postgres.test.ts`. Commit → the task runs once (an explicit id stays an
  * idempotency key, `sendMany` joins too); rollback → it never runs and leaves no state.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
