@@ -624,11 +624,14 @@ export function coreSuite(name: string, makeHarness: () => CoreHarness): void {
     it('graceful shutdown lets running tasks finish and hands back the ones past the deadline', async () => {
       const a = newServer();
       let finished = 0;
+      let started = 0;
       const quick = a.add(group, 'quick', async () => {
+        started++;
         await sleep(100);
         return ++finished;
       });
       const slowRef = a.add(group, 'slow', async () => {
+        started++;
         await sleep(60_000);
         return 'never';
       });
@@ -636,8 +639,10 @@ export function coreSuite(name: string, makeHarness: () => CoreHarness): void {
       const c = new Client({ broker: harness.broker(), backend: harness.backend(), logger: silentLogger });
       const q = await c.send(quick);
       const s = await c.send(slowRef);
-      await until(async () => (await a.broker.counts(group)).inFlight === 2, 10_000, 'both in flight');
-      await a.shutdown(500);
+      // Both handlers running (not only fetched: a claim still on its way could miss the deadline).
+      await until(() => started === 2, 10_000, 'both started');
+      // The deadline leaves the quick one (100 ms) time to finish and store on a loaded machine.
+      await a.shutdown(2000);
       expect((await c.getStatus(q))?.status).toBe('success');
       // The slow task went back to the broker at once, and a second worker finishes it.
       const b = newServer();
