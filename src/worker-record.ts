@@ -101,13 +101,17 @@ export class JobRecorder {
     if (job.msg !== undefined) this.ctx.emit('failed', { ...this.event(job.msg), error: e });
   }
 
-  /** Runs (never rejecting) after a job's final state is stored, before its delivery is acked or dead-lettered (durable flows' hooks). */
-  beforeSettle: ((job: Job) => Promise<void>) | undefined = undefined;
+  /**
+   * Runs (never rejecting) after a job's final state is stored, before its delivery is acked or
+   * dead-lettered (durable flows' hooks); undefined when it has nothing to wait for.
+   */
+  beforeSettle: ((job: Job) => Promise<void> | undefined) | undefined = undefined;
 
   /** Acks the delivery (after its outcome is written). */
   async ack(job: Job): Promise<void> {
     if (!job.held) return;
-    await this.beforeSettle?.(job);
+    const hook = this.beforeSettle?.(job);
+    if (hook !== undefined) await hook;
     try {
       await this.ctx.broker.ack(job.delivery);
       job.settled();
@@ -135,7 +139,8 @@ export class JobRecorder {
   async deadLetter(job: Job, reason: DeadLetterReason, id?: string, name?: string): Promise<void> {
     if (!job.held) return;
     const cut: DeadLetterReason = { code: reason.code, message: truncateText(reason.message, STORED_ERROR_TEXT_MAX) };
-    await this.beforeSettle?.(job);
+    const hook = this.beforeSettle?.(job);
+    if (hook !== undefined) await hook;
     try {
       await this.ctx.broker.deadLetter(job.delivery, cut);
       job.settled();
