@@ -39,8 +39,8 @@ export class JobRecorder {
    * `ERR_VALUE_TOO_LARGE` and is dead-lettered ({@link unstorable}), and this returns undefined.
    */
   async persist(job: Job, write: StateWrite): Promise<WriteOutcome | undefined> {
-    // The worker reads the previous state only of a refused write.
-    write.previous = 'refused';
+    // The worker reads the previous state only of a refused write (the hot path's writes say so already).
+    if (write.previous !== 'refused') write.previous = 'refused';
     let shrunk = false;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -186,8 +186,8 @@ export class JobRecorder {
     return { id: msg.id, group: msg.group, name: msg.name, retriesUsed: msg.retriesUsed };
   }
 
-  /** A state record of `msg` in `status`. */
-  state(msg: TaskMessage, status: TaskStatus, extra?: Partial<TaskState>): TaskState {
+  /** A state record of `msg` in `status`, written at `updatedAt` (default now), with the fields of `extra` after its own. */
+  state(msg: TaskMessage, status: TaskStatus, extra?: Partial<TaskState>, updatedAt = Date.now()): TaskState {
     const state: TaskState = {
       v: 1,
       id: msg.id,
@@ -197,7 +197,7 @@ export class JobRecorder {
       retriesUsed: msg.retriesUsed,
       retriesLeft: msg.retriesLeft,
       sentAt: msg.sentAt,
-      updatedAt: Date.now(),
+      updatedAt,
     };
     if (msg.key !== undefined) state.key = msg.key;
     return extra === undefined ? state : Object.assign(state, extra);
