@@ -35,8 +35,8 @@ export interface IndexPart {
   readonly status: TaskStatus;
   /** Whether the write's previous status may be any (a guarded write with no expected status): all the group's sets are declared. */
   readonly anyPrevious: boolean;
-  /** A guarded write's expected previous status (its basis's), when it declares only that set and its new one. */
-  readonly expected?: TaskStatus;
+  /** A guarded write's expected previous status (its basis's), when it declares only that set and its new one; else undefined. */
+  readonly expected: TaskStatus | undefined;
   /** The new status's offset. */
   readonly offset: number;
   /** The index argument after its offset: `\nscore\ncap\nid` (id '' when the state key holds it as is). */
@@ -53,12 +53,13 @@ export function indexPart(base: string, status: TaskStatus, score: number, id: s
   if (offset === undefined) throw new InvalidOptionError(`unknown task status ${JSON.stringify(status)}`);
   const idField = encodeIdForKey(id) === id ? '' : id;
   const narrowed = !absent && expected !== undefined && OFFSETS.has(expected);
-  return { base, status, anyPrevious: !absent && !narrowed, ...(narrowed ? { expected } : {}), offset, tail: `\n${score}\n${cap}\n${idField}` };
+  // One shape for every part (no spread): `expected` is present, undefined when not narrowed.
+  return { base, status, anyPrevious: !absent && !narrowed, expected: narrowed ? expected : undefined, offset, tail: `\n${score}\n${cap}\n${idField}` };
 }
 
 /** `part` with all its group's sets declared (a write sent again after its expected status was not the stored one). */
 export function widenedPart(part: IndexPart): IndexPart {
-  return { base: part.base, status: part.status, anyPrevious: true, offset: part.offset, tail: part.tail };
+  return { base: part.base, status: part.status, anyPrevious: true, expected: undefined, offset: part.offset, tail: part.tail };
 }
 
 /** The declared index keys of a group: its sets `base|STATUS`, in `TASK_STATUSES` order. */
@@ -70,8 +71,11 @@ export function indexKeys(base: string): string[] {
 export class IndexPlan {
   /** Groups whose sets are all declared → position of the first (1-based, in `KEYS`). */
   private readonly full = new Map<string, number>();
-  /** Single sets declared → position. */
-  private readonly single = new Map<string, number>();
+  /**
+   * Single sets declared: index key base → position of each status's set, by offset (0: not
+   * declared). Keyed by the base, not by the set's name: no key string is made to look one up.
+   */
+  private readonly single = new Map<string, number[]>();
   /** The declared index keys, in order (the groups key not included). */
   readonly keys: string[] = [];
 
@@ -89,16 +93,18 @@ export class IndexPlan {
     }
     for (const p of parts) {
       if (p === undefined || this.full.has(p.base)) continue;
-      at = this.declare(`${p.base}|${p.status}`, at);
-      if (p.expected !== undefined) at = this.declare(`${p.base}|${p.expected}`, at);
+      at = this.declare(p.base, p.offset, at);
+      if (p.expected !== undefined) at = this.declare(p.base, OFFSETS.get(p.expected) as number, at);
     }
   }
 
-  /** Declares the single set `key` at `at` unless it is declared already; returns the next position. */
-  private declare(key: string, at: number): number {
-    if (this.single.has(key)) return at;
-    this.single.set(key, at);
-    this.keys.push(key);
+  /** Declares the single set of `base` at `offset` at `at` unless it is declared already; returns the next position. */
+  private declare(base: string, offset: number, at: number): number {
+    let positions = this.single.get(base);
+    if (positions === undefined) this.single.set(base, (positions = new Array<number>(TASK_STATUSES.length).fill(0)));
+    if (positions[offset] !== 0) return at;
+    positions[offset] = at;
+    this.keys.push(`${base}|${TASK_STATUSES[offset] as TaskStatus}`);
     return at + 1;
   }
 
@@ -106,8 +112,11 @@ export class IndexPlan {
   arg(part: IndexPart): string {
     const first = this.full.get(part.base);
     if (first !== undefined) return `${first}\n${part.offset}${part.tail}`;
-    const pos = this.single.get(`${part.base}|${part.status}`) as number;
-    const old = part.expected === undefined || part.expected === part.status ? 0 : 8 * (this.single.get(`${part.base}|${part.expected}`) as number) + (OFFSETS.get(part.expected) as number);
-    return `-${pos}\n${part.offset + 8 * old}${part.tail}`;
+    const positions = this.single.get(part.base) as number[];
+    const pos = positions[part.offset] as number;
+    const expected = part.expected;
+    if (expected === undefined || expected === part.status) return `-${pos}\n${part.offset}${part.tail}`;
+    const eo = OFFSETS.get(expected) as number;
+    return `-${pos}\n${part.offset + 8 * (8 * (positions[eo] as number) + eo)}${part.tail}`;
   }
 }

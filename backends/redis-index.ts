@@ -33,9 +33,22 @@ export const DEFAULT_INDEX_CAP = 10_000;
  * (`P:ix|{G}|STATUS`) and are moved by a second call after the writes (`./redis-cluster-index.ts`).
  */
 export function indexKeeping(prefix: string, cap: number, cluster = false): IndexKeeping {
-  if (cluster) return { cap, base: (group) => `${prefix}:ix|{${group}}`, groupsKey: `${prefix}:ix-groups`, cluster: true };
-  return { cap, base: (group) => `${prefix}:ix|${group}`, groupsKey: `${prefix}:ix-groups` };
+  // Every write asks for its group's base: each is made once (the same string each time, its hash kept).
+  const bases = new Map<string, string>();
+  const base = (group: string): string => {
+    let b = bases.get(group);
+    if (b === undefined) {
+      if (bases.size >= MAX_CACHED_BASES) bases.clear();
+      bases.set(group, (b = cluster ? `${prefix}:ix|{${group}}` : `${prefix}:ix|${group}`));
+    }
+    return b;
+  };
+  if (cluster) return { cap, base, groupsKey: `${prefix}:ix-groups`, cluster: true };
+  return { cap, base, groupsKey: `${prefix}:ix-groups` };
 }
+
+/** Most groups whose index key base {@link indexKeeping} keeps made. */
+const MAX_CACHED_BASES = 1024;
 
 /** Entries checked per sweep step. */
 const SWEEP_BATCH = 200;

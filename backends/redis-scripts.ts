@@ -8,6 +8,11 @@ import { DELTA_HASH_DIGITS } from './redis-delta.js';
 /** Name under which {@link WRITE_SCRIPT} is registered on the ioredis client. */
 export const WRITE_COMMAND = 'tasukiBackendWrite';
 
+/** The ops made so far, by state expiry, then by the code of their six letters (see {@link writeOp}). */
+const OPS = new Map<number, string[]>();
+/** Most state expiries whose ops are kept (a server uses one or two). */
+const MAX_CACHED_TTLS = 16;
+
 /**
  * The `op` argument of a write: six letters and the state expiry, e.g. `a--p--60` or `nsr-id-1`.
  * 1. guard: `a` absent, `n` notFinal, `s` notSuccess;
@@ -29,10 +34,17 @@ export function writeOp(
   indexed = false,
   delta = false,
 ): string {
-  const g = guard === 'absent' ? 'a' : guard === 'notFinal' ? 'n' : 's';
-  const f =
-    status === 'success' ? 's' : status === 'failure' ? 'f' : status === 'expired' ? 'e' : status === 'aborted' ? 'a' : '-';
-  return g + f + (hasResult ? 'r' : '-') + (previousWhenWritten ? 'p' : '-') + (indexed ? 'i' : '-') + (delta ? 'd' : '-') + stateTtl;
+  const g = guard === 'absent' ? 0 : guard === 'notFinal' ? 1 : 2;
+  const f = status === 'success' ? 1 : status === 'failure' ? 2 : status === 'expired' ? 3 : status === 'aborted' ? 4 : 0;
+  // Every write builds its op: the ops of the expiries in use are made once each and kept.
+  const code = ((((g * 5 + f) * 2 + +hasResult) * 2 + +previousWhenWritten) * 2 + +indexed) * 2 + +delta;
+  let ops = OPS.get(stateTtl);
+  if (ops === undefined) {
+    if (OPS.size >= MAX_CACHED_TTLS) OPS.clear();
+    OPS.set(stateTtl, (ops = []));
+  }
+  return (ops[code] ??=
+    'ans'.charAt(g) + '-sfea'.charAt(f) + (hasResult ? 'r' : '-') + (previousWhenWritten ? 'p' : '-') + (indexed ? 'i' : '-') + (delta ? 'd' : '-') + stateTtl);
 }
 
 /** Lua table status → offset of its set within a group's index keys. */

@@ -284,6 +284,28 @@ export function encodeMessage(msg: TaskMessage): string {
   return JSON.stringify(out);
 }
 
+/** Fails a message decode with `why`, carrying the ids read so far. */
+function fail(why: string, partial: PartialIds): never {
+  throw new MessageDecodeError(why, partial);
+}
+
+/** Takes a non-empty id field `k` of at most `max` characters into `partial`; returns the reason when it is longer. */
+function takeId(raw: Record<string, unknown>, k: 'id' | 'group' | 'name', max: number, partial: PartialIds): string | undefined {
+  const v = raw[k];
+  if (typeof v !== 'string' || v.length === 0) return undefined;
+  if (v.length > max) return `message ${k} is longer than ${max} characters (${v.length}): ${quote(v)}`;
+  partial[k] = v;
+  return undefined;
+}
+
+/** A number field of a message: null when absent (or null); anything but a finite number fails the decode. */
+function numField(raw: Record<string, unknown>, k: string, partial: PartialIds): number | null {
+  const v = raw[k];
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'number' || !Number.isFinite(v)) return fail(`message field ${k} is not a number`, partial);
+  return v;
+}
+
 /**
  * Parses and validates a message body. Throws {@link DecodeError} with a precise reason; `partial`
  * on the error carries the id/group/name when they could be read, so the failure can be recorded.
@@ -297,45 +319,24 @@ export function decodeMessage(body: string): TaskMessage {
   }
   if (!isObject(raw)) throw new MessageDecodeError('message is not a JSON object', {});
   const partial: PartialIds = {};
-  // Over-long ids and names are not taken (they would be copied into states, logs and reasons).
-  const tooLong: string[] = [];
-  const take = (k: 'id' | 'group' | 'name', max: number): void => {
-    const v = raw[k];
-    if (typeof v !== 'string' || v.length === 0) return;
-    if (v.length > max) tooLong.push(`message ${k} is longer than ${max} characters (${v.length}): ${quote(v)}`);
-    else partial[k] = v;
-  };
-  take('id', MAX_WIRE_ID_CHARS);
-  take('group', 128);
-  take('name', 128);
-  const fail = (why: string): never => {
-    throw new MessageDecodeError(why, partial);
-  };
-  if (tooLong.length > 0) fail(tooLong.join('; '));
-  if (raw.v !== WIRE_VERSION) fail(`unsupported wire version ${quote(raw.v)} (this worker reads ${WIRE_VERSION})`);
-  if (partial.id === undefined) fail('message has no id');
-  if (partial.group === undefined) fail('message has no group');
-  if (partial.name === undefined) fail('message has no name');
-  if (!isObject(raw.args) || !('json' in raw.args)) fail('message args are not a superjson document');
+  const longId = takeId(raw, 'id', MAX_WIRE_ID_CHARS, partial);
+  const longGroup = takeId(raw, 'group', 128, partial);
+  const longName = takeId(raw, 'name', 128, partial);
+  if (longId !== undefined || longGroup !== undefined || longName !== undefined) {
+    fail([longId, longGroup, longName].filter((r) => r !== undefined).join('; '), partial);
+  }
+  if (raw.v !== WIRE_VERSION) fail(`unsupported wire version ${quote(raw.v)} (this worker reads ${WIRE_VERSION})`, partial);
+  if (partial.id === undefined) fail('message has no id', partial);
+  if (partial.group === undefined) fail('message has no group', partial);
+  if (partial.name === undefined) fail('message has no name', partial);
+  if (!isObject(raw.args) || !('json' in raw.args)) fail('message args are not a superjson document', partial);
   const args = raw.args as unknown as EncodedValue;
-  if (!Array.isArray(args.json)) fail('message args are not an array');
-  const int = (k: string, dflt: number): number => {
-    const v = raw[k];
-    if (v === undefined || v === null) return dflt;
-    if (typeof v !== 'number' || !Number.isFinite(v)) return fail(`message field ${k} is not a number`);
-    return v;
-  };
-  const optNum = (k: string): number | null => {
-    const v = raw[k];
-    if (v === undefined || v === null) return null;
-    if (typeof v !== 'number' || !Number.isFinite(v)) return fail(`message field ${k} is not a number`);
-    return v;
-  };
+  if (!Array.isArray(args.json)) fail('message args are not an array', partial);
   let backoff: Backoff = { type: 'fixed', delayMs: 0 };
   if (raw.backoff !== undefined && raw.backoff !== null) {
     const b = raw.backoff;
     if (!isObject(b) || (b.type !== 'fixed' && b.type !== 'exponential') || typeof b.delayMs !== 'number') {
-      fail('message backoff is malformed');
+      fail('message backoff is malformed', partial);
     } else {
       backoff = { type: b.type, delayMs: b.delayMs };
       if (typeof b.maxDelayMs === 'number') backoff.maxDelayMs = b.maxDelayMs;
@@ -348,16 +349,16 @@ export function decodeMessage(body: string): TaskMessage {
     group: partial.group as string,
     name: partial.name as string,
     args,
-    retriesLeft: int('retriesLeft', 0),
-    retriesUsed: int('retriesUsed', 0),
+    retriesLeft: numField(raw, 'retriesLeft', partial) ?? 0,
+    retriesUsed: numField(raw, 'retriesUsed', partial) ?? 0,
     backoff,
-    sentAt: int('sentAt', 0),
-    runAt: optNum('runAt'),
-    expireAt: optNum('expireAt'),
-    timeoutMs: optNum('timeoutMs'),
-    firstUnknownAt: optNum('firstUnknownAt'),
-    ...(isObject(raw.flow) ? { flow: raw.flow as FlowMessageInfo } : {}),
+    sentAt: numField(raw, 'sentAt', partial) ?? 0,
+    runAt: numField(raw, 'runAt', partial),
+    expireAt: numField(raw, 'expireAt', partial),
+    timeoutMs: numField(raw, 'timeoutMs', partial),
+    firstUnknownAt: numField(raw, 'firstUnknownAt', partial),
   };
+  if (isObject(raw.flow)) msg.flow = raw.flow as FlowMessageInfo;
   if (raw.trace !== undefined) {
     const trace = readTrace(raw.trace);
     if (trace !== undefined) msg.trace = trace;

@@ -62,9 +62,10 @@ export class JobClaimer {
 
     // Claim: store `running`; a final state stored (success by a duplicate, aborted, expired) means: do not run.
     // Written at the time the run started (a compact record then leaves `updatedAt` out: `encodeTaskState`).
-    const running = rec.state(msg, 'running', { startedAt: now, updatedAt: now });
+    const running = rec.state(msg, 'running', undefined, now);
+    running.startedAt = now;
     if (deliveries > 1) running.deliveries = job.deliveries = deliveries;
-    const claim: StateWrite = { state: running, stateTtl: ctx.settings.statusExpires, guard: 'notFinal' };
+    const claim: StateWrite = { state: running, stateTtl: ctx.settings.statusExpires, guard: 'notFinal', previous: 'refused' };
     // A first delivery of a first run finds, as a rule, the `sent` state its client stored.
     if (!job.delivery.redelivered && msg.retriesUsed === 0) claim.basis = sentState(msg);
     const w = await rec.persist(job, claim);

@@ -40,9 +40,11 @@ export class OutcomeRecorder {
       } catch (err) {
         return this.conclude(job, { kind: 'failure', error: toError(err), retryable: false, deadLetter: false, startedAt: outcome.startedAt });
       }
-      const state = rec.state(msg, 'success', { startedAt: outcome.startedAt, finishedAt: now, updatedAt: now });
+      const state = rec.state(msg, 'success', undefined, now);
+      state.startedAt = outcome.startedAt;
+      state.finishedAt = now;
       if (job.progress !== undefined) state.progress = job.progress;
-      const write: StateWrite = { state, stateTtl: statusExpires, guard: 'notSuccess' };
+      const write: StateWrite = { state, stateTtl: statusExpires, guard: 'notSuccess', previous: 'refused' };
       if (job.stored !== undefined) write.basis = job.stored;
       if (result !== undefined) {
         write.result = result;

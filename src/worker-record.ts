@@ -38,29 +38,36 @@ export class JobRecorder {
    * message without stack, no progress); when even that is refused the task fails with
    * `ERR_VALUE_TOO_LARGE` and is dead-lettered ({@link unstorable}), and this returns undefined.
    */
-  async persist(job: Job, write: StateWrite): Promise<WriteOutcome | undefined> {
-    // The worker reads the previous state only of a refused write.
-    write.previous = 'refused';
+  persist(job: Job, write: StateWrite): Promise<WriteOutcome | undefined> {
+    // The worker reads the previous state only of a refused write (the hot path's writes say so already).
+    if (write.previous !== 'refused') write.previous = 'refused';
+    // The first attempt has no async frame of its own (every task makes two writes); a failure goes on in persistAfter.
+    let first: Promise<WriteOutcome>;
+    try {
+      first = this.ctx.backend.write(write);
+    } catch (err) {
+      first = Promise.reject(err);
+    }
+    return first.then(undefined, (err: unknown) => this.persistAfter(job, write, err));
+  }
+
+  /** {@link persist} after its write failed with `failure`: cut down, retried or given up. */
+  private async persistAfter(job: Job, write: StateWrite, failure: unknown): Promise<WriteOutcome | undefined> {
     let shrunk = false;
     for (let attempt = 1; ; attempt++) {
-      try {
-        return await this.ctx.backend.write(write);
-      } catch (err) {
-        const e = toError(err);
-        if (isTooLarge(e)) {
-          if (write.result !== undefined) {
-            // The result cannot be stored: record the failure instead of losing the task silently.
-            write = { state: { ...write.state, status: 'failure', error: storeError(e) }, stateTtl: write.stateTtl, guard: 'notFinal', previous: 'refused' };
-            continue;
-          }
-          if (!shrunk) {
-            shrunk = true;
-            write = { ...write, state: shrinkState(write.state) };
-            continue;
-          }
+      const e = toError(failure);
+      if (isTooLarge(e)) {
+        if (write.result !== undefined) {
+          // The result cannot be stored: record the failure instead of losing the task silently.
+          write = { state: { ...write.state, status: 'failure', error: storeError(e) }, stateTtl: write.stateTtl, guard: 'notFinal', previous: 'refused' };
+        } else if (!shrunk) {
+          shrunk = true;
+          write = { ...write, state: shrinkState(write.state) };
+        } else {
           await this.unstorable(job, write.state, e);
           return undefined;
         }
+      } else {
         if (!job.held || this.stopped.aborted) {
           this.ctx.logger.warn('backend write failed; leaving the message for redelivery', { id: write.state.id, error: e });
           return undefined;
@@ -68,6 +75,11 @@ export class JobRecorder {
         const wait = Math.min(5000, 50 * 2 ** Math.min(attempt, 7));
         this.ctx.logger.warn('backend write failed; retrying', { id: write.state.id, attempt, retryInMs: wait, error: e });
         await pause(wait, this.stopped);
+      }
+      try {
+        return await this.ctx.backend.write(write);
+      } catch (err) {
+        failure = err;
       }
     }
   }
@@ -101,13 +113,17 @@ export class JobRecorder {
     if (job.msg !== undefined) this.ctx.emit('failed', { ...this.event(job.msg), error: e });
   }
 
-  /** Runs (never rejecting) after a job's final state is stored, before its delivery is acked or dead-lettered (durable flows' hooks). */
-  beforeSettle: ((job: Job) => Promise<void>) | undefined = undefined;
+  /**
+   * Runs (never rejecting) after a job's final state is stored, before its delivery is acked or
+   * dead-lettered (durable flows' hooks); undefined when it has nothing to wait for.
+   */
+  beforeSettle: ((job: Job) => Promise<void> | undefined) | undefined = undefined;
 
   /** Acks the delivery (after its outcome is written). */
   async ack(job: Job): Promise<void> {
     if (!job.held) return;
-    await this.beforeSettle?.(job);
+    const hook = this.beforeSettle?.(job);
+    if (hook !== undefined) await hook;
     try {
       await this.ctx.broker.ack(job.delivery);
       job.settled();
@@ -135,7 +151,8 @@ export class JobRecorder {
   async deadLetter(job: Job, reason: DeadLetterReason, id?: string, name?: string): Promise<void> {
     if (!job.held) return;
     const cut: DeadLetterReason = { code: reason.code, message: truncateText(reason.message, STORED_ERROR_TEXT_MAX) };
-    await this.beforeSettle?.(job);
+    const hook = this.beforeSettle?.(job);
+    if (hook !== undefined) await hook;
     try {
       await this.ctx.broker.deadLetter(job.delivery, cut);
       job.settled();
@@ -181,8 +198,8 @@ export class JobRecorder {
     return { id: msg.id, group: msg.group, name: msg.name, retriesUsed: msg.retriesUsed };
   }
 
-  /** A state record of `msg` in `status`. */
-  state(msg: TaskMessage, status: TaskStatus, extra?: Partial<TaskState>): TaskState {
+  /** A state record of `msg` in `status`, written at `updatedAt` (default now), with the fields of `extra` after its own. */
+  state(msg: TaskMessage, status: TaskStatus, extra?: Partial<TaskState>, updatedAt = Date.now()): TaskState {
     const state: TaskState = {
       v: 1,
       id: msg.id,
@@ -192,7 +209,7 @@ export class JobRecorder {
       retriesUsed: msg.retriesUsed,
       retriesLeft: msg.retriesLeft,
       sentAt: msg.sentAt,
-      updatedAt: Date.now(),
+      updatedAt,
     };
     if (msg.key !== undefined) state.key = msg.key;
     return extra === undefined ? state : Object.assign(state, extra);

@@ -16,24 +16,39 @@ import { childId, flowInfo, wakeMessage, type FlowTarget } from './ids.js';
 import { fanCount, fanValues, fanSignal, type FanPayload } from './fan-in.js';
 import { flowOf, type FlowDefinition } from './registry.js';
 
-/** The settle hook of a group worker. Never rejects. */
-export function flowSettleHook(ctx: WorkerContext): (job: Job) => Promise<void> {
-  return async (job) => {
+/**
+ * The settle hook of a group worker. Never rejects. A task that is neither a flow nor a flow's child
+ * (most tasks) has nothing to do here: undefined, at once (no promise to wait for).
+ */
+export function flowSettleHook(ctx: WorkerContext): (job: Job) => Promise<void> | undefined {
+  return (job) => {
     const msg = job.msg;
-    if (msg === undefined) return;
+    if (msg === undefined) return undefined;
+    let def: FlowDefinition | undefined;
     try {
       const reg = ctx.lookup(msg.group, msg.name);
-      const def = reg === undefined ? undefined : flowOf(reg);
-      if (def !== undefined) await flowEnded(ctx, msg, def);
-      const info = flowInfo(msg);
-      const parent = info.parent;
-      if (parent === undefined) return;
-      if (info.fanIn !== undefined && (await countedIn(ctx, job, parent, info.fanIn))) return;
-      await wakeFlow(ctx, parent, `c:${msg.id}`);
+      def = reg === undefined ? undefined : flowOf(reg);
     } catch (err) {
       ctx.logger.warn('flow settle hook failed; the flow is woken by its re-check', { id: msg.id, error: toError(err) });
+      return undefined;
     }
+    if (def === undefined && msg.flow === undefined) return undefined;
+    return settleFlowTask(ctx, job, msg, def);
   };
+}
+
+/** The settle hook's work for a flow (`def`) or a flow's child. Never rejects. */
+async function settleFlowTask(ctx: WorkerContext, job: Job, msg: TaskMessage, def: FlowDefinition | undefined): Promise<void> {
+  try {
+    if (def !== undefined) await flowEnded(ctx, msg, def);
+    const info = flowInfo(msg);
+    const parent = info.parent;
+    if (parent === undefined) return;
+    if (info.fanIn !== undefined && (await countedIn(ctx, job, parent, info.fanIn))) return;
+    await wakeFlow(ctx, parent, `c:${msg.id}`);
+  } catch (err) {
+    ctx.logger.warn('flow settle hook failed; the flow is woken by its re-check', { id: msg.id, error: toError(err) });
+  }
 }
 
 /**
