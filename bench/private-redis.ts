@@ -60,6 +60,8 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   process.once('exit', onExit);
   for (let attempt = 0; ; attempt++) {
     const probe = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    // A refused connection while the server starts is expected: it rejects connect(), not an event nobody hears.
+    probe.on('error', () => undefined);
     try {
       await probe.connect();
       await probe.ping();
