@@ -9,7 +9,7 @@ import type { Client } from '../client.js';
 import { decodeValue } from '../message.js';
 import type { SendOptions } from '../options.js';
 import type { TaskId } from '../task.js';
-import { fireId, tickId, waitId, type ScheduleRecord } from './record.js';
+import { fireId, tickId, waitId, type ScheduleRecord, type TickPlan } from './record.js';
 
 /** Task name of the tick handler every server registers for the groups it runs. */
 export const TICK_TASK = 'tasuki.schedule-tick';
@@ -54,6 +54,15 @@ export async function sendFire(client: Client, rec: ScheduleRecord, at: number, 
   if (jitter > 0) opts.runAt = at + jitter;
   const args = decodeValue(def.args) as unknown[];
   return client.with(opts).send(def.group, def.task, ...args);
+}
+
+/**
+ * Sends the fires of a tick's plan (none for `null`), in order. Their ids are fixed, so sending a
+ * plan again, as every later tick and every edit that drops the plan does, runs none of them twice.
+ */
+export async function sendFires(client: Client, rec: ScheduleRecord, plan: TickPlan | null): Promise<void> {
+  if (plan === null) return;
+  for (const at of plan.fires) await sendFire(client, rec, at);
 }
 
 /** Sends the tick of `rec` due at `at`. */

@@ -1,8 +1,8 @@
 /**
  * The tick and wait handlers, registered by every server for the groups it runs. A tick is an
  * ordinary delayed task with a deterministic id, held by the broker until its fire time: it reads
- * the schedule record, decides (see `plan.ts`), sends the fires, writes the record by
- * compare-and-set, then sends the next tick. No process keeps a timer or a leader lease; a tick of
+ * the schedule record, decides (see `plan.ts`), writes the record with its plan by compare-and-set,
+ * then sends the plan's fires and the next tick. No process keeps a timer or a leader lease; a tick of
  * an older definition (`gen`), of a removed or paused schedule, or one that another tick has already
  * covered does nothing, so chains started twice (by several upserts) merge into one.
  */
@@ -15,7 +15,7 @@ import { isFinalStatus } from '../state.js';
 import type { Registration } from '../worker-context.js';
 import { planTick } from './plan.js';
 import { fireId, parseRecord, type ScheduleRecord, type TickPlan } from './record.js';
-import { sendFire, sendTick, sendWait, TICK_TASK, WAIT_TASK } from './send.js';
+import { sendFire, sendFires, sendTick, sendWait, TICK_TASK, WAIT_TASK } from './send.js';
 import type { ScheduleStore } from './store.js';
 
 /** Compare-and-set attempts of one tick before it fails (and is retried through the broker). */
@@ -84,10 +84,14 @@ export class ScheduleTicks {
       }
       if (slot <= rec.cursor) return 'covered';
       if (rec.paused) return 'paused';
+      // The record is written before its fires are sent, so that only the fires of the plan that won
+      // the compare-and-set ever run (two ticks racing with different clocks may choose different
+      // fires). A process that dies after the write and before the sends is made good by whoever
+      // comes next: the tick's redelivery (the branch above), or any later tick, which sends the
+      // previous tick's fires again here (same ids: no-ops once sent) before it plans.
+      await sendFires(client, rec, rec.lastTick);
       const previousBusy = rec.def.overlap !== 'allow' && (await busy(this.ctx.backend, rec.lastFireId));
       const plan = planTick(rec, slot, Date.now(), previousBusy);
-      // Fires are sent before the record is written: a crash in between cannot lose one (a re-run sends the same ids).
-      for (const at of plan.fires) await sendFire(client, rec, at);
       const last = plan.fires.length > 0 ? (plan.fires[plan.fires.length - 1] as number) : null;
       const tickPlan: TickPlan = { slot, fires: plan.fires, next: plan.next, buffered: plan.buffered };
       const updated: ScheduleRecord = {
@@ -109,15 +113,15 @@ export class ScheduleTicks {
         this.ctx.emit('scheduleMissed', { schedule: name, reason: 'late', count: plan.missed.count, latest: plan.missed.latest });
       }
       if (plan.skipped.count > 0) this.ctx.emit('scheduleMissed', { schedule: name, reason: 'overlap', count: plan.skipped.count, latest: plan.skipped.latest });
-      await this.sendPlan(client, updated, tickPlan, false);
+      await this.sendPlan(client, updated, tickPlan);
       return 'ticked';
     }
     throw new ConnectionError(`schedule ${JSON.stringify(name)}: the record changed under ${CAS_ATTEMPTS} attempts of one tick; it is retried`);
   }
 
-  /** Sends what a tick decided (the fires again only when `fires`). */
-  private async sendPlan(client: Client, rec: ScheduleRecord, plan: TickPlan, fires = true): Promise<void> {
-    if (fires) for (const at of plan.fires) await sendFire(client, rec, at);
+  /** Sends what a tick decided: its fires, then its wait and next tick (each an idempotent send). */
+  private async sendPlan(client: Client, rec: ScheduleRecord, plan: TickPlan): Promise<void> {
+    await sendFires(client, rec, plan);
     if (plan.buffered !== null && rec.buffered === plan.buffered) await sendWait(client, rec, plan.buffered, 0);
     if (plan.next !== null) await sendTick(client, rec, plan.next);
   }
