@@ -54,4 +54,42 @@ describe('schedule ticks racing', () => {
     expect(info?.fires).toBe(sent.length);
     await client.close();
   });
+
+  it('a later tick sends the previous plan again only while it is marked unsent', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const t0 = Date.UTC(2030, 0, 1, 0, 0, 0);
+    vi.setSystemTime(t0);
+    const backend = new MemoryBackend();
+    const client = new Client({ broker: new MemoryBroker(), backend, logger: silentLogger });
+    const store = backend.scheduleStore;
+    if (store === undefined) throw new Error('the memory backend stores schedules');
+    await client.schedules.upsert('s', { everyMs: 1000 }, taskRef<[], void>('race', 'beat'));
+    const read = async (): Promise<{ rev: number; rec: ReturnType<typeof parseRecord> }> => {
+      const st = (await store.readSchedule('s')) as { rev: number; data: string };
+      return { rev: st.rev, rec: parseRecord(st.data, 's') };
+    };
+    const ticks = new ScheduleTicks({ backend, logger: silentLogger, client: () => client, emit: () => undefined });
+    const { rec } = await read();
+    vi.setSystemTime(t0 + 1000);
+    expect(await ticks.tick('s', rec.gen, t0 + 1000)).toBe('ticked');
+    expect((await read()).rec.lastTick).toMatchObject({ slot: t0 + 1000, fires: [t0 + 1000] });
+    expect((await read()).rec.lastTick?.unsent).toBeUndefined();
+
+    // Its fire's state has expired by the next tick: the fire is not sent a second time.
+    await backend.delete(fireId('s', t0 + 1000));
+    vi.setSystemTime(t0 + 2000);
+    expect(await ticks.tick('s', rec.gen, t0 + 2000)).toBe('ticked');
+    expect(await backend.read(fireId('s', t0 + 1000))).toBeNull();
+
+    // A process that died between writing its plan and sending it left the plan marked: the next
+    // tick sends its fire before planning its own.
+    const now = await read();
+    await store.writeSchedule('s', JSON.stringify({ ...now.rec, lastTick: { ...now.rec.lastTick, unsent: true } }), now.rev);
+    await backend.delete(fireId('s', t0 + 2000));
+    vi.setSystemTime(t0 + 3000);
+    expect(await ticks.tick('s', rec.gen, t0 + 3000)).toBe('ticked');
+    expect(await backend.read(fireId('s', t0 + 2000))).not.toBeNull();
+    expect(await backend.read(fireId('s', t0 + 3000))).not.toBeNull();
+    await client.close();
+  });
 });

@@ -10,7 +10,7 @@ import { InvalidOptionError, NotFoundError } from '../errors.js';
 import type { TaskId, TaskRef } from '../task.js';
 import { assertScheduleName, definitionHash, normalizeDefinition } from './definition.js';
 import { parseRecord, toInfo, type ScheduleRecord } from './record.js';
-import { sendFire, sendFires, sendTick } from './send.js';
+import { sendFire, sendTick, sendUnsentFires } from './send.js';
 import type { ScheduleStore } from './store.js';
 import { storeOf } from './tick.js';
 import { nextFireAfter } from './timing.js';
@@ -78,8 +78,8 @@ export class Schedules {
           updatedAt: now,
         };
         // The last tick's fires may not all have been sent (its process died after writing the
-        // record); the new definition drops that plan, so they are sent now (fixed ids: no-ops once sent).
-        if (cur !== null) await sendFires(this.client, cur, cur.lastTick);
+        // record); the new definition drops that plan, so they are sent now.
+        if (cur !== null) await sendUnsentFires(this.client, cur);
         if (!(await store.writeSchedule(name, JSON.stringify(rec), stored?.rev ?? 0))) continue;
       }
       // The pending tick: sent again by every upsert, a no-op when it is already held (same id).
@@ -154,7 +154,7 @@ export class Schedules {
       const next = edit(cur);
       if (next === null) return toInfo(cur);
       // An edit that drops the last tick's plan (resume) sends its fires first, as the upsert does.
-      if (next.lastTick === null) await sendFires(this.client, cur, cur.lastTick);
+      if (next.lastTick === null) await sendUnsentFires(this.client, cur);
       if (!(await store.writeSchedule(name, JSON.stringify(next), stored.rev))) continue;
       if (tick && !next.paused && next.nextFireAt !== null) await sendTick(this.client, next, next.nextFireAt);
       return toInfo(next);

@@ -16,6 +16,13 @@ export interface TickPlan {
   next: number | null;
   /** Fire time of a fire it buffered (overlap `'buffer'`), whose wait it started. */
   buffered: number | null;
+  /**
+   * Set while its fires may not all have been sent: a tick writes its plan first, sends its fires,
+   * then clears this. Absent once they were (and in records of earlier releases, which wrote the
+   * plan after sending). Only a plan still marked so is sent again by a later tick or an edit, so
+   * that a fire whose state has expired is never sent a second time.
+   */
+  unsent?: true;
 }
 
 /** A stored schedule. */

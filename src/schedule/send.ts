@@ -56,13 +56,17 @@ export async function sendFire(client: Client, rec: ScheduleRecord, at: number, 
   return client.with(opts).send(def.group, def.task, ...args);
 }
 
-/**
- * Sends the fires of a tick's plan (none for `null`), in order. Their ids are fixed, so sending a
- * plan again, as every later tick and every edit that drops the plan does, runs none of them twice.
- */
-export async function sendFires(client: Client, rec: ScheduleRecord, plan: TickPlan | null): Promise<void> {
-  if (plan === null) return;
+/** Sends the fires of a tick's plan, in order (fixed ids: a fire already sent is not sent twice). */
+export async function sendFires(client: Client, rec: ScheduleRecord, plan: TickPlan): Promise<void> {
   for (const at of plan.fires) await sendFire(client, rec, at);
+}
+
+/**
+ * Sends the fires of the last tick's plan when they may not all have been sent (its process died
+ * between writing the plan and sending them; see `TickPlan.unsent`); nothing otherwise.
+ */
+export async function sendUnsentFires(client: Client, rec: ScheduleRecord): Promise<void> {
+  if (rec.lastTick?.unsent === true) await sendFires(client, rec, rec.lastTick);
 }
 
 /** Sends the tick of `rec` due at `at`. */

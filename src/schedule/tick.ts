@@ -15,7 +15,7 @@ import { isFinalStatus } from '../state.js';
 import type { Registration } from '../worker-context.js';
 import { planTick } from './plan.js';
 import { fireId, parseRecord, type ScheduleRecord, type TickPlan } from './record.js';
-import { sendFire, sendFires, sendTick, sendWait, TICK_TASK, WAIT_TASK } from './send.js';
+import { sendFire, sendFires, sendTick, sendUnsentFires, sendWait, TICK_TASK, WAIT_TASK } from './send.js';
 import type { ScheduleStore } from './store.js';
 
 /** Compare-and-set attempts of one tick before it fails (and is retried through the broker). */
@@ -43,6 +43,17 @@ async function busy(backend: Backend, id: string | null): Promise<boolean> {
   if (id === null) return false;
   const state = await backend.read(id);
   return state !== null && !isFinalStatus(state.status);
+}
+
+/**
+ * Clears the `unsent` mark of `rec`'s last tick once its fires were sent, if `rec` is still stored at
+ * `rev`. A write that fails means another tick or an edit wrote since, and that one sent the plan's
+ * fires again first if it was still marked.
+ */
+async function markSent(store: ScheduleStore, rec: ScheduleRecord, rev: number): Promise<void> {
+  if (rec.lastTick?.unsent !== true) return;
+  const { unsent: _sent, ...plan } = rec.lastTick;
+  await store.writeSchedule(rec.name, JSON.stringify({ ...rec, lastTick: plan }), rev);
 }
 
 /** The tick and wait registrations of a server, one pair per group, made on first lookup. */
@@ -80,6 +91,7 @@ export class ScheduleTicks {
       if (rec.lastTick !== null && rec.lastTick.slot === slot) {
         // This tick was handled and its process died before its sends completed: they are repeated (idempotent).
         await this.sendPlan(client, rec, rec.lastTick);
+        await markSent(store, rec, stored.rev);
         return 'repeated';
       }
       if (slot <= rec.cursor) return 'covered';
@@ -88,12 +100,13 @@ export class ScheduleTicks {
       // the compare-and-set ever run (two ticks racing with different clocks may choose different
       // fires). A process that dies after the write and before the sends is made good by whoever
       // comes next: the tick's redelivery (the branch above), or any later tick, which sends the
-      // previous tick's fires again here (same ids: no-ops once sent) before it plans.
-      await sendFires(client, rec, rec.lastTick);
+      // previous plan's fires here while it is still marked unsent, before it plans.
+      await sendUnsentFires(client, rec);
       const previousBusy = rec.def.overlap !== 'allow' && (await busy(this.ctx.backend, rec.lastFireId));
       const plan = planTick(rec, slot, Date.now(), previousBusy);
       const last = plan.fires.length > 0 ? (plan.fires[plan.fires.length - 1] as number) : null;
       const tickPlan: TickPlan = { slot, fires: plan.fires, next: plan.next, buffered: plan.buffered };
+      if (plan.fires.length > 0) tickPlan.unsent = true;
       const updated: ScheduleRecord = {
         ...rec,
         cursor: plan.cursor,
@@ -114,6 +127,8 @@ export class ScheduleTicks {
       }
       if (plan.skipped.count > 0) this.ctx.emit('scheduleMissed', { schedule: name, reason: 'overlap', count: plan.skipped.count, latest: plan.skipped.latest });
       await this.sendPlan(client, updated, tickPlan);
+      // Revision stored.rev + 1 is this tick's own write.
+      await markSent(store, updated, stored.rev + 1);
       return 'ticked';
     }
     throw new ConnectionError(`schedule ${JSON.stringify(name)}: the record changed under ${CAS_ATTEMPTS} attempts of one tick; it is retried`);
