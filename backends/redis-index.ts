@@ -80,7 +80,7 @@ export class RedisTaskIndex implements TaskIndex {
     const texts = this.client.isCluster ? await Promise.all(keys.map((k) => this.client.get(k))) : await this.client.mget(keys);
     const gone = ids.filter((_, i) => texts[i] === null);
     if (gone.length > 0) await this.client.zrem(set, ...gone);
-    return texts.map((t, i) => (t === null ? null : parseTaskState(t, this.stateKey(ids[i] as string))));
+    return texts.map((t, i) => (t === null ? null : parseTaskState(t, this.stateKey(ids[i] as string), ids[i])));
   }
 
   /** @inheritdoc */

@@ -15,6 +15,8 @@ const UNSUBSCRIBE_DELAY_MS = 100;
 /** The listeners of one watched task (one SUBSCRIBE shared by all of them). */
 interface Watch {
   listeners: Set<(notice?: FinalNotice) => void>;
+  /** The task whose channel this is (a notice's state leaves its id out). */
+  id: string;
   /** Settles when Redis has acknowledged the SUBSCRIBE. */
   ready: Promise<void>;
 }
@@ -24,11 +26,11 @@ interface Watch {
  * write stored one); undefined when the message is not a readable notice (the listener is then
  * called without one and its caller reads the state).
  */
-function parseNotice(message: string, channel: string): FinalNotice | undefined {
+function parseNotice(message: string, channel: string, id: string): FinalNotice | undefined {
   if (typeof message !== 'string' || message.charCodeAt(0) !== 123) return undefined;
   const nl = message.indexOf('\n');
   try {
-    const state = parseTaskState(nl < 0 ? message : message.slice(0, nl), channel);
+    const state = parseTaskState(nl < 0 ? message : message.slice(0, nl), channel, id);
     return { state, result: nl < 0 ? null : message.slice(nl + 1) };
   } catch {
     return undefined;
@@ -70,11 +72,11 @@ export class FinalWatches {
   }
 
   /**
-   * Calls `listener` with each notice published on `channel`. Resolves with the function that stops
+   * Calls `listener` with each notice published on `channel`, task `id`'s final channel. Resolves with the function that stops
    * it once Redis has acknowledged the SUBSCRIBE; rejects with a `TasukiError` when it cannot
    * subscribe. After a reconnection ioredis subscribes again by itself.
    */
-  async watch(channel: string, listener: (notice?: FinalNotice) => void): Promise<() => void> {
+  async watch(channel: string, id: string, listener: (notice?: FinalNotice) => void): Promise<() => void> {
     let watch = this.watches.get(channel);
     if (watch === undefined) {
       const sub = this.subscriberConnection();
@@ -82,6 +84,7 @@ export class FinalWatches {
       const lingering = this.unsubscribing.delete(channel);
       const created: Watch = {
         listeners: new Set(),
+        id,
         ready: lingering ? Promise.resolve() : sub.subscribe(channel).then(() => undefined),
       };
       // A failed SUBSCRIBE leaves nothing behind: the next watcher of the id tries again.
@@ -158,7 +161,7 @@ export class FinalWatches {
       for (const listener of watch.listeners) {
         try {
           // Each listener gets its own copy of the notice (normally there is one listener).
-          listener(parseNotice(message, channel));
+          listener(parseNotice(message, channel, watch.id));
         } catch {
           // a listener's failure is its own; the others still get the hint
         }

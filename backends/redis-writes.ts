@@ -28,6 +28,9 @@ export const REDIS_MAX_STRING = 512 * 1024 * 1024;
 /** Most writes sent in one script call. */
 const MAX_WRITES_PER_CALL = 256;
 
+/** Stored state records leave out the task id: their key `P:{ID}:state` names it (readers put it back). */
+const OMIT_ID = { omitId: true } as const;
+
 /** Throws {@link ValueTooLargeError} when `text` is longer than Redis stores. */
 function checkSize(text: string): void {
   // A UTF-16 code unit takes at most 3 UTF-8 bytes: short texts need no byte count.
@@ -74,6 +77,8 @@ export class PendingWrite {
     readonly move?: Omit<IndexMove, 'prev'>,
     /** For a delta write (`stateText` a delta, `./redis-delta.ts`): the same write whole, sent when the basis was not stored. */
     readonly whole?: PendingWrite,
+    /** The task id (stored records leave it out: the key names it). */
+    readonly id = '',
   ) {}
 
   /** Settles with the script's or the SET's reply: written or not, and the previous state text. */
@@ -83,10 +88,11 @@ export class PendingWrite {
       return;
     }
     const key = this.stateKey;
+    const id = this.id;
     if (!written) {
       let previous: TaskState;
       try {
-        previous = parseTaskState(prev, key);
+        previous = parseTaskState(prev, key, id);
       } catch (err) {
         this.reject(err);
         return;
@@ -99,7 +105,7 @@ export class PendingWrite {
     this.resolve({
       written: true,
       get previous(): TaskState {
-        return (previous ??= parseTaskState(prev, key));
+        return (previous ??= parseTaskState(prev, key, id));
       },
     });
   }
@@ -110,7 +116,7 @@ export class PendingWrite {
    */
   widened(): PendingWrite {
     const ix = this.ix === undefined ? undefined : widenedPart(this.ix);
-    return new PendingWrite(this.stateKey, this.resultKey, this.stateText, this.op, this.result, this.resultTtl, this.nativeTtl, ix, this.move, this.whole?.widened());
+    return new PendingWrite(this.stateKey, this.resultKey, this.stateText, this.op, this.result, this.resultTtl, this.nativeTtl, ix, this.move, this.whole?.widened(), this.id);
   }
 
   /** Bytes of the values written (for a size error). */
@@ -136,9 +142,10 @@ export interface IndexKeeping {
  * Validates a write for keys under `prefix` and turns it into a {@link PendingWrite} (throws typed
  * errors). With `index`, the write also keeps the task index (in the same script call: a lone
  * `absent` write then goes through the script too, not the native SET). With `deltas`, a guarded
- * write with a basis is sent as its edits from it when they are shorter (`./redis-delta.ts`).
+ * write with a basis is sent as its edits from it when they are shorter (`./redis-delta.ts`). The
+ * stored record leaves out the task id (its key names it) unless `recordIds`.
  */
-export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping, deltas = false): PendingWrite {
+export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping, deltas = false, recordIds = false): PendingWrite {
   const guard = w.guard;
   if (guard !== 'absent' && guard !== 'notFinal' && guard !== 'notSuccess') {
     throw new InvalidOptionError(`unknown write guard ${JSON.stringify(guard)}`);
@@ -152,7 +159,8 @@ export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping
     checkSize(result);
   }
   const state = w.state;
-  const stateText = encodeTaskState(state);
+  const encoding = recordIds ? undefined : OMIT_ID;
+  const stateText = encodeTaskState(state, encoding);
   checkSize(stateText);
   const tag = taskTag(prefix, state.id);
   const status = state.status;
@@ -162,7 +170,7 @@ export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping
     // The write returns the state it replaced; the index move follows it (see WriteBatcher).
     const move = { base: index.base(state.group), group: state.group, status, score: state.updatedAt, id: state.id, gone: stateTtl === 0 };
     return new PendingWrite(tag + ':state', result === undefined ? undefined : tag + ':result', stateText,
-      writeOp(guard, status, result !== undefined, stateTtl, true, false), result, String(resultTtl), 0, undefined, move);
+      writeOp(guard, status, result !== undefined, stateTtl, true, false), result, String(resultTtl), 0, undefined, move, undefined, state.id);
   }
   // A guarded write with a basis declares only the index sets of its basis's status and its new one.
   const ix = indexed ? indexPart(index.base(state.group), status, state.updatedAt, state.id, index.cap, guard === 'absent', w.basis?.status) : undefined;
@@ -178,13 +186,16 @@ export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping
     String(resultTtl),
     guard === 'absent' && result === undefined && stateTtl !== 0 && !final && ix === undefined ? stateTtl : 0,
     ix,
+    undefined,
+    undefined,
+    state.id,
   );
   // With the state the writer expects stored: only the edits from it, when they are shorter.
   if (!deltas || w.basis === undefined || guard === 'absent' || stateTtl === 0) return whole;
-  const delta = stateDelta(encodeTaskState(w.basis), stateText);
+  const delta = stateDelta(encodeTaskState(w.basis, encoding), stateText);
   if (delta === undefined) return whole;
   const op = writeOp(guard, status, result !== undefined, stateTtl, previous, ix !== undefined, true);
-  return new PendingWrite(stateKey, resultKey, delta, op, result, String(resultTtl), 0, ix, undefined, whole);
+  return new PendingWrite(stateKey, resultKey, delta, op, result, String(resultTtl), 0, ix, undefined, whole, state.id);
 }
 
 /** The writes of the current tick on one connection. */

@@ -60,6 +60,8 @@ export class RedisBackend implements Backend {
   private readonly keeping: IndexKeeping | undefined;
   /** Whether writes with a basis are sent as deltas ({@link RedisBackendOptions.deltaWrites}). */
   private readonly deltas: boolean;
+  /** Whether stored records name their task id ({@link RedisBackendOptions.recordIds}). */
+  private readonly recordIds: boolean;
   /** @inheritdoc */
   readonly index: RedisTaskIndex | undefined;
   /** @inheritdoc */
@@ -96,6 +98,7 @@ export class RedisBackend implements Backend {
     if (options.index !== false && (!Number.isInteger(cap) || cap < 1)) throw new InvalidOptionError(`index.cap must be a whole number ≥ 1, got ${String(cap)}`);
     this.keeping = options.index === false ? undefined : indexKeeping(this.prefix, cap, onCluster);
     this.deltas = options.deltaWrites === true;
+    this.recordIds = options.recordIds === true;
     this.writes = new WriteBatcher(this.client, (err, bytes) => this.wrap(err, 'write', bytes), this.keeping?.groupsKey, checkWaitReplicas(options.waitReplicas), cap);
     if (onCluster) this.client.defineCommand(CLUSTER_INDEX_COMMAND, { numberOfKeys: TASK_STATUSES.length, lua: CLUSTER_INDEX_SCRIPT });
     const wrap = (err: unknown, op: string): Error => this.wrap(err, op);
@@ -134,7 +137,7 @@ export class RedisBackend implements Backend {
     let p: PendingWrite;
     try {
       this.check();
-      p = prepareWrite(this.prefix, w, this.keeping, this.deltas);
+      p = prepareWrite(this.prefix, w, this.keeping, this.deltas, this.recordIds);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -151,7 +154,7 @@ export class RedisBackend implements Backend {
     } catch (err) {
       throw this.wrap(err, 'read');
     }
-    return text === null ? null : parseTaskState(text, key);
+    return text === null ? null : parseTaskState(text, key, id);
   }
 
   /**
@@ -168,7 +171,7 @@ export class RedisBackend implements Backend {
     } catch (err) {
       throw this.wrap(err, 'readMany');
     }
-    return texts.map((t, i) => (t === null ? null : parseTaskState(t, keys[i] as string)));
+    return texts.map((t, i) => (t === null ? null : parseTaskState(t, keys[i] as string, ids[i])));
   }
 
   /** @inheritdoc */
@@ -203,7 +206,7 @@ export class RedisBackend implements Backend {
    */
   async watchFinal(id: string, listener: (notice?: FinalNotice) => void): Promise<() => void> {
     this.check();
-    return this.watches.watch(finalChannel(this.prefix, id), listener);
+    return this.watches.watch(finalChannel(this.prefix, id), id, listener);
   }
 
   private check(): void {

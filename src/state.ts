@@ -104,9 +104,11 @@ export function storeError(err: Error, max = STORED_ERROR_TEXT_MAX, stack = true
 
 /**
  * Parses a stored state (JSON text) for backends; throws {@link DecodeError} naming `where` (a key or
- * document id) when it is not JSON or not a task state record.
+ * document id) when it is not JSON or not a task state record. `id` is the task id the record was
+ * stored under: a record written without its id (`encodeTaskState(state, { omitId: true })`, for a
+ * store whose key already names the task) gets it back; a record that has one keeps its own.
  */
-export function parseTaskState(text: string, where: string): TaskState {
+export function parseTaskState(text: string, where: string, id?: string): TaskState {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -114,7 +116,9 @@ export function parseTaskState(text: string, where: string): TaskState {
     throw new DecodeError(`stored state at ${where} is not JSON`, err);
   }
   if (typeof value !== 'object' || value === null) throw new DecodeError(`stored value at ${where} is not a task state`);
-  const v = value as { id?: unknown; status?: unknown };
+  let v = value as { id?: unknown; status?: unknown };
+  // Put back first, where a record that names its id has it.
+  if (v.id === undefined && id !== undefined) value = v = { id, ...v };
   if (typeof v.status !== 'string' || typeof v.id !== 'string') throw new DecodeError(`stored value at ${where} is not a task state`);
   return completeTaskState(value as TaskState);
 }
@@ -134,14 +138,18 @@ function impliedUpdatedAt(s: Partial<TaskState> & Pick<TaskState, 'status'>): nu
  * `retriesUsed` 0, `updatedAt` when it equals the time readers assume for it (its status's own,
  * see {@link completeTaskState}) and undefined fields. Field order is the object's (the Redis write
  * script relies on `status` coming before the nested `error`). {@link parseTaskState} reads it back
- * to an equal state; so does every release since the one that added `completeTaskState`.
+ * to an equal state; so does every release since the one that added `completeTaskState`. With
+ * `omitId` the record leaves out `id` too, for a store whose key names the task (the Redis backend:
+ * `P:{ID}:state`); read it back with `parseTaskState(text, where, id)`.
  */
-export function encodeTaskState(state: TaskState): string {
+export function encodeTaskState(state: TaskState, options?: { readonly omitId?: boolean }): string {
   const out: Record<string, unknown> = {};
   const implied = impliedUpdatedAt(state);
+  const omitId = options?.omitId === true;
   for (const k in state) {
     const v = (state as unknown as Record<string, unknown>)[k];
     if (v === undefined) continue;
+    if (k === 'id' && omitId) continue;
     if (k === 'v' && v === 1) continue;
     if (k === 'retriesUsed' && v === 0) continue;
     if (k === 'updatedAt' && v === implied) continue;

@@ -86,6 +86,18 @@ describe('compact state writes (encodeTaskState)', () => {
     expect(encodeTaskState(complete[1] as TaskState)).not.toContain('updatedAt');
   });
 
+  it('with omitId leaves out the id, which the reader puts back from where the record is stored', () => {
+    for (const full of complete) {
+      const text = encodeTaskState(full, { omitId: true });
+      expect(JSON.parse(text)).not.toHaveProperty('id');
+      expect(text.length).toBe(compactText(full).length - `"id":"${full.id}",`.length);
+      expect(parseTaskState(text, 'k', full.id)).toEqual(full);
+    }
+    // A record that names its id keeps its own; one without an id and none given is no task state.
+    expect(parseTaskState(encodeTaskState(complete[0] as TaskState), 'k', 'other').id).toBe('a');
+    expect(() => parseTaskState(encodeTaskState(complete[0] as TaskState, { omitId: true }), 'k')).toThrow(/not a task state/);
+  });
+
   it('keeps status before the nested error (the Redis write script finds the first status key)', () => {
     const failed: TaskState = { v: 1, id: 'e', group: 'g', name: 'n', status: 'failure', retriesUsed: 0, retriesLeft: 0, error: { name: 'Error', message: '"status":"success"' }, finishedAt: 5, updatedAt: 5 };
     const text = encodeTaskState(failed);
@@ -129,10 +141,34 @@ describe('compact stored states', () => {
       // What the backend writes is the compact record, read back whole.
       const state: TaskState = { v: 1, id: 'w', group: '', name: 'n', status: 'running', retriesUsed: 0, retriesLeft: 3, sentAt: 11, startedAt: 22, updatedAt: 22 };
       expect((await b.write({ state, stateTtl: 60, guard: 'notFinal' })).written).toBe(true);
-      expect(await ns.admin.get(redisKeys(ns.prefix, 'w').state)).toBe(compactText(state));
+      // ... without the id its key names.
+      const { id: _id, ...withoutId } = JSON.parse(compactText(state)) as Record<string, unknown>;
+      expect(await ns.admin.get(redisKeys(ns.prefix, 'w').state)).toBe(JSON.stringify(withoutId));
       expect(await b.read('w')).toEqual(state);
     } finally {
       await b.close();
+    }
+  });
+
+  it('recordIds: true writes the id into the record (for readers of earlier builds); both forms read the same', async () => {
+    const keeping = new RedisBackend({ prefix: ns.prefix, recordIds: true });
+    const plain = new RedisBackend({ prefix: ns.prefix });
+    try {
+      const a: TaskState = { ...(complete[0] as TaskState), id: `ri-${randomUUID()}` };
+      const b: TaskState = { ...(complete[1] as TaskState), id: `ri-${randomUUID()}` };
+      expect((await keeping.write({ state: a, stateTtl: 60, guard: 'absent' })).written).toBe(true);
+      expect((await plain.write({ state: b, stateTtl: 60, guard: 'absent' })).written).toBe(true);
+      // What an earlier build reads: the id in the record (parseTaskState without the key's id).
+      expect(parseTaskState((await ns.admin.get(redisKeys(ns.prefix, a.id).state)) as string, 'k')).toEqual(a);
+      expect(JSON.parse((await ns.admin.get(redisKeys(ns.prefix, b.id).state)) as string)).not.toHaveProperty('id');
+      for (const reader of [keeping, plain]) expect(await reader.readMany([a.id, b.id])).toEqual([a, b]);
+      // A guarded write over either form finds its status and hands back the previous state whole.
+      const over = await plain.write({ state: { ...a, status: 'running', startedAt: 22, updatedAt: 22 }, stateTtl: 60, guard: 'notFinal' });
+      expect(over).toMatchObject({ written: true });
+      expect(over.previous).toEqual(a);
+    } finally {
+      await keeping.close();
+      await plain.close();
     }
   });
 
@@ -155,17 +191,18 @@ describe('compact stored states', () => {
         expect((await client.getResult(id, 10_000)).value).toBe(5);
         seen.push(await ns.admin.get(key));
         const [sent, running, success] = seen.map((t) => JSON.parse(t as string) as Record<string, unknown>);
-        expect(sent).toMatchObject({ id, status: 'sent', retriesLeft: 3 });
-        expect(running).toMatchObject({ id, status: 'running', sentAt: sent?.sentAt });
-        expect(success).toMatchObject({ id, status: 'success', sentAt: sent?.sentAt });
+        expect(sent).toMatchObject({ status: 'sent', retriesLeft: 3 });
+        expect(running).toMatchObject({ status: 'running', sentAt: sent?.sentAt });
+        expect(success).toMatchObject({ status: 'success', sentAt: sent?.sentAt });
         for (const r of [sent, running, success]) {
+          expect(r).not.toHaveProperty('id');
           expect(r).not.toHaveProperty('v');
           expect(r).not.toHaveProperty('retriesUsed');
           expect(r).not.toHaveProperty('updatedAt');
         }
         // Read back whole: updatedAt is the status's own time.
         const state = (await client.getStatus(id))?.state;
-        expect(state).toMatchObject({ v: 1, retriesUsed: 0, status: 'success', updatedAt: success?.finishedAt });
+        expect(state).toMatchObject({ v: 1, id, retriesUsed: 0, status: 'success', updatedAt: success?.finishedAt });
       } finally {
         await client.close();
         await server.shutdown(5000);
