@@ -18,6 +18,16 @@ const SHRUNK_TEXT_MAX = 1024;
 
 const isTooLarge = (e: Error): boolean => (e as { code?: unknown }).code === 'ERR_VALUE_TOO_LARGE';
 
+/**
+ * Codes of write errors another attempt does not cure: the record stored for the task is no task
+ * state (`ERR_DECODE`), or the backend refuses the write itself (`ERR_INVALID_OPTION`). Connection
+ * errors and errors without a tasuki code are retried for as long as the lease is held.
+ */
+const PERMANENT_WRITE_ERRORS: ReadonlySet<unknown> = new Set(['ERR_DECODE', 'ERR_INVALID_OPTION']);
+
+/** Failed attempts of a write with a permanent error before its task is dead-lettered. */
+const PERMANENT_ATTEMPTS = 3;
+
 /** Writes and settles jobs of one group worker. */
 export class JobRecorder {
   /**
@@ -37,6 +47,10 @@ export class JobRecorder {
    * delivered again, so nothing is lost. A state too large for the backend is cut down once (error
    * message without stack, no progress); when even that is refused the task fails with
    * `ERR_VALUE_TOO_LARGE` and is dead-lettered ({@link unstorable}), and this returns undefined.
+   * A write refused {@link PERMANENT_ATTEMPTS} times with an error another attempt does not cure
+   * ({@link PERMANENT_WRITE_ERRORS}) dead-letters the message with that error's code
+   * ({@link unwritable}) instead of holding its slot for ever; a dead letter can be redriven once
+   * the cause is fixed.
    */
   persist(job: Job, write: StateWrite): Promise<WriteOutcome | undefined> {
     // The worker reads the previous state only of a refused write (the hot path's writes say so already).
@@ -70,6 +84,10 @@ export class JobRecorder {
       } else {
         if (!job.held || this.stopped.aborted) {
           this.ctx.logger.warn('backend write failed; leaving the message for redelivery', { id: write.state.id, error: e });
+          return undefined;
+        }
+        if (attempt >= PERMANENT_ATTEMPTS && PERMANENT_WRITE_ERRORS.has((e as { code?: unknown }).code)) {
+          await this.unwritable(job, write.state, e);
           return undefined;
         }
         const wait = Math.min(5000, 50 * 2 ** Math.min(attempt, 7));
@@ -110,6 +128,15 @@ export class JobRecorder {
     }
     this.ctx.logger.warn('task state too large for the backend; the task failed and is dead-lettered', { id: state.id, error: e });
     await this.deadLetter(job, { code: 'ERR_VALUE_TOO_LARGE', message }, state.id, state.name);
+    if (job.msg !== undefined) this.ctx.emit('failed', { ...this.event(job.msg), error: e });
+  }
+
+  /** A write of the task's state failed for good ({@link PERMANENT_WRITE_ERRORS}): dead-letters its message. */
+  private async unwritable(job: Job, state: TaskState, e: Error): Promise<void> {
+    const code = String((e as { code?: unknown }).code);
+    const message = truncateText(`the state of the task could not be written (${PERMANENT_ATTEMPTS} attempts): ${e.message}`, SHRUNK_TEXT_MAX);
+    this.ctx.logger.error('backend refused the task state for good; the message is dead-lettered', { id: state.id, attempts: PERMANENT_ATTEMPTS, error: e });
+    await this.deadLetter(job, { code, message }, state.id, state.name);
     if (job.msg !== undefined) this.ctx.emit('failed', { ...this.event(job.msg), error: e });
   }
 
