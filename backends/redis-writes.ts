@@ -61,6 +61,8 @@ export class PendingWrite {
   reject!: (err: unknown) => void;
   constructor(
     readonly stateKey: string,
+    /** The task id (stored records leave it out: the key names it, percent-encoded). */
+    readonly id: string,
     /** Result key, only when a result is written. */
     readonly resultKey: string | undefined,
     readonly stateText: string,
@@ -77,8 +79,6 @@ export class PendingWrite {
     readonly move?: Omit<IndexMove, 'prev'>,
     /** For a delta write (`stateText` a delta, `./redis-delta.ts`): the same write whole, sent when the basis was not stored. */
     readonly whole?: PendingWrite,
-    /** The task id (stored records leave it out: the key names it). */
-    readonly id = '',
   ) {}
 
   /** Settles with the script's or the SET's reply: written or not, and the previous state text. */
@@ -116,7 +116,7 @@ export class PendingWrite {
    */
   widened(): PendingWrite {
     const ix = this.ix === undefined ? undefined : widenedPart(this.ix);
-    return new PendingWrite(this.stateKey, this.resultKey, this.stateText, this.op, this.result, this.resultTtl, this.nativeTtl, ix, this.move, this.whole?.widened(), this.id);
+    return new PendingWrite(this.stateKey, this.id, this.resultKey, this.stateText, this.op, this.result, this.resultTtl, this.nativeTtl, ix, this.move, this.whole?.widened());
   }
 
   /** Bytes of the values written (for a size error). */
@@ -169,8 +169,8 @@ export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping
   if (indexed && index.cluster === true) {
     // The write returns the state it replaced; the index move follows it (see WriteBatcher).
     const move = { base: index.base(state.group), group: state.group, status, score: state.updatedAt, id: state.id, gone: stateTtl === 0 };
-    return new PendingWrite(tag + ':state', result === undefined ? undefined : tag + ':result', stateText,
-      writeOp(guard, status, result !== undefined, stateTtl, true, false), result, String(resultTtl), 0, undefined, move, undefined, state.id);
+    return new PendingWrite(tag + ':state', state.id, result === undefined ? undefined : tag + ':result', stateText,
+      writeOp(guard, status, result !== undefined, stateTtl, true, false), result, String(resultTtl), 0, undefined, move);
   }
   // A guarded write with a basis declares only the index sets of its basis's status and its new one.
   const ix = indexed ? indexPart(index.base(state.group), status, state.updatedAt, state.id, index.cap, guard === 'absent', w.basis?.status) : undefined;
@@ -179,6 +179,7 @@ export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping
   const previous = w.previous !== 'refused';
   const whole = new PendingWrite(
     stateKey,
+    state.id,
     resultKey,
     stateText,
     writeOp(guard, status, result !== undefined, stateTtl, previous, ix !== undefined),
@@ -186,16 +187,13 @@ export function prepareWrite(prefix: string, w: StateWrite, index?: IndexKeeping
     String(resultTtl),
     guard === 'absent' && result === undefined && stateTtl !== 0 && !final && ix === undefined ? stateTtl : 0,
     ix,
-    undefined,
-    undefined,
-    state.id,
   );
   // With the state the writer expects stored: only the edits from it, when they are shorter.
   if (!deltas || w.basis === undefined || guard === 'absent' || stateTtl === 0) return whole;
   const delta = stateDelta(encodeTaskState(w.basis, encoding), stateText);
   if (delta === undefined) return whole;
   const op = writeOp(guard, status, result !== undefined, stateTtl, previous, ix !== undefined, true);
-  return new PendingWrite(stateKey, resultKey, delta, op, result, String(resultTtl), 0, ix, undefined, whole, state.id);
+  return new PendingWrite(stateKey, state.id, resultKey, delta, op, result, String(resultTtl), 0, ix, undefined, whole);
 }
 
 /** The writes of the current tick on one connection. */
