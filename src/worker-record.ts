@@ -16,7 +16,10 @@ import type { Job } from './worker-job.js';
 /** Longest message of a cut-down error (characters) when even the {@link STORED_ERROR_TEXT_MAX} cut did not fit. */
 const SHRUNK_TEXT_MAX = 1024;
 
-const isTooLarge = (e: Error): boolean => (e as { code?: unknown }).code === 'ERR_VALUE_TOO_LARGE';
+/** The `code` of an error (a tasuki error's, or a driver's), undefined when it has none. */
+const codeOf = (e: Error): unknown => (e as { code?: unknown }).code;
+
+const isTooLarge = (e: Error): boolean => codeOf(e) === 'ERR_VALUE_TOO_LARGE';
 
 /**
  * Codes of write errors another attempt does not cure: the record stored for the task is no task
@@ -86,7 +89,7 @@ export class JobRecorder {
           this.ctx.logger.warn('backend write failed; leaving the message for redelivery', { id: write.state.id, error: e });
           return undefined;
         }
-        if (attempt >= PERMANENT_ATTEMPTS && PERMANENT_WRITE_ERRORS.has((e as { code?: unknown }).code)) {
+        if (attempt >= PERMANENT_ATTEMPTS && PERMANENT_WRITE_ERRORS.has(codeOf(e))) {
           await this.unwritable(job, write.state, e);
           return undefined;
         }
@@ -133,7 +136,7 @@ export class JobRecorder {
 
   /** A write of the task's state failed for good ({@link PERMANENT_WRITE_ERRORS}): dead-letters its message. */
   private async unwritable(job: Job, state: TaskState, e: Error): Promise<void> {
-    const code = String((e as { code?: unknown }).code);
+    const code = String(codeOf(e));
     const message = truncateText(`the state of the task could not be written (${PERMANENT_ATTEMPTS} attempts): ${e.message}`, SHRUNK_TEXT_MAX);
     this.ctx.logger.error('backend refused the task state for good; the message is dead-lettered', { id: state.id, attempts: PERMANENT_ATTEMPTS, error: e });
     await this.deadLetter(job, { code, message }, state.id, state.name);
