@@ -15,15 +15,21 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
+/** A client on the memory broker and backend, with the clock faked at t0 (2030-01-01). */
+function setup(): { t0: number; backend: MemoryBackend; client: Client; store: NonNullable<MemoryBackend['scheduleStore']> } {
+  vi.useFakeTimers({ toFake: ['Date'] });
+  const t0 = Date.UTC(2030, 0, 1, 0, 0, 0);
+  vi.setSystemTime(t0);
+  const backend = new MemoryBackend();
+  const client = new Client({ broker: new MemoryBroker(), backend, logger: silentLogger });
+  const store = backend.scheduleStore;
+  if (store === undefined) throw new Error('the memory backend stores schedules');
+  return { t0, backend, client, store };
+}
+
 describe('schedule ticks racing', () => {
   it('a tick that loses the compare-and-set sends none of its fires', async () => {
-    vi.useFakeTimers({ toFake: ['Date'] });
-    const t0 = Date.UTC(2030, 0, 1, 0, 0, 0);
-    vi.setSystemTime(t0);
-    const backend = new MemoryBackend();
-    const client = new Client({ broker: new MemoryBroker(), backend, logger: silentLogger });
-    const store = backend.scheduleStore;
-    if (store === undefined) throw new Error('the memory backend stores schedules');
+    const { t0, backend, client, store } = setup();
     const ref = taskRef<[], void>('race', 'beat');
     await client.schedules.upsert('s', { everyMs: 1000, graceMs: 500, catchup: { windowMs: 2500 } }, ref);
     const stored = await store.readSchedule('s');
@@ -56,13 +62,7 @@ describe('schedule ticks racing', () => {
   });
 
   it('a later tick sends the previous plan again only while it is marked unsent', async () => {
-    vi.useFakeTimers({ toFake: ['Date'] });
-    const t0 = Date.UTC(2030, 0, 1, 0, 0, 0);
-    vi.setSystemTime(t0);
-    const backend = new MemoryBackend();
-    const client = new Client({ broker: new MemoryBroker(), backend, logger: silentLogger });
-    const store = backend.scheduleStore;
-    if (store === undefined) throw new Error('the memory backend stores schedules');
+    const { t0, backend, client, store } = setup();
     await client.schedules.upsert('s', { everyMs: 1000 }, taskRef<[], void>('race', 'beat'));
     const read = async (): Promise<{ rev: number; rec: ReturnType<typeof parseRecord> }> => {
       const st = (await store.readSchedule('s')) as { rev: number; data: string };
