@@ -10,29 +10,25 @@
 import { Redis } from 'ioredis';
 import { startPrivateRedis } from './private-redis.js';
 import { PAYLOAD } from './round.js';
+import { onRedisCommand } from './redis-command-hook.js';
 
-type Cmd = { name: string; args: unknown[] };
 /** Calls, key-name bytes and argument bytes per connection and command. */
 const tally = new Map<string, [number, number, number]>();
 let counting = false;
 
 /** Counts the text of every command sent while {@link counting}. */
 function countCommands(): void {
-  const proto = Redis.prototype as unknown as { sendCommand(this: Redis, cmd: Cmd, stream?: unknown): unknown };
-  const original = proto.sendCommand;
-  proto.sendCommand = function (cmd, stream) {
-    if (counting) {
-      let key = `${this.options.connectionName ?? '?'} ${cmd.name}`;
-      const keyCount = cmd.name === 'evalsha' ? Number(cmd.args[1]) : 0;
-      if (cmd.name === 'evalsha') key += ` (${keyCount} keys)`;
-      const args = cmd.name === 'evalsha' ? cmd.args.slice(2) : cmd.args;
-      const row = tally.get(key) ?? [0, 0, 0];
-      row[0]++;
-      args.forEach((a, i) => (row[i < keyCount ? 1 : 2] += Buffer.byteLength(String(a))));
-      tally.set(key, row);
-    }
-    return original.call(this, cmd, stream);
-  };
+  onRedisCommand((connection, cmd) => {
+    if (!counting) return;
+    let key = `${connection.options.connectionName ?? '?'} ${cmd.name}`;
+    const keyCount = cmd.name === 'evalsha' ? Number(cmd.args[1]) : 0;
+    if (cmd.name === 'evalsha') key += ` (${keyCount} keys)`;
+    const args = cmd.name === 'evalsha' ? cmd.args.slice(2) : cmd.args;
+    const row = tally.get(key) ?? [0, 0, 0];
+    row[0]++;
+    args.forEach((a, i) => (row[i < keyCount ? 1 : 2] += Buffer.byteLength(String(a))));
+    tally.set(key, row);
+  });
 }
 
 async function inputBytes(info: Redis): Promise<number> {

@@ -23,6 +23,7 @@
 import { Redis } from 'ioredis';
 import { countersDelta, readCounters, startPrivateRedis } from './private-redis.js';
 import { PAYLOAD } from './round.js';
+import { onRedisCommand } from './redis-command-hook.js';
 import { EXPECTED_RESULT } from './systems.js';
 
 /** One system's two operations. */
@@ -60,18 +61,13 @@ const mark = (what: string): void => void trace?.push([performance.now(), what])
 
 /** Records every command of every ioredis connection (issued, answered) while {@link trace} is set. */
 function traceCommands(): void {
-  type Cmd = { name: string; args: unknown[]; promise: Promise<unknown> };
-  const proto = Redis.prototype as unknown as { sendCommand(this: Redis, cmd: Cmd, stream?: unknown): unknown };
-  const original = proto.sendCommand;
-  proto.sendCommand = function (cmd, stream) {
-    if (trace !== null && cmd.name !== 'info') {
-      const what = `${this.options.connectionName ?? '?'} ${cmd.name === 'evalsha' ? `script(${String(cmd.args[1])} keys)` : cmd.name}`;
-      const t = trace;
-      t.push([performance.now(), `>> ${what}`]);
-      cmd.promise.then(() => void t.push([performance.now(), `<< ${what}`]), () => undefined);
-    }
-    return original.call(this, cmd, stream);
-  };
+  onRedisCommand((connection, cmd) => {
+    if (trace === null || cmd.name === 'info') return;
+    const what = `${connection.options.connectionName ?? '?'} ${cmd.name === 'evalsha' ? `script(${String(cmd.args[1])} keys)` : cmd.name}`;
+    const t = trace;
+    t.push([performance.now(), `>> ${what}`]);
+    cmd.promise.then(() => void t.push([performance.now(), `<< ${what}`]), () => undefined);
+  });
 }
 
 async function timeline(port: number, trips: number): Promise<void> {
